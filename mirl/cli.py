@@ -1,0 +1,58 @@
+"""The ``mirl`` command. Thin: argument parsing lives here and in ``mirl.commands.*`` only.
+
+Example:
+    $ mirl info runs/quickstart_1a2b3c4d/level_3/model.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from mirl.errors import MirlError
+
+# sub-command -> (module, one-line help). Modules import their heavy dependencies inside run().
+COMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("mirl.commands.info", "describe a checkpoint: preset, parameters, density"),
+    "make-dataset": ("mirl.commands.make_dataset", "write the built-in corpus, degraded, in the published layout"),
+    "restore": ("mirl.commands.restore", "restore images of any size with a checkpoint"),
+    "lottery": ("mirl.commands.lottery", "run (or resume) an iterative magnitude pruning study"),
+    "evaluate": ("mirl.commands.evaluate", "score a run or checkpoint on a dataset folder"),
+    "export": ("mirl.commands.export", "write a compact sparse checkpoint"),
+    "report": ("mirl.commands.report", "execute the notebooks and publish HTML reports"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mirl", description="MIR-L study kit: lottery-ticket pruning of PromptIR")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue  # command not available in this build
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(sub_parser)
+        sub_parser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except MirlError as exc:
+        print(f"mirl {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mirl {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

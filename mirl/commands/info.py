@@ -1,0 +1,33 @@
+"""``mirl info CHECKPOINT``: preset, parameter count, non-zero weights and density."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="a Lightning .ckpt, a state dict, or a mirl checkpoint/export")
+    parser.add_argument("--rule", default="upstream", choices=["upstream", "conv"], help="which weights count as prunable")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument("--allow-pickle", action="store_true", help="allow arbitrary unpickling (trusted files only)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mirl.models import load_checkpoint
+    from mirl.pruning.rules import density_summary
+
+    model, meta = load_checkpoint(args.checkpoint, allow_pickle=args.allow_pickle)
+    summary = density_summary(model.state_dict(), rule=args.rule)
+    record = {"checkpoint": args.checkpoint, "format": meta["format"], "preset": meta["preset"], "rule": args.rule, **summary}
+    if args.json:
+        print(json.dumps(record, indent=2))
+        return 0
+    print(f"checkpoint          {args.checkpoint}  ({meta['format']})")
+    print(f"preset              {meta['preset']}")
+    print(f"parameters          {summary['parameters']:,}")
+    print(f"prunable ({args.rule:8s}) {summary['prunable']:,}")
+    print(f"non-zero prunable   {summary['nonzero_prunable']:,}")
+    print(f"density (prunable)  {summary['density_prunable']:.2%}")
+    print(f"density (trainable) {summary['density_trainable']:.2%}   non-prunable parameters counted as alive")
+    return 0

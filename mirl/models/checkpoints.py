@@ -1,0 +1,267 @@
+"""Read and write PromptIR checkpoints safely.
+
+Formats read by :func:`load_checkpoint`:
+
+* Lightning ``.ckpt`` files published with MIR-L and PromptIR: a dict with ``state_dict`` whose
+  keys carry the prefix ``net.``; the architecture is inferred from the tensor shapes;
+* plain state dicts (optionally with the ``module.`` prefix of DistributedDataParallel);
+* mirl checkpoints (``format: mirl.checkpoint``), which record their configuration;
+* mirl sparse exports (``format: mirl.sparse``), densified on load.
+
+Loading always uses ``torch.load(..., weights_only=True)``. A file that needs arbitrary
+unpickling is refused unless ``allow_pickle=True`` is passed explicitly.
+
+Example:
+    >>> import tempfile, os
+    >>> from mirl.models import build_model, save_checkpoint, load_checkpoint
+    >>> path = os.path.join(tempfile.mkdtemp(), "tiny.pt")
+    >>> save_checkpoint(path, build_model("tiny"), metadata={"note": "demo"})
+    >>> model, meta = load_checkpoint(path)
+    >>> meta["preset"], meta["format"]
+    ('tiny', 'mirl.checkpoint')
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from mirl.errors import MirlError
+
+from .config import ModelConfig, preset, preset_name
+from .promptir import PromptIR
+
+MIRL_FORMAT = "mirl.checkpoint"
+SPARSE_FORMAT = "mirl.sparse"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(MirlError, ValueError):
+    """A checkpoint could not be read or does not fit the network; the message says why."""
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename: never half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: PromptIR,
+    metadata: Mapping[str, Any] | None = None,
+    state_dict: Mapping[str, torch.Tensor] | None = None,
+) -> None:
+    """Write a mirl checkpoint that :func:`load_checkpoint` reads with no other argument.
+
+    ``metadata`` must hold only plain values (str, int, float, bool, None, lists, dicts), so the
+    file stays loadable with ``weights_only=True``.
+    """
+    sd = state_dict if state_dict is not None else model.state_dict()
+    payload = {
+        "format": MIRL_FORMAT,
+        "version": FORMAT_VERSION,
+        "config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in sd.items()},
+        "metadata": dict(metadata or {}),
+    }
+    atomic_torch_save(payload, path)
+
+
+def read_checkpoint_file(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu", allow_pickle: bool = False
+) -> Any:
+    """``torch.load`` with ``weights_only=True`` and one-line errors for unreadable files."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=not allow_pickle)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{path}: refusing to load, the file needs arbitrary unpickling ({first[:160]}). "
+            "Only if you trust its source, pass allow_pickle=True (CLI: --allow-pickle)."
+        ) from None
+    except Exception as exc:  # torch raises many types for damaged files; all mean the same here
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint (truncated or another file type?): {reason[:160]}"
+        ) from None
+
+
+def _strip_prefix(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    if state and all(k.startswith(prefix) for k in state):
+        return {k[len(prefix):]: v for k, v in state.items()}
+    return dict(state)
+
+
+def _is_tensor_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and bool(obj) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    )
+
+
+def extract_state_dict(obj: Any, source: str = "checkpoint") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split a loaded checkpoint object into ``(state_dict, info)``.
+
+    ``info`` has ``format`` and, for mirl files, ``config`` and ``metadata``.
+    """
+    if isinstance(obj, Mapping) and obj.get("format") == MIRL_FORMAT:
+        return dict(obj["state_dict"]), {
+            "format": MIRL_FORMAT,
+            "config": obj.get("config"),
+            "metadata": dict(obj.get("metadata") or {}),
+        }
+    if isinstance(obj, Mapping) and obj.get("format") == SPARSE_FORMAT:
+        from mirl.pruning.sparse import densify  # lazy: pruning depends on models
+
+        state, mask = densify(obj)
+        return state, {
+            "format": SPARSE_FORMAT,
+            "config": obj.get("config"),
+            "metadata": dict(obj.get("metadata") or {}),
+            "mask": mask,
+        }
+    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        state = obj["state_dict"]
+        if any(k.startswith("net.") for k in state):
+            stripped = {k[4:]: v for k, v in state.items() if k.startswith("net.")}
+            others = sorted(k for k in state if not k.startswith("net."))
+            meta = {"epoch": obj.get("epoch"), "global_step": obj.get("global_step")}
+            if others:
+                meta["non_network_keys"] = others
+            return stripped, {"format": "lightning", "metadata": meta}
+        return _strip_prefix(state, "module."), {"format": "state_dict", "metadata": {}}
+    if _is_tensor_dict(obj):
+        return _strip_prefix(obj, "module."), {"format": "state_dict", "metadata": {}}
+    kind = type(obj).__name__
+    keys = list(obj)[:5] if isinstance(obj, Mapping) else []
+    raise CheckpointError(
+        f"{source}: not a PromptIR checkpoint (top level is a {kind}"
+        + (f" with keys {keys}" if keys else "")
+        + "); expected a Lightning .ckpt, a state dict or a mirl checkpoint"
+    )
+
+
+def _count_indices(state: Mapping[str, Any], stage: str) -> int:
+    pattern = re.compile(rf"^{re.escape(stage)}\.(\d+)\.")
+    return len({int(m.group(1)) for k in state if (m := pattern.match(k))})
+
+
+def infer_config(state: Mapping[str, torch.Tensor]) -> ModelConfig | None:
+    """Infer the architecture from tensor shapes; ``None`` when the keys are not PromptIR's."""
+    try:
+        embed = state["patch_embed.proj.weight"]
+        dim = int(embed.shape[0])
+        stages = ("encoder_level1", "encoder_level2", "encoder_level3", "latent")
+        blocks = tuple(_count_indices(state, s) for s in stages)
+        heads = tuple(int(state[f"{s}.0.attn.temperature"].shape[0]) for s in stages)
+        hidden = int(state["encoder_level1.0.ffn.project_out.weight"].shape[1])
+        prompts = [state[f"prompt{i}.prompt_param"] for i in (1, 2, 3)]
+        prompt_dims = tuple(int(p.shape[2]) for p in prompts)
+        reduce3 = int(state["chnl_reduce3.weight"].shape[0])
+        ffn = 2.66 if int(dim * 2.66) == hidden else hidden / dim
+        return ModelConfig(
+            dim=dim,
+            num_blocks=blocks,  # type: ignore[arg-type]
+            num_refinement_blocks=_count_indices(state, "refinement"),
+            heads=heads,  # type: ignore[arg-type]
+            ffn_expansion_factor=ffn,
+            prompt_dims=prompt_dims,  # type: ignore[arg-type]
+            prompt_len=int(prompts[0].shape[1]),
+            prompt_sizes=tuple(int(p.shape[3]) for p in prompts),  # type: ignore[arg-type]
+            inp_channels=int(embed.shape[1]),
+            out_channels=int(state["output.weight"].shape[0]),
+            bias="patch_embed.proj.bias" in state,
+            chnl_reduce3_out=None if reduce3 == 2 * prompt_dims[1] else reduce3,
+        )
+    except (KeyError, IndexError, ValueError, AttributeError):
+        return None
+
+
+def _describe(names: list[str], limit: int = 4) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def check_state_dict(model: PromptIR, state: Mapping[str, torch.Tensor], assumed: str, source: str) -> None:
+    """Raise :class:`CheckpointError` listing missing, unexpected and mis-shaped keys."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(
+        f"{k} {list(state[k].shape)} (model {list(expected[k])})"
+        for k in set(expected) & set(state)
+        if tuple(state[k].shape) != expected[k]
+    )
+    if missing or unexpected or wrong:
+        parts = [
+            f"{len(missing)} missing: {_describe(missing)}" if missing else "",
+            f"{len(unexpected)} unexpected: {_describe(unexpected)}" if unexpected else "",
+            f"{len(wrong)} with the wrong shape: {_describe(wrong)}" if wrong else "",
+        ]
+        raise CheckpointError(
+            f"{source}: does not fit PromptIR preset {assumed!r}; "
+            + "; ".join(p for p in parts if p)
+            + ". Pass the matching preset or config, or check that the file is a PromptIR/MIR-L checkpoint."
+        )
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    map_location: str | torch.device = "cpu",
+    allow_pickle: bool = False,
+    config: ModelConfig | str | None = None,
+    impl: str = "fast",
+) -> tuple[PromptIR, dict[str, Any]]:
+    """Load a checkpoint of any supported format into a new :class:`PromptIR`.
+
+    Returns ``(model, metadata)``; metadata has ``format``, ``preset`` (name or ``"custom"``),
+    ``config`` (dict), ``path`` and the file's own ``metadata``. ``config`` overrides the
+    recorded or inferred architecture.
+
+    Example:
+        >>> model, meta = load_checkpoint("runs/quickstart_abc/level_3/model.pt")  # doctest: +SKIP
+    """
+    source = str(path)
+    obj = read_checkpoint_file(path, map_location=map_location, allow_pickle=allow_pickle)
+    state, info = extract_state_dict(obj, source)
+    if config is not None:
+        cfg, how = (preset(config) if isinstance(config, str) else config), "given"
+    elif info.get("config"):
+        cfg, how = ModelConfig.from_dict(info["config"]), "recorded in the file"
+    else:
+        inferred = infer_config(state)
+        cfg, how = (inferred, "inferred from shapes") if inferred else (preset("paper"), "default")
+    name = preset_name(cfg) or "custom"
+    model = PromptIR(cfg, impl=impl)  # type: ignore[arg-type]
+    check_state_dict(model, state, f"{name} ({how})", source)
+    model.load_state_dict(state)
+    model.to(map_location)
+    meta: dict[str, Any] = {
+        "path": source,
+        "format": info["format"],
+        "preset": name,
+        "config": cfg.to_dict(),
+        "metadata": info.get("metadata", {}),
+    }
+    if "mask" in info:
+        meta["mask"] = info["mask"]
+    return model, meta

@@ -1,0 +1,1 @@
+"""Masks, magnitude pruning, the lottery-ticket controls and sparse export."""

@@ -1,0 +1,57 @@
+"""Which parameters are prunable, and density figures over a state dict.
+
+* ``upstream``: every parameter whose name contains ``weight`` (convolutions, LayerNorm scales,
+  the prompt linear layers, and six convolutions the forward pass never uses), as MIR-L does;
+* ``conv``: only convolution and linear weights that the forward pass uses.
+
+Example:
+    >>> from mirl.models import build_model
+    >>> names = prunable_names(build_model("tiny").state_dict(), rule="conv")
+    >>> "output.weight" in names, "prompt1.prompt_param" in names
+    (True, False)
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+
+from mirl.models.promptir import UNUSED_IN_FORWARD
+
+RULES: tuple[str, ...] = ("upstream", "conv")
+
+
+def is_prunable(name: str, tensor: torch.Tensor, rule: str = "upstream") -> bool:
+    """Whether parameter ``name`` is prunable under ``rule``."""
+    if rule == "upstream":
+        return "weight" in name
+    if rule == "conv":
+        return name.endswith(".weight") and tensor.dim() >= 2 and name not in UNUSED_IN_FORWARD
+    raise ValueError(f"unknown prunable rule {rule!r}; valid: {list(RULES)}")
+
+
+def prunable_names(weights: Mapping[str, torch.Tensor], rule: str = "upstream") -> list[str]:
+    """Names of the prunable tensors in ``weights``, in the mapping's order."""
+    return [name for name, tensor in weights.items() if is_prunable(name, tensor, rule)]
+
+
+def density_summary(weights: Mapping[str, torch.Tensor], rule: str = "upstream") -> dict[str, float | int]:
+    """Non-zero counts and densities of a (possibly pruned) state dict.
+
+    ``density_prunable`` is non-zero prunable weights over all prunable weights;
+    ``density_trainable`` counts every non-prunable parameter as alive (the paper's "10%"
+    denominator: all trainable parameters).
+    """
+    names = set(prunable_names(weights, rule))
+    prunable = sum(weights[n].numel() for n in names)
+    alive = sum(int(torch.count_nonzero(weights[n])) for n in names)
+    total = sum(t.numel() for t in weights.values())
+    return {
+        "parameters": total,
+        "prunable": prunable,
+        "nonzero_prunable": alive,
+        "nonzero_all": sum(int(torch.count_nonzero(t)) for t in weights.values()),
+        "density_prunable": alive / prunable if prunable else 1.0,
+        "density_trainable": (alive + total - prunable) / total if total else 1.0,
+    }

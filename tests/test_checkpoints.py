@@ -1,0 +1,138 @@
+"""Checkpoint loading: Lightning .ckpt, plain state dicts, mirl files, and clear errors."""
+
+from __future__ import annotations
+
+import collections
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mirl.cli import main
+from mirl.models import CheckpointError, build_model, load_checkpoint, save_checkpoint
+from mirl.models.config import ModelConfig
+
+
+def _lightning_ckpt(state):
+    return {
+        "epoch": 119,
+        "global_step": 12345,
+        "pytorch-lightning_version": "2.1.0",
+        "state_dict": collections.OrderedDict((f"net.{k}", v) for k, v in state.items()),
+        "optimizer_states": [],
+        "lr_schedulers": [],
+    }
+
+
+@pytest.mark.parametrize("name", ["tiny", "small"])
+def test_lightning_checkpoint_round_trip_infers_preset(tmp_path, name):
+    torch.manual_seed(0)
+    model = build_model(name).eval()
+    path = tmp_path / "mirl_allinone.ckpt"
+    torch.save(_lightning_ckpt(model.state_dict()), path)
+    loaded, meta = load_checkpoint(path)
+    assert meta["format"] == "lightning" and meta["preset"] == name
+    assert meta["metadata"]["epoch"] == 119
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval()(x), model(x))
+
+
+def test_paper_lightning_checkpoint(tmp_path, paper_recipe):
+    path = tmp_path / "paper.ckpt"
+    torch.save(_lightning_ckpt(paper_recipe), path)
+    model, meta = load_checkpoint(path)
+    assert meta["preset"] == "paper"
+    assert torch.equal(model.state_dict()["output.weight"], paper_recipe["output.weight"])
+
+
+def test_plain_and_ddp_state_dicts(tmp_path):
+    model = build_model("tiny")
+    torch.save(model.state_dict(), tmp_path / "plain.pt")
+    torch.save({f"module.{k}": v for k, v in model.state_dict().items()}, tmp_path / "ddp.pt")
+    for name in ("plain.pt", "ddp.pt"):
+        loaded, meta = load_checkpoint(tmp_path / name)
+        assert meta["format"] == "state_dict" and meta["preset"] == "tiny"
+        assert torch.equal(loaded.state_dict()["patch_embed.proj.weight"], model.state_dict()["patch_embed.proj.weight"])
+
+
+def test_mirl_checkpoint_records_custom_config(tmp_path):
+    cfg = ModelConfig(dim=8, num_blocks=(1, 1, 1, 2), num_refinement_blocks=1, heads=(1, 1, 2, 2),
+                      prompt_dims=(8, 16, 40), prompt_sizes=(8, 8, 4))
+    model = build_model(cfg)
+    save_checkpoint(tmp_path / "custom.pt", model, metadata={"level": 2})
+    loaded, meta = load_checkpoint(tmp_path / "custom.pt")
+    assert meta["preset"] == "custom" and loaded.config == cfg and meta["metadata"] == {"level": 2}
+    assert not list(tmp_path.glob("*.tmp")), "atomic save left a temporary file"
+
+
+def test_truncated_file_is_a_one_line_error(tmp_path, capsys):
+    path = tmp_path / "cut.ckpt"
+    save_checkpoint(path, build_model("tiny"))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="cut.ckpt: not a readable PyTorch checkpoint"):
+        load_checkpoint(path)
+    assert main(["info", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cut.ckpt" in err and "Traceback" not in err
+
+
+def test_non_checkpoint_file(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("hello")
+    with pytest.raises(CheckpointError, match="notes.txt"):
+        load_checkpoint(path)
+    torch.save({"weights": [1, 2, 3]}, tmp_path / "list.pt")
+    with pytest.raises(CheckpointError, match="not a PromptIR checkpoint"):
+        load_checkpoint(tmp_path / "list.pt")
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_checkpoint(tmp_path / "missing.ckpt")
+
+
+def test_wrong_shape_lists_keys_and_assumed_preset(tmp_path):
+    state = build_model("tiny").state_dict()
+    state["output.weight"] = torch.zeros(3, 7, 3, 3)
+    del state["refinement.0.ffn.dwconv.weight"]
+    state["extra.weight"] = torch.zeros(1)
+    torch.save(_lightning_ckpt(state), tmp_path / "bad.ckpt")
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(tmp_path / "bad.ckpt")
+    msg = str(info.value)
+    assert "tiny" in msg and "inferred from shapes" in msg
+    assert "output.weight [3, 7, 3, 3] (model [3, 16, 3, 3])" in msg
+    assert "refinement.0.ffn.dwconv.weight" in msg and "extra.weight" in msg
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_arbitrary_pickle_refused_unless_allowed(tmp_path):
+    state = build_model("tiny").state_dict()
+    ckpt = _lightning_ckpt(state)
+    ckpt["hyper_parameters"] = _Evil()
+    torch.save(ckpt, tmp_path / "pickled.ckpt")
+    with pytest.raises(CheckpointError, match="allow_pickle=True"):
+        load_checkpoint(tmp_path / "pickled.ckpt")
+    model, meta = load_checkpoint(tmp_path / "pickled.ckpt", allow_pickle=True)
+    assert meta["preset"] == "tiny"
+
+
+def test_info_cli_reports_density(tmp_path):
+    model = build_model("tiny")
+    state = model.state_dict()
+    state["output.weight"].zero_()
+    save_checkpoint(tmp_path / "m.pt", model, state_dict=state)
+    proc = subprocess.run([sys.executable, "-m", "mirl", "info", str(tmp_path / "m.pt"), "--json"],
+                          capture_output=True, text=True, check=True)
+    import json
+
+    record = json.loads(proc.stdout)
+    assert record["preset"] == "tiny"
+    assert record["parameters"] == sum(v.numel() for v in state.values())
+    expected_alive = sum(int((v != 0).sum()) for k, v in state.items() if "weight" in k)
+    assert record["nonzero_prunable"] == expected_alive
+    assert record["density_prunable"] < 1.0
