@@ -26,13 +26,13 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
 from mirl.errors import MirlError
+from mirl.fileio import atomic_torch_save
 
 from .config import ModelConfig, preset, preset_name
 from .promptir import PromptIR
@@ -44,22 +44,6 @@ FORMAT_VERSION = 1
 
 class CheckpointError(MirlError, ValueError):
     """A checkpoint could not be read or does not fit the network; the message says why."""
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename: never half-written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(

@@ -1,0 +1,115 @@
+"""Name-keyed masks: ``{parameter name: bool tensor}``, never lists aligned to parameter order.
+
+Example:
+    >>> from mirl.models import build_model
+    >>> model = build_model("tiny")
+    >>> mask = full_mask(model.state_dict())
+    >>> report = sparsity_report(mask, model.state_dict())
+    >>> report["prunable"]["density"]
+    1.0
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable, Mapping
+
+import torch
+from torch import nn
+
+from mirl.errors import MirlError
+from mirl.fileio import atomic_torch_save, atomic_write_json
+
+from .rules import prunable_names
+
+Mask = dict[str, torch.Tensor]
+
+
+def full_mask(weights: Mapping[str, torch.Tensor], rule: str = "upstream") -> Mask:
+    """A mask that keeps every prunable weight."""
+    return {n: torch.ones_like(weights[n], dtype=torch.bool) for n in prunable_names(weights, rule)}
+
+
+def _masked_pairs(model: nn.Module, mask: Mapping[str, torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    params = dict(model.named_parameters())
+    missing = [n for n in mask if n not in params]
+    if missing:
+        raise KeyError(f"mask names {missing[:4]} are not parameters of the model")
+    names = list(mask)
+    return [params[n] for n in names], [mask[n] for n in names]
+
+
+@torch.no_grad()
+def apply_mask(model: nn.Module, mask: Mapping[str, torch.Tensor]) -> None:
+    """Zero the pruned weights of ``model`` in place (one fused multiply over all tensors)."""
+    if not mask:
+        return
+    params, masks = _masked_pairs(model, mask)
+    torch._foreach_mul_(params, [m.to(p.device, p.dtype) for p, m in zip(params, masks)])
+
+
+@torch.no_grad()
+def mask_gradients(model: nn.Module, mask: Mapping[str, torch.Tensor]) -> None:
+    """Zero the gradients of pruned weights in place."""
+    params, masks = _masked_pairs(model, mask) if mask else ([], [])
+    pairs = [(p.grad, m) for p, m in zip(params, masks) if p.grad is not None]
+    if pairs:
+        grads = [g for g, _ in pairs]
+        torch._foreach_mul_(grads, [m.to(g.device, g.dtype) for g, m in pairs])
+
+
+def mask_to(mask: Mapping[str, torch.Tensor], device: torch.device | str) -> Mask:
+    """The same mask on ``device`` (cached per-dtype copies are made by the callers)."""
+    return {n: m.to(device) for n, m in mask.items()}
+
+
+def sparsity_report(mask: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor], **extra: Any) -> dict[str, Any]:
+    """Kept/total per tensor, totals over prunable weights and over all trainable parameters.
+
+    The trainable denominator counts every non-prunable parameter as kept: that is how the
+    paper's "10% of the parameters" is counted.
+    """
+    tensors = {n: {"kept": int(m.sum()), "total": m.numel()} for n, m in mask.items()}
+    kept = sum(t["kept"] for t in tensors.values())
+    total = sum(t["total"] for t in tensors.values())
+    all_params = sum(w.numel() for w in weights.values())
+    kept_all = kept + all_params - total
+    return {
+        **extra,
+        "prunable": {"kept": kept, "total": total, "density": kept / total if total else 1.0},
+        "trainable": {"kept": kept_all, "total": all_params, "density": kept_all / all_params if all_params else 1.0},
+        "tensors": tensors,
+    }
+
+
+def save_mask(path: str | os.PathLike, mask: Mapping[str, torch.Tensor]) -> None:
+    """Save a mask atomically (a dict of bool tensors; loads with ``weights_only=True``)."""
+    atomic_torch_save({n: m.detach().to("cpu", torch.bool) for n, m in mask.items()}, path)
+
+
+def load_mask(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Mask:
+    """Load a mask written by :func:`save_mask`."""
+    try:
+        mask = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # damaged or foreign file
+        raise MirlError(f"{path}: not a readable mask file ({str(exc).splitlines()[0][:120]})") from None
+    if not isinstance(mask, dict) or not all(isinstance(v, torch.Tensor) and v.dtype == torch.bool for v in mask.values()):
+        raise MirlError(f"{path}: not a mask (expected a dict of bool tensors)")
+    return mask
+
+
+def write_sparsity_report(path: str | os.PathLike, mask: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor], **extra: Any) -> dict[str, Any]:
+    """Compute :func:`sparsity_report` and write it as JSON atomically."""
+    report = sparsity_report(mask, weights, **extra)
+    atomic_write_json(path, report)
+    return report
+
+
+def masks_equal(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> bool:
+    """Same names and the same bits."""
+    return a.keys() == b.keys() and all(torch.equal(a[n].cpu(), b[n].cpu()) for n in a)
+
+
+def count_kept(mask: Mapping[str, torch.Tensor], names: Iterable[str] | None = None) -> int:
+    """Number of kept weights (over ``names`` or the whole mask)."""
+    return sum(int(mask[n].sum()) for n in (names if names is not None else mask))
