@@ -1,0 +1,37 @@
+"""``mirl lottery``: run (or resume) an iterative magnitude pruning study."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from mirl.config import PRESETS
+
+    parser.add_argument("--preset", default="quickstart", choices=sorted(PRESETS), help="starting configuration (default: quickstart)")
+    parser.add_argument("--config", help="YAML/JSON file of settings, applied after the preset")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override settings, e.g. --set rounds=3 fraction=0.2 scope=layerwise")
+    parser.add_argument("--out", help="folder that holds the runs (default: <project>/runs)")
+    parser.add_argument("--seed", type=int, help="shorthand for --set seed=N")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="shorthand for --set device=...")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--list-settings", action="store_true", help="print every setting with its value for this preset and exit")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mirl.config import HELP, parse_assignments, study_preset
+    from mirl.lottery import run_study
+
+    overrides = parse_assignments(args.set)
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if args.device is not None:
+        overrides["device"] = args.device
+    if args.list_settings:
+        cfg = study_preset(args.preset, overrides, args.config)
+        for key, value in cfg.to_dict().items():
+            print(f"{key:16s} {value!r:28s} {HELP.get(key, '')}")
+        return 0
+    run_dir = run_study(args.preset, overrides, args.config, out=args.out, progress=not args.no_progress)
+    print(f"run: {run_dir}")
+    return 0

@@ -1,0 +1,272 @@
+"""Typed study configuration, presets, ``--set key=value`` overrides and run names.
+
+A run's name is ``<preset>_<hash>``, where the hash covers the settings that differ from the
+dataclass defaults (after open_lth): a changed setting never reuses old results, and adding a
+new setting with a default does not rename existing runs. Settings that do not change results
+(device, workers, progress bars, checkpoint interval) are not hashed.
+
+Example:
+    >>> cfg = study_preset("smoke", {"rounds": "3", "scope": "layerwise"})
+    >>> cfg.rounds, cfg.scope
+    (3, 'layerwise')
+    >>> run_name("smoke", cfg).startswith("smoke_")
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from mirl.errors import MirlError
+
+
+class ConfigError(MirlError):
+    """A bad setting name or value."""
+
+
+@dataclass
+class StudyConfig:
+    """Everything that defines an iterative-pruning study. Defaults are the published settings."""
+
+    # network
+    model: str = "paper"
+    impl: str = "fast"
+    # data
+    data: str = "builtin"
+    tasks: tuple[str, ...] = ("all_in_one",)
+    repeats: str = "published"
+    patch_size: int = 64
+    max_test_side: int = 0
+    # training (per level)
+    batch_size: int = 8
+    epochs: int = 120
+    warmup_epochs: int = 15
+    steps_per_epoch: int = 0
+    lr: float = 2e-4
+    weight_decay: float = 0.01
+    amp: str = "auto"
+    # pruning
+    rounds: int = 15
+    fraction: float = 0.2
+    scope: str = "global"
+    rule: str = "upstream"
+    control: str = "none"
+    reset: str = "init"
+    rewind_steps: int = 0
+    reset_params: str = "upstream"
+    # evaluation
+    eval_limit: int = 0
+    convention: str = "upstream"
+    test_pad: bool = False
+    seed: int = 0
+    # not part of the run's identity
+    device: str = "auto"
+    num_workers: int = 0
+    checkpoint_every: int = 100
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+NOT_HASHED = frozenset({"device", "num_workers", "checkpoint_every", "progress"})
+
+# Allowed values of the string settings; tasks are checked against mirl.data.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model": ("tiny", "small", "paper"),
+    "impl": ("reference", "fast"),
+    "amp": ("auto", "bf16", "fp32"),
+    "scope": ("global", "layerwise"),
+    "rule": ("upstream", "conv"),
+    "control": ("none", "random_prune", "random_reinit", "one_shot"),
+    "reset": ("init", "rewind"),
+    "reset_params": ("upstream", "all"),
+    "convention": ("upstream", "y"),
+    "device": ("auto", "cpu", "cuda"),
+}
+
+HELP: dict[str, str] = {
+    "data": "'builtin' (the demo corpus, made on first use) or a folder in the published layout",
+    "repeats": "'published' (denoise x3, derain x120, dehaze x1), 'demo' (balanced for the built-in corpus), or task=factor,...",
+    "max_test_side": "centre-crop built-in test photos to at most this many pixels per side (0 = full size)",
+    "steps_per_epoch": "training steps per epoch (0 = one pass over the training set)",
+    "eval_limit": "test images per task (0 = all)",
+    "reset_params": "'upstream' resets only tensors named *weight*/*bias* to theta_0 (prompts and temperatures keep training), 'all' resets everything",
+    "rewind_steps": "with reset=rewind: rewind to the weights after this many steps of the dense level",
+}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The published reference run (GPU): 15 rounds of 20%, 120 epochs each, batch 8, 64x64 patches.
+    "paper": {},
+    # CPU demo study on the built-in corpus: minutes on 2 cores, a curve that means something.
+    "quickstart": {
+        "model": "small",
+        "repeats": "demo",
+        "rounds": 4,
+        "fraction": 0.4,
+        "epochs": 6,
+        "warmup_epochs": 1,
+        "steps_per_epoch": 25,
+        "lr": 1e-3,
+        "max_test_side": 128,
+        "eval_limit": 2,
+        "checkpoint_every": 25,
+    },
+    # Seconds, for tests and for trying the machinery.
+    "smoke": {
+        "model": "tiny",
+        "repeats": "demo",
+        "tasks": ("denoise_25", "derain"),
+        "patch_size": 32,
+        "batch_size": 2,
+        "rounds": 2,
+        "epochs": 2,
+        "warmup_epochs": 1,
+        "steps_per_epoch": 3,
+        "lr": 1e-3,
+        "max_test_side": 64,
+        "eval_limit": 1,
+        "checkpoint_every": 2,
+    },
+}
+
+
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(StudyConfig)
+
+
+def parse_value(name: str, raw: Any) -> Any:
+    """Convert and validate one setting; errors list the valid names or values."""
+    types = _field_types()
+    if name not in types:
+        raise ConfigError(f"unknown setting {name!r}; valid settings: {', '.join(sorted(types))}")
+    kind = types[name]
+    try:
+        if kind is bool:
+            if isinstance(raw, bool):
+                value: Any = raw
+            elif str(raw).lower() in ("1", "true", "yes", "on"):
+                value = True
+            elif str(raw).lower() in ("0", "false", "no", "off"):
+                value = False
+            else:
+                raise ValueError
+        elif kind is int:
+            if isinstance(raw, float) and not raw.is_integer():
+                raise ValueError
+            value = int(raw)
+        elif kind is float:
+            value = float(raw)
+        elif kind == tuple[str, ...]:
+            items = raw.split(",") if isinstance(raw, str) else list(raw)
+            value = tuple(str(v).strip() for v in items if str(v).strip())
+        else:
+            value = str(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"bad value {raw!r} for {name}: expected {getattr(kind, '__name__', str(kind))}") from None
+    _validate(name, value)
+    return value
+
+
+def _validate(name: str, value: Any) -> None:
+    if name in CHOICES and value not in CHOICES[name]:
+        raise ConfigError(f"bad value {value!r} for {name}; valid: {', '.join(CHOICES[name])}")
+    if name == "fraction" and not 0.0 < value < 1.0:
+        raise ConfigError(f"bad value {value!r} for fraction; it must be in (0, 1), e.g. 0.2")
+    if name in ("rounds", "rewind_steps", "steps_per_epoch", "eval_limit", "max_test_side", "warmup_epochs") and value < 0:
+        raise ConfigError(f"bad value {value!r} for {name}; it must be >= 0")
+    if name in ("epochs", "batch_size", "patch_size", "checkpoint_every") and value < 1:
+        raise ConfigError(f"bad value {value!r} for {name}; it must be >= 1")
+    if name == "lr" and value <= 0:
+        raise ConfigError(f"bad value {value!r} for lr; it must be > 0")
+    if name == "tasks":
+        from mirl.data import expand_tasks
+
+        if not value:
+            raise ConfigError("tasks is empty; give at least one task, e.g. tasks=denoise_25,derain")
+        expand_tasks(list(value))  # raises with the valid task names
+
+
+def parse_assignments(pairs: list[str]) -> dict[str, str]:
+    """``["rounds=3", "scope=layerwise"]`` -> ``{"rounds": "3", "scope": "layerwise"}``."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"override {pair!r} is not key=value, e.g. --set rounds=3 fraction=0.2")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read settings from a YAML or JSON mapping."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML/JSON ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of setting: value")
+    return data
+
+
+def study_preset(
+    preset: str = "quickstart",
+    overrides: Mapping[str, Any] | None = None,
+    config_file: str | os.PathLike | None = None,
+) -> StudyConfig:
+    """Resolve a preset, then a config file, then ``overrides`` (later wins) into a config."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+    values: dict[str, Any] = dict(PRESETS[preset])
+    if config_file is not None:
+        values.update(load_config_file(config_file))
+    values.update(overrides or {})
+    parsed = {k: parse_value(k, v) for k, v in values.items()}
+    cfg = StudyConfig(**parsed)
+    if cfg.reset == "rewind" and cfg.control == "random_reinit":
+        raise ConfigError("control=random_reinit re-draws the weights, so reset=rewind has no meaning with it; pick one")
+    return cfg
+
+
+def non_default(cfg: StudyConfig) -> dict[str, Any]:
+    """Settings that differ from the dataclass defaults and define the run's identity."""
+    defaults = StudyConfig().to_dict()
+    return {k: v for k, v in cfg.to_dict().items() if k not in NOT_HASHED and v != defaults[k]}
+
+
+def config_hash(cfg: StudyConfig) -> str:
+    """First 8 hex digits of the SHA-256 of the sorted non-default settings."""
+    blob = json.dumps(non_default(cfg), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:8]
+
+
+def run_name(preset: str, cfg: StudyConfig) -> str:
+    """``<preset>_<hash>``: the folder name of a run under ``runs/``."""
+    return f"{preset}_{config_hash(cfg)}"
+
+
+__all__ = [
+    "CHOICES",
+    "ConfigError",
+    "PRESETS",
+    "StudyConfig",
+    "config_hash",
+    "load_config_file",
+    "non_default",
+    "parse_assignments",
+    "parse_value",
+    "run_name",
+    "study_preset",
+]

@@ -1,0 +1,274 @@
+"""Iterative magnitude pruning with reset (lottery tickets), level by level, resumable.
+
+Level 0 trains the dense network from the stored initial weights theta_0 (``init.pt``). Each
+later level prunes ``fraction`` of the surviving weights of the previous level's trained network,
+resets the survivors to theta_0 (or rewinds to theta_k, or re-draws them for the
+``random_reinit`` control) and trains again with a fresh optimiser and schedule. Each level
+lives in ``runs/<preset>_<hash>/level_<k>/``; a level with ``done.json`` is skipped on re-run, and
+an interrupted level continues from its last periodic checkpoint.
+
+Example:
+    >>> run_dir = run_study("smoke", out="/tmp/mirl-runs", progress=False)  # doctest: +SKIP
+    >>> sorted(p.name for p in run_dir.glob("level_*"))                    # doctest: +SKIP
+    ['level_0', 'level_1', 'level_2']
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from mirl.config import ConfigError, StudyConfig, non_default, run_name, study_preset
+from mirl.device import resolve_device
+from mirl.errors import MirlError
+from mirl.fileio import atomic_write_json
+from mirl.models import build_model, load_checkpoint, save_checkpoint
+from mirl.models.promptir import PromptIR
+from mirl.paths import datasets_dir, runs_dir
+from mirl.pruning.controls import one_shot_fraction, random_prune
+from mirl.pruning.magnitude import magnitude_prune
+from mirl.pruning.mask import Mask, apply_mask, full_mask, load_mask, save_mask, write_sparsity_report
+from mirl.train import DistInfo, train_level
+
+
+def level_dir(run_dir: Path, level: int) -> Path:
+    return Path(run_dir) / f"level_{level}"
+
+
+def parse_repeats(spec: str) -> dict[str, int]:
+    """``published``, ``demo`` or ``task=factor,...`` -> repetition factors."""
+    from mirl.data import DEMO_REPEATS, PUBLISHED_REPEATS, expand_tasks
+
+    if spec == "published":
+        return dict(PUBLISHED_REPEATS)
+    if spec == "demo":
+        return dict(DEMO_REPEATS)
+    out = dict(PUBLISHED_REPEATS)
+    for item in spec.split(","):
+        task, _, factor = item.partition("=")
+        if not factor.strip().isdigit():
+            raise ConfigError(f"bad repeats entry {item!r}; use published, demo, or task=factor,... e.g. derain=10,dehaze=1")
+        for name in expand_tasks([task.strip()]):
+            out[name] = int(factor)
+    return out
+
+
+def resolve_data_root(cfg: StudyConfig, dist: DistInfo, progress: bool) -> Path:
+    """The dataset folder; ``builtin`` makes the demo corpus on first use (rank 0 only)."""
+    if cfg.data != "builtin":
+        root = Path(cfg.data).expanduser()
+        if not root.is_dir():
+            raise MirlError(f"data folder {root} does not exist; give a folder in the published layout or data=builtin")
+        return root
+    suffix = f"_test{cfg.max_test_side}" if cfg.max_test_side else ""
+    root = datasets_dir() / f"builtin{suffix}"
+    if dist.is_main:
+        from mirl.data.make_dataset import make_dataset
+
+        make_dataset(root, seed=0, max_test_side=cfg.max_test_side or None, progress=progress)
+    dist.barrier()
+    return root
+
+
+def init_distributed() -> DistInfo:
+    """Join the process group when started by ``torchrun`` (nccl on CUDA, gloo on CPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+    rank = torch.distributed.get_rank()
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", rank)))
+    return DistInfo(rank=rank, world_size=world)
+
+
+def _broadcast_mask(mask: Mask, dist: DistInfo, device: torch.device) -> Mask:
+    """Every rank gets rank 0's mask (they compute the same one; this makes it a guarantee)."""
+    if not dist.enabled:
+        return mask
+    out = {}
+    for name in sorted(mask):
+        t = mask[name].to(device=device, dtype=torch.uint8)
+        torch.distributed.broadcast(t, src=0)
+        out[name] = t.bool().cpu()
+    return {n: out[n] for n in mask}
+
+
+def _trained_weights(run_dir: Path, level: int) -> dict[str, torch.Tensor]:
+    model, _ = load_checkpoint(level_dir(run_dir, level) / "model.pt")
+    return model.state_dict()
+
+
+def compute_mask(cfg: StudyConfig, run_dir: Path, level: int, template: Mapping[str, torch.Tensor]) -> Mask:
+    """The mask of ``level``: all ones at level 0, else pruned from the previous level."""
+    if level == 0:
+        return full_mask(template, cfg.rule)
+    previous = load_mask(level_dir(run_dir, level - 1) / "mask.pt")
+    if cfg.control == "one_shot":
+        return magnitude_prune(_trained_weights(run_dir, 0), None, one_shot_fraction(cfg.fraction, level), cfg.scope, cfg.rule)
+    mask = magnitude_prune(_trained_weights(run_dir, level - 1), previous, cfg.fraction, cfg.scope, cfg.rule)
+    if cfg.control == "random_prune":
+        mask = random_prune(previous, mask, torch.Generator().manual_seed(cfg.seed * 7919 + level))
+    return mask
+
+
+def _is_reset(name: str, cfg: StudyConfig) -> bool:
+    return cfg.reset_params == "all" or "weight" in name or "bias" in name
+
+
+def starting_weights(cfg: StudyConfig, run_dir: Path, level: int, theta0: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """theta_0 (or theta_k, or a fresh draw) for the reset tensors; the rest from the previous level.
+
+    Upstream resets only tensors named ``*weight*``/``*bias*``: prompts and attention
+    temperatures carry their trained values into the next round (``reset_params=upstream``).
+    """
+    if level == 0:
+        return dict(theta0)
+    if cfg.control == "random_reinit":
+        torch.manual_seed(cfg.seed * 7919 + 104729 * level)
+        source = build_model(cfg.model).state_dict()
+    elif cfg.reset == "rewind":
+        source, _ = load_checkpoint(Path(run_dir) / "rewind.pt")
+        source = source.state_dict()
+    else:
+        source = theta0
+    previous = _trained_weights(run_dir, level - 1)
+    return {n: (source[n] if _is_reset(n, cfg) else previous[n]).clone() for n in theta0}
+
+
+def _evaluate(model: PromptIR, cfg: StudyConfig, data_root: Path, device: torch.device) -> dict[str, Any]:
+    from mirl.evaluate import evaluate_model
+
+    return evaluate_model(
+        model, data_root, list(cfg.tasks), device=device, convention=cfg.convention,
+        pad=cfg.test_pad, limit=cfg.eval_limit or None, progress=cfg.progress,
+    )
+
+
+def _level_metrics(level: int, report: Mapping[str, Any], scores: Mapping[str, Any], train: Mapping[str, Any]) -> dict[str, Any]:
+    tasks = scores["tasks"]
+    return {
+        "level": level,
+        "convention": scores["convention"],
+        "test_crop": scores.get("test_crop"),
+        "density_prunable": report["prunable"]["density"],
+        "density_trainable": report["trainable"]["density"],
+        "mean_psnr": sum(t["psnr"] for t in tasks.values()) / len(tasks),
+        "mean_ssim": sum(t["ssim"] for t in tasks.values()) / len(tasks),
+        "tasks": tasks,
+        "train": dict(train),
+    }
+
+
+def run_study(
+    preset: str = "quickstart",
+    overrides: Mapping[str, Any] | None = None,
+    config_file: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> Path:
+    """Run (or resume) a study and return its run directory ``<out>/<preset>_<hash>``.
+
+    Example:
+        >>> run_study("smoke", {"rounds": 1, "control": "random_reinit"}, progress=False)  # doctest: +SKIP
+    """
+    values = dict(overrides or {})
+    values.setdefault("progress", progress)
+    cfg = study_preset(preset, values, config_file)
+    dist = init_distributed()
+    device = resolve_device(cfg.device)
+    if dist.enabled and device.type == "cuda":
+        device = torch.device("cuda", torch.cuda.current_device())
+    run_dir = Path(out).expanduser() if out is not None else runs_dir()
+    run_dir = run_dir / run_name(preset, cfg)
+    record = {"name": run_dir.name, "preset": preset, "non_default": non_default(cfg), **cfg.to_dict()}
+    if dist.is_main:
+        _check_same_config(run_dir, record)
+        atomic_write_json(run_dir / "config.json", record)
+    data_root = resolve_data_root(cfg, dist, cfg.progress)
+    from mirl.data.datasets import TrainDataset
+
+    train_set = TrainDataset(data_root, list(cfg.tasks), patch_size=cfg.patch_size, repeats=parse_repeats(cfg.repeats), seed=cfg.seed)
+    theta0 = _initial_weights(cfg, run_dir, dist)
+
+    for level in range(cfg.rounds + 1):
+        ldir = level_dir(run_dir, level)
+        if (ldir / "done.json").exists():
+            continue
+        started = time.perf_counter()
+        mask_path = ldir / "mask.pt"
+        if mask_path.exists():
+            mask = load_mask(mask_path)
+        else:
+            mask = compute_mask(cfg, run_dir, level, theta0) if dist.is_main else full_mask(theta0, cfg.rule)
+            mask = _broadcast_mask(mask, dist, device)
+        report = None
+        if dist.is_main:
+            save_mask(mask_path, mask)
+            report = write_sparsity_report(ldir / "sparsity_report.json", mask, theta0, level=level, rule=cfg.rule, scope=cfg.scope, control=cfg.control)
+        net = build_model(cfg.model, impl=cfg.impl)
+        net.load_state_dict(starting_weights(cfg, run_dir, level, theta0))
+        apply_mask(net, mask)
+        net.to(device)
+        model: torch.nn.Module = net
+        if dist.enabled:
+            model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+        on_step = _rewind_hook(cfg, run_dir, dist) if level == 0 else None
+        summary = train_level(model, mask, train_set, cfg, ldir, device, level=level, dist=dist, on_step=on_step)
+        if dist.is_main:
+            net.eval()
+            save_checkpoint(ldir / "model.pt", net, metadata={"run": run_dir.name, "level": level, "density_prunable": report["prunable"]["density"]})
+            scores = _evaluate(net, cfg, data_root, device)
+            summary["level_seconds"] = round(time.perf_counter() - started, 2)
+            atomic_write_json(ldir / "metrics.json", _level_metrics(level, report, scores, summary))
+            (ldir / "train_state.pt").unlink(missing_ok=True)
+            atomic_write_json(ldir / "done.json", {"level": level, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        dist.barrier()
+    return run_dir
+
+
+def _check_same_config(run_dir: Path, record: Mapping[str, Any]) -> None:
+    existing = run_dir / "config.json"
+    if not existing.exists():
+        return
+    import json
+
+    old = json.loads(existing.read_text())
+    if old.get("non_default") != record["non_default"]:
+        raise MirlError(f"{existing} holds a different configuration; remove {run_dir} or change the settings")
+
+
+def _initial_weights(cfg: StudyConfig, run_dir: Path, dist: DistInfo) -> dict[str, torch.Tensor]:
+    """theta_0, drawn once from ``cfg.seed`` and stored as ``init.pt`` (a mirl checkpoint)."""
+    path = run_dir / "init.pt"
+    if not path.exists():
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg.model, impl=cfg.impl)
+        if dist.is_main:
+            save_checkpoint(path, model, metadata={"run": run_dir.name, "theta": 0})
+        dist.barrier()
+        return model.state_dict()
+    model, _ = load_checkpoint(path)
+    return model.state_dict()
+
+
+def _rewind_hook(cfg: StudyConfig, run_dir: Path, dist: DistInfo):
+    """Snapshot theta_k (``rewind.pt``) after ``rewind_steps`` steps of the dense level."""
+    if cfg.reset != "rewind" or not dist.is_main:
+        return None
+    path = run_dir / "rewind.pt"
+    if cfg.rewind_steps == 0 and not path.exists():
+        model, _ = load_checkpoint(run_dir / "init.pt")
+        save_checkpoint(path, model, metadata={"theta": 0})
+
+    def hook(step: int, net: torch.nn.Module) -> None:
+        if step == cfg.rewind_steps and not path.exists():
+            save_checkpoint(path, net, metadata={"theta": step})  # type: ignore[arg-type]
+
+    return hook

@@ -1,0 +1,112 @@
+"""Compact export of a pruned network: a packed bit mask plus only the surviving values.
+
+The file is a plain dict of tensors (``weights_only=True`` loads it) with ``format: mirl.sparse``;
+:func:`mirl.models.load_checkpoint` reads it back to the same network.
+
+Example:
+    >>> import torch
+    >>> bits = pack_bits(torch.tensor([True, False, True]))
+    >>> unpack_bits(bits, 3).tolist()
+    [True, False, True]
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+import torch
+
+from mirl.errors import MirlError
+from mirl.fileio import atomic_torch_save
+
+SPARSE_FORMAT = "mirl.sparse"
+VALUE_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_SHIFTS = torch.tensor([7, 6, 5, 4, 3, 2, 1, 0], dtype=torch.uint8)
+
+
+def pack_bits(mask: torch.Tensor) -> torch.Tensor:
+    """Pack a bool tensor (flattened) into uint8, eight positions per byte, most significant first."""
+    flat = mask.reshape(-1).to(torch.uint8).cpu()
+    pad = (-flat.numel()) % 8
+    if pad:
+        flat = torch.cat([flat, flat.new_zeros(pad)])
+    return (flat.view(-1, 8) << _SHIFTS).sum(dim=1, dtype=torch.uint8)
+
+
+def unpack_bits(bits: torch.Tensor, count: int) -> torch.Tensor:
+    """Inverse of :func:`pack_bits`: the first ``count`` positions as a flat bool tensor."""
+    return ((bits.reshape(-1, 1) >> _SHIFTS) & 1).reshape(-1)[:count].bool()
+
+
+def sparse_payload(
+    state: Mapping[str, torch.Tensor],
+    mask: Mapping[str, torch.Tensor],
+    config: Mapping[str, Any],
+    dtype: str = "float32",
+    metadata: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build the export: masked tensors become (bits, surviving values); the rest is stored dense."""
+    if dtype not in VALUE_DTYPES:
+        raise MirlError(f"unknown value dtype {dtype!r}; valid: {list(VALUE_DTYPES)}")
+    torch_dtype = VALUE_DTYPES[dtype]
+    sparse: dict[str, Any] = {}
+    dense: dict[str, torch.Tensor] = {}
+    for name, tensor in state.items():
+        tensor = tensor.detach().cpu()
+        if name in mask:
+            keep = mask[name].cpu().reshape(-1)
+            sparse[name] = {
+                "shape": list(tensor.shape),
+                "bits": pack_bits(keep),
+                "values": tensor.reshape(-1)[keep].to(torch_dtype),
+            }
+        else:
+            dense[name] = tensor.to(torch_dtype) if tensor.is_floating_point() else tensor
+    return {
+        "format": SPARSE_FORMAT,
+        "version": 1,
+        "value_dtype": dtype,
+        "config": dict(config),
+        "metadata": dict(metadata or {}),
+        "sparse": sparse,
+        "dense": dense,
+    }
+
+
+def densify(payload: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Rebuild ``(float32 state dict, mask)`` from a sparse export."""
+    state: dict[str, torch.Tensor] = {}
+    mask: dict[str, torch.Tensor] = {}
+    try:
+        for name, entry in payload["sparse"].items():
+            shape = list(entry["shape"])
+            count = 1
+            for s in shape:
+                count *= s
+            keep = unpack_bits(entry["bits"], count)
+            values = entry["values"].to(torch.float32)
+            if int(keep.sum()) != values.numel():
+                raise MirlError(f"sparse export is inconsistent: {name} has {values.numel()} values for {int(keep.sum())} kept positions")
+            flat = torch.zeros(count, dtype=torch.float32)
+            flat[keep] = values
+            state[name] = flat.view(shape)
+            mask[name] = keep.view(shape)
+        for name, tensor in payload["dense"].items():
+            state[name] = tensor.to(torch.float32) if tensor.is_floating_point() else tensor
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise MirlError(f"sparse export is malformed (missing {exc}); re-export it with `mirl export`") from None
+    return state, mask
+
+
+def export_sparse(
+    path: str | os.PathLike,
+    state: Mapping[str, torch.Tensor],
+    mask: Mapping[str, torch.Tensor],
+    config: Mapping[str, Any],
+    dtype: str = "float32",
+    metadata: Mapping[str, Any] | None = None,
+) -> int:
+    """Write a sparse export atomically; return its size in bytes."""
+    atomic_torch_save(sparse_payload(state, mask, config, dtype, metadata), path)
+    return os.path.getsize(path)

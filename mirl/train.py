@@ -1,0 +1,228 @@
+"""One training loop for every level of a study: L1 loss, AdamW, warm-up + cosine per epoch,
+masked weights that stay exactly zero, periodic resumable checkpoints, bf16 on CUDA, DDP.
+
+Example:
+    >>> lr_at_epoch(7, base_lr=2e-4, warmup_epochs=15, max_epochs=120)
+    0.0001
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mirl.config import StudyConfig
+from mirl.errors import MirlError
+from mirl.fileio import atomic_torch_save, atomic_write_text
+from mirl.pruning.mask import apply_mask, mask_gradients
+
+LOG_FIELDS = ("step", "epoch", "loss", "lr", "images_per_s", "seconds")
+
+
+class TrainingDiverged(MirlError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def lr_at_epoch(epoch: int, base_lr: float, warmup_epochs: int, max_epochs: int, eta_min: float = 0.0) -> float:
+    """Linear warm-up from 0 (epoch 0 trains at LR 0) then cosine to ``eta_min``, per epoch.
+
+    The published schedule (Lightning-Bolts ``LinearWarmupCosineAnnealingLR`` with
+    ``warmup_start_lr=0``) in closed form.
+    """
+    if warmup_epochs > 1 and epoch < warmup_epochs:
+        return base_lr * epoch / (warmup_epochs - 1)
+    span = max(max_epochs - warmup_epochs, 1)
+    progress = min(max(epoch - warmup_epochs, 0), span) / span
+    return eta_min + 0.5 * (base_lr - eta_min) * (1 + math.cos(math.pi * progress))
+
+
+@dataclass
+class DistInfo:
+    """This process's place in a (possibly single-process) run."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    def barrier(self) -> None:
+        if self.enabled:
+            torch.distributed.barrier()
+
+
+def autocast_context(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA (``amp`` auto or bf16); fp32 elsewhere."""
+    use_bf16 = device.type == "cuda" and amp in ("auto", "bf16")
+    if use_bf16:
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def epoch_batches(dataset_len: int, batch_size: int, seed: int, level: int, epoch: int, dist: DistInfo, steps: int) -> list[list[int]]:
+    """The batches of one epoch: a permutation seeded by (seed, level, epoch), sharded by rank.
+
+    ``steps`` > 0 caps the number of batches (the permutation is cycled if the set is small).
+    """
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + level * 10_007 + epoch)
+    order = torch.randperm(dataset_len, generator=gen).tolist()
+    per_step = batch_size * dist.world_size
+    n_steps = steps if steps > 0 else dataset_len // per_step
+    if n_steps == 0:
+        raise MirlError(f"the training set has {dataset_len} samples, fewer than one batch of {per_step}; lower batch_size")
+    while len(order) < n_steps * per_step:
+        order += order
+    batches = []
+    for s in range(n_steps):
+        chunk = order[s * per_step : (s + 1) * per_step]
+        batches.append(chunk[dist.rank :: dist.world_size])
+    return batches
+
+
+class TrainState:
+    """Periodic, resumable training state of one level (``train_state.pt``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self, map_location: torch.device) -> dict[str, Any] | None:
+        if not self.path.exists():
+            return None
+        try:
+            return torch.load(self.path, map_location=map_location, weights_only=True)
+        except Exception as exc:  # an interrupted write never renames, so this is a foreign file
+            raise MirlError(f"{self.path}: unreadable training state ({str(exc).splitlines()[0][:100]}); delete it to restart the level") from None
+
+    def save(self, state: dict[str, Any]) -> None:
+        atomic_torch_save(state, self.path)
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=LOG_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def train_level(
+    model: nn.Module,
+    mask: Mapping[str, torch.Tensor],
+    dataset: torch.utils.data.Dataset,
+    cfg: StudyConfig,
+    level_dir: Path,
+    device: torch.device,
+    level: int = 0,
+    dist: DistInfo | None = None,
+    on_step: Callable[[int, nn.Module], None] | None = None,
+) -> dict[str, Any]:
+    """Train ``model`` (already on ``device``, masked) for one level; resume from ``train_state.pt``.
+
+    A fresh AdamW and schedule every level. Gradients of pruned weights are zeroed before the
+    step and the weights are re-masked after it, so pruned weights stay exactly zero. Every
+    ``cfg.checkpoint_every`` steps the full state is written atomically. ``on_step(step, model)``
+    runs after each optimiser step (used to snapshot rewind weights). Returns a summary.
+    """
+    dist = dist or DistInfo()
+    level_dir = Path(level_dir)
+    net = _unwrap(model)
+    mask = {n: m.to(device) for n, m in mask.items()}
+    fused = {"fused": True} if device.type == "cuda" else {}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+    state_file = TrainState(level_dir / "train_state.pt")
+    log_path = level_dir / "train_log.csv"
+    steps_per_epoch = len(epoch_batches(len(dataset), cfg.batch_size, cfg.seed, level, 0, dist, cfg.steps_per_epoch))
+    total_steps = steps_per_epoch * cfg.epochs
+    step, rows = 0, []
+    resumed = state_file.load(device)
+    if resumed is not None:
+        net.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        step, rows = int(resumed["step"]), list(resumed["log"])
+    progress = None
+    if cfg.progress and dist.is_main:
+        from tqdm.auto import tqdm
+
+        progress = tqdm(total=total_steps, initial=step, desc=f"level {level}", unit="step", dynamic_ncols=True)
+    model.train()
+    last_loss = float("nan")
+    started = time.perf_counter()
+    window_start, window_images = time.perf_counter(), 0
+
+    def checkpoint() -> None:
+        if dist.is_main:
+            state_file.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "log": rows})
+            _write_log(log_path, rows)
+
+    try:
+        while step < total_steps:
+            epoch, offset = divmod(step, steps_per_epoch)
+            lr = lr_at_epoch(epoch, cfg.lr, cfg.warmup_epochs, cfg.epochs)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            if hasattr(dataset, "set_epoch"):
+                dataset.set_epoch(level * 100_000 + epoch)
+            batches = epoch_batches(len(dataset), cfg.batch_size, cfg.seed, level, epoch, dist, cfg.steps_per_epoch)
+            loader = torch.utils.data.DataLoader(
+                dataset, batch_sampler=batches[offset:], num_workers=cfg.num_workers, pin_memory=device.type == "cuda"
+            )
+            for degraded, clean, _task in loader:
+                degraded = degraded.to(device, non_blocking=True)
+                clean = clean.to(device, non_blocking=True)
+                optimizer.zero_grad(set_to_none=True)
+                with autocast_context(device, cfg.amp):
+                    loss = F.l1_loss(model(degraded), clean)
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(
+                        f"loss became {loss.item()} at level {level}, epoch {epoch}, step {step}; "
+                        f"the last good checkpoint ({state_file.path}) is kept. Lower lr (now {cfg.lr}) or check the data."
+                    )
+                loss.backward()
+                mask_gradients(net, mask)
+                optimizer.step()
+                apply_mask(net, mask)
+                step += 1
+                last_loss = float(loss.detach())
+                window_images += degraded.shape[0] * dist.world_size
+                elapsed = time.perf_counter() - window_start
+                ips = window_images / elapsed if elapsed > 0 else 0.0
+                rows.append({"step": step, "epoch": epoch, "loss": round(last_loss, 6), "lr": lr,
+                             "images_per_s": round(ips, 2), "seconds": round(time.perf_counter() - started, 3)})
+                if on_step is not None:
+                    on_step(step, net)
+                if progress is not None:
+                    progress.update(1)
+                    progress.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr:.2e}", img_s=f"{ips:.1f}")
+                if step % cfg.checkpoint_every == 0 and step < total_steps:
+                    checkpoint()
+                if elapsed > 30:
+                    window_start, window_images = time.perf_counter(), 0
+    finally:
+        if progress is not None:
+            progress.close()
+    if dist.is_main:
+        _write_log(log_path, rows)
+    seconds = time.perf_counter() - started
+    return {"steps": step, "epochs": cfg.epochs, "final_loss": last_loss, "seconds": round(seconds, 2), "resumed_from": int(resumed["step"]) if resumed else 0}
