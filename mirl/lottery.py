@@ -27,7 +27,7 @@ from mirl.device import resolve_device
 from mirl.errors import MirlError
 from mirl.fileio import atomic_write_json
 from mirl.models import build_model, load_checkpoint, save_checkpoint
-from mirl.models.promptir import PromptIR
+from mirl.models.promptir import UNUSED_IN_FORWARD, PromptIR
 from mirl.paths import datasets_dir, runs_dir
 from mirl.pruning.controls import one_shot_fraction, random_prune
 from mirl.pruning.magnitude import magnitude_prune
@@ -97,7 +97,19 @@ def _broadcast_mask(mask: Mask, dist: DistInfo, device: torch.device) -> Mask:
         t = mask[name].to(device=device, dtype=torch.uint8)
         torch.distributed.broadcast(t, src=0)
         out[name] = t.bool().cpu()
+    _assert_same_across_ranks(out, device)
     return {n: out[n] for n in mask}
+
+
+def _assert_same_across_ranks(mask: Mask, device: torch.device) -> None:
+    """Fail loudly if any rank holds a different mask (a checksum compared by min/max reduce)."""
+    digest = sum(int(m.reshape(-1).nonzero().sum()) * (i + 1) for i, (_, m) in enumerate(sorted(mask.items()))) % (2**61 - 1)
+    lo = torch.tensor([digest], dtype=torch.int64, device=device)
+    hi = lo.clone()
+    torch.distributed.all_reduce(lo, op=torch.distributed.ReduceOp.MIN)
+    torch.distributed.all_reduce(hi, op=torch.distributed.ReduceOp.MAX)
+    if int(lo) != int(hi):
+        raise MirlError("ranks hold different masks after the broadcast; this is a bug, please report it")
 
 
 def _trained_weights(run_dir: Path, level: int) -> dict[str, torch.Tensor]:
@@ -218,6 +230,11 @@ def run_study(
         net.to(device)
         model: torch.nn.Module = net
         if dist.enabled:
+            # The six convolutions upstream defines but never calls get no gradient (AdamW skips
+            # them either way); DDP needs them marked as such.
+            params = dict(net.named_parameters())
+            for name in UNUSED_IN_FORWARD:
+                params[name].requires_grad_(False)
             model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
         on_step = _rewind_hook(cfg, run_dir, dist) if level == 0 else None
         summary = train_level(model, mask, train_set, cfg, ldir, device, level=level, dist=dist, on_step=on_step)

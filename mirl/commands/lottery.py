@@ -32,6 +32,9 @@ def run(args: argparse.Namespace) -> int:
         for key, value in cfg.to_dict().items():
             print(f"{key:16s} {value!r:28s} {HELP.get(key, '')}")
         return 0
+    import os
+
     run_dir = run_study(args.preset, overrides, args.config, out=args.out, progress=not args.no_progress)
-    print(f"run: {run_dir}")
+    if os.environ.get("RANK", "0") == "0":
+        print(f"run: {run_dir}")
     return 0
