@@ -24,7 +24,7 @@ from torch import nn
 from mirl.config import StudyConfig
 from mirl.errors import MirlError
 from mirl.fileio import atomic_torch_save, atomic_write_text
-from mirl.pruning.mask import apply_mask, mask_gradients
+from mirl.pruning.mask import MaskApplier
 
 LOG_FIELDS = ("step", "epoch", "loss", "lr", "images_per_s", "seconds")
 
@@ -148,7 +148,7 @@ def train_level(
     dist = dist or DistInfo()
     level_dir = Path(level_dir)
     net = _unwrap(model)
-    mask = {n: m.to(device) for n, m in mask.items()}
+    masker = MaskApplier(net, mask)
     fused = {"fused": True} if device.type == "cuda" else {}
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
     state_file = TrainState(level_dir / "train_state.pt")
@@ -170,8 +170,37 @@ def train_level(
     last_loss = float("nan")
     started = time.perf_counter()
     window_start, window_images = time.perf_counter(), 0
+    # Reading the loss forces a host-device sync; on CUDA do it every few steps, always before a
+    # checkpoint, so a NaN never reaches a saved state and the GPU is not stalled every step.
+    sync_every = 1 if device.type == "cpu" else 10
+    pending: list[tuple[int, int, float, torch.Tensor, int]] = []
+
+    def flush() -> None:
+        nonlocal last_loss, window_start, window_images
+        if not pending:
+            return
+        values = torch.stack([loss for *_, loss, _ in pending]).float().tolist()
+        for (at_step, epoch, lr, _, images), value in zip(pending, values):
+            if not math.isfinite(value):
+                raise TrainingDiverged(
+                    f"loss became {value} at level {level}, epoch {epoch}, step {at_step}; "
+                    f"the last good checkpoint ({state_file.path}) is kept. Lower lr (now {cfg.lr}) or check the data."
+                )
+            window_images += images
+            elapsed = time.perf_counter() - window_start
+            ips = window_images / elapsed if elapsed > 0 else 0.0
+            rows.append({"step": at_step, "epoch": epoch, "loss": round(value, 6), "lr": lr,
+                         "images_per_s": round(ips, 2), "seconds": round(time.perf_counter() - started, 3)})
+            last_loss = value
+        if progress is not None:
+            progress.update(len(pending))
+            progress.set_postfix(loss=f"{last_loss:.4f}", lr=f"{rows[-1]['lr']:.2e}", img_s=f"{rows[-1]['images_per_s']:.1f}")
+        pending.clear()
+        if time.perf_counter() - window_start > 30:
+            window_start, window_images = time.perf_counter(), 0
 
     def checkpoint() -> None:
+        flush()
         if dist.is_main:
             state_file.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "log": rows})
             _write_log(log_path, rows)
@@ -194,31 +223,23 @@ def train_level(
                 optimizer.zero_grad(set_to_none=True)
                 with autocast_context(device, cfg.amp):
                     loss = F.l1_loss(model(degraded), clean)
-                if not torch.isfinite(loss):
-                    raise TrainingDiverged(
-                        f"loss became {loss.item()} at level {level}, epoch {epoch}, step {step}; "
-                        f"the last good checkpoint ({state_file.path}) is kept. Lower lr (now {cfg.lr}) or check the data."
-                    )
+                if sync_every == 1 and not torch.isfinite(loss):
+                    pending.append((step + 1, epoch, lr, loss.detach(), 0))
+                    flush()  # raises TrainingDiverged before the step can corrupt the weights
                 loss.backward()
-                mask_gradients(net, mask)
+                masker.grads()
                 optimizer.step()
-                apply_mask(net, mask)
+                masker.weights()
                 step += 1
-                last_loss = float(loss.detach())
-                window_images += degraded.shape[0] * dist.world_size
-                elapsed = time.perf_counter() - window_start
-                ips = window_images / elapsed if elapsed > 0 else 0.0
-                rows.append({"step": step, "epoch": epoch, "loss": round(last_loss, 6), "lr": lr,
-                             "images_per_s": round(ips, 2), "seconds": round(time.perf_counter() - started, 3)})
+                pending.append((step, epoch, lr, loss.detach(), degraded.shape[0] * dist.world_size))
                 if on_step is not None:
+                    flush()
                     on_step(step, net)
-                if progress is not None:
-                    progress.update(1)
-                    progress.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr:.2e}", img_s=f"{ips:.1f}")
                 if step % cfg.checkpoint_every == 0 and step < total_steps:
                     checkpoint()
-                if elapsed > 30:
-                    window_start, window_images = time.perf_counter(), 0
+                elif len(pending) >= sync_every:
+                    flush()
+        flush()
     finally:
         if progress is not None:
             progress.close()

@@ -46,6 +46,18 @@ def test_percentile_matches_numpy_bit_for_bit():
         assert float(percentile_linear(torch.from_numpy(values), q)) == float(np.percentile(values, q))
 
 
+def test_radix_selection_equals_full_sort():
+    from mirl.pruning.magnitude import select_ranks
+
+    gen = torch.Generator().manual_seed(0)
+    values = torch.cat([torch.rand(400_000, generator=gen) ** 4, torch.full((1000,), 0.25), torch.zeros(5000)])
+    ordered = torch.sort(values).values
+    ranks = [0, 4999, 5000, 123_456, 200_000, values.numel() - 1]
+    assert [float(v) for v in select_ranks(values, ranks)] == [float(ordered[r]) for r in ranks]
+    with_zeros = torch.cat([torch.zeros(300_000), values[values > 0]])
+    assert float(percentile_linear(with_zeros, 20.0, skip_zeros=True)) == float(np.percentile(values[values > 0].numpy(), 20.0))
+
+
 def test_strictly_smaller_is_pruned_and_ties_survive():
     w = {"a.weight": torch.tensor([1.0, 1.0, 1.0, 1.0, 2.0])}
     assert magnitude_prune(w, None, 0.2)["a.weight"].all()

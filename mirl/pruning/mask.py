@@ -30,37 +30,49 @@ def full_mask(weights: Mapping[str, torch.Tensor], rule: str = "upstream") -> Ma
     return {n: torch.ones_like(weights[n], dtype=torch.bool) for n in prunable_names(weights, rule)}
 
 
-def _masked_pairs(model: nn.Module, mask: Mapping[str, torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    params = dict(model.named_parameters())
-    missing = [n for n in mask if n not in params]
-    if missing:
-        raise KeyError(f"mask names {missing[:4]} are not parameters of the model")
-    names = list(mask)
-    return [params[n] for n in names], [mask[n] for n in names]
+class MaskApplier:
+    """Applies one mask to a model's weights and gradients with fused multiplies.
+
+    The float masks are prepared once (on the parameters' device and dtype), so a training step
+    pays two ``torch._foreach_mul_`` calls, not a per-tensor Python loop with conversions.
+
+    Example:
+        >>> from mirl.models import build_model
+        >>> net = build_model("tiny")
+        >>> applier = MaskApplier(net, {"output.weight": net.output.weight.abs() > 0.01})
+        >>> applier.weights()
+    """
+
+    def __init__(self, model: nn.Module, mask: Mapping[str, torch.Tensor]) -> None:
+        params = dict(model.named_parameters())
+        missing = [n for n in mask if n not in params]
+        if missing:
+            raise KeyError(f"mask names {missing[:4]} are not parameters of the model")
+        self.params = [params[n] for n in mask]
+        self.masks = [mask[n].to(p.device, p.dtype) for n, p in zip(mask, self.params)]
+
+    @torch.no_grad()
+    def weights(self) -> None:
+        """Zero the pruned weights in place."""
+        if self.params:
+            torch._foreach_mul_(self.params, self.masks)
+
+    @torch.no_grad()
+    def grads(self) -> None:
+        """Zero the gradients of pruned weights in place (parameters without a gradient are skipped)."""
+        pairs = [(p.grad, m) for p, m in zip(self.params, self.masks) if p.grad is not None]
+        if pairs:
+            torch._foreach_mul_([g for g, _ in pairs], [m.to(g.dtype) for g, m in pairs])
 
 
-@torch.no_grad()
 def apply_mask(model: nn.Module, mask: Mapping[str, torch.Tensor]) -> None:
-    """Zero the pruned weights of ``model`` in place (one fused multiply over all tensors)."""
-    if not mask:
-        return
-    params, masks = _masked_pairs(model, mask)
-    torch._foreach_mul_(params, [m.to(p.device, p.dtype) for p, m in zip(params, masks)])
+    """Zero the pruned weights of ``model`` in place."""
+    MaskApplier(model, mask).weights()
 
 
-@torch.no_grad()
 def mask_gradients(model: nn.Module, mask: Mapping[str, torch.Tensor]) -> None:
     """Zero the gradients of pruned weights in place."""
-    params, masks = _masked_pairs(model, mask) if mask else ([], [])
-    pairs = [(p.grad, m) for p, m in zip(params, masks) if p.grad is not None]
-    if pairs:
-        grads = [g for g, _ in pairs]
-        torch._foreach_mul_(grads, [m.to(g.device, g.dtype) for g, m in pairs])
-
-
-def mask_to(mask: Mapping[str, torch.Tensor], device: torch.device | str) -> Mask:
-    """The same mask on ``device`` (cached per-dtype copies are made by the callers)."""
-    return {n: m.to(device) for n, m in mask.items()}
+    MaskApplier(model, mask).grads()
 
 
 def sparsity_report(mask: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor], **extra: Any) -> dict[str, Any]:

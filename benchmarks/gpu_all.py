@@ -1,0 +1,188 @@
+"""Every GPU measurement of issue 6 in one run of a few minutes, with a summary table.
+
+Stages (each writes the JSON again when done, so a timeout keeps what finished):
+1. training throughput, paper preset, batch 8 / 64x64 and batch 32 / 128x128, fast vs reference;
+2. training with random masks (density 0.2), batch 8 / 64x64;
+3. loss curves, first 200 steps on the same data, fast (bf16) vs reference (fp32), JSON + PNG;
+4. one global pruning step of the paper model, on the GPU and on the CPU, vs numpy;
+5. inference fp32 vs bf16 (PSNR on the test photos with the step-200 weights, latency) and tiled
+   restoration of a 4096x4096 image within a memory budget;
+6. ``torch.compile`` (regional) warm-up and throughput vs the fast path without it (last: slowest).
+
+On a machine without CUDA (or with ``--tiny``) every stage runs with tiny sizes, to prove the
+script works. Needs only torch, numpy, scikit-image (+ matplotlib for the PNG).
+
+Example:
+    python3 -m benchmarks.gpu_all --out $OUT/gpu_all.json
+    python -m benchmarks.gpu_all --device cpu --out /tmp/gpu_all_tiny.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from benchmarks import inference, pruning, train
+from benchmarks.common import env_info, format_table, pick_device, write_json
+
+TARGETS = {
+    "train_speedup": 3.0,  # fast/reference images/s
+    "train_memory_ratio": 0.5,  # fast/reference peak memory
+    "prune_gpu_ms": 50.0,
+    "prune_cpu_fraction_of_numpy": 0.2,
+    "bf16_psnr_delta_db": 0.05,
+    "loss_curve_rel_tol": 0.02,  # smoothed loss curves, relative
+}
+
+
+def sizes(tiny: bool) -> dict[str, Any]:
+    """Workload sizes: the issue's on a GPU, tiny ones for a CPU smoke run."""
+    if tiny:
+        return {"preset": "tiny", "train": [(2, 32), (2, 48)], "steps": 2, "warmup": 1, "curve_steps": 6,
+                "curve_batch": 2, "curve_patch": 32, "prune_preset": "tiny", "inf": dict(sizes=[(32, 48)], max_side=48,
+                tiled_size=96, tile=48, iters=1), "budget_gib": None}
+    return {"preset": "paper", "train": [(8, 64), (32, 128)], "steps": 10, "warmup": 3, "curve_steps": 200,
+            "curve_batch": 8, "curve_patch": 64, "prune_preset": "paper", "inf": dict(sizes=[(320, 480), (1024, 1024)],
+            max_side=512, tiled_size=4096, tile=512, iters=10), "budget_gib": 8.0}
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run every stage; print the summary table; return the results."""
+    p = argparse.ArgumentParser(prog="python3 -m benchmarks.gpu_all", description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--out", default="gpu_all.json", help="JSON results (the loss-curve PNG goes beside it)")
+    p.add_argument("--tiny", action="store_true", help="tiny sizes even on a GPU")
+    p.add_argument("--skip", action="append", default=[], help="skip a stage: train, masked, curve, compile, prune, inference")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    dev = pick_device(args.device)
+    tiny = args.tiny or dev.type != "cuda"
+    cfg = sizes(tiny)
+    out = Path(args.out)
+    res: dict[str, Any] = {"env": env_info(dev), "tiny": tiny, "targets": TARGETS, "stages": {}, "errors": {}}
+    trained: dict[str, torch.Tensor] | None = None
+    t_all = time.perf_counter()
+
+    def stage(name: str, fn: Callable[[], Any]) -> None:
+        if name in args.skip:
+            return
+        start = time.perf_counter()
+        print(f"== {name} ...", flush=True)
+        try:
+            res["stages"][name] = fn()
+        except Exception as exc:  # keep going: one failing stage must not lose the others
+            res["errors"][name] = f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
+        res.setdefault("stage_seconds", {})[name] = round(time.perf_counter() - start, 1)
+        print(f"== {name} done in {res['stage_seconds'][name]} s", flush=True)
+        write_json(out, res)
+
+    preset = cfg["preset"]
+    for batch, patch in cfg["train"]:
+        stage(f"train_b{batch}_p{patch}", lambda b=batch, q=patch: train.run(
+            preset, b, q, dev, cfg["steps"], cfg["warmup"], args.seed) if "train" not in args.skip else None)
+    b0, p0 = cfg["train"][0]
+    stage("masked", lambda: train.run(preset, b0, p0, dev, cfg["steps"], cfg["warmup"], args.seed, mask_density=0.2))
+
+    def curve() -> dict[str, Any]:
+        nonlocal trained
+        c = train.loss_curves(preset, train.fast_path(dev), dev, cfg["curve_steps"], cfg["curve_batch"],
+                              cfg["curve_patch"], args.seed)
+        trained = c.pop("_trained_fast_state")
+        c["png"] = str(out.with_name(out.stem + "_loss_curve.png")) if train.plot_curves(
+            c, str(out.with_name(out.stem + "_loss_curve.png"))) else None
+        return c
+
+    stage("curve", curve)
+
+    stage("prune_device", lambda: pruning.run(cfg["prune_preset"], dev, iters=None, seed=args.seed))
+    if dev.type == "cuda":
+        stage("prune_cpu", lambda: pruning.run(cfg["prune_preset"], torch.device("cpu"), iters=1, seed=args.seed))
+    stage("inference", lambda: inference.run(preset, dev, trained, mem_budget_gib=cfg["budget_gib"],
+                                            seed=args.seed, **cfg["inf"]))
+    def compiled() -> dict[str, Any]:
+        r = train.run(preset, b0, p0, dev, cfg["steps"], cfg["warmup"], args.seed, compile="regional",
+                      include_reference=False)
+        base = res["stages"].get(f"train_b{b0}_p{p0}", {}).get("rows", [{}])[-1]
+        row = r["rows"][0]
+        if base.get("ms_per_step"):
+            gain_s = (base["ms_per_step"] - row["ms_per_step"]) / 1e3
+            extra = row["warmup_s"] - base["warmup_s"]
+            r["extra_warmup_s"] = extra
+            r["breakeven_steps"] = extra / gain_s if gain_s > 0 else None
+            r["steps_per_round"] = train.SAMPLES_PER_EPOCH * train.EPOCHS_PER_ROUND // b0
+        return r
+
+    stage("compile", compiled)  # last: compilation is the slowest and least certain stage
+    res["total_seconds"] = round(time.perf_counter() - t_all, 1)
+    res["summary"] = summarise(res)
+    write_json(out, res)
+    print()
+    print(format_table(res["summary"], ["check", "value", "target", "pass"]))
+    if res["errors"]:
+        print("errors:", res["errors"])
+    print(f"total {res['total_seconds']} s; wrote {out}")
+    return res
+
+
+def summarise(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per target of the issue: measured value, target, pass/fail."""
+    s, rows = res["stages"], []
+
+    def add(check: str, value: Any, target: str, ok: bool | None) -> None:
+        rows.append({"check": check, "value": value, "target": target, "pass": "-" if ok is None else ("yes" if ok else "NO")})
+
+    for name, r in s.items():
+        if name.startswith("train_") and r:
+            ref, fast = r["rows"][0], r["rows"][-1]
+            add(f"{name} images/s ref -> fast", f"{ref['images_per_s']:.1f} -> {fast['images_per_s']:.1f}", "", None)
+            add(f"{name} speedup", round(r["speedup"], 2), f">= {TARGETS['train_speedup']}", r["speedup"] >= TARGETS["train_speedup"])
+            add(f"{name} memory ratio", round(r["memory_ratio"], 2), f"<= {TARGETS['train_memory_ratio']}",
+                r["memory_ratio"] <= TARGETS["train_memory_ratio"])
+    if s.get("masked"):
+        add("masked training speedup", round(s["masked"]["speedup"], 2), "(info)", None)
+    if s.get("curve"):
+        c = s["curve"]
+        add(f"loss curve {c['steps']} steps, rel diff ({c['smooth_steps']}-step mean)", round(c["max_rel_diff_smoothed"], 4),
+            f"<= {TARGETS['loss_curve_rel_tol']}", c["max_rel_diff_smoothed"] <= TARGETS["loss_curve_rel_tol"])
+    if s.get("compile"):
+        c = s["compile"]
+        add("compile (regional) first step s", round(c["rows"][0]["first_step_s"], 1), "(reported)", None)
+        add("compile ms/step", round(c["rows"][0]["ms_per_step"], 1), "(vs fast w/o compile)", None)
+        if c.get("steps_per_round"):
+            be = c.get("breakeven_steps")
+            add("compile break-even steps", "never" if be is None else round(be), f"<= {c['steps_per_round']} (1 round)",
+                be is not None and be <= c["steps_per_round"])
+    for key, label in (("prune_device", "device"), ("prune_cpu", "cpu")):
+        if s.get(key):
+            r = {row["impl"]: row for row in s[key]["rows"]}
+            numpy_ms = r["numpy (published)"]["ms"]
+            best = min((row for n, row in r.items() if n.startswith("torch")), key=lambda row: row["ms"])
+            add(f"prune {label}: numpy ms -> best torch ms ({best['impl']})", f"{numpy_ms:.0f} -> {best['ms']:.1f}", "", None)
+            if s[key]["env"]["device"].startswith("cuda"):
+                add("prune GPU ms", round(best["ms"], 1), f"< {TARGETS['prune_gpu_ms']}", best["ms"] < TARGETS["prune_gpu_ms"])
+            else:
+                frac = best["ms"] / numpy_ms
+                add("prune CPU torch/numpy time", round(frac, 3), f"<= {TARGETS['prune_cpu_fraction_of_numpy']}",
+                    frac <= TARGETS["prune_cpu_fraction_of_numpy"])
+            add(f"prune {label}: kept-count diff vs numpy", str(s[key]["mask_disagreements_vs_numpy"]), "0", None)
+    if s.get("inference"):
+        i = s["inference"]
+        d = i["psnr"]["max_abs_delta_db"]
+        add("bf16 max |dPSNR| dB" + ("" if i["trained_weights"] else " (untrained)"), round(d, 4),
+            f"<= {TARGETS['bf16_psnr_delta_db']}", d <= TARGETS["bf16_psnr_delta_db"])
+        for row in i["latency"]:
+            add(f"infer {row['size']} {row['path']} ms", round(row["ms"], 1), f"peak {row['peak_mem_gib']:.2f} GiB", None)
+        t = i["tiled"]
+        add(f"tiled {t['size']}^2 s / peak GiB", f"{t['seconds']:.1f} / {t['peak_mem_gib']:.2f}",
+            f"budget {t['budget_gib']}", t.get("within_budget"))
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""The fast training path learns the same as the reference path, and every benchmark's main
+function runs with tiny sizes on the CPU."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mirl.pruning.magnitude import magnitude_prune
+
+from benchmarks import inference, pruning, train
+from mirl.models import build_model
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small"])
+def test_fast_training_steps_match_reference(preset):
+    """Five AdamW steps from the same weights on the same batches: same losses and parameters
+    within float tolerance (CPU fast path: fast impl, fused AdamW, channels-last)."""
+    device = torch.device("cpu")
+    batches = train.make_batches(5, 2, 32, seed=3)
+    torch.manual_seed(0)
+    init = build_model(preset).state_dict()
+    fast_cfg = train.fast_path(device)
+    assert fast_cfg.impl == "fast" and fast_cfg.optimizer == "fused" and fast_cfg.channels_last
+    ref = train.Trainer(preset, train.reference_path(), device, state_dict=init)
+    fast = train.Trainer(preset, fast_cfg, device, state_dict=init)
+    for x, y in batches:
+        torch.testing.assert_close(fast.step(x, y), ref.step(x, y), rtol=1e-4, atol=1e-6)
+    fast_params = dict(fast.model.named_parameters())
+    for name, p_ref in ref.model.named_parameters():
+        torch.testing.assert_close(fast_params[name], p_ref, rtol=1e-4, atol=2e-6, msg=name)
+
+
+def test_masked_training_keeps_pruned_weights_zero():
+    masks = train.random_masks("tiny", 0.5, seed=1)
+    trainer = train.Trainer("tiny", train.fast_path(torch.device("cpu")), torch.device("cpu"), masks=masks)
+    for x, y in train.make_batches(2, 2, 32, seed=0):
+        trainer.step(x, y)
+    params = dict(trainer.model.named_parameters())
+    for name, m in masks.items():
+        assert torch.all(params[name][m == 0] == 0), name
+
+
+def test_numpy_and_torch_pruning_agree():
+    weights, masks = pruning.setup("tiny", torch.device("cpu"))
+    a = pruning.numpy_global_prune({k: v.clone() for k, v in weights.items()}, masks, 0.2)
+    b = magnitude_prune({k: v.clone() for k, v in weights.items()}, masks, 0.2)
+    assert all(torch.equal(a[n], b[n]) for n in masks)
+    kept = sum(int(t.sum()) for t in a.values())
+    total = sum(t.numel() for t in a.values())
+    assert abs(kept / total - 0.8) < 0.01
+
+
+def test_benchmark_mains_run_tiny_on_cpu(tmp_path):
+    out = train.main(["--preset", "tiny", "--batch", "2", "--patch", "32", "--steps", "1", "--warmup", "1",
+                      "--device", "cpu", "--loss-curve", "3", "--curve-out", str(tmp_path / "curve"),
+                      "--json", str(tmp_path / "train.json")])
+    assert out["speedup"] > 0 and (tmp_path / "curve.json").exists()
+    assert json.loads((tmp_path / "curve.json").read_text())["max_abs_diff"] < 1e-4
+    out = pruning.main(["--preset", "tiny", "--device", "cpu", "--iters", "1"])
+    assert all(v == 0 for v in out["mask_disagreements_vs_numpy"].values())
+    out = inference.main(["--preset", "tiny", "--device", "cpu", "--size", "32x48", "--max-side", "32",
+                          "--tiled-size", "64", "--tile", "32", "--iters", "1"])
+    assert out["psnr"]["max_abs_delta_db"] < 0.5
+    assert out["tiled"]["size"] == 64
