@@ -1,0 +1,64 @@
+"""``mirl report``: execute the study notebooks with papermill and publish offline HTML reports.
+
+Examples:
+    $ mirl report --preset quickstart                 # every notebook, one report each
+    $ mirl report --preset smoke --notebooks 02 04    # a subset
+    $ mirl report --params docs/examples/batch.yaml   # one report per parameter set
+    $ mirl report --index-only                        # rebuild reports/index.html
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default=None, help="study preset passed to every notebook (smoke, quickstart, paper)")
+    parser.add_argument("--params", default=None, metavar="FILE",
+                        help="YAML/JSON file with a list of parameter sets (or defaults + sets): one report per set")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="one notebook parameter (YAML value), repeatable; applied to every set")
+    parser.add_argument("--out", default="reports", help="reports folder (default: reports)")
+    parser.add_argument("--runs", default=None, help="folder of study runs (default: runs/ of the project)")
+    parser.add_argument("--data", default=None, help="folder of datasets (default: datasets/ of the project)")
+    parser.add_argument("--notebooks", nargs="+", default=None, metavar="NAME",
+                        help="notebooks to run, by stem or number (default: all)")
+    parser.add_argument("--notebooks-dir", default=None, help="folder holding the notebooks (default: notebooks/)")
+    parser.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
+    parser.add_argument("--index-only", action="store_true", help="only rebuild index.html from existing reports")
+
+
+def _parse_sets(items: list[str]) -> dict:
+    import yaml
+
+    from mirl.report import ReportError
+
+    parsed = {}
+    for item in items:
+        if "=" not in item:
+            raise ReportError(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        parsed[key.strip()] = yaml.safe_load(value)
+    return parsed
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mirl import report
+
+    if args.index_only:
+        print(report.build_index(args.out).resolve())
+        return 0
+    extra = _parse_sets(args.sets)
+    sets = report.load_param_sets(args.params) if args.params else [{}]
+    sets = [{**s, **extra} for s in sets]
+    records = report.run_reports(
+        preset=args.preset, param_sets=sets, notebooks=args.notebooks, out=args.out,
+        runs_dir=args.runs, data_dir=args.data, notebooks_path=args.notebooks_dir, kernel_name=args.kernel,
+    )
+    failed = [r for r in records if r["status"] != "ok"]
+    for r in failed:
+        print(f"mirl report: {r['name']} failed: {r['error']}")
+    print(f"Reports: {(Path(args.out) / 'index.html').resolve()}")
+    return 1 if failed else 0

@@ -1,0 +1,451 @@
+"""Matplotlib figures for pruning studies: sparsity curves, restoration galleries, mask views.
+
+Every function returns a :class:`matplotlib.figure.Figure` (or an array) and never calls
+``plt.show``; notebooks display the figure. Figures of runs on the built-in photo corpus carry
+the label :data:`DEMO_LABEL` (pass ``demo=True``): those numbers are a demonstration, not a
+benchmark.
+
+Example:
+    >>> from mirl import results, viz                                   # doctest: +SKIP
+    >>> table = results.metrics_table("runs/smoke_1a2b3c4d")            # doctest: +SKIP
+    >>> fig = viz.sparsity_curves(table, demo=True)                     # doctest: +SKIP
+    >>> png = viz.fig_to_png(fig)                                       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+DEMO_LABEL = "built-in demo corpus, not a benchmark"
+
+_DENOMINATORS = {
+    "prunable": ("remaining_prunable", "remaining prunable weights (%)"),
+    "trainable": ("remaining_trainable", "remaining trainable parameters (%)"),
+}
+_METRIC_NAMES = {"psnr": "PSNR (dB)", "ssim": "SSIM"}
+
+
+def _figure(width: float, height: float):
+    # The object-oriented API: no pyplot state, safe in any backend and in tests. The subclass
+    # gives the figure a PNG repr, so a notebook shows it as an image when it is a cell's value.
+    from matplotlib.figure import Figure
+
+    class MirlFigure(Figure):
+        def _repr_png_(self) -> bytes:
+            return fig_to_png(self)
+
+    return MirlFigure(figsize=(width, height), layout="constrained")
+
+
+def collapsible(content: Any, summary: str) -> Any:
+    """An HTML ``<details>`` block around a table (a pandas Styler/DataFrame) or HTML text, closed
+    by default: long tables stay out of the way in reports.
+
+    Example:
+        >>> import pandas as pd
+        >>> "<details>" in collapsible(pd.DataFrame({"a": [1]}), "table").data
+        True
+    """
+    from IPython.display import HTML
+
+    inner = content.to_html() if hasattr(content, "to_html") else str(content)
+    return HTML(f"<details><summary>{html_escape(summary)}</summary>{inner}</details>")
+
+
+def html_escape(text: str) -> str:
+    """Escape text for HTML."""
+    import html
+
+    return html.escape(text)
+
+
+def add_demo_label(fig: Any, text: str = DEMO_LABEL) -> Any:
+    """Stamp ``text`` (by default the demo-corpus warning) in the figure's bottom-right corner."""
+    fig.text(0.998, 0.998, text, ha="right", va="top", fontsize=8, color="#b71c1c", style="italic")
+    return fig
+
+
+def fig_to_png(fig: Any, dpi: int = 100) -> bytes:
+    """PNG bytes of a figure.
+
+    Example:
+        >>> from mirl.viz import _figure, fig_to_png
+        >>> fig_to_png(_figure(1, 1))[:4]
+        b'\\x89PNG'
+    """
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------- sparsity curves
+
+
+def sparsity_curves(
+    tables: pd.DataFrame | Sequence[pd.DataFrame],
+    metrics: Sequence[str] = ("psnr", "ssim"),
+    tasks: Sequence[str] | None = None,
+    denominators: Sequence[str] = ("prunable", "trainable"),
+    demo: bool = False,
+    log_x: bool = True,
+) -> Any:
+    """Score against remaining weights: one row per task, one column per (metric, denominator).
+
+    ``tables`` are :func:`mirl.results.metrics_table` frames (one per run, or concatenated);
+    each run (column ``label``) is one line. The dense level (level 0) of the first run is drawn
+    as a dashed grey reference line. The x axis runs from dense (100%) to sparse.
+
+    Example:
+        >>> import pandas as pd
+        >>> t = pd.DataFrame({"label": "a", "level": [0, 1], "task": "derain", "psnr": [30.0, 30.5],
+        ...     "ssim": [0.9, 0.91], "remaining_prunable": [1.0, 0.8], "remaining_trainable": [1.0, 0.85],
+        ...     "convention": "upstream"})
+        >>> len(sparsity_curves(t).axes)
+        4
+    """
+    table = pd.concat(list(tables), ignore_index=True) if not isinstance(tables, pd.DataFrame) else tables
+    if table.empty:
+        raise ValueError("no scores to plot: the runs have no finished level with metrics.json")
+    tasks = list(tasks) if tasks is not None else list(dict.fromkeys(table["task"]))
+    labels = list(dict.fromkeys(table["label"]))
+    conventions = sorted(set(table.get("convention", pd.Series(["unknown"]))))
+    columns = [(m, d) for m in metrics for d in denominators]
+    fig = _figure(3.6 * len(columns), 2.7 * len(tasks) + 0.6)
+    axes = np.atleast_2d(fig.subplots(len(tasks), len(columns), squeeze=False))
+    colors = [f"C{i}" for i in range(10)]
+    first = table[table["label"] == labels[0]]
+    for r, task in enumerate(tasks):
+        for c, (metric, denominator) in enumerate(columns):
+            ax = axes[r, c]
+            xcol, xlabel = _DENOMINATORS[denominator]
+            for i, label in enumerate(labels):
+                sub = table[(table["label"] == label) & (table["task"] == task)].sort_values("level")
+                if sub.empty:
+                    continue
+                ax.plot(100 * sub[xcol], sub[metric], "o-", color=colors[i % 10], ms=4, lw=1.5, label=label)
+            dense = first[(first["task"] == task) & (first["level"] == 0)]
+            if not dense.empty:
+                ax.axhline(float(dense[metric].iloc[0]), color="0.45", ls="--", lw=1, label="dense (level 0)")
+            if log_x:
+                ax.set_xscale("log")
+                _percent_ticks(ax, 100 * table[xcol].dropna())
+            ax.invert_xaxis()
+            ax.set_title(f"{task}: {metric.upper()} vs {denominator}", fontsize=10)
+            ax.set_xlabel(xlabel, fontsize=8)
+            ax.set_ylabel(_METRIC_NAMES.get(metric, metric), fontsize=8)
+            ax.grid(True, alpha=0.3)
+            ax.tick_params(labelsize=8)
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, names, loc="outside lower center", ncols=min(4, len(handles)), fontsize=8)
+    fig.suptitle(f"Score vs remaining weights (metric convention: {', '.join(conventions)})", fontsize=11)
+    if demo:
+        add_demo_label(fig)
+    return fig
+
+
+_NICE_PERCENTS = (100, 80, 64, 50, 40, 30, 20, 15, 10, 7, 5, 3.5, 2, 1, 0.5, 0.2, 0.1)
+
+
+def _percent_ticks(ax: Any, values: pd.Series) -> None:
+    """Readable ticks on a log-scaled percentage axis (no 9x10^1 labels)."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
+
+    if values.empty:
+        return
+    low, high = float(values.min()), float(values.max())
+    ticks = [t for t in _NICE_PERCENTS if low * 0.97 <= t <= high * 1.03] or [round(high, 1)]
+    if min(ticks) > low * 1.15:
+        ticks.append(float(f"{low:.2g}"))
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+# --------------------------------------------------------------------------- galleries
+
+
+def _crop_box(height: int, width: int, size: int | None = None) -> tuple[int, int, int]:
+    """A square crop (top, left, side) around the image centre, a quarter of the short side."""
+    side = size or max(8, min(height, width) // 4)
+    side = min(side, height, width)
+    return (height - side) // 2, (width - side) // 2, side
+
+
+def gallery(
+    samples: Sequence[Mapping[str, Any]],
+    crop: int | None = None,
+    demo: bool = False,
+    title: str | None = None,
+) -> Any:
+    """Restoration gallery: per sample, a row of full images and a row of zoomed crops.
+
+    Each sample is ``{"task", "name", "panels": [{"label", "image" (HxWx3 float in [0,1]),
+    "psnr" (float or None)}]}`` as made by :func:`mirl.results.gallery_samples`; panels typically
+    run degraded input, dense, pruned levels, clean. The crop (a red box in the full view) is
+    the same for every panel of a sample.
+
+    Example:
+        >>> import numpy as np
+        >>> img = np.zeros((32, 32, 3))
+        >>> s = {"task": "derain", "name": "x", "panels": [{"label": "clean", "image": img, "psnr": None}]}
+        >>> len(gallery([s]).axes)
+        2
+    """
+    from matplotlib.patches import Rectangle
+
+    if not samples:
+        raise ValueError("gallery needs at least one sample")
+    ncols = max(len(s["panels"]) for s in samples)
+    fig = _figure(2.3 * ncols, 4.6 * len(samples) + 0.5)
+    axes = fig.subplots(2 * len(samples), ncols, squeeze=False)
+    for s_index, sample in enumerate(samples):
+        first = np.asarray(sample["panels"][0]["image"])
+        top, left, side = _crop_box(first.shape[0], first.shape[1], crop)
+        for c in range(ncols):
+            ax_full, ax_zoom = axes[2 * s_index, c], axes[2 * s_index + 1, c]
+            for ax in (ax_full, ax_zoom):
+                ax.set_xticks([])
+                ax.set_yticks([])
+            if c >= len(sample["panels"]):
+                ax_full.axis("off")
+                ax_zoom.axis("off")
+                continue
+            panel = sample["panels"][c]
+            image = np.clip(np.asarray(panel["image"], dtype=np.float32), 0, 1)
+            ax_full.imshow(image, interpolation="lanczos")
+            ax_full.add_patch(Rectangle((left - 0.5, top - 0.5), side, side, fill=False, ec="red", lw=1.2))
+            ax_zoom.imshow(image[top:top + side, left:left + side], interpolation="nearest")
+            psnr = panel.get("psnr")
+            caption = panel["label"] if psnr is None else f"{panel['label']}\n{psnr:.2f} dB"
+            ax_full.set_title(caption, fontsize=9)
+            if c == 0:
+                ax_full.set_ylabel(f"{sample['task']}\n{sample.get('name', '')}", fontsize=9)
+                ax_zoom.set_ylabel("zoom", fontsize=9)
+    fig.suptitle(title or "Restorations (PSNR per image vs clean)", fontsize=11)
+    if demo:
+        add_demo_label(fig)
+    return fig
+
+
+# --------------------------------------------------------------------------- masks
+
+
+def mask_matrix(mask: Any) -> np.ndarray:
+    """A 2-D boolean view of a mask tensor: conv ``[out, in, kh, kw]`` -> ``[out, in*kh*kw]``;
+    1-D tensors are folded into rows of at most 64.
+
+    Example:
+        >>> import torch
+        >>> mask_matrix(torch.ones(8, 4, 3, 3, dtype=torch.bool)).shape
+        (8, 36)
+    """
+    array = mask.detach().cpu().numpy() if hasattr(mask, "detach") else np.asarray(mask)
+    array = array.astype(bool)
+    if array.ndim == 0:
+        return array.reshape(1, 1)
+    if array.ndim == 1:
+        n = array.size
+        width = min(64, n)
+        rows = math.ceil(n / width)
+        padded = np.zeros(rows * width, dtype=bool)
+        padded[:n] = array
+        return padded.reshape(rows, width)
+    return array.reshape(array.shape[0], -1)
+
+
+_COLOR_BOTH = np.array([0.10, 0.23, 0.49])  # kept in both (dark blue)
+_COLOR_A_ONLY = np.array([0.90, 0.32, 0.00])  # kept in the reference only: pruned since (orange)
+_COLOR_B_ONLY = np.array([0.18, 0.63, 0.17])  # kept in the compared mask only (green)
+_COLOR_NONE = np.array([1.0, 1.0, 1.0])  # pruned in both (white)
+
+
+def mask_rgb(mask: Any, reference: Any | None = None, max_side: int = 192) -> np.ndarray:
+    """An RGB image (float, HxWx3) of a mask, optionally coloured against a reference mask.
+
+    Without a reference: kept = dark blue, pruned = white. With one: kept in both = dark blue,
+    kept only in the reference = orange, kept only in ``mask`` = green, pruned in both = white.
+    Large matrices are area-averaged down to at most ``max_side`` pixels per side, so colours
+    blend where one pixel covers many weights.
+
+    Example:
+        >>> import torch
+        >>> mask_rgb(torch.ones(4, 4, dtype=torch.bool)).shape
+        (4, 4, 3)
+    """
+    b = mask_matrix(mask)
+    a = mask_matrix(reference) if reference is not None else b
+    if a.shape != b.shape:
+        raise ValueError(f"mask shapes differ: {a.shape} vs {b.shape}")
+    image = np.empty(b.shape + (3,), dtype=np.float32)
+    image[...] = _COLOR_NONE
+    image[a & b] = _COLOR_BOTH
+    image[a & ~b] = _COLOR_A_ONLY
+    image[~a & b] = _COLOR_B_ONLY
+    return _area_downsample(image, max_side)
+
+
+def _area_downsample(image: np.ndarray, max_side: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    fy, fx = max(1, math.ceil(h / max_side)), max(1, math.ceil(w / max_side))
+    if fy == 1 and fx == 1:
+        return image
+    ph, pw = math.ceil(h / fy) * fy, math.ceil(w / fx) * fx
+    padded = np.ones((ph, pw, 3), dtype=np.float32)
+    padded[:h, :w] = image
+    return padded.reshape(ph // fy, fy, pw // fx, fx, 3).mean(axis=(1, 3))
+
+
+def mask_png(mask: Any, reference: Any | None = None, scale_to: int = 256) -> bytes:
+    """PNG bytes of :func:`mask_rgb`, upscaled with nearest neighbour to about ``scale_to`` px."""
+    from PIL import Image
+
+    rgb = mask_rgb(mask, reference, max_side=scale_to)
+    h, w = rgb.shape[:2]
+    factor = max(1, scale_to // max(h, w))
+    image = Image.fromarray((np.clip(rgb, 0, 1) * 255).round().astype(np.uint8))
+    if factor > 1:
+        image = image.resize((w * factor, h * factor), Image.NEAREST)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def mask_legend_text(with_reference: bool = True) -> str:
+    """One-line explanation of the colours of :func:`mask_rgb`."""
+    if not with_reference:
+        return "dark blue = kept, white = pruned (rows: output channels; columns: inputs x kernel)"
+    return ("dark blue = kept in both, orange = kept only in A (pruned in B), green = kept only in B, "
+            "white = pruned in both (rows: output channels; columns: inputs x kernel)")
+
+
+def mask_view(mask: Any, reference: Any | None = None, title: str = "", labels: tuple[str, str] = ("A", "B")) -> Any:
+    """A figure with one layer's mask (coloured against ``reference`` when given)."""
+    fig = _figure(5.5, 4.2)
+    ax = fig.subplots()
+    ax.imshow(mask_rgb(mask, reference), interpolation="nearest", aspect="auto")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("inputs x kernel positions", fontsize=8)
+    ax.set_ylabel("output channels", fontsize=8)
+    ax.tick_params(labelsize=7)
+    density = float(mask_matrix(mask).mean())
+    text = f"density {labels[1]}: {density:.1%}"
+    if reference is not None:
+        text = f"density {labels[0]}: {float(mask_matrix(reference).mean()):.1%}, " + text
+    fig.text(0.5, 0.005, text, ha="center", va="bottom", fontsize=8)
+    return fig
+
+
+def _short(name: str, width: int = 38) -> str:
+    name = name.replace(".weight", "")
+    return name if len(name) <= width else "…" + name[-(width - 1):]
+
+
+def density_bars(table: pd.DataFrame, labels: tuple[str, str] = ("A", "B"), title: str | None = None) -> Any:
+    """Per-layer density of two masks as side-by-side horizontal bars.
+
+    ``table`` is :func:`mirl.results.mask_layer_table` output (columns tensor, density_a,
+    density_b), in network order from top to bottom.
+    """
+    n = len(table)
+    fig = _figure(7.5, min(60.0, 0.16 * n + 1.4))
+    ax = fig.subplots()
+    y = np.arange(n)
+    ax.barh(y - 0.2, 100 * table["density_a"], height=0.4, color="C0", label=labels[0])
+    ax.barh(y + 0.2, 100 * table["density_b"], height=0.4, color="C1", label=labels[1])
+    ax.set_yticks(y, [_short(t) for t in table["tensor"]], fontsize=6)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("weights kept in the layer (%)", fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.set_title(title or f"Per-layer density: {labels[0]} vs {labels[1]}", fontsize=10)
+    return fig
+
+
+def jaccard_bars(table: pd.DataFrame, title: str | None = None) -> Any:
+    """Per-layer overlap (Jaccard index of kept weights) of two masks as horizontal bars."""
+    n = len(table)
+    fig = _figure(6.0, min(60.0, 0.16 * n + 1.4))
+    ax = fig.subplots()
+    y = np.arange(n)
+    ax.barh(y, table["jaccard"], height=0.7, color="C2")
+    ax.set_yticks(y, [_short(t) for t in table["tensor"]], fontsize=6)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("Jaccard index of kept weights (1 = identical)", fontsize=8)
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.set_title(title or "Per-layer mask overlap", fontsize=10)
+    return fig
+
+
+def density_evolution_figure(evolution: pd.DataFrame, highlight: int = 8, title: str | None = None) -> Any:
+    """How each layer's density evolves over rounds: a heatmap (layers x levels) and, beside it,
+    lines for the ``highlight`` largest-change layers.
+
+    ``evolution`` is :func:`mirl.results.density_evolution` output (rows tensors, columns levels).
+    """
+    if evolution.empty:
+        raise ValueError("no sparsity reports to plot")
+    n = len(evolution)
+    fig = _figure(11.0, min(40.0, max(4.0, 0.13 * n + 1.6)))
+    ax_map, ax_lines = fig.subplots(1, 2, width_ratios=[1.2, 1])
+    data = 100 * evolution.to_numpy(dtype=float)
+    image = ax_map.imshow(data, aspect="auto", cmap="viridis", vmin=0, vmax=100, interpolation="nearest")
+    ax_map.set_xticks(range(evolution.shape[1]), [str(c) for c in evolution.columns], fontsize=7)
+    ax_map.set_yticks(range(n), [_short(t) for t in evolution.index], fontsize=5)
+    ax_map.set_xlabel("level (pruning round)", fontsize=8)
+    fig.colorbar(image, ax=ax_map, label="weights kept (%)", shrink=0.6)
+    spread = (evolution.max(axis=1) - evolution.min(axis=1)).sort_values(ascending=False)
+    for name in spread.index[:highlight]:
+        ax_lines.plot(list(evolution.columns), 100 * evolution.loc[name], "o-", ms=3, lw=1.2, label=_short(name, 30))
+    ax_lines.set_xticks(list(evolution.columns))
+    ax_lines.set_xlabel("level (pruning round)", fontsize=8)
+    ax_lines.set_ylabel("weights kept (%)", fontsize=8)
+    ax_lines.set_ylim(0, 102)
+    ax_lines.grid(True, alpha=0.3)
+    ax_lines.legend(fontsize=6, loc="lower left")
+    ax_lines.set_title(f"{min(highlight, n)} layers that changed most", fontsize=9)
+    fig.suptitle(title or "Per-layer density over rounds", fontsize=10)
+    return fig
+
+
+def mask_comparison(table: pd.DataFrame, labels: tuple[str, str] = ("A", "B"), title: str | None = None) -> Any:
+    """Per-layer density of two masks (side-by-side bars) and their overlap (Jaccard), one row
+    per layer, in one figure with a shared layer axis.
+
+    ``table`` is :func:`mirl.results.mask_layer_table` output.
+
+    Example:
+        >>> import pandas as pd
+        >>> t = pd.DataFrame({"tensor": ["a.weight"], "density_a": [1.0], "density_b": [0.5], "jaccard": [0.5]})
+        >>> len(mask_comparison(t).axes)
+        2
+    """
+    n = len(table)
+    fig = _figure(10.0, min(60.0, 0.15 * n + 1.6))
+    ax_d, ax_j = fig.subplots(1, 2, sharey=True, width_ratios=[1.6, 1])
+    y = np.arange(n)
+    ax_d.barh(y - 0.2, 100 * table["density_a"], height=0.4, color="C0", label=labels[0])
+    ax_d.barh(y + 0.2, 100 * table["density_b"], height=0.4, color="C1", label=labels[1])
+    ax_d.set_yticks(y, [_short(t) for t in table["tensor"]], fontsize=6)
+    ax_d.invert_yaxis()
+    ax_d.set_xlim(0, 100)
+    ax_d.set_xlabel("weights kept in the layer (%)", fontsize=8)
+    ax_d.legend(fontsize=8, loc="lower left")
+    ax_d.set_title("density per layer", fontsize=9)
+    ax_j.barh(y, table["jaccard"], height=0.7, color="C2")
+    ax_j.set_xlim(0, 1)
+    ax_j.set_xlabel("Jaccard index of kept weights", fontsize=8)
+    ax_j.set_title("overlap per layer (1 = identical)", fontsize=9)
+    for ax in (ax_d, ax_j):
+        ax.grid(True, axis="x", alpha=0.3)
+        ax.tick_params(axis="x", labelsize=7)
+    fig.suptitle(title or f"Masks {labels[0]} vs {labels[1]}", fontsize=10)
+    return fig

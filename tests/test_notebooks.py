@@ -1,0 +1,138 @@
+"""Every study notebook runs through papermill with ``preset="smoke"`` and records its results.
+
+One real smoke study is run per test session (in this process) and every notebook is executed
+against it in one process (papermill starts one kernel per notebook), through the same code path
+as ``mirl report``. Other test modules reuse the executed reports via :func:`smoke_reports`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+_CACHE: dict[str, Any] = {}
+
+
+def write_lightning_ckpt(model_pt: Path, out: Path) -> Path:
+    """A Lightning-format ``.ckpt`` (``state_dict`` with the ``net.`` prefix, as MIR-L publishes)
+    written from a mirl level checkpoint, to test notebook 5 on the published format."""
+    import torch
+
+    from mirl.models import load_checkpoint
+
+    model, _ = load_checkpoint(model_pt)
+    state = {f"net.{k}": v for k, v in model.state_dict().items()}
+    torch.save({"epoch": 1, "global_step": 1, "state_dict": state}, out)
+    return out
+
+
+def smoke_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Run the smoke study once and execute all notebooks into a reports folder (cached per session).
+
+    Returns ``{"base", "runs", "reports", "run_dir", "records": {notebook stem: record}}``.
+    """
+    if "smoke" in _CACHE:
+        return _CACHE["smoke"]
+    from mirl import report, results
+    from mirl.lottery import run_study
+
+    base = tmp_path_factory.mktemp("mirl_smoke")
+    runs = base / "runs"
+    run_dir = run_study("smoke", out=runs, progress=False)
+    ckpt = write_lightning_ckpt(results.level_dir(run_dir, results.levels(run_dir)[-1]) / "model.pt", base / "smoke_last.ckpt")
+    sets = [
+        {"preset": "smoke", "notebooks": ["01", "03", "04"]},
+        # two runs on one figure: the study above and a one-round random re-initialisation control
+        {"preset": "smoke", "notebooks": ["02"], "variants": [{}, {"control": "random_reinit", "rounds": 1}]},
+        {"notebooks": ["05"], "checkpoint": str(ckpt), "data_root": str(results.data_root_of(run_dir)),
+         "tasks": ["derain"], "limit": 1, "n_images": 1},
+    ]
+    records = report.run_reports(param_sets=sets, out=base / "reports", runs_dir=runs, log=None)
+    _CACHE["smoke"] = {"base": base, "runs": runs, "reports": base / "reports", "run_dir": run_dir,
+                       "records": {r["notebook"]: r for r in records}}
+    return _CACHE["smoke"]
+
+
+@pytest.fixture(scope="session")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return smoke_reports(tmp_path_factory)
+
+
+def _results(smoke: dict[str, Any], stem: str) -> dict[str, Any]:
+    record = smoke["records"][stem]
+    assert record["status"] == "ok", f"{stem} failed: {record['error']} (see {smoke['reports'] / record['executed_notebook']})"
+    path = smoke["reports"] / record["name"] / "results.json"
+    assert path.is_file(), f"{stem} wrote no results.json"
+    data = json.loads(path.read_text())
+    assert data["headline"], f"{stem}: empty headline"
+    assert (smoke["reports"] / record["name"] / data["main_figure"]).is_file()
+    return data
+
+
+def test_every_notebook_has_parameters_cell() -> None:
+    import nbformat
+
+    from mirl.report import NOTEBOOKS, notebook_parameters, notebooks_dir
+
+    for spec in NOTEBOOKS:
+        path = notebooks_dir() / f"{spec.stem}.ipynb"
+        nb = nbformat.read(path, as_version=4)
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, f"{path}: needs exactly one cell tagged 'parameters'"
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{path}: commit without outputs"
+        params = notebook_parameters(path)
+        assert "output_dir" in params, path
+        if spec.stem != "05_any_checkpoint":
+            assert params["preset"].strip("'\"") == "quickstart", f"{path}: defaults must run the real study"
+
+
+def test_study_notebook(smoke: dict[str, Any]) -> None:
+    data = _results(smoke, "01_study")
+    head = data["headline"]
+    assert head["finished levels"] == 3  # smoke: dense + 2 rounds
+    assert 0 < head["remaining prunable at last level (%)"] < 100
+    assert head["remaining trainable at last level (%)"] > head["remaining prunable at last level (%)"]
+    assert data["run"] == Path(smoke["run_dir"]).name
+    assert all(row["convention"] == "upstream" for row in data["table"])
+
+
+def test_sparsity_vs_psnr_notebook(smoke: dict[str, Any]) -> None:
+    data = _results(smoke, "02_sparsity_vs_psnr")
+    assert len(data["runs"]) == 2
+    labels = {row["label"] for row in data["table"]}
+    assert len(labels) == 2 and any("random_reinit" in label for label in labels)
+    assert all(math.isfinite(v) for v in data["headline"].values())
+
+
+def test_gallery_notebook(smoke: dict[str, Any]) -> None:
+    data = _results(smoke, "03_gallery")
+    panels = {row["panel"] for row in data["images"]}
+    assert {"degraded input", "dense (level 0)"} <= panels and any(p.startswith("level ") for p in panels)
+    assert all(math.isfinite(row["psnr"]) for row in data["images"])
+
+
+def test_mask_explorer_notebook(smoke: dict[str, Any]) -> None:
+    data = _results(smoke, "04_mask_explorer")
+    head = data["headline"]
+    assert head["mask A"] == "level 1" and head["mask B"] == "level 2"
+    assert head["overall density B (%)"] < head["overall density A (%)"]
+    assert 0 < head["mean per-layer Jaccard A vs B"] <= 1
+    # the executed notebook carries widget state for the exported HTML
+    import nbformat
+
+    nb = nbformat.read(smoke["reports"] / smoke["records"]["04_mask_explorer"]["executed_notebook"], as_version=4)
+    assert "application/vnd.jupyter.widget-state+json" in nb.metadata.get("widgets", {})
+
+
+def test_any_checkpoint_notebook(smoke: dict[str, Any]) -> None:
+    data = _results(smoke, "05_any_checkpoint")
+    assert data["checkpoint"].endswith(".ckpt")
+    assert data["table"][0]["task"] == "derain" and data["table"][0]["images"] == 1
+    assert data["table"][0]["convention"] == "upstream"
+    assert all(math.isfinite(v) for v in data["headline"].values())
