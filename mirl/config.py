@@ -77,6 +77,8 @@ class StudyConfig:
 
 
 NOT_HASHED = frozenset({"device", "num_workers", "checkpoint_every", "progress"})
+# Settings that only act from level 1 on: runs that differ only in these share the dense level 0.
+PRUNING_ONLY = frozenset({"rounds", "fraction", "scope", "control", "reset_params"})
 
 # Allowed values of the string settings; tasks are checked against mirl.data.
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -109,15 +111,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quickstart": {
         "model": "small",
         "repeats": "demo",
+        "patch_size": 48,
         "rounds": 4,
-        "fraction": 0.4,
+        "fraction": 0.5,
         "epochs": 6,
         "warmup_epochs": 1,
-        "steps_per_epoch": 25,
+        "steps_per_epoch": 20,
         "lr": 1e-3,
         "max_test_side": 128,
         "eval_limit": 2,
-        "checkpoint_every": 25,
+        "checkpoint_every": 20,
     },
     # Seconds, for tests and for trying the machinery.
     "smoke": {
@@ -244,6 +247,11 @@ def non_default(cfg: StudyConfig) -> dict[str, Any]:
     """Settings that differ from the dataclass defaults and define the run's identity."""
     defaults = StudyConfig().to_dict()
     return {k: v for k, v in cfg.to_dict().items() if k not in NOT_HASHED and v != defaults[k]}
+
+
+def dense_identity(cfg: StudyConfig) -> dict[str, Any]:
+    """The settings that determine level 0 (dense training from theta_0)."""
+    return {k: v for k, v in non_default(cfg).items() if k not in PRUNING_ONLY}
 
 
 def config_hash(cfg: StudyConfig) -> str:

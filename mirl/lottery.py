@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 import torch
 
-from mirl.config import ConfigError, StudyConfig, non_default, run_name, study_preset
+from mirl.config import ConfigError, StudyConfig, dense_identity, non_default, run_name, study_preset
 from mirl.device import resolve_device
 from mirl.errors import MirlError
 from mirl.fileio import atomic_write_json
@@ -209,6 +209,9 @@ def run_study(
     train_set = TrainDataset(data_root, list(cfg.tasks), patch_size=cfg.patch_size, repeats=parse_repeats(cfg.repeats), seed=cfg.seed)
     theta0 = _initial_weights(cfg, run_dir, dist)
 
+    if dist.is_main:
+        reuse_dense_level(cfg, run_dir)
+    dist.barrier()
     for level in range(cfg.rounds + 1):
         ldir = level_dir(run_dir, level)
         if (ldir / "done.json").exists():
@@ -248,6 +251,48 @@ def run_study(
             atomic_write_json(ldir / "done.json", {"level": level, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
         dist.barrier()
     return run_dir
+
+
+def reuse_dense_level(cfg: StudyConfig, run_dir: Path) -> Path | None:
+    """Copy a finished level 0 from a sibling run that differs only in pruning settings.
+
+    Level 0 (dense training from theta_0) does not depend on ``rounds``, ``fraction``,
+    ``scope``, ``control`` or ``reset_params``, so comparing e.g. global pruning with the
+    random re-initialisation control trains the dense network once. The copy is atomic and
+    ``level_0/reused.json`` names its source. Returns the source run, or ``None``.
+    """
+    import json
+    import shutil
+    import tempfile
+
+    target = level_dir(run_dir, 0)
+    if target.exists() or cfg.reset == "rewind":
+        return None
+    wanted = dense_identity(cfg)
+    for sibling in sorted(Path(run_dir).parent.glob("*/config.json")):
+        source = sibling.parent
+        if source == Path(run_dir) or not (source / "level_0" / "done.json").exists() or not (source / "init.pt").exists():
+            continue
+        try:
+            other = study_preset("paper", {k: v for k, v in json.loads(sibling.read_text())["non_default"].items()})
+        except (MirlError, KeyError, ValueError, TypeError):
+            continue
+        if dense_identity(other) != wanted:
+            continue
+        tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=".level_0."))
+        try:
+            for name in ("mask.pt", "sparsity_report.json", "model.pt", "metrics.json", "train_log.csv"):
+                shutil.copy2(source / "level_0" / name, tmp / name)
+            atomic_write_json(tmp / "reused.json", {"source": source.name, "reason": "same dense settings"})
+            shutil.copy2(source / "level_0" / "done.json", tmp / "done.json")
+            if not (Path(run_dir) / "init.pt").exists():
+                shutil.copy2(source / "init.pt", Path(run_dir) / "init.pt")
+            tmp.rename(target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return source
+    return None
 
 
 def _check_same_config(run_dir: Path, record: Mapping[str, Any]) -> None:

@@ -296,3 +296,14 @@ def test_sparse_export_size_at_ten_percent_density(tmp_path):
     size = export_sparse(tmp_path / "sparse.pt", model.state_dict(), mask, model.config.to_dict())
     ratio = size / (tmp_path / "dense.pt").stat().st_size
     assert ratio <= 0.15, f"sparse export is {ratio:.1%} of the dense checkpoint"
+
+
+def test_dense_level_is_shared_between_pruning_variants(smoke_run, demo_data):
+    variant = run_study("smoke", {"data": str(demo_data), "control": "random_reinit", "rounds": 1, **FAST}, out=smoke_run.parent)
+    assert variant != smoke_run
+    reused = json.loads((variant / "level_0" / "reused.json").read_text())
+    assert reused["source"] == smoke_run.name
+    assert (variant / "level_0" / "model.pt").read_bytes() == (smoke_run / "level_0" / "model.pt").read_bytes()
+    assert (variant / "level_1" / "done.json").exists()
+    other_seed = run_study("smoke", {"data": str(demo_data), "seed": 1, "rounds": 0, **FAST}, out=smoke_run.parent)
+    assert not (other_seed / "level_0" / "reused.json").exists()
