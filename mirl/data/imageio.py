@@ -1,0 +1,212 @@
+"""Safe image reading and writing: clear errors naming the file, atomic writes.
+
+Reading converts any mode to 8-bit RGB and says what it converted (grayscale, RGBA, palette,
+16-bit): ``read_image`` returns ``(array, notes)``. Writing goes to a temporary file beside the
+target and is renamed into place, so an interrupted run never leaves a half-written image.
+
+Example:
+    >>> import numpy as np, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.png")
+    >>> write_image(path, np.zeros((8, 8, 3), np.uint8))
+    >>> read_image(path)[0].shape
+    (8, 8, 3)
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from mirl.errors import MirlError
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class BadImageError(MirlError):
+    """An image file could not be read (corrupt, truncated, not an image); names the file."""
+
+
+def is_image_name(path: str | os.PathLike) -> bool:
+    """True when the file name has an image extension (case-insensitive)."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _open(path: Path):
+    from PIL import Image, ImageFile, UnidentifiedImageError
+
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    if not path.exists():
+        raise BadImageError(f"{path}: file not found")
+    if path.is_dir():
+        raise BadImageError(f"{path}: is a folder, expected an image file")
+    if path.stat().st_size == 0:
+        raise BadImageError(f"{path}: empty file (0 bytes); replace or remove it")
+    try:
+        im = Image.open(path)
+    except UnidentifiedImageError:
+        raise BadImageError(f"{path}: not a readable image (unknown format); remove it or pass --skip-bad") from None
+    except OSError as exc:
+        raise BadImageError(f"{path}: cannot open image ({exc}); remove it or pass --skip-bad") from None
+    return im
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(width, height)`` from the header only (cheap); raises :class:`BadImageError`."""
+    path = Path(path)
+    with _open(path) as im:
+        return im.size
+
+
+def read_image(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
+    """Decode ``path`` fully into a uint8 RGB array ``[H, W, 3]``; also return conversion notes.
+
+    Corrupt, truncated and non-image files raise :class:`BadImageError` naming the file.
+
+    Example:
+        >>> img, notes = read_image("photo.png")  # doctest: +SKIP
+    """
+    path = Path(path)
+    from PIL import Image
+
+    notes: list[str] = []
+    im = _open(path)
+    try:
+        tile = im.tile[0] if getattr(im, "tile", None) else None  # read before load() clears it
+        rawmode = tile[3] if tile else ""
+        if isinstance(rawmode, tuple):
+            rawmode = rawmode[0] if rawmode else ""
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # treat bombs as errors
+            im.load()
+        mode = im.mode
+        if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+            arr = np.asarray(im).astype(np.float64)
+            top = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+            arr = np.clip(np.round(arr / top * 255.0), 0, 255).astype(np.uint8)
+            notes.append(f"{mode} grayscale ({'16' if top > 255 else '8'}-bit) converted to 8-bit RGB")
+            arr = np.repeat(arr[:, :, None], 3, axis=2)
+            return np.ascontiguousarray(arr), notes
+        if ";16" in str(rawmode):
+            notes.append("16-bit image converted to 8 bits per channel")
+        if mode == "RGB":
+            arr = np.asarray(im)
+        else:
+            if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
+                notes.append(f"{mode} image: alpha channel not restored (restore writes it back unchanged)")
+            elif mode in ("L", "1"):
+                notes.append(f"{mode} grayscale image converted to RGB")
+            elif mode != "P":
+                notes.append(f"{mode} image converted to RGB")
+            arr = np.asarray(im.convert("RGB"))
+        if arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 1:
+            raise BadImageError(f"{path}: unexpected image shape {arr.shape}")
+        return np.ascontiguousarray(arr, dtype=np.uint8), notes
+    except BadImageError:
+        raise
+    except (OSError, ValueError, SyntaxError, Warning) as exc:
+        raise BadImageError(f"{path}: corrupt or truncated image ({exc}); replace it, remove it, or pass --skip-bad") from None
+    finally:
+        im.close()
+
+
+def read_alpha(path: str | os.PathLike) -> np.ndarray | None:
+    """The alpha channel (uint8 ``[H, W]``) of an image that has one, else ``None``."""
+    im = _open(Path(path))
+    try:
+        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+            return np.asarray(im.convert("RGBA"))[:, :, 3].copy()
+        return None
+    finally:
+        im.close()
+
+
+def _atomic_target(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    return Path(tmp)
+
+
+def write_image(path: str | os.PathLike, array: np.ndarray, quality: int | None = None, compress_level: int = 1) -> None:
+    """Write a uint8 ``[H, W]``, ``[H, W, 3]`` or ``[H, W, 4]`` array atomically (format from suffix).
+
+    JPEG files use ``quality`` (default 95) and 4:2:0 chroma subsampling; PNG files use zlib
+    ``compress_level`` (1 = fast, lossless like any level).
+    """
+    from PIL import Image
+
+    path = Path(path)
+    arr = np.asarray(array)
+    if arr.dtype != np.uint8:
+        raise ValueError(f"write_image expects uint8, got {arr.dtype} for {path}")
+    tmp = _atomic_target(path)
+    try:
+        im = Image.fromarray(arr)
+        fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower())
+        if fmt == "JPEG":
+            im.save(tmp, format="JPEG", quality=quality or 95, subsampling=2)
+        elif path.suffix.lower() == ".png":
+            im.save(tmp, format="PNG", compress_level=compress_level)
+        else:
+            im.save(tmp, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a text file atomically (temp file + ``os.replace``)."""
+    path = Path(path)
+    tmp = _atomic_target(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
+    """Sorted image files under ``folder``; a missing or image-less folder is a :class:`MirlError`."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MirlError(f"{folder}: folder not found")
+    found = sorted(p for p in (folder.rglob("*") if recursive else folder.iterdir()) if p.is_file() and is_image_name(p) and not p.name.startswith("."))
+    if not found:
+        raise MirlError(f"{folder}: no images found (extensions {', '.join(IMAGE_EXTENSIONS)})")
+    return found
+
+
+def to_tensor(array: np.ndarray):
+    """uint8 ``[H, W, 3]`` -> float32 torch tensor ``[3, H, W]`` in [0, 1]."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))).float().div_(255.0)
+
+
+def to_uint8(tensor) -> np.ndarray:
+    """float tensor ``[3, H, W]`` or ``[1, 3, H, W]`` in [0, 1] -> uint8 ``[H, W, 3]`` (rounded)."""
+    t = tensor.detach()
+    if t.dim() == 4:
+        t = t[0]
+    return (t.clamp(0, 1).mul(255.0).round().to("cpu").numpy().transpose(1, 2, 0)).astype(np.uint8)
+
+
+__all__ = [
+    "BadImageError",
+    "IMAGE_EXTENSIONS",
+    "image_size",
+    "is_image_name",
+    "list_images",
+    "read_alpha",
+    "read_image",
+    "to_tensor",
+    "to_uint8",
+    "write_image",
+    "write_text",
+]

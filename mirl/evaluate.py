@@ -1,0 +1,159 @@
+"""Score a model on the test folders of the published layout; write results tables.
+
+Example:
+    >>> from mirl.models import build_model
+    >>> res = evaluate_model(build_model("tiny"), "/tmp/ds", ["derain"], progress=False)  # doctest: +SKIP
+    >>> res["convention"], res["test_crop"]                                               # doctest: +SKIP
+    ('upstream', 'center_crop_16')
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from mirl.errors import MirlError
+
+
+def evaluate_model(
+    model: nn.Module,
+    data_root: str | os.PathLike,
+    tasks: Sequence[str] | str,
+    device: str | torch.device = "auto",
+    convention: str = "upstream",
+    crop_multiple: int = 16,
+    pad: bool = False,
+    tile: int | None = None,
+    limit: int | None = None,
+    save_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    seed: int = 0,
+    skip_bad: bool = False,
+) -> dict[str, Any]:
+    """Restore every test image of each task and average PSNR/SSIM per image.
+
+    Returns ``{"convention", "test_crop", "seed", "tasks": {task: {"psnr", "ssim", "images",
+    "per_image": [{"name", "psnr", "ssim"}]}}}``. ``limit`` caps images per task; ``save_dir``
+    writes restored PNGs (atomically) as ``save_dir/<task>/<name>.png``.
+    """
+    from tqdm.auto import tqdm
+
+    from mirl.data import expand_tasks
+    from mirl.data.datasets import TestDataset
+    from mirl.data.imageio import to_uint8, write_image
+    from mirl.device import resolve_device
+    from mirl.metrics import CONVENTIONS, psnr, ssim
+    from mirl.restore import restore_image
+
+    if convention not in CONVENTIONS:
+        raise MirlError(f"unknown metric convention {convention!r}; valid: {', '.join(CONVENTIONS)}")
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    results: dict[str, Any] = {
+        "convention": convention,
+        "convention_description": CONVENTIONS[convention],
+        "test_crop": f"{'pad' if pad else 'center_crop'}_{crop_multiple}",
+        "seed": seed,
+        "tile": tile,
+        "data_root": str(data_root),
+        "tasks": {},
+    }
+    for task in expand_tasks(tasks):
+        ds = TestDataset(data_root, task, crop_multiple=crop_multiple, pad=pad, seed=seed, skip_bad=skip_bad)
+        n = len(ds) if limit is None else min(limit, len(ds))
+        per_image = []
+        for i in tqdm(range(n), desc=f"evaluate {task}", unit="img", disable=not progress):
+            item = ds[i]
+            out = restore_image(model, item["degraded"][None], tile=tile)[0].cpu()
+            _, _, h, w = item["crop"]
+            out = out[:, :h, :w]  # undo test-time padding (no-op for centre-cropped images)
+            per_image.append({"name": item["name"], "psnr": psnr(out, item["clean"], convention), "ssim": ssim(out, item["clean"], convention)})
+            if save_dir is not None:
+                write_image(Path(save_dir) / task / f"{item['name']}.png", to_uint8(out))
+        finite = [r["psnr"] for r in per_image if math.isfinite(r["psnr"])]
+        results["tasks"][task] = {
+            "psnr": sum(finite) / len(finite) if finite else float("inf"),
+            "ssim": sum(r["ssim"] for r in per_image) / len(per_image),
+            "images": len(per_image),
+            "skipped": [list(s) for s in ds.skipped],
+            "per_image": per_image,
+        }
+    return results
+
+
+TABLE_COLUMNS = ("model", "task", "psnr", "ssim", "images", "convention", "test_crop")
+
+
+def results_rows(results: dict[str, Any], model_name: str = "model") -> list[dict[str, Any]]:
+    """Flatten :func:`evaluate_model` output into table rows (one per task, plus ``average``)."""
+    rows = []
+    for task, r in results["tasks"].items():
+        rows.append({"model": model_name, "task": task, "psnr": r["psnr"], "ssim": r["ssim"], "images": r["images"],
+                     "convention": results["convention"], "test_crop": results["test_crop"]})
+    if len(rows) > 1:
+        rows.append({"model": model_name, "task": "average", "psnr": sum(r["psnr"] for r in rows) / len(rows),
+                     "ssim": sum(r["ssim"] for r in rows) / len(rows), "images": sum(r["images"] for r in rows),
+                     "convention": results["convention"], "test_crop": results["test_crop"]})
+    return rows
+
+
+def write_results_table(out_dir: str | os.PathLike, results_by_model: dict[str, dict[str, Any]], stem: str = "results") -> tuple[Path, Path]:
+    """Write ``<stem>.csv`` (one row per model and task, naming the convention) and ``<stem>.json``
+    (everything, per-image scores included) atomically; return both paths."""
+    from mirl.data.imageio import write_text
+
+    out_dir = Path(out_dir)
+    rows = [row for name, res in results_by_model.items() for row in results_rows(res, name)]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(TABLE_COLUMNS))
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "psnr": f"{row['psnr']:.4f}", "ssim": f"{row['ssim']:.6f}"})
+    csv_path, json_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.json"
+    conventions = sorted({res["convention"] for res in results_by_model.values()})
+    write_text(csv_path, buf.getvalue())
+    write_text(json_path, json.dumps({"conventions": conventions, "models": results_by_model}, indent=1))
+    return csv_path, json_path
+
+
+def format_table(results_by_model: dict[str, dict[str, Any]]) -> str:
+    """A plain-text table with a header line naming the convention(s) and test crop."""
+    rows = [row for name, res in results_by_model.items() for row in results_rows(res, name)]
+    if not rows:
+        return "(no results)"
+    head = f"metric convention: {', '.join(sorted({r['convention'] for r in rows}))}; test images: {', '.join(sorted({r['test_crop'] for r in rows}))}"
+    width = max([len("model")] + [len(r["model"]) for r in rows])
+    lines = [head, f"{'model':<{width}}  {'task':<11} {'PSNR':>8} {'SSIM':>7} {'images':>6}"]
+    for r in rows:
+        lines.append(f"{r['model']:<{width}}  {r['task']:<11} {r['psnr']:8.2f} {r['ssim']:7.4f} {r['images']:6d}")
+    return "\n".join(lines)
+
+
+def find_checkpoints(run_or_checkpoint: str | os.PathLike) -> list[tuple[str, Path]]:
+    """``[(name, path)]``: a checkpoint file itself, or each ``level_<k>/model.pt`` of a run folder
+    in level order. A run folder with no level checkpoint is an error."""
+    path = Path(run_or_checkpoint)
+    if path.is_file():
+        return [(path.stem if path.name != "model.pt" else path.parent.name, path)]
+    if not path.is_dir():
+        raise MirlError(f"{path}: no such run folder or checkpoint file")
+    levels = []
+    for d in path.iterdir():
+        m = re.fullmatch(r"level_(\d+)", d.name)
+        if m and d.is_dir() and (d / "model.pt").is_file():
+            levels.append((int(m.group(1)), d))
+    if not levels:
+        raise MirlError(f"{path}: no level_<k>/model.pt inside; pass a run folder (runs/<name>) or a checkpoint file")
+    return [(d.name, d / "model.pt") for _, d in sorted(levels)]
+
+
+__all__ = ["evaluate_model", "find_checkpoints", "format_table", "results_rows", "write_results_table"]

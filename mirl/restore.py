@@ -1,0 +1,237 @@
+"""Restore images of any size: pad to a multiple of 8, optional overlapping tiles blended smoothly.
+
+Example:
+    >>> import torch
+    >>> from mirl.models import build_model
+    >>> out = restore_image(build_model("tiny"), torch.rand(3, 37, 50), tile=32, overlap=8)
+    >>> tuple(out.shape)
+    (3, 37, 50)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from mirl.errors import MirlError
+
+MULTIPLE = 8  # PromptIR downsamples three times
+
+
+def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    p = next(model.parameters(), None)
+    return (p.device, p.dtype) if p is not None else (torch.device("cpu"), torch.float32)
+
+
+def _pad_to_multiple(x: torch.Tensor, multiple: int = MULTIPLE) -> tuple[torch.Tensor, int, int]:
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        x = F.pad(x, (0, pw, 0, ph), mode=mode)
+    return x, h, w
+
+
+def _forward(model: nn.Module, x: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Run the model on a [1, 3, h, w] tensor of any size; returns a float32 CPU-or-device tensor."""
+    xp, h, w = _pad_to_multiple(x.to(device=device, dtype=dtype))
+    return model(xp)[..., :h, :w].float()
+
+
+def _ramp(length: int, overlap: int, left: bool, right: bool) -> torch.Tensor:
+    """1-D blend weights: raised-cosine ramps over ``overlap`` at sides shared with a neighbour."""
+    w = torch.ones(length, dtype=torch.float32)
+    n = min(overlap, length)
+    if n > 0:
+        r = 0.5 - 0.5 * torch.cos(math.pi * (torch.arange(n, dtype=torch.float32) + 0.5) / n)
+        if left:
+            w[:n] = torch.minimum(w[:n], r)
+        if right:
+            w[length - n :] = torch.minimum(w[length - n :], r.flip(0))
+    return w
+
+
+def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of ``tile`` px covering ``size`` with at least ``overlap`` px shared."""
+    if tile >= size:
+        return [0]
+    stride = tile - overlap
+    starts = list(range(0, size - tile, stride)) + [size - tile]
+    return sorted(set(starts))
+
+
+def restore_image(
+    model: nn.Module,
+    image: torch.Tensor,
+    tile: int | None = None,
+    overlap: int = 32,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Restore ``image`` ([1, 3, H, W] or [3, H, W], floats in [0, 1]); same shape out, clamped to [0, 1].
+
+    Untiled: reflect-pad to a multiple of 8, one forward pass on the model's device, crop back.
+    Tiled (``tile`` < H or W): tiles of ``tile`` px overlapping by ``overlap`` px, each padded the
+    same way, blended with raised-cosine weights; the full result is accumulated on the CPU so
+    only one tile lives on the device. ``tile`` >= both sides gives exactly the untiled result.
+
+    Example:
+        >>> out = restore_image(model, img, tile=512, overlap=32)  # doctest: +SKIP
+    """
+    if image.dim() not in (3, 4) or image.shape[-3] != 3 or (image.dim() == 4 and image.shape[0] != 1):
+        raise ValueError(f"expected a [3, H, W] or [1, 3, H, W] image tensor, got {tuple(image.shape)}")
+    squeeze = image.dim() == 3
+    x = image[None] if squeeze else image
+    device, dtype = _model_device_dtype(model)
+    h, w = x.shape[-2:]
+    with torch.inference_mode():
+        if tile is None or (tile >= h and tile >= w):
+            out = _forward(model, x, device, dtype).clamp_(0, 1).to(image.device)
+            return out[0] if squeeze else out
+        if tile < MULTIPLE:
+            raise ValueError(f"tile must be at least {MULTIPLE} px, got {tile}")
+        if not 0 <= overlap < tile:
+            raise ValueError(f"overlap must be in [0, tile), got overlap={overlap}, tile={tile}")
+        th, tw = min(tile, h), min(tile, w)
+        ys, xs = tile_starts(h, th, overlap), tile_starts(w, tw, overlap)
+        acc = torch.zeros((1, 3, h, w), dtype=torch.float32)
+        weight = torch.zeros((1, 1, h, w), dtype=torch.float32)
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(ys) * len(xs), desc="tiles", unit="tile", disable=not progress, leave=False)
+        for i, y0 in enumerate(ys):
+            wy = _ramp(th, overlap, i > 0, i < len(ys) - 1)
+            for j, x0 in enumerate(xs):
+                wx = _ramp(tw, overlap, j > 0, j < len(xs) - 1)
+                patch = x[..., y0 : y0 + th, x0 : x0 + tw]
+                res = _forward(model, patch, device, dtype).cpu()
+                wt = (wy[:, None] * wx[None, :])[None, None]
+                acc[..., y0 : y0 + th, x0 : x0 + tw] += res * wt
+                weight[..., y0 : y0 + th, x0 : x0 + tw] += wt
+                bar.update(1)
+        bar.close()
+        out = acc.div_(weight).clamp_(0, 1).to(image.device)
+        return out[0] if squeeze else out
+
+
+# ------------------------------------------------------------------------------------ files/folders
+@dataclass
+class RestoreSummary:
+    """What :func:`restore_files` did: written outputs, skipped inputs with reasons, notes."""
+
+    written: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)
+
+
+def collect_inputs(inputs: Sequence[str | os.PathLike], skip_bad: bool = False) -> tuple[list[tuple[Path, Path]], list[tuple[str, str]]]:
+    """Expand files and folders into ``(input_path, output_relative_path)`` pairs.
+
+    Files keep their stem (``photo.jpg`` -> ``photo.png``); files inside a folder keep their path
+    relative to it under the folder's name. Non-image files, empty folders and missing paths are
+    errors (or, with ``skip_bad``, skipped and returned in the second list). Hidden files are ignored.
+    """
+    from mirl.data.imageio import is_image_name
+
+    pairs: list[tuple[Path, Path]] = []
+    skipped: list[tuple[str, str]] = []
+
+    def bad(path: Path, reason: str) -> None:
+        if not skip_bad:
+            raise MirlError(f"{path}: {reason}; fix or remove it, or pass --skip-bad to skip such files")
+        skipped.append((str(path), reason))
+
+    for raw in inputs:
+        path = Path(raw)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and not any(q.startswith(".") for q in p.relative_to(path).parts))
+            images = []
+            for p in files:
+                (images.append(p) if is_image_name(p) else bad(p, "not an image file (by its extension)"))
+            if not images:
+                bad(path, "folder holds no images")
+            for p in images:
+                pairs.append((p, Path(path.resolve().name) / p.relative_to(path).with_suffix(".png")))
+        elif path.is_file():
+            pairs.append((path, Path(path.stem + ".png")))
+        else:
+            bad(path, "no such file or folder")
+    seen: dict[Path, Path] = {}
+    for src, rel in pairs:
+        if rel in seen:
+            raise MirlError(f"{src} and {seen[rel]} would both be written as {rel}; restore them in separate runs or rename one")
+        seen[rel] = src
+    return pairs, skipped
+
+
+def restore_files(
+    model: nn.Module,
+    inputs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    tile: int | None = None,
+    overlap: int = 32,
+    skip_bad: bool = False,
+    progress: bool = True,
+) -> RestoreSummary:
+    """Restore every image in ``inputs`` (files or folders) into ``out_dir`` as PNG, atomically.
+
+    Every input is decoded before any restoration starts, so a corrupt file stops the run early
+    (or, with ``skip_bad``, is skipped with a warning and counted). Grayscale inputs are written
+    back as grayscale, RGBA inputs keep their alpha, 16-bit inputs are written as 8-bit (noted).
+
+    Example:
+        >>> summary = restore_files(model, ["photos/"], "restored/")  # doctest: +SKIP
+    """
+    import warnings
+
+    from tqdm.auto import tqdm
+
+    from mirl.data.imageio import BadImageError, read_alpha, read_image, to_tensor, to_uint8, write_image
+
+    pairs, skipped = collect_inputs(inputs, skip_bad)
+    summary = RestoreSummary(skipped=list(skipped))
+    good: list[tuple[Path, Path]] = []
+    for src, rel in tqdm(pairs, desc="checking", unit="img", disable=not progress, leave=False):
+        try:
+            read_image(src)
+            good.append((src, rel))
+        except BadImageError as exc:
+            if not skip_bad:
+                raise
+            summary.skipped.append((str(src), str(exc)))
+    for path, reason in summary.skipped:
+        warnings.warn(f"skipped {path}: {reason}", stacklevel=2)
+    if not good:
+        raise MirlError("no image to restore" + (f" ({len(summary.skipped)} skipped as bad)" if summary.skipped else ""))
+    out_dir = Path(out_dir)
+    bar = tqdm(good, desc="restore", unit="img", disable=not progress)
+    for src, rel in bar:
+        arr, notes = read_image(src)
+        for note in notes:
+            summary.notes.append((str(src), note))
+            bar.write(f"note: {src}: {note}")
+        restored = to_uint8(restore_image(model, to_tensor(arr), tile=tile, overlap=overlap, progress=progress))
+        grayscale = any("grayscale" in n for n in notes)
+        alpha = read_alpha(src)
+        if grayscale:
+            from PIL import Image
+
+            restored = np.asarray(Image.fromarray(restored).convert("L"))
+            if alpha is not None:
+                restored = np.dstack([np.repeat(restored[:, :, None], 3, axis=2), alpha])
+        elif alpha is not None:
+            restored = np.dstack([restored, alpha])
+        target = out_dir / rel
+        write_image(target, restored)
+        summary.written.append(str(target))
+    return summary
+
+
+__all__ = ["RestoreSummary", "collect_inputs", "restore_files", "restore_image", "tile_starts"]

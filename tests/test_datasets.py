@@ -1,0 +1,201 @@
+"""Layout loaders on folders the tests build: the published layout and the one make-dataset writes."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mirl.data import TASKS, expand_tasks
+from mirl.data.datasets import DatasetError, TestDataset, TrainDataset, augment, center_crop_box, discover
+from mirl.data.degrade import add_gaussian_noise, derive_seed
+from mirl.data.imageio import BadImageError, write_image
+from mirl.errors import MirlError
+
+
+def rgb(h: int, w: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+
+
+def build_layout(root: Path, size: tuple[int, int] = (72, 90)) -> Path:
+    """A miniature of the published layout, with upstream's folder and file names."""
+    h, w = size
+    for split in ("train", "test"):
+        for i in range(2):
+            write_image(root / split / "denoise" / ("BSD400" if split == "train" else "BSD68") / f"{i}.png", rgb(h, w, i))
+        for i in range(2):
+            base = root / split / "derain" / "Rain100L"
+            write_image(base / "target" / f"rain-{i}_gt.png", rgb(h, w, 10 + i))
+            write_image(base / "input" / f"rain-{i}_rainy.png", rgb(h, w, 20 + i))
+        base = root / split / "dehaze" / ("OTS" if split == "train" else "SOTS")
+        write_image(base / "target" / "0001_gt.png", rgb(h, w, 30))
+        for a, b in (("0.8", "0.2"), ("1", "0.16")):
+            write_image(base / "input" / f"0001_{a}_{b}_hazy.png", rgb(h, w, 31))
+        base = root / split / "jpeg" / "Upload"
+        write_image(base / "target" / "x_gt.png", rgb(h, w, 40))
+        write_image(base / "input" / "x_jpeg.png", rgb(h, w, 41))
+    return root
+
+
+@pytest.fixture()
+def layout(tmp_path: Path) -> Path:
+    return build_layout(tmp_path / "datasets")
+
+
+def test_expand_tasks():
+    assert expand_tasks(["all_in_one"]) == ["denoise_15", "denoise_25", "denoise_50", "derain", "dehaze"]
+    assert expand_tasks(["jpeg", "derain", "derain"]) == ["jpeg", "derain"]
+    assert "jpeg" in TASKS and "jpeg" not in expand_tasks("all_in_one")
+    with pytest.raises(MirlError, match="denoise_15.*all_in_one"):
+        expand_tasks(["deblur"])
+
+
+def test_pairing_published_layout(layout):
+    samples, skipped = discover(layout, "train", "dehaze")
+    assert skipped == [] and len(samples) == 2  # two hazy inputs share one target, as in OTS
+    assert {s.clean.name for s in samples} == {"0001_gt.png"}
+    derain, _ = discover(layout, "test", "derain")
+    assert [(s.degraded.name, s.clean.name) for s in derain] == [("rain-0_rainy.png", "rain-0_gt.png"), ("rain-1_rainy.png", "rain-1_gt.png")]
+
+
+def test_train_dataset_items_and_repeats(layout):
+    ds = TrainDataset(layout, ["all_in_one", "jpeg"], patch_size=32)
+    assert len(ds) == 3 * 2 * 3 + 2 * 120 + 2 * 1 + 1 * 1  # published factors; jpeg x1
+    x, y, t = ds[0]
+    assert x.shape == y.shape == (3, 32, 32) and x.dtype == torch.float32
+    assert 0 <= float(x.min()) and float(x.max()) <= 1 and TASKS[t] == "denoise_15"
+    small = TrainDataset(layout, ["derain"], patch_size=32, repeats={"derain": 2})
+    assert len(small) == 4 and small.repeats == {"derain": 2}
+
+
+def test_train_items_depend_on_seed_epoch_index_only(layout):
+    ds = TrainDataset(layout, ["denoise_25", "derain"], patch_size=32, repeats={"denoise_25": 2, "derain": 2})
+    a = ds[3]
+    ds[0], ds[5]  # other items in between change nothing
+    b = ds[3]
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    ds.set_epoch(1)
+    assert not torch.equal(ds[3][0], a[0])
+    other = TrainDataset(layout, ["denoise_25", "derain"], patch_size=32, repeats={"denoise_25": 2, "derain": 2}, seed=1)
+    assert not torch.equal(other[3][0], a[0])
+
+
+def test_train_batches_do_not_depend_on_workers(layout):
+    ds = TrainDataset(layout, ["denoise_50", "dehaze"], patch_size=32, repeats={"denoise_50": 2, "dehaze": 2})
+    ds.set_epoch(2)
+    one = [b for b in torch.utils.data.DataLoader(ds, batch_size=4, num_workers=0)]
+    two = [b for b in torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2)]
+    for (x0, y0, t0), (x1, y1, t1) in zip(one, two):
+        assert torch.equal(x0, x1) and torch.equal(y0, y1) and torch.equal(t0, t1)
+
+
+def test_denoise_patch_is_an_augmented_crop_with_mirl_noise(layout):
+    ds = TrainDataset(layout, ["denoise_15"], patch_size=16, repeats={"denoise_15": 1})
+    noisy, clean, _ = ds[0]
+    c = (clean.numpy().transpose(1, 2, 0) * 255).round().astype(np.uint8)
+    expected, _ = add_gaussian_noise(c, 15, [0, 0, 0, 1])
+    assert torch.equal(noisy, torch.from_numpy(expected.transpose(2, 0, 1)).float() / 255)
+
+
+def test_augment_matches_upstream_modes():
+    a = np.arange(12).reshape(3, 4)
+    up = {0: a, 1: np.flipud(a), 2: np.rot90(a), 3: np.flipud(np.rot90(a)), 4: np.rot90(a, 2),
+          5: np.flipud(np.rot90(a, 2)), 6: np.rot90(a, 3), 7: np.flipud(np.rot90(a, 3))}
+    for mode, ref in up.items():
+        assert np.array_equal(augment(a, mode), ref)
+    assert all(not np.array_equal(augment(a, m), a) for m in range(1, 8))
+
+
+def test_identity_never_chosen(layout, monkeypatch):
+    import mirl.data.datasets as dmod
+
+    modes = []
+    real = dmod.augment
+    monkeypatch.setattr(dmod, "augment", lambda arr, mode: (modes.append(mode), real(arr, mode))[1])
+    ds = TrainDataset(layout, ["derain"], patch_size=16, repeats={"derain": 60})
+    for i in range(len(ds)):
+        ds[i]
+    assert set(modes) == set(range(1, 8))
+
+
+def test_test_dataset_crop_and_noise(layout):
+    ds = TestDataset(layout, "denoise_25")
+    item = ds[0]
+    assert center_crop_box(72, 90, 16) == (4, 5, 64, 80)
+    assert item["clean"].shape == (3, 64, 80) and item["crop"] == (4, 5, 64, 80) and ds.test_crop == "center_crop_16"
+    clean = (item["clean"].numpy().transpose(1, 2, 0) * 255).round().astype(np.uint8)
+    expected, _ = add_gaussian_noise(clean, 25, derive_seed(item["name"], 25, 0))
+    assert torch.equal(item["degraded"], torch.from_numpy(expected.transpose(2, 0, 1)).float() / 255)
+    assert not torch.equal(TestDataset(layout, "denoise_25", seed=1)[0]["degraded"], item["degraded"])
+
+
+def test_test_noise_does_not_depend_on_workers_or_order(layout):
+    ds = TestDataset(layout, "denoise_50")
+    ref = [ds[i]["degraded"] for i in reversed(range(len(ds)))][::-1]
+    loader = torch.utils.data.DataLoader(ds, batch_size=1, num_workers=2, collate_fn=lambda b: b[0])
+    for item, expected in zip(loader, ref):
+        assert torch.equal(item["degraded"], expected)
+
+
+def test_test_dataset_pad(layout):
+    ds = TestDataset(layout, "derain", pad=True)
+    item = ds[0]
+    assert item["clean"].shape == (3, 72, 90) and item["degraded"].shape == (3, 80, 96)
+    assert item["pad"] == (8, 6) and ds.test_crop == "pad_16"
+
+
+# ----------------------------------------------------------------------------------- bad input
+def test_target_without_input(layout):
+    write_image(layout / "train/derain/Rain100L/target/lonely_gt.png", rgb(72, 90, 1))
+    with pytest.raises(DatasetError, match="lonely_gt.png.*target without an input"):
+        TrainDataset(layout, ["derain"])
+    with pytest.warns(UserWarning, match="lonely_gt.png"):
+        ds = TrainDataset(layout, ["derain"], skip_bad=True)
+    assert len(ds.skipped) == 1
+
+
+def test_input_without_target(layout):
+    write_image(layout / "test/derain/Rain100L/input/orphan_rainy.png", rgb(72, 90, 1))
+    with pytest.raises(DatasetError, match="orphan_rainy.png.*without a target"):
+        TestDataset(layout, "derain")
+
+
+def test_non_image_and_corrupt_files(layout):
+    (layout / "train/denoise/BSD400/notes.txt").write_text("hello")
+    with pytest.raises(DatasetError, match="notes.txt.*not an image"):
+        TrainDataset(layout, ["denoise_15"])
+    (layout / "train/denoise/BSD400/notes.txt").unlink()
+    (layout / "train/denoise/BSD400/broken.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(DatasetError, match="broken.png"):
+        TrainDataset(layout, ["denoise_15"])
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        ds = TrainDataset(layout, ["denoise_15"], skip_bad=True)
+    assert [Path(p).name for p, _ in ds.skipped] == ["broken.png"]
+
+
+def test_truncated_image_names_the_file(layout):
+    path = layout / "test/jpeg/Upload/input/x_jpeg.png"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    ds = TestDataset(layout, "jpeg")
+    with pytest.raises(BadImageError, match="x_jpeg.png"):
+        ds[0]
+
+
+def test_image_smaller_than_patch(layout):
+    write_image(layout / "train/denoise/BSD400/tiny.png", rgb(20, 30, 3))
+    with pytest.raises(DatasetError, match=r"tiny.png.*30x20.*patch size 64"):
+        TrainDataset(layout, ["denoise_15"], patch_size=64)
+
+
+def test_empty_and_missing_folders(tmp_path):
+    (tmp_path / "train/derain/Rain100L/input").mkdir(parents=True)
+    (tmp_path / "train/derain/Rain100L/target").mkdir(parents=True)
+    with pytest.raises(DatasetError, match="no usable images"):
+        TrainDataset(tmp_path, ["derain"])
+    with pytest.raises(DatasetError, match="dehaze.*not found"):
+        TrainDataset(tmp_path, ["dehaze"])

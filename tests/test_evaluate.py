@@ -1,0 +1,121 @@
+"""evaluate_model, results tables naming the convention, run folders, and `mirl evaluate`."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from mirl.cli import main
+from mirl.data.imageio import write_image
+from mirl.errors import MirlError
+from mirl.evaluate import evaluate_model, find_checkpoints, format_table, write_results_table
+from mirl.metrics import psnr, ssim
+from mirl.models import build_model, save_checkpoint
+
+
+class Identity(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def rgb(h: int, w: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+
+
+@pytest.fixture()
+def data(tmp_path: Path) -> Path:
+    root = tmp_path / "datasets"
+    for i in range(3):
+        clean = rgb(40, 52, i)
+        write_image(root / "test/denoise/BSD68" / f"{i}.png", clean)
+        write_image(root / "test/derain/Rain100L/target" / f"{i}_gt.png", clean)
+        write_image(root / "test/derain/Rain100L/input" / f"{i}_rainy.png", np.clip(clean.astype(int) + 10, 0, 255).astype(np.uint8))
+    return root
+
+
+def test_identity_scores_equal_input_scores(data):
+    res = evaluate_model(Identity(), data, ["derain"], device="cpu", progress=False)
+    assert res["convention"] == "upstream" and res["test_crop"] == "center_crop_16"
+    r = res["tasks"]["derain"]
+    assert r["images"] == 3 and [p["name"] for p in r["per_image"]] == ["Rain100L/0_rainy", "Rain100L/1_rainy", "Rain100L/2_rainy"]
+    clean = rgb(40, 52, 0)[4:36, 2:50].astype(np.float64) / 255
+    rainy = np.clip(rgb(40, 52, 0).astype(int) + 10, 0, 255)[4:36, 2:50] / 255
+    assert r["per_image"][0]["psnr"] == pytest.approx(psnr(rainy, clean), abs=1e-5)
+    assert r["per_image"][0]["ssim"] == pytest.approx(ssim(rainy, clean), abs=1e-5)
+    assert r["psnr"] == pytest.approx(np.mean([p["psnr"] for p in r["per_image"]]))
+
+
+def test_pad_mode_scores_full_images(data):
+    res = evaluate_model(Identity(), data, ["derain"], device="cpu", pad=True, convention="y", progress=False)
+    assert res["test_crop"] == "pad_16" and res["convention"] == "y"
+    clean = rgb(40, 52, 1).astype(np.float64) / 255
+    rainy = np.clip(rgb(40, 52, 1).astype(int) + 10, 0, 255) / 255
+    assert res["tasks"]["derain"]["per_image"][1]["psnr"] == pytest.approx(psnr(rainy, clean, "y"), abs=1e-4)
+
+
+def test_tiny_model_all_denoise_limit_and_saving(data, tmp_path):
+    model = build_model("tiny")
+    res = evaluate_model(model, data, ["denoise"], device="cpu", limit=2, save_dir=tmp_path / "gallery", progress=False)
+    assert list(res["tasks"]) == ["denoise_15", "denoise_25", "denoise_50"]
+    assert all(r["images"] == 2 for r in res["tasks"].values())
+    assert sorted(p.name for p in (tmp_path / "gallery/denoise_25/BSD68").iterdir()) == ["0.png", "1.png"]
+    again = evaluate_model(model, data, ["denoise_50"], device="cpu", limit=2, progress=False)
+    assert again["tasks"]["denoise_50"]["psnr"] == res["tasks"]["denoise_50"]["psnr"]  # noise is seeded
+
+
+def test_results_table_names_convention(data, tmp_path):
+    res = evaluate_model(Identity(), data, ["derain", "denoise_15"], device="cpu", progress=False)
+    csv_path, json_path = write_results_table(tmp_path / "out", {"level_0": res})
+    rows = list(csv.DictReader(csv_path.open()))
+    assert [r["task"] for r in rows] == ["derain", "denoise_15", "average"]
+    assert {r["convention"] for r in rows} == {"upstream"} and {r["test_crop"] for r in rows} == {"center_crop_16"}
+    assert json.loads(json_path.read_text())["conventions"] == ["upstream"]
+    assert "metric convention: upstream" in format_table({"level_0": res})
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
+
+
+def test_find_checkpoints_level_order(tmp_path):
+    run = tmp_path / "runs" / "demo"
+    for k in (10, 2, 0):
+        (run / f"level_{k}").mkdir(parents=True)
+        (run / f"level_{k}" / "model.pt").write_bytes(b"x")
+    (run / "level_5").mkdir()  # no checkpoint yet: not listed
+    assert [n for n, _ in find_checkpoints(run)] == ["level_0", "level_2", "level_10"]
+    with pytest.raises(MirlError, match="level_<k>/model.pt"):
+        find_checkpoints(tmp_path)
+    with pytest.raises(MirlError, match="no such"):
+        find_checkpoints(tmp_path / "missing")
+
+
+def test_cli_evaluate_run(data, tmp_path, capsys):
+    run = tmp_path / "runs" / "demo"
+    for k in (0, 1):
+        save_checkpoint(run / f"level_{k}" / "model.pt", build_model("tiny"))
+    rc = main(["evaluate", str(run), "--data", str(data), "--tasks", "derain", "denoise_25", "--out", str(tmp_path / "res"),
+               "--device", "cpu", "--no-progress", "--limit", "1"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "metric convention: upstream" in out and "level_0" in out and "level_1" in out
+    rows = list(csv.DictReader((tmp_path / "res/results.csv").open()))
+    assert [(r["model"], r["task"]) for r in rows][:3] == [("level_0", "derain"), ("level_0", "denoise_25"), ("level_0", "average")]
+    assert main(["evaluate", str(run), "--data", str(data), "--tasks", "deblur", "--no-progress"]) == 2
+    assert "deblur" in capsys.readouterr().err
+
+
+def test_cli_choices_match_library():
+    from mirl.commands import evaluate as ev_cmd, restore as re_cmd
+    from mirl.device import DEVICE_CHOICES
+    from mirl.metrics import CONVENTIONS
+
+    assert ev_cmd.CONVENTION_CHOICES == tuple(CONVENTIONS)
+    assert ev_cmd.DEVICE_CHOICES == re_cmd.DEVICE_CHOICES == DEVICE_CHOICES
