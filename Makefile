@@ -18,7 +18,6 @@ test: setup
 study: setup
 	$(PYTHON) -m mirl lottery --preset quickstart
 	$(PYTHON) -m mirl report --preset quickstart
-	@echo "Reports: $(CURDIR)/reports/index.html"
 
 clean-reports:
 	rm -rf reports/*.html reports/*.ipynb reports/index.json reports/*/

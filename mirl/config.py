@@ -119,7 +119,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "steps_per_epoch": 20,
         "lr": 1e-3,
         "max_test_side": 128,
-        "eval_limit": 2,
         "checkpoint_every": 20,
     },
     # Seconds, for tests and for trying the machinery.

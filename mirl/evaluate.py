@@ -41,8 +41,9 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Restore every test image of each task and average PSNR/SSIM per image.
 
-    Returns ``{"convention", "test_crop", "seed", "tasks": {task: {"psnr", "ssim", "images",
-    "per_image": [{"name", "psnr", "ssim"}]}}}``. ``limit`` caps images per task; ``save_dir``
+    Returns ``{"convention", "test_crop", "seed", "tasks": {task: {"psnr", "ssim", "input_psnr",
+    "input_ssim", "images", "per_image": [{"name", "psnr", "ssim", "input_psnr", "input_ssim"}]}}}``;
+    ``input_*`` score the degraded input itself, the baseline that restoration must beat. ``limit`` caps images per task; ``save_dir``
     writes restored PNGs (atomically) as ``save_dir/<task>/<name>.png``.
     """
     from tqdm.auto import tqdm
@@ -76,18 +77,27 @@ def evaluate_model(
             out = restore_image(model, item["degraded"][None], tile=tile)[0].cpu()
             _, _, h, w = item["crop"]
             out = out[:, :h, :w]  # undo test-time padding (no-op for centre-cropped images)
-            per_image.append({"name": item["name"], "psnr": psnr(out, item["clean"], convention), "ssim": ssim(out, item["clean"], convention)})
+            degraded = item["degraded"][:, :h, :w]
+            per_image.append({"name": item["name"], "psnr": psnr(out, item["clean"], convention), "ssim": ssim(out, item["clean"], convention),
+                              "input_psnr": psnr(degraded, item["clean"], convention), "input_ssim": ssim(degraded, item["clean"], convention)})
             if save_dir is not None:
                 write_image(Path(save_dir) / task / f"{item['name']}.png", to_uint8(out))
-        finite = [r["psnr"] for r in per_image if math.isfinite(r["psnr"])]
         results["tasks"][task] = {
-            "psnr": sum(finite) / len(finite) if finite else float("inf"),
+            "psnr": _mean_psnr([r["psnr"] for r in per_image]),
             "ssim": sum(r["ssim"] for r in per_image) / len(per_image),
+            "input_psnr": _mean_psnr([r["input_psnr"] for r in per_image]),
+            "input_ssim": sum(r["input_ssim"] for r in per_image) / len(per_image),
             "images": len(per_image),
             "skipped": [list(s) for s in ds.skipped],
             "per_image": per_image,
         }
     return results
+
+
+def _mean_psnr(values: list[float]) -> float:
+    """Mean over images with a finite PSNR (an identical image scores +inf); +inf if none is finite."""
+    finite = [v for v in values if math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else float("inf")
 
 
 TABLE_COLUMNS = ("model", "task", "psnr", "ssim", "images", "convention", "test_crop")

@@ -21,7 +21,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import pandas as pd
 
@@ -173,11 +173,19 @@ def load_sparsity(run_dir: PathLike, level: int) -> dict[str, Any]:
     return _read_json(level_dir(run_dir, level) / "sparsity_report.json")
 
 
+def _level_files(run_dir: PathLike, filename: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(level, parsed JSON)`` of ``filename`` in every finished level that has it."""
+    for level in levels(run_dir):
+        path = level_dir(run_dir, level) / filename
+        if path.is_file():
+            yield level, _read_json(path)
+
+
 def metrics_table(run_dir: PathLike, label: str | None = None) -> pd.DataFrame:
     """Long table of scores: one row per (level, task) with both densities and the convention.
 
     Columns: run, label, level, remaining_prunable, remaining_trainable (fractions in [0, 1]),
-    task, psnr, ssim, images, convention.
+    task, psnr, ssim, input_psnr, input_ssim (the degraded input's own scores), images, convention.
 
     Example:
         >>> t = metrics_table("runs/smoke_1a2b3c4d")       # doctest: +SKIP
@@ -186,11 +194,7 @@ def metrics_table(run_dir: PathLike, label: str | None = None) -> pd.DataFrame:
     run_dir = Path(run_dir)
     label = label or run_label(run_dir)
     rows = []
-    for level in levels(run_dir):
-        path = level_dir(run_dir, level) / "metrics.json"
-        if not path.is_file():
-            continue
-        metrics = _read_json(path)
+    for level, metrics in _level_files(run_dir, "metrics.json"):
         for task, scores in (metrics.get("tasks") or {}).items():
             rows.append({
                 "run": run_dir.name,
@@ -201,10 +205,13 @@ def metrics_table(run_dir: PathLike, label: str | None = None) -> pd.DataFrame:
                 "task": task,
                 "psnr": float(scores.get("psnr", float("nan"))),
                 "ssim": float(scores.get("ssim", float("nan"))),
+                "input_psnr": float(scores.get("input_psnr", float("nan"))),
+                "input_ssim": float(scores.get("input_ssim", float("nan"))),
                 "images": int(scores.get("images", len(scores.get("per_image", [])))),
                 "convention": metrics.get("convention", "unknown"),
             })
-    columns = ["run", "label", "level", "remaining_prunable", "remaining_trainable", "task", "psnr", "ssim", "images", "convention"]
+    columns = ["run", "label", "level", "remaining_prunable", "remaining_trainable", "task", "psnr", "ssim",
+               "input_psnr", "input_ssim", "images", "convention"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -216,11 +223,7 @@ def summary_table(run_dir: PathLike) -> pd.DataFrame:
         ['level', 'remaining_prunable', 'remaining_trainable', 'mean_psnr', 'mean_ssim']
     """
     rows = []
-    for level in levels(run_dir):
-        path = level_dir(run_dir, level) / "metrics.json"
-        if not path.is_file():
-            continue
-        metrics = _read_json(path)
+    for level, metrics in _level_files(run_dir, "metrics.json"):
         row: dict[str, Any] = {
             "level": level,
             "remaining_prunable": metrics.get("density_prunable"),
@@ -253,11 +256,7 @@ def sparsity_table(run_dir: PathLike) -> pd.DataFrame:
     Columns: level, tensor, kept, total, density.
     """
     rows = []
-    for level in levels(run_dir):
-        path = level_dir(run_dir, level) / "sparsity_report.json"
-        if not path.is_file():
-            continue
-        report = _read_json(path)
+    for level, report in _level_files(run_dir, "sparsity_report.json"):
         for name, counts in (report.get("tensors") or {}).items():
             total = int(counts["total"])
             rows.append({"level": level, "tensor": name, "kept": int(counts["kept"]), "total": total,

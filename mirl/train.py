@@ -94,6 +94,17 @@ def epoch_batches(dataset_len: int, batch_size: int, seed: int, level: int, epoc
     return batches
 
 
+def make_optimizer(params: list[nn.Parameter], cfg: StudyConfig) -> torch.optim.Optimizer:
+    """AdamW with the study's learning rate and weight decay; the fused kernel on the fast path
+    (where this torch build has it for the device), torch's default implementation otherwise."""
+    if cfg.impl == "fast":
+        try:
+            return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+        except (RuntimeError, TypeError):
+            pass
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
 class TrainState:
     """Periodic, resumable training state of one level (``train_state.pt``)."""
 
@@ -149,8 +160,7 @@ def train_level(
     level_dir = Path(level_dir)
     net = _unwrap(model)
     masker = MaskApplier(net, mask)
-    fused = {"fused": True} if device.type == "cuda" else {}
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+    optimizer = make_optimizer(list(model.parameters()), cfg)
     state_file = TrainState(level_dir / "train_state.pt")
     log_path = level_dir / "train_log.csv"
     steps_per_epoch = len(epoch_batches(len(dataset), cfg.batch_size, cfg.seed, level, 0, dist, cfg.steps_per_epoch))

@@ -98,7 +98,8 @@ def sparsity_curves(
 
     ``tables`` are :func:`mirl.results.metrics_table` frames (one per run, or concatenated);
     each run (column ``label``) is one line. The dense level (level 0) of the first run is drawn
-    as a dashed grey reference line. The x axis runs from dense (100%) to sparse.
+    as a dashed grey reference line and, where recorded, the degraded input's own score as a
+    dotted one. The x axis runs from dense (100%) to sparse.
 
     Example:
         >>> import pandas as pd
@@ -131,6 +132,9 @@ def sparsity_curves(
             dense = first[(first["task"] == task) & (first["level"] == 0)]
             if not dense.empty:
                 ax.axhline(float(dense[metric].iloc[0]), color="0.45", ls="--", lw=1, label="dense (level 0)")
+                baseline = float(dense[f"input_{metric}"].iloc[0]) if f"input_{metric}" in dense else float("nan")
+                if np.isfinite(baseline):
+                    ax.axhline(baseline, color="0.3", ls=":", lw=1, label="degraded input (no restoration)")
             if log_x:
                 ax.set_xscale("log")
                 _percent_ticks(ax, 100 * table[xcol].dropna())

@@ -53,6 +53,9 @@ def test_identity_scores_equal_input_scores(data):
     assert r["per_image"][0]["psnr"] == pytest.approx(psnr(rainy, clean), abs=1e-5)
     assert r["per_image"][0]["ssim"] == pytest.approx(ssim(rainy, clean), abs=1e-5)
     assert r["psnr"] == pytest.approx(np.mean([p["psnr"] for p in r["per_image"]]))
+    # the identity model restores nothing: its scores are the degraded input's own
+    assert r["per_image"][0]["input_psnr"] == pytest.approx(psnr(rainy, clean), abs=1e-5)
+    assert r["input_psnr"] == pytest.approx(r["psnr"]) and r["input_ssim"] == pytest.approx(r["ssim"])
 
 
 def test_pad_mode_scores_full_images(data):
@@ -71,6 +74,7 @@ def test_tiny_model_all_denoise_limit_and_saving(data, tmp_path):
     assert sorted(p.name for p in (tmp_path / "gallery/denoise_25/BSD68").iterdir()) == ["0.png", "1.png"]
     again = evaluate_model(model, data, ["denoise_50"], device="cpu", limit=2, progress=False)
     assert again["tasks"]["denoise_50"]["psnr"] == res["tasks"]["denoise_50"]["psnr"]  # noise is seeded
+    assert res["tasks"]["denoise_50"]["input_psnr"] < res["tasks"]["denoise_15"]["input_psnr"]
 
 
 def test_results_table_names_convention(data, tmp_path):
