@@ -38,6 +38,7 @@ def evaluate_model(
     progress: bool = True,
     seed: int = 0,
     skip_bad: bool = False,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """Restore every test image of each task and average PSNR/SSIM per image.
 
@@ -65,6 +66,7 @@ def evaluate_model(
         "test_crop": f"{'pad' if pad else 'center_crop'}_{crop_multiple}",
         "seed": seed,
         "tile": tile,
+        "precision": precision,
         "data_root": str(data_root),
         "tasks": {},
     }
@@ -74,7 +76,7 @@ def evaluate_model(
         per_image = []
         for i in tqdm(range(n), desc=f"evaluate {task}", unit="img", disable=not progress):
             item = ds[i]
-            out = restore_image(model, item["degraded"][None], tile=tile)[0].cpu()
+            out = restore_image(model, item["degraded"][None], tile=tile, precision=precision)[0].cpu()
             _, _, h, w = item["crop"]
             out = out[:, :h, :w]  # undo test-time padding (no-op for centre-cropped images)
             degraded = item["degraded"][:, :h, :w]

@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from mirl.errors import MirlError
 
 MULTIPLE = 8  # PromptIR downsamples three times
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 
 
 def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
@@ -40,10 +42,20 @@ def _pad_to_multiple(x: torch.Tensor, multiple: int = MULTIPLE) -> tuple[torch.T
     return x, h, w
 
 
-def _forward(model: nn.Module, x: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def precision_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast for ``precision="bf16"`` (benchmarks/inference.py measures its PSNR cost)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; valid: {list(PRECISIONS)}")
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _forward(model: nn.Module, x: torch.Tensor, device: torch.device, dtype: torch.dtype, precision: str = "fp32") -> torch.Tensor:
     """Run the model on a [1, 3, h, w] tensor of any size; returns a float32 CPU-or-device tensor."""
     xp, h, w = _pad_to_multiple(x.to(device=device, dtype=dtype))
-    return model(xp)[..., :h, :w].float()
+    with precision_context(device, precision):
+        return model(xp)[..., :h, :w].float()
 
 
 def _ramp(length: int, overlap: int, left: bool, right: bool) -> torch.Tensor:
@@ -74,6 +86,7 @@ def restore_image(
     tile: int | None = None,
     overlap: int = 32,
     progress: bool = False,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """Restore ``image`` ([1, 3, H, W] or [3, H, W], floats in [0, 1]); same shape out, clamped to [0, 1].
 
@@ -81,6 +94,7 @@ def restore_image(
     Tiled (``tile`` < H or W): tiles of ``tile`` px overlapping by ``overlap`` px, each padded the
     same way, blended with raised-cosine weights; the full result is accumulated on the CPU so
     only one tile lives on the device. ``tile`` >= both sides gives exactly the untiled result.
+    ``precision="bf16"`` runs the network under bf16 autocast (faster on recent GPUs).
 
     Example:
         >>> out = restore_image(model, img, tile=512, overlap=32)  # doctest: +SKIP
@@ -93,7 +107,7 @@ def restore_image(
     h, w = x.shape[-2:]
     with torch.inference_mode():
         if tile is None or (tile >= h and tile >= w):
-            out = _forward(model, x, device, dtype).clamp_(0, 1).to(image.device)
+            out = _forward(model, x, device, dtype, precision).clamp_(0, 1).to(image.device)
             return out[0] if squeeze else out
         if tile < MULTIPLE:
             raise ValueError(f"tile must be at least {MULTIPLE} px, got {tile}")
@@ -111,7 +125,7 @@ def restore_image(
             for j, x0 in enumerate(xs):
                 wx = _ramp(tw, overlap, j > 0, j < len(xs) - 1)
                 patch = x[..., y0 : y0 + th, x0 : x0 + tw]
-                res = _forward(model, patch, device, dtype).cpu()
+                res = _forward(model, patch, device, dtype, precision).cpu()
                 wt = (wy[:, None] * wx[None, :])[None, None]
                 acc[..., y0 : y0 + th, x0 : x0 + tw] += res * wt
                 weight[..., y0 : y0 + th, x0 : x0 + tw] += wt
@@ -179,6 +193,7 @@ def restore_files(
     overlap: int = 32,
     skip_bad: bool = False,
     progress: bool = True,
+    precision: str = "fp32",
 ) -> RestoreSummary:
     """Restore every image in ``inputs`` (files or folders) into ``out_dir`` as PNG, atomically.
 
@@ -217,7 +232,7 @@ def restore_files(
         for note in notes:
             summary.notes.append((str(src), note))
             bar.write(f"note: {src}: {note}")
-        restored = to_uint8(restore_image(model, to_tensor(arr), tile=tile, overlap=overlap, progress=progress))
+        restored = to_uint8(restore_image(model, to_tensor(arr), tile=tile, overlap=overlap, progress=progress, precision=precision))
         grayscale = any("grayscale" in n for n in notes)
         alpha = read_alpha(src)
         if grayscale:
@@ -234,4 +249,4 @@ def restore_files(
     return summary
 
 
-__all__ = ["RestoreSummary", "collect_inputs", "restore_files", "restore_image", "tile_starts"]
+__all__ = ["PRECISIONS", "RestoreSummary", "collect_inputs", "restore_files", "restore_image", "tile_starts"]

@@ -273,13 +273,10 @@ def load_mask(run_dir: PathLike, level: int) -> dict[str, Any]:
         >>> mask = load_mask("runs/smoke_1a2b3c4d", 2)           # doctest: +SKIP
         >>> sum(int(m.sum()) for m in mask.values())             # doctest: +SKIP
     """
-    import torch
+    from mirl.pruning.mask import load_mask as read_mask
 
     path = level_dir(run_dir, level) / "mask.pt"
-    if not path.is_file():
-        return {}
-    mask = torch.load(path, map_location="cpu", weights_only=True)
-    return {name: tensor.bool() for name, tensor in mask.items()}
+    return read_mask(path) if path.is_file() else {}
 
 
 def mask_layer_table(mask_a: Mapping[str, Any], mask_b: Mapping[str, Any]) -> pd.DataFrame:

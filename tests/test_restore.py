@@ -56,6 +56,16 @@ def test_tile_at_least_image_is_exactly_untiled(tiny):
     assert torch.equal(restore_image(tiny, x[0], tile=1000), ref[0])
 
 
+def test_bf16_precision_stays_close_to_fp32(tiny):
+    x = torch.rand(1, 3, 40, 56, generator=torch.Generator().manual_seed(0))
+    ref = restore_image(tiny, x)
+    half = restore_image(tiny, x, precision="bf16")
+    assert not torch.equal(half, ref), "bf16 autocast was not applied"
+    assert float((half - ref).abs().max()) < 0.05
+    with pytest.raises(ValueError, match="precision"):
+        restore_image(tiny, x, precision="fp8")
+
+
 def test_tiles_blend_exactly_for_a_pointwise_model():
     model, x = Pointwise(), torch.rand(3, 70, 93)
     ref = restore_image(model, x)

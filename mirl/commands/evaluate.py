@@ -17,6 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="folder for results.csv and results.json")
     parser.add_argument("--convention", default="upstream", choices=CONVENTION_CHOICES, help="metric convention (default upstream)")
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="bf16 autocast: faster on recent GPUs; see docs/benchmarks.md for its PSNR cost")
     parser.add_argument("--pad", action="store_true", help="pad test images to a multiple of 16 instead of centre-cropping")
     parser.add_argument("--tile", type=int, default=None, help="tile size for large test images")
     parser.add_argument("--limit", type=int, default=None, help="at most this many images per task")
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         save_dir = Path(args.out) / "images" / name if args.save_images else None
         results[name] = evaluate_model(model, args.data, tasks, device=device, convention=args.convention, pad=args.pad,
                                        tile=args.tile, limit=args.limit, save_dir=save_dir, progress=not args.no_progress,
-                                       seed=args.seed, skip_bad=args.skip_bad)
+                                       seed=args.seed, skip_bad=args.skip_bad, precision=args.precision)
         results[name]["checkpoint"] = str(path)
     print(format_table(results))
     if args.out:

@@ -16,6 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile", type=int, default=None, help="tile size in px for large images (default: whole image)")
     parser.add_argument("--overlap", type=int, default=32, help="tile overlap in px (default 32)")
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="bf16 autocast: faster on recent GPUs; see docs/benchmarks.md for its PSNR cost")
     parser.add_argument("--skip-bad", action="store_true", help="skip unreadable or non-image files with a warning instead of stopping")
     parser.add_argument("--allow-pickle", action="store_true", help="allow arbitrary unpickling (trusted files only)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -29,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model, meta = load_checkpoint(args.checkpoint, map_location=device, allow_pickle=args.allow_pickle)
     model.eval()
-    summary = restore_files(model, args.inputs, args.out, tile=args.tile, overlap=args.overlap, skip_bad=args.skip_bad, progress=not args.no_progress)
+    summary = restore_files(model, args.inputs, args.out, tile=args.tile, overlap=args.overlap, skip_bad=args.skip_bad,
+                            progress=not args.no_progress, precision=args.precision)
     print(f"restored {len(summary.written)} image(s) into {args.out} with {meta['preset']} on {device}")
     if summary.skipped:
         print(f"skipped {len(summary.skipped)} bad input(s):")
