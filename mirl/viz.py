@@ -351,6 +351,19 @@ def _short(name: str, width: int = 38) -> str:
     return name if len(name) <= width else "…" + name[-(width - 1):]
 
 
+def _paired_density_bars(ax: Any, table: pd.DataFrame, labels: tuple[str, str], legend_loc: str) -> np.ndarray:
+    """Draw mask A's and mask B's per-layer density as paired horizontal bars; return the y positions."""
+    y = np.arange(len(table))
+    ax.barh(y - 0.2, 100 * table["density_a"], height=0.4, color="C0", label=labels[0])
+    ax.barh(y + 0.2, 100 * table["density_b"], height=0.4, color="C1", label=labels[1])
+    ax.set_yticks(y, [_short(t) for t in table["tensor"]], fontsize=6)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("weights kept in the layer (%)", fontsize=8)
+    ax.legend(fontsize=8, loc=legend_loc)
+    return y
+
+
 def density_bars(table: pd.DataFrame, labels: tuple[str, str] = ("A", "B"), title: str | None = None) -> Any:
     """Per-layer density of two masks as side-by-side horizontal bars.
 
@@ -360,14 +373,7 @@ def density_bars(table: pd.DataFrame, labels: tuple[str, str] = ("A", "B"), titl
     n = len(table)
     fig = _figure(7.5, min(60.0, 0.16 * n + 1.4))
     ax = fig.subplots()
-    y = np.arange(n)
-    ax.barh(y - 0.2, 100 * table["density_a"], height=0.4, color="C0", label=labels[0])
-    ax.barh(y + 0.2, 100 * table["density_b"], height=0.4, color="C1", label=labels[1])
-    ax.set_yticks(y, [_short(t) for t in table["tensor"]], fontsize=6)
-    ax.invert_yaxis()
-    ax.set_xlim(0, 100)
-    ax.set_xlabel("weights kept in the layer (%)", fontsize=8)
-    ax.legend(fontsize=8, loc="lower right")
+    _paired_density_bars(ax, table, labels, legend_loc="lower right")
     ax.grid(True, axis="x", alpha=0.3)
     ax.set_title(title or f"Per-layer density: {labels[0]} vs {labels[1]}", fontsize=10)
     return fig
@@ -435,14 +441,7 @@ def mask_comparison(table: pd.DataFrame, labels: tuple[str, str] = ("A", "B"), t
     n = len(table)
     fig = _figure(10.0, min(60.0, 0.15 * n + 1.6))
     ax_d, ax_j = fig.subplots(1, 2, sharey=True, width_ratios=[1.6, 1])
-    y = np.arange(n)
-    ax_d.barh(y - 0.2, 100 * table["density_a"], height=0.4, color="C0", label=labels[0])
-    ax_d.barh(y + 0.2, 100 * table["density_b"], height=0.4, color="C1", label=labels[1])
-    ax_d.set_yticks(y, [_short(t) for t in table["tensor"]], fontsize=6)
-    ax_d.invert_yaxis()
-    ax_d.set_xlim(0, 100)
-    ax_d.set_xlabel("weights kept in the layer (%)", fontsize=8)
-    ax_d.legend(fontsize=8, loc="lower left")
+    y = _paired_density_bars(ax_d, table, labels, legend_loc="lower left")
     ax_d.set_title("density per layer", fontsize=9)
     ax_j.barh(y, table["jaccard"], height=0.7, color="C2")
     ax_j.set_xlim(0, 1)
