@@ -218,14 +218,15 @@ def run_study(
             continue
         started = time.perf_counter()
         mask_path = ldir / "mask.pt"
-        if mask_path.exists():
+        if mask_path.exists():  # an interrupted level: its mask was saved before training began
             mask = load_mask(mask_path)
         else:
             mask = compute_mask(cfg, run_dir, level, theta0) if dist.is_main else full_mask(theta0, cfg.rule)
             mask = _broadcast_mask(mask, dist, device)
+            if dist.is_main:
+                save_mask(mask_path, mask)
         report = None
         if dist.is_main:
-            save_mask(mask_path, mask)
             report = write_sparsity_report(ldir / "sparsity_report.json", mask, theta0, level=level, rule=cfg.rule, scope=cfg.scope, control=cfg.control)
         net = build_model(cfg.model, impl=cfg.impl)
         net.load_state_dict(starting_weights(cfg, run_dir, level, theta0))
