@@ -1,6 +1,8 @@
 """Every GPU measurement of issue 6 in one run of a few minutes, with a summary table.
 
 Stages (each writes the JSON again when done, so a timeout keeps what finished):
+0. the study loop itself: ``mirl lottery --preset smoke`` on the device (bf16 autocast, fused
+   AdamW, masked training, evaluation), with the time per level;
 1. training throughput, paper preset, batch 8 / 64x64 and batch 32 / 128x128, fast vs reference;
 2. training with random masks (density 0.2), batch 8 / 64x64;
 3. loss curves, first 200 steps on the same data, fast (bf16) vs reference (fp32), JSON + PNG;
@@ -57,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--out", default="gpu_all.json", help="JSON results (the loss-curve PNG goes beside it)")
     p.add_argument("--tiny", action="store_true", help="tiny sizes even on a GPU")
-    p.add_argument("--skip", action="append", default=[], help="skip a stage: train, masked, curve, compile, prune, inference")
+    p.add_argument("--skip", action="append", default=[], help="skip a stage: study_smoke, train, masked, curve, compile, prune, inference")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     dev = pick_device(args.device)
@@ -81,6 +83,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         res.setdefault("stage_seconds", {})[name] = round(time.perf_counter() - start, 1)
         print(f"== {name} done in {res['stage_seconds'][name]} s", flush=True)
         write_json(out, res)
+
+    def study_smoke() -> dict[str, Any]:
+        import json
+        import tempfile
+
+        from mirl.lottery import run_study
+
+        with tempfile.TemporaryDirectory() as tmp:
+            run = run_study("smoke", {"device": dev.type, "progress": False}, out=tmp)
+            levels = sorted(run.glob("level_*/metrics.json"))
+            metrics = [json.loads(p.read_text()) for p in levels]
+        return {"levels": len(metrics), "mean_psnr": [m["mean_psnr"] for m in metrics],
+                "level_seconds": [m["train"].get("level_seconds") for m in metrics]}
+
+    stage("study_smoke", study_smoke)
 
     preset = cfg["preset"]
     for batch, patch in cfg["train"]:
@@ -137,6 +154,9 @@ def summarise(res: dict[str, Any]) -> list[dict[str, Any]]:
     def add(check: str, value: Any, target: str, ok: bool | None) -> None:
         rows.append({"check": check, "value": value, "target": target, "pass": "-" if ok is None else ("yes" if ok else "NO")})
 
+    if s.get("study_smoke"):
+        smoke = s["study_smoke"]
+        add("study loop (smoke) levels / s per level", f"{smoke['levels']} / {smoke['level_seconds']}", "3 levels", smoke["levels"] == 3)
     for name, r in s.items():
         if name.startswith("train_") and r:
             ref, fast = r["rows"][0], r["rows"][-1]
