@@ -8,10 +8,9 @@ import json
 import pytest
 import torch
 
-from mirl.pruning.magnitude import magnitude_prune
-
 from benchmarks import inference, pruning, train
 from mirl.models import build_model
+from mirl.pruning.magnitude import magnitude_prune
 
 
 @pytest.mark.parametrize("preset", ["tiny", "small"])
@@ -65,3 +64,14 @@ def test_benchmark_mains_run_tiny_on_cpu(tmp_path):
                           "--tiled-size", "64", "--tile", "32", "--iters", "1"])
     assert out["psnr"]["max_abs_delta_db"] < 0.5
     assert out["tiled"]["size"] == 64
+
+
+@pytest.mark.slow
+def test_gpu_script_runs_every_stage_on_cpu(tmp_path):
+    """The one-shot GPU script must keep working between GPU sessions (tiny sizes on the CPU)."""
+    from benchmarks import gpu_all
+
+    res = gpu_all.main(["--device", "cpu", "--skip", "compile", "--out", str(tmp_path / "gpu_all.json")])
+    assert not res["errors"], res["errors"]
+    assert res["stages"]["study_smoke"]["levels"] == 3
+    assert json.loads((tmp_path / "gpu_all.json").read_text())["summary"]
