@@ -108,8 +108,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The published reference run (GPU): 15 rounds of 20%, 120 epochs each, batch 8, 64x64 patches.
     "paper": {},
     # CPU demo study on the built-in corpus: minutes on 2 cores, a curve that means something.
+    # Layer-wise scope: global pruning empties the small model's output convolution below ~20%
+    # density (docs/lottery.md, "Layer collapse"); add scope=global to see it happen.
     "quickstart": {
         "model": "small",
+        "scope": "layerwise",
         "repeats": "demo",
         "patch_size": 48,
         "rounds": 4,

@@ -130,6 +130,21 @@ def compute_mask(cfg: StudyConfig, run_dir: Path, level: int, template: Mapping[
     return mask
 
 
+def warn_collapse(level: int, empty: list[str], cfg: StudyConfig) -> None:
+    """Say loudly when pruning removed whole layers that the forward pass uses."""
+    if not empty:
+        return
+    import warnings
+
+    what = "output.weight is empty: the network now returns its input unchanged. " if "output.weight" in empty else ""
+    warnings.warn(
+        f"level {level}: {len(empty)} layer(s) fully pruned ({', '.join(empty[:4])}{', ...' if len(empty) > 4 else ''}). "
+        f"{what}Global magnitude pruning empties layers whose weights start small (large fan-in); "
+        "scope=layerwise keeps every layer (see docs/lottery.md, 'Layer collapse').",
+        stacklevel=2,
+    )
+
+
 def _is_reset(name: str, cfg: StudyConfig) -> bool:
     return cfg.reset_params == "all" or "weight" in name or "bias" in name
 
@@ -171,6 +186,7 @@ def _level_metrics(level: int, report: Mapping[str, Any], scores: Mapping[str, A
         "test_crop": scores.get("test_crop"),
         "density_prunable": report["prunable"]["density"],
         "density_trainable": report["trainable"]["density"],
+        "empty_tensors": report["empty_tensors"],
         "mean_psnr": sum(t["psnr"] for t in tasks.values()) / len(tasks),
         "mean_ssim": sum(t["ssim"] for t in tasks.values()) / len(tasks),
         "tasks": tasks,
@@ -228,6 +244,7 @@ def run_study(
         report = None
         if dist.is_main:
             report = write_sparsity_report(ldir / "sparsity_report.json", mask, theta0, level=level, rule=cfg.rule, scope=cfg.scope, control=cfg.control)
+            warn_collapse(level, report["empty_tensors"], cfg)
         net = build_model(cfg.model, impl=cfg.impl)
         net.load_state_dict(starting_weights(cfg, run_dir, level, theta0))
         apply_mask(net, mask)

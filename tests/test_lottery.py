@@ -307,3 +307,23 @@ def test_dense_level_is_shared_between_pruning_variants(smoke_run, demo_data):
     assert (variant / "level_1" / "done.json").exists()
     other_seed = run_study("smoke", {"data": str(demo_data), "seed": 1, "rounds": 0, **FAST}, out=smoke_run.parent)
     assert not (other_seed / "level_0" / "reused.json").exists()
+
+
+def test_layer_collapse_is_reported_and_warned():
+    from mirl.lottery import warn_collapse
+    from mirl.pruning.mask import sparsity_report
+
+    state = build_model("tiny").state_dict()
+    mask = magnitude_prune(state, None, 0.2)
+    mask["output.weight"][:] = False
+    mask["chnl_reduce1.weight"][:] = False  # never used in forward: not a collapse
+    report = sparsity_report(mask, state)
+    assert report["empty_tensors"] == ["output.weight"]
+    with pytest.warns(UserWarning, match="output.weight is empty: the network now returns its input"):
+        warn_collapse(3, report["empty_tensors"], study_preset("smoke"))
+    model = build_model("tiny").eval()
+    model.load_state_dict(state)
+    apply_mask(model, mask)
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), x)  # the global residual is all that is left

@@ -20,6 +20,8 @@ from torch import nn
 from mirl.errors import MirlError
 from mirl.fileio import atomic_torch_save, atomic_write_json
 
+from mirl.models.promptir import UNUSED_IN_FORWARD
+
 from .rules import prunable_names
 
 Mask = dict[str, torch.Tensor]
@@ -79,9 +81,12 @@ def sparsity_report(mask: Mapping[str, torch.Tensor], weights: Mapping[str, torc
     """Kept/total per tensor, totals over prunable weights and over all trainable parameters.
 
     The trainable denominator counts every non-prunable parameter as kept: that is how the
-    paper's "10% of the parameters" is counted.
+    paper's "10% of the parameters" is counted. ``empty_tensors`` lists tensors that the forward
+    pass uses and the mask removes entirely (layer collapse: an empty ``output.weight`` turns
+    PromptIR into the identity, through its global residual).
     """
     tensors = {n: {"kept": int(m.sum()), "total": m.numel()} for n, m in mask.items()}
+    empty = [n for n, t in tensors.items() if t["kept"] == 0 and n not in UNUSED_IN_FORWARD]
     kept = sum(t["kept"] for t in tensors.values())
     total = sum(t["total"] for t in tensors.values())
     all_params = sum(w.numel() for w in weights.values())
@@ -90,6 +95,7 @@ def sparsity_report(mask: Mapping[str, torch.Tensor], weights: Mapping[str, torc
         **extra,
         "prunable": {"kept": kept, "total": total, "density": kept / total if total else 1.0},
         "trainable": {"kept": kept_all, "total": all_params, "density": kept_all / all_params if all_params else 1.0},
+        "empty_tensors": empty,
         "tensors": tensors,
     }
 
