@@ -120,7 +120,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "epochs": 6,
         "warmup_epochs": 1,
         "steps_per_epoch": 20,
-        "lr": 1e-3,
+        "lr": 2e-3,  # dense level mean PSNR 22.42 dB vs 21.30 at 1e-3 and 21.99 at 4e-3 (one seed)
         "max_test_side": 128,
         "checkpoint_every": 20,
     },
