@@ -105,6 +105,11 @@ def make_optimizer(params: list[nn.Parameter], cfg: StudyConfig) -> torch.optim.
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+def sync_interval(device: torch.device) -> int:
+    """Steps between reads of the loss (each read waits for the device): 1 on CPU, 10 on CUDA."""
+    return 1 if device.type == "cpu" else 10
+
+
 class TrainState:
     """Periodic, resumable training state of one level (``train_state.pt``)."""
 
@@ -182,7 +187,7 @@ def train_level(
     window_start, window_images = time.perf_counter(), 0
     # Reading the loss forces a host-device sync; on CUDA do it every few steps, always before a
     # checkpoint, so a NaN never reaches a saved state and the GPU is not stalled every step.
-    sync_every = 1 if device.type == "cpu" else 10
+    sync_every = sync_interval(device)
     pending: list[tuple[int, int, float, torch.Tensor, int]] = []
 
     def flush() -> None:

@@ -115,6 +115,19 @@ def test_pruned_weights_stay_exactly_zero(tmp_path):
     assert log[0] == "step,epoch,loss,lr,images_per_s,seconds" and len(log) == 7
 
 
+def test_deferred_loss_check_never_saves_a_diverged_state(tmp_path, monkeypatch):
+    """The CUDA path reads the loss every 10 steps; a NaN must still stop the run before any
+    checkpoint holds the diverged weights. Exercised on the CPU by forcing the interval."""
+    import mirl.train as train_module
+
+    monkeypatch.setattr(train_module, "sync_interval", lambda device: 10)
+    cfg = study_preset("smoke", {"checkpoint_every": 4, "epochs": 4, **FAST})
+    model = build_model("tiny")
+    with pytest.raises(TrainingDiverged, match="loss became nan at level 0, epoch 0, step 1"):
+        train_level(model, {}, _Pairs(poison=True), cfg, tmp_path, torch.device("cpu"))
+    assert not (tmp_path / "train_state.pt").exists(), "a diverged state was checkpointed"
+
+
 def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tmp_path):
     model = build_model("tiny")
     cfg = study_preset("smoke", {"checkpoint_every": 1, **FAST})
