@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,9 +33,22 @@ def run(args: argparse.Namespace) -> int:
         for key, value in cfg.to_dict().items():
             print(f"{key:16s} {value!r:28s} {HELP.get(key, '')}")
         return 0
-    import os
-
     run_dir = run_study(args.preset, overrides, args.config, out=args.out, progress=not args.no_progress)
     if os.environ.get("RANK", "0") == "0":
+        print_summary(run_dir)
         print(f"run: {run_dir}")
     return 0
+
+
+def print_summary(run_dir: str | os.PathLike) -> None:
+    """One line per finished level: remaining weights (both denominators) and mean scores."""
+    from mirl.results import summary_table
+
+    table = summary_table(run_dir)
+    if table.empty:
+        return
+    convention = table["convention"].iloc[0]
+    print(f"level  prunable  trainable  mean PSNR  mean SSIM   (metric convention: {convention})")
+    for row in table.itertuples():
+        print(f"{row.level:>5}  {100 * row.remaining_prunable:7.2f}%  {100 * row.remaining_trainable:8.2f}%"
+              f"  {row.mean_psnr:9.2f}  {row.mean_ssim:9.4f}")
