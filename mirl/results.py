@@ -473,7 +473,16 @@ def headline(run_dir: PathLike) -> dict[str, Any]:
         f"level {int(first['level'])} mean PSNR (dB, {convention})": round(float(first["mean_psnr"]), 3),
         f"last level mean PSNR (dB, {convention})": round(float(last["mean_psnr"]), 3),
         f"best level by mean PSNR ({convention})": int(best["level"]),
+        "study compute time (s)": round(study_seconds(run_dir), 1),
     }
+
+
+def study_seconds(run_dir: PathLike) -> float:
+    """Wall time the finished levels took (training and evaluation), from their ``metrics.json``.
+
+    A level copied from a sibling run (a shared dense level) counts at its original cost.
+    """
+    return sum(float((m.get("train") or {}).get("level_seconds") or 0.0) for _, m in _level_files(run_dir, "metrics.json"))
 
 
 def tasks_of(run_dir: PathLike) -> list[str]:

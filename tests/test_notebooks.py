@@ -98,6 +98,7 @@ def test_study_notebook(smoke: dict[str, Any]) -> None:
     assert head["finished levels"] == 3  # smoke: dense + 2 rounds
     assert 0 < head["remaining prunable at last level (%)"] < 100
     assert head["remaining trainable at last level (%)"] > head["remaining prunable at last level (%)"]
+    assert head["study compute time (s)"] > 0
     assert data["run"] == Path(smoke["run_dir"]).name
     assert all(row["convention"] == "upstream" for row in data["table"])
 
