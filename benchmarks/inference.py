@@ -38,6 +38,7 @@ from benchmarks.common import (
     time_fn,
     write_json,
 )
+from mirl.metrics import psnr
 from mirl.models import build_model
 from mirl.models.promptir import PromptIR
 
@@ -82,13 +83,6 @@ def restore(model: PromptIR, x: torch.Tensor, bf16: bool) -> torch.Tensor:
     """One forward pass; float32 output clamped to [0, 1]."""
     with precision(x.device, bf16):
         return model(_prep(x, model)).float().clamp_(0, 1)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR of two float images in [0, 1] (scikit-image convention, ``data_range=1``)."""
-    from skimage.metrics import peak_signal_noise_ratio
-
-    return float(peak_signal_noise_ratio(a, b, data_range=1.0))
 
 
 def psnr_check(

@@ -121,7 +121,7 @@ def results_rows(results: dict[str, Any], model_name: str = "model") -> list[dic
 def write_results_table(out_dir: str | os.PathLike, results_by_model: dict[str, dict[str, Any]], stem: str = "results") -> tuple[Path, Path]:
     """Write ``<stem>.csv`` (one row per model and task, naming the convention) and ``<stem>.json``
     (everything, per-image scores included) atomically; return both paths."""
-    from mirl.data.imageio import write_text
+    from mirl.fileio import atomic_write_text
 
     out_dir = Path(out_dir)
     rows = [row for name, res in results_by_model.items() for row in results_rows(res, name)]
@@ -132,8 +132,8 @@ def write_results_table(out_dir: str | os.PathLike, results_by_model: dict[str, 
         writer.writerow({**row, "psnr": f"{row['psnr']:.4f}", "ssim": f"{row['ssim']:.6f}"})
     csv_path, json_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.json"
     conventions = sorted({res["convention"] for res in results_by_model.values()})
-    write_text(csv_path, buf.getvalue())
-    write_text(json_path, json.dumps({"conventions": conventions, "models": results_by_model}, indent=1))
+    atomic_write_text(csv_path, buf.getvalue())
+    atomic_write_text(json_path, json.dumps({"conventions": conventions, "models": results_by_model}, indent=1))
     return csv_path, json_path
 
 

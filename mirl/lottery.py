@@ -28,15 +28,11 @@ from mirl.errors import MirlError
 from mirl.fileio import atomic_write_json
 from mirl.models import build_model, load_checkpoint, save_checkpoint
 from mirl.models.promptir import UNUSED_IN_FORWARD, PromptIR
-from mirl.paths import datasets_dir, runs_dir
+from mirl.paths import datasets_dir, level_dir, runs_dir
 from mirl.pruning.controls import one_shot_fraction, random_prune
 from mirl.pruning.magnitude import magnitude_prune
 from mirl.pruning.mask import Mask, apply_mask, full_mask, load_mask, save_mask, write_sparsity_report
 from mirl.train import DistInfo, train_level
-
-
-def level_dir(run_dir: Path, level: int) -> Path:
-    return Path(run_dir) / f"level_{level}"
 
 
 def parse_repeats(spec: str) -> dict[str, int]:

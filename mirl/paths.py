@@ -25,6 +25,11 @@ def project_root() -> Path:
     return Path.cwd()
 
 
+def level_dir(run_dir: str | os.PathLike, level: int) -> Path:
+    """The folder of one level of a run: ``<run_dir>/level_<level>``."""
+    return Path(run_dir) / f"level_{int(level)}"
+
+
 def runs_dir() -> Path:
     return project_root() / "runs"
 

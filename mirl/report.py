@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from mirl.errors import MirlError
-from mirl.fileio import atomic_write_json, atomic_write_text
+from mirl.fileio import atomic_open, atomic_write_json, atomic_write_text
+from mirl.paths import datasets_dir, project_root, reports_dir, runs_dir
 
 PathLike = str | os.PathLike
 
@@ -73,14 +74,6 @@ class ReportError(MirlError):
 # --------------------------------------------------------------------------- locations
 
 
-def project_root() -> Path:
-    """Where runs, datasets and reports live (:func:`mirl.paths.project_root`: ``$MIRL_HOME``,
-    else the checkout, else the cwd)."""
-    from mirl.paths import project_root as root
-
-    return root()
-
-
 def notebooks_dir() -> Path:
     """The folder holding the study notebooks (``notebooks/`` of the checkout)."""
     checkout = Path(__file__).resolve().parents[1] / "notebooks"
@@ -97,19 +90,19 @@ def resolve_output_dir(output_dir: PathLike | None, stem: str) -> Path:
         >>> resolve_output_dir("/tmp/out", "01_study").as_posix()
         '/tmp/out'
     """
-    path = Path(output_dir) if output_dir is not None else project_root() / "reports" / "interactive" / stem
+    path = Path(output_dir) if output_dir is not None else reports_dir() / "interactive" / stem
     path.mkdir(parents=True, exist_ok=True)
     return path.resolve()
 
 
 def resolve_runs_dir(runs_dir: PathLike | None) -> Path:
     """Where study runs live: ``runs_dir`` or ``runs/`` under the project root."""
-    return Path(runs_dir).resolve() if runs_dir is not None else project_root() / "runs"
+    return Path(runs_dir).resolve() if runs_dir is not None else runs_dir()
 
 
 def resolve_data_dir(data_dir: PathLike | None) -> Path:
     """Where datasets live: ``data_dir`` or ``datasets/`` under the project root."""
-    return Path(data_dir).resolve() if data_dir is not None else project_root() / "datasets"
+    return Path(data_dir).resolve() if data_dir is not None else datasets_dir()
 
 
 # --------------------------------------------------------------------------- results.json
@@ -163,9 +156,8 @@ def save_results(
         from mirl.viz import fig_to_png
 
         png = fig_to_png(main_figure, dpi=90)
-        tmp = output_dir / f".{MAIN_FIGURE}.tmp"
-        tmp.write_bytes(png)
-        os.replace(tmp, output_dir / MAIN_FIGURE)
+        with atomic_open(output_dir / MAIN_FIGURE, "wb") as handle:
+            handle.write(png)
         record["main_figure"] = MAIN_FIGURE
     path = output_dir / RESULTS_FILE
     atomic_write_json(path, record)

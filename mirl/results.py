@@ -25,6 +25,8 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import pandas as pd
 
+from mirl.paths import level_dir
+
 PathLike = str | os.PathLike
 
 _LEVEL_RE = re.compile(r"^level_(\d+)$")
@@ -66,11 +68,6 @@ def levels(run_dir: PathLike, finished_only: bool = True) -> list[int]:
                 continue
             found.append(int(match.group(1)))
     return sorted(found)
-
-
-def level_dir(run_dir: PathLike, level: int) -> Path:
-    """The folder of one level of a run."""
-    return Path(run_dir) / f"level_{int(level)}"
 
 
 def _flatten(value: Any) -> str:

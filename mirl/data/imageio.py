@@ -15,13 +15,13 @@ Example:
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from mirl.errors import MirlError
+from mirl.fileio import atomic_open
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -124,13 +124,6 @@ def read_alpha(path: str | os.PathLike) -> np.ndarray | None:
         im.close()
 
 
-def _atomic_target(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
-    os.close(fd)
-    return Path(tmp)
-
-
 def write_image(path: str | os.PathLike, array: np.ndarray, quality: int | None = None, compress_level: int = 1) -> None:
     """Write a uint8 ``[H, W]``, ``[H, W, 3]`` or ``[H, W, 4]`` array atomically (format from suffix).
 
@@ -143,32 +136,15 @@ def write_image(path: str | os.PathLike, array: np.ndarray, quality: int | None 
     arr = np.asarray(array)
     if arr.dtype != np.uint8:
         raise ValueError(f"write_image expects uint8, got {arr.dtype} for {path}")
-    tmp = _atomic_target(path)
-    try:
-        im = Image.fromarray(arr)
-        fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower())
-        if fmt == "JPEG":
-            im.save(tmp, format="JPEG", quality=quality or 95, subsampling=2)
-        elif path.suffix.lower() == ".png":
-            im.save(tmp, format="PNG", compress_level=compress_level)
+    im = Image.fromarray(arr)
+    suffix = path.suffix.lower()
+    with atomic_open(path, "wb") as handle:
+        if suffix in (".jpg", ".jpeg"):
+            im.save(handle, format="JPEG", quality=quality or 95, subsampling=2)
+        elif suffix == ".png":
+            im.save(handle, format="PNG", compress_level=compress_level)
         else:
-            im.save(tmp, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_text(path: str | os.PathLike, text: str) -> None:
-    """Write a text file atomically (temp file + ``os.replace``)."""
-    path = Path(path)
-    tmp = _atomic_target(path)
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+            im.save(handle, format=Image.registered_extensions().get(suffix, "PNG"))
 
 
 def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
@@ -208,5 +184,4 @@ __all__ = [
     "to_tensor",
     "to_uint8",
     "write_image",
-    "write_text",
 ]

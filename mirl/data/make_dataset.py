@@ -28,11 +28,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from mirl.errors import MirlError
+from mirl.fileio import atomic_write_text
 
 from . import DEMO_REPEATS
 from .corpus import PHOTOS, Photo, corpus_photos, load_photo, motorcycle_depth, unavailable_photos
 from .degrade import HAZE_AIRLIGHTS, HAZE_BETAS, add_haze, add_rain, derive_seed, pseudo_depth, social_upload
-from .imageio import write_image, write_text
+from .imageio import write_image
 
 MANIFEST = "mirl_dataset.json"
 FORMAT = "mirl.dataset"
@@ -185,7 +186,7 @@ def make_dataset(
             "files": records,
             "note": "built-in demo corpus: not a benchmark; never compare with paper numbers",
         }
-        write_text(tmp / MANIFEST, json.dumps(manifest, indent=1))
+        atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=1))
         if out.exists():
             out.rmdir()  # empty (checked above)
         os.replace(tmp, out)
