@@ -1,15 +1,17 @@
 """Every GPU measurement of issue 6 in one run of a few minutes, with a summary table.
 
-Stages (each writes the JSON again when done, so a timeout keeps what finished):
+Stages, most important first (each writes the JSON again when done, so a timeout keeps what
+finished; ``--budget-s`` skips the stages that would start after that many seconds):
 0. the study loop itself: ``mirl lottery --preset smoke`` on the device (bf16 autocast, fused
-   AdamW, masked training, evaluation), with the time per level;
+   AdamW, masked training, evaluation), with its CUDA-graph step and again without it;
 1. training throughput, paper preset, batch 8 / 64x64 and batch 32 / 128x128, fast vs reference;
-2. training with random masks (density 0.2), batch 8 / 64x64;
-3. loss curves, first 200 steps on the same data, fast (bf16) vs reference (fp32), JSON + PNG;
-4. one global pruning step of the paper model, on the GPU and on the CPU, vs numpy;
-5. inference fp32 vs bf16 (PSNR on the test photos with the step-200 weights, latency) and tiled
+2. loss curves, first 200 steps on the same data, fast (bf16) vs reference (fp32), JSON + PNG;
+3. one global pruning step of the paper model, on the GPU and on the CPU, vs numpy;
+4. inference fp32 vs bf16 (PSNR on the test photos with the step-200 weights, latency) and tiled
    restoration of a 4096x4096 image within a memory budget;
-6. ``torch.compile`` (regional) warm-up and throughput vs the fast path without it (last: slowest).
+5. training with random masks (density 0.2), batch 8 / 64x64;
+6. ablation: the fast path with one ingredient removed at a time, both sizes;
+7. ``torch.compile`` (regional) warm-up and throughput vs the fast path without it (last: slowest).
 
 On a machine without CUDA (or with ``--tiny``) every stage runs with tiny sizes, to prove the
 script works. Needs only torch, numpy, scikit-image (+ matplotlib for the PNG).
@@ -42,6 +44,15 @@ TARGETS = {
 }
 
 
+# The fast path with one ingredient taken out at a time (train.run overrides).
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "fast (all)": {},
+    "without cuda_graph": {"cuda_graph": False},
+    "without channels_last": {"channels_last": False},
+    "without bf16": {"amp": False},
+}
+
+
 def sizes(tiny: bool) -> dict[str, Any]:
     """Workload sizes: the issue's on a GPU, tiny ones for a CPU smoke run."""
     if tiny:
@@ -61,17 +72,26 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--tiny", action="store_true", help="tiny sizes even on a GPU")
     p.add_argument("--skip", action="append", default=[], help="skip a stage: study_smoke, train, masked, curve, compile, prune, inference")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--curve-steps", type=int, default=None, help="loss-curve steps (default 200 on a GPU)")
+    p.add_argument("--budget-s", type=float, default=None, help="start no stage after this many seconds")
     args = p.parse_args(argv)
     dev = pick_device(args.device)
     tiny = args.tiny or dev.type != "cuda"
     cfg = sizes(tiny)
+    if args.curve_steps:
+        cfg["curve_steps"] = args.curve_steps
     out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     res: dict[str, Any] = {"env": env_info(dev), "tiny": tiny, "targets": TARGETS, "stages": {}, "errors": {}}
     trained: dict[str, torch.Tensor] | None = None
     t_all = time.perf_counter()
 
     def stage(name: str, fn: Callable[[], Any]) -> None:
-        if name in args.skip:
+        if name in args.skip or name.split("_")[0] in args.skip:
+            return
+        if args.budget_s is not None and time.perf_counter() - t_all > args.budget_s:
+            res.setdefault("skipped_for_time", []).append(name)
+            write_json(out, res)
             return
         start = time.perf_counter()
         print(f"== {name} ...", flush=True)
@@ -90,12 +110,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
         from mirl.lottery import run_study
 
-        with tempfile.TemporaryDirectory() as tmp:
-            run = run_study("smoke", {"device": dev.type, "progress": False}, out=tmp)
-            levels = sorted(run.glob("level_*/metrics.json"))
-            metrics = [json.loads(p.read_text()) for p in levels]
-        return {"levels": len(metrics), "mean_psnr": [m["mean_psnr"] for m in metrics],
-                "level_seconds": [m["train"].get("level_seconds") for m in metrics]}
+        runs: dict[str, Any] = {}
+        for graph in ("auto", "off"):  # the CUDA-graph step must learn what the eager step learns
+            with tempfile.TemporaryDirectory() as tmp:
+                run = run_study("smoke", {"device": dev.type, "progress": False, "cuda_graph": graph}, out=tmp)
+                metrics = [json.loads(p.read_text()) for p in sorted(run.glob("level_*/metrics.json"))]
+            runs[graph] = {"levels": len(metrics), "mean_psnr": [m["mean_psnr"] for m in metrics],
+                           "level_seconds": [m["train"].get("level_seconds") for m in metrics]}
+        result = dict(runs["auto"])
+        result["eager"] = runs["off"]
+        result["max_psnr_diff_graph_vs_eager"] = max(
+            (abs(a - b) for a, b in zip(runs["auto"]["mean_psnr"], runs["off"]["mean_psnr"])), default=float("nan"))
+        return result
 
     stage("study_smoke", study_smoke)
 
@@ -104,7 +130,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         stage(f"train_b{batch}_p{patch}", lambda b=batch, q=patch: train.run(
             preset, b, q, dev, cfg["steps"], cfg["warmup"], args.seed) if "train" not in args.skip else None)
     b0, p0 = cfg["train"][0]
-    stage("masked", lambda: train.run(preset, b0, p0, dev, cfg["steps"], cfg["warmup"], args.seed, mask_density=0.2))
 
     def curve() -> dict[str, Any]:
         nonlocal trained
@@ -122,6 +147,25 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         stage("prune_cpu", lambda: pruning.run(cfg["prune_preset"], torch.device("cpu"), iters=1, seed=args.seed))
     stage("inference", lambda: inference.run(preset, dev, trained, mem_budget_gib=cfg["budget_gib"],
                                             seed=args.seed, **cfg["inf"]))
+    stage("masked", lambda: train.run(preset, b0, p0, dev, cfg["steps"], cfg["warmup"], args.seed, mask_density=0.2))
+
+    def ablation() -> dict[str, Any]:
+        rows = []
+        for batch, patch in cfg["train"]:
+            for label, overrides in ABLATIONS.items():
+                r = train.run(preset, batch, patch, dev, cfg["steps"], cfg["warmup"], args.seed, include_reference=False,
+                              **overrides)
+                rows.append({"size": f"b{batch}/p{patch}", "variant": label, **r["rows"][0]})
+        return {"rows": rows}
+
+    stage("ablation", ablation)
+
+    def profile() -> dict[str, Any]:
+        b, q = cfg["train"][-1]
+        return train.profile_step(preset, b, q, dev, seed=args.seed)
+
+    stage("profile", profile)
+
     def compiled() -> dict[str, Any]:
         r = train.run(preset, b0, p0, dev, cfg["steps"], cfg["warmup"], args.seed, compile="regional",
                       include_reference=False)
@@ -157,6 +201,8 @@ def summarise(res: dict[str, Any]) -> list[dict[str, Any]]:
     if s.get("study_smoke"):
         smoke = s["study_smoke"]
         add("study loop (smoke) levels / s per level", f"{smoke['levels']} / {smoke['level_seconds']}", "3 levels", smoke["levels"] == 3)
+        add("study loop eager s per level", str(smoke["eager"]["level_seconds"]), "(cuda_graph=off)", None)
+        add("study loop |mean PSNR| graph vs eager dB", round(smoke["max_psnr_diff_graph_vs_eager"], 3), "(same learning)", None)
     for name, r in s.items():
         if name.startswith("train_") and r:
             ref, fast = r["rows"][0], r["rows"][-1]
@@ -164,6 +210,10 @@ def summarise(res: dict[str, Any]) -> list[dict[str, Any]]:
             add(f"{name} speedup", round(r["speedup"], 2), f">= {TARGETS['train_speedup']}", r["speedup"] >= TARGETS["train_speedup"])
             add(f"{name} memory ratio", round(r["memory_ratio"], 2), f"<= {TARGETS['train_memory_ratio']}",
                 r["memory_ratio"] <= TARGETS["train_memory_ratio"])
+    if s.get("ablation"):
+        for row in s["ablation"]["rows"]:
+            add(f"ablation {row['size']} {row['variant']} images/s", round(row["images_per_s"], 1),
+                f"peak {row['peak_mem_gib']:.2f} GiB", None)
     if s.get("masked"):
         add("masked training speedup", round(s["masked"]["speedup"], 2), "(info)", None)
     if s.get("curve"):

@@ -194,7 +194,8 @@ def run(
     if gpu:
         torch.cuda.empty_cache()
     result["tiled"] = tiled(fast, dev, tiled_size, tile, overlap, bf16=gpu, budget_gib=mem_budget_gib)
-    result["tiled_seam_max_abs"] = tiled_matches_untiled(fast, dev, min(2 * tile, 256 if not gpu else 1024), tile, overlap)
+    seam_tile = min(tile, 256)  # two tiles across must fit inside a corpus photo
+    result["tiled_seam_max_abs"] = tiled_matches_untiled(fast, dev, 2 * seam_tile, seam_tile, min(overlap, seam_tile // 4))
     return result
 
 

@@ -1,10 +1,10 @@
 """Training throughput: the ``fast`` path against the ``reference`` path in one process.
 
 Reference path: ``impl="reference"``, fp32, ``torch.optim.AdamW`` with its defaults (lr 2e-4,
-weight decay 0.01), eager. Fast path: ``impl="fast"``; on CUDA also bf16 autocast, fused
-AdamW, channels-last activations and the whole step (forward, backward, optimizer, masks)
-captured in one CUDA graph; optional ``torch.compile``. Both paths start from the same
-weights and see the same batches (pre-staged on the device, so data loading never stalls
+weight decay 0.01), eager. Fast path: the study's own step (:mod:`mirl.train_step`),
+``impl="fast"``; on CUDA also bf16 autocast, fused AdamW, channels-last weights and the whole
+step (forward, backward, optimizer, masks) captured in one CUDA graph; optional
+``torch.compile``. Both paths start from the same weights and see the same batches (pre-staged on the device, so data loading never stalls
 the step). Prints images/s, ms/step, peak memory and fast/reference ratios; ``--loss-curve N``
 records both loss curves for N steps (JSON + PNG).
 
@@ -26,7 +26,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from benchmarks.common import (
     PeakMemory,
@@ -40,6 +39,8 @@ from benchmarks.common import (
 )
 from mirl.models import build_model
 from mirl.models.promptir import PromptIR, TransformerBlock
+from mirl.pruning.mask import MaskApplier
+from mirl.train_step import TrainStep, make_adamw, params_to_channels_last
 
 COMPILE_MODES: tuple[str, ...] = ("none", "regional", "default", "reduce-overhead", "max-autotune-no-cudagraphs")
 LR = 2e-4
@@ -56,7 +57,7 @@ class PathConfig:
     name: str
     impl: str = "reference"
     amp: bool = False  # bf16 autocast
-    optimizer: str = "default"  # default | foreach | fused
+    optimizer: str = "default"  # default | fused
     channels_last: bool = False
     cuda_graph: bool = False
     compile: str = "none"
@@ -74,12 +75,13 @@ def reference_path() -> PathConfig:
 
 
 def fast_path(device: torch.device, **overrides: Any) -> PathConfig:
-    """The fast path for ``device``: on CUDA bf16 + fused AdamW + channels-last + CUDA graph;
-    on CPU fp32 (bf16 autocast is slower on most CPUs) with fused AdamW."""
+    """The study's own step on ``device`` (:func:`mirl.train.train_level`): on CUDA bf16 +
+    fused AdamW + channels-last + one CUDA graph; on CPU fp32 (bf16 autocast is slower on most
+    CPUs) with fused AdamW."""
     if device.type == "cuda":
         cfg = PathConfig("fast", "fast", amp=True, optimizer="fused", channels_last=True, cuda_graph=True)
     else:
-        cfg = PathConfig("fast", "fast", amp=False, optimizer="fused", channels_last=True)
+        cfg = PathConfig("fast", "fast", amp=False, optimizer="fused")
     cfg = dataclasses.replace(cfg, **overrides)
     if cfg.compile == "reduce-overhead":  # torch.compile brings its own CUDA graphs
         cfg = dataclasses.replace(cfg, cuda_graph=False)
@@ -135,23 +137,10 @@ def _raise_recompile_limit(limit: int) -> None:
             setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), limit))
 
 
-def to_channels_last(model: torch.nn.Module) -> torch.nn.Module:
-    """Store every 4-D parameter channels-last in place (``model.to(memory_format=...)`` fails
-    on the 5-D prompt tensors). Values and state-dict keys are unchanged."""
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 4:
-                p.data = p.data.contiguous(memory_format=torch.channels_last)
-    return model
-
-
 class Trainer:
-    """One training path: model, AdamW and a ``step(x, y) -> loss`` (a detached 0-d tensor).
-
-    ``masks`` (name -> 0/1 tensor) are applied to the gradients before and to the weights after
-    each optimizer step with ``torch._foreach_mul_`` (no per-tensor Python loop), as pruning
-    rounds do.
-    """
+    """One training path: model, AdamW and ``step(x, y) -> loss`` (a detached 0-d tensor), the
+    study's own :class:`mirl.train_step.TrainStep` (masks applied with fused multiplies, the
+    whole step optionally one CUDA graph)."""
 
     def __init__(
         self,
@@ -165,30 +154,21 @@ class Trainer:
         weight_decay: float = WEIGHT_DECAY,
     ) -> None:
         torch.manual_seed(seed)
-        self.path, self.device, self.lr = path, device, lr
+        self.path, self.device = path, device
         model: PromptIR = build_model(preset, impl=path.impl)
         if state_dict is not None:
             model.load_state_dict(state_dict)
         model = model.to(device)
         if path.channels_last:
-            to_channels_last(model)
+            params_to_channels_last(model)
         self.model = model
-        kwargs: dict[str, Any] = {"lr": lr, "weight_decay": weight_decay}
-        if path.optimizer == "fused":
-            kwargs["fused"] = True
-        elif path.optimizer == "foreach":
-            kwargs["foreach"] = True
-        elif path.optimizer != "default":
-            raise ValueError(f"unknown optimizer variant {path.optimizer!r}")
-        if path.cuda_graph:
-            kwargs["capturable"] = True
-        self.optimizer = torch.optim.AdamW(model.parameters(), **kwargs)
-        self.forward = self._compiled(model, path.compile)
-        named = dict(model.named_parameters())
-        self._mask_params = [named[n] for n in masks] if masks else []
-        self._masks = [m.to(device=device, dtype=named[n].dtype) for n, m in masks.items()] if masks else []
-        self._graph: torch.cuda.CUDAGraph | None = None
-        self._static: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        if path.optimizer not in ("default", "fused"):
+            raise ValueError(f"unknown optimizer variant {path.optimizer!r}; valid: default, fused")
+        self.optimizer = make_adamw(list(model.parameters()), lr, weight_decay, fused=path.optimizer == "fused",
+                                    capturable=path.cuda_graph)
+        masker = MaskApplier(model, masks) if masks else None
+        self.step = TrainStep(self._compiled(model, path.compile), self.optimizer, device, masker, amp=path.amp,
+                              cuda_graph=path.cuda_graph, channels_last=path.channels_last)
 
     @staticmethod
     def _compiled(model: PromptIR, mode: str) -> Any:
@@ -203,69 +183,6 @@ class Trainer:
         if mode in COMPILE_MODES:
             return torch.compile(model, mode=None if mode == "default" else mode)
         raise ValueError(f"unknown compile mode {mode!r}; valid: {list(COMPILE_MODES)}")
-
-    def _autocast(self) -> Any:
-        return torch.autocast(
-            self.device.type, dtype=torch.bfloat16, enabled=self.path.amp, cache_enabled=not self.path.cuda_graph
-        )
-
-    def _eager_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        self.optimizer.zero_grad(set_to_none=True)
-        with self._autocast():
-            out = self.forward(x)
-        loss = F.l1_loss(out.float(), y)
-        loss.backward()
-        if self._masks:
-            grads = [p.grad for p in self._mask_params]
-            keep = [i for i, g in enumerate(grads) if g is not None]
-            torch._foreach_mul_([grads[i] for i in keep], [self._masks[i] for i in keep])
-        self.optimizer.step()
-        if self._masks:
-            with torch.no_grad():
-                torch._foreach_mul_(self._mask_params, self._masks)
-        return loss.detach()
-
-    def _capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Capture one whole step in a CUDA graph without changing weights or optimizer state:
-        warm-up steps run at lr 0 on a side stream, the optimizer state is then zeroed in place
-        (same addresses) and the real lr restored before capture."""
-        static_x, static_y = x.clone(), y.clone()
-        for group in self.optimizer.param_groups:
-            group["lr"] = 0.0
-        stream = torch.cuda.Stream(self.device)
-        stream.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(stream):
-            for _ in range(3):
-                self._eager_step(static_x, static_y)
-        torch.cuda.current_stream(self.device).wait_stream(stream)
-        with torch.no_grad():
-            for state in self.optimizer.state.values():
-                for value in state.values():
-                    if torch.is_tensor(value):
-                        value.zero_()
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.lr
-        self.optimizer.zero_grad(set_to_none=True)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            loss = self._eager_step(static_x, static_y)
-        self._graph, self._static = graph, (static_x, static_y, loss)
-
-    def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """One optimizer step on ``(x, y)``; returns the L1 loss before the update."""
-        if self.path.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-            y = y.contiguous(memory_format=torch.channels_last)
-        if not self.path.cuda_graph:
-            return self._eager_step(x, y)
-        if self._graph is None:
-            self._capture(x, y)
-        assert self._graph is not None and self._static is not None
-        static_x, static_y, loss = self._static
-        static_x.copy_(x)
-        static_y.copy_(y)
-        self._graph.replay()
-        return loss.clone()
 
 
 # ------------------------------------------------------------------------------------ measuring
@@ -384,6 +301,37 @@ def loss_curves(
     }
 
 
+def profile_step(preset: str, batch: int, patch: int, device: torch.device, steps: int = 2, seed: int = 0,
+                 top: int = 30) -> dict[str, Any]:
+    """Where the fast path's time goes: ``steps`` eager steps (no CUDA graph, so each kernel is
+    attributed to its operator) under ``torch.profiler``, the ``top`` operators by self device
+    time, as rows and as torch's printed table."""
+    from torch.profiler import ProfilerActivity, profile
+
+    path = dataclasses.replace(fast_path(device), cuda_graph=False)
+    batches = stage(make_batches(2, batch, patch, seed=seed + 1), device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    trainer = Trainer(preset, path, device, seed)
+    for x, y in batches * 2:  # warm-up
+        trainer.step(x, y)
+    sync(device)
+    with profile(activities=activities) as prof:
+        for i in range(steps):
+            trainer.step(*batches[i % len(batches)])
+        sync(device)
+    key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    averages = prof.key_averages()
+    rows = sorted(averages, key=lambda e: getattr(e, key, 0), reverse=True)[:top]
+    total = sum(getattr(e, key, 0) for e in averages)
+    del trainer
+    _free(device)
+    return {"preset": preset, "batch": batch, "patch": patch, "config": path.describe(), "steps": steps,
+            "total_ms_per_step": total / 1e3 / steps,
+            "top": [{"op": e.key, "ms_per_step": getattr(e, key, 0) / 1e3 / steps, "calls_per_step": e.count / steps,
+                     "share": getattr(e, key, 0) / total if total else 0.0} for e in rows],
+            "table": averages.table(sort_by=key, row_limit=top, max_name_column_width=60)}
+
+
 def plot_curves(result: dict[str, Any], path: str) -> bool:
     """Plot both loss curves to ``path`` (PNG); False when matplotlib is missing."""
     try:
@@ -467,7 +415,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--amp", default=None, choices=("auto", "on", "off"), help="bf16 autocast (auto: on for CUDA)")
     p.add_argument("--no-cuda-graph", action="store_true")
     p.add_argument("--no-channels-last", action="store_true")
-    p.add_argument("--optimizer", default=None, choices=("default", "foreach", "fused"))
+    p.add_argument("--optimizer", default=None, choices=("default", "fused"))
     p.add_argument("--mask-density", type=float, default=None, help="train with random masks of this density")
     p.add_argument("--loss-curve", type=int, default=0, metavar="N", help="also record both loss curves for N steps")
     p.add_argument("--curve-out", default="loss_curve", help="file stem for the curve's .json and .png")

@@ -71,12 +71,13 @@ class StudyConfig:
     num_workers: int = 0
     checkpoint_every: int = 100
     progress: bool = True
+    cuda_graph: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
-NOT_HASHED = frozenset({"device", "num_workers", "checkpoint_every", "progress"})
+NOT_HASHED = frozenset({"device", "num_workers", "checkpoint_every", "progress", "cuda_graph"})
 # Settings that only act from level 1 on: runs that differ only in these share the dense level 0.
 PRUNING_ONLY = frozenset({"rounds", "fraction", "scope", "control", "reset_params"})
 
@@ -92,6 +93,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "reset_params": ("upstream", "all"),
     "convention": ("upstream", "y"),
     "device": ("auto", "cpu", "cuda"),
+    "cuda_graph": ("auto", "off"),
 }
 
 HELP: dict[str, str] = {
@@ -102,6 +104,7 @@ HELP: dict[str, str] = {
     "eval_limit": "test images per task (0 = all)",
     "reset_params": "'upstream' resets only tensors named *weight*/*bias* to theta_0 (prompts and temperatures keep training), 'all' resets everything",
     "rewind_steps": "with reset=rewind: rewind to the weights after this many steps of the dense level",
+    "cuda_graph": "'auto' replays each training step as one CUDA graph on a single GPU; 'off' runs it eagerly",
 }
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -1,5 +1,6 @@
 """One training loop for every level of a study: L1 loss, AdamW, warm-up + cosine per epoch,
-masked weights that stay exactly zero, periodic resumable checkpoints, bf16 on CUDA, DDP.
+masked weights that stay exactly zero, periodic resumable checkpoints, DDP; on CUDA bf16,
+channels-last weights and the whole step replayed as one CUDA graph (:mod:`mirl.train_step`).
 
 Example:
     >>> lr_at_epoch(7, base_lr=2e-4, warmup_epochs=15, max_epochs=120)
@@ -8,7 +9,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import math
@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mirl.config import StudyConfig
 from mirl.errors import MirlError
 from mirl.fileio import atomic_torch_save, atomic_write_text
 from mirl.pruning.mask import MaskApplier
+from mirl.train_step import TrainStep, make_adamw, params_to_channels_last
 
 LOG_FIELDS = ("step", "epoch", "loss", "lr", "images_per_s", "seconds")
 
@@ -66,12 +66,14 @@ class DistInfo:
             torch.distributed.barrier()
 
 
-def autocast_context(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+def use_bf16(device: torch.device, amp: str) -> bool:
     """bf16 autocast on CUDA (``amp`` auto or bf16); fp32 elsewhere."""
-    use_bf16 = device.type == "cuda" and amp in ("auto", "bf16")
-    if use_bf16:
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    return device.type == "cuda" and amp in ("auto", "bf16")
+
+
+def use_cuda_graph(device: torch.device, cfg: StudyConfig, dist: "DistInfo") -> bool:
+    """Capture the step as a CUDA graph: on CUDA, single process, unless ``cuda_graph=off``."""
+    return device.type == "cuda" and cfg.cuda_graph == "auto" and not dist.enabled
 
 
 def epoch_batches(dataset_len: int, batch_size: int, seed: int, level: int, epoch: int, dist: DistInfo, steps: int) -> list[list[int]]:
@@ -92,17 +94,6 @@ def epoch_batches(dataset_len: int, batch_size: int, seed: int, level: int, epoc
         chunk = order[s * per_step : (s + 1) * per_step]
         batches.append(chunk[dist.rank :: dist.world_size])
     return batches
-
-
-def make_optimizer(params: list[nn.Parameter], cfg: StudyConfig) -> torch.optim.Optimizer:
-    """AdamW with the study's learning rate and weight decay; the fused kernel on the fast path
-    (where this torch build has it for the device), torch's default implementation otherwise."""
-    if cfg.impl == "fast":
-        try:
-            return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-        except (RuntimeError, TypeError):
-            pass
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def sync_interval(device: torch.device) -> int:
@@ -164,8 +155,14 @@ def train_level(
     dist = dist or DistInfo()
     level_dir = Path(level_dir)
     net = _unwrap(model)
+    graph = use_cuda_graph(device, cfg, dist)
+    channels_last = device.type == "cuda" and not dist.enabled
+    if channels_last:
+        params_to_channels_last(net)
     masker = MaskApplier(net, mask)
-    optimizer = make_optimizer(list(model.parameters()), cfg)
+    optimizer = make_adamw(list(model.parameters()), cfg.lr, cfg.weight_decay, fused=cfg.impl == "fast", capturable=graph)
+    train_step = TrainStep(model, optimizer, device, masker, amp=use_bf16(device, cfg.amp), cuda_graph=graph,
+                           channels_last=channels_last)
     state_file = TrainState(level_dir / "train_state.pt")
     log_path = level_dir / "train_log.csv"
     steps_per_epoch = len(epoch_batches(len(dataset), cfg.batch_size, cfg.seed, level, 0, dist, cfg.steps_per_epoch))
@@ -214,6 +211,11 @@ def train_level(
         if time.perf_counter() - window_start > 30:
             window_start, window_images = time.perf_counter(), 0
 
+    def stop_on_nan(loss: torch.Tensor) -> None:  # raises TrainingDiverged before the update
+        if not torch.isfinite(loss):
+            pending.append((step + 1, epoch, lr, loss, 0))
+            flush()
+
     def checkpoint() -> None:
         flush()
         if dist.is_main:
@@ -224,8 +226,7 @@ def train_level(
         while step < total_steps:
             epoch, offset = divmod(step, steps_per_epoch)
             lr = lr_at_epoch(epoch, cfg.lr, cfg.warmup_epochs, cfg.epochs)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            train_step.set_lr(lr)
             if hasattr(dataset, "set_epoch"):
                 dataset.set_epoch(level * 100_000 + epoch)
             batches = epoch_batches(len(dataset), cfg.batch_size, cfg.seed, level, epoch, dist, cfg.steps_per_epoch)
@@ -235,16 +236,7 @@ def train_level(
             for degraded, clean, _task in loader:
                 degraded = degraded.to(device, non_blocking=True)
                 clean = clean.to(device, non_blocking=True)
-                optimizer.zero_grad(set_to_none=True)
-                with autocast_context(device, cfg.amp):
-                    loss = F.l1_loss(model(degraded), clean)
-                if sync_every == 1 and not torch.isfinite(loss):
-                    pending.append((step + 1, epoch, lr, loss.detach(), 0))
-                    flush()  # raises TrainingDiverged before the step can corrupt the weights
-                loss.backward()
-                masker.grads()
-                optimizer.step()
-                masker.weights()
+                loss = train_step(degraded, clean, before_backward=stop_on_nan if sync_every == 1 else None)
                 step += 1
                 pending.append((step, epoch, lr, loss.detach(), degraded.shape[0] * dist.world_size))
                 if on_step is not None:

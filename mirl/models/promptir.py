@@ -6,8 +6,9 @@ Two implementations share one set of modules and state-dict keys:
   with mean/var over a ``(b, h*w, c)`` view, the prompt mixing with ``repeat``), used for parity
   checks and as the baseline of the benchmarks;
 * ``impl="fast"`` replaces them with equivalent fused operations (``F.layer_norm`` on a
-  channels-last view, an ``einsum`` for the prompt mixing); tests prove the same output
-  within float tolerance.
+  channels-last view, an ``einsum`` for the prompt mixing) and keeps less for backward (the
+  norm stays in bf16 under autocast; the GDFN recomputes its depth-wise convolution and gate); tests prove the
+  same output and gradients within float tolerance.
 
 Example:
     >>> import torch
@@ -58,14 +59,75 @@ class WithBiasLayerNorm(nn.Module, _ImplMixin):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.impl == "fast":
-            y = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, 1e-5)
-            return y.permute(0, 3, 1, 2)
+            return _channels_layer_norm(x, self.weight, self.bias)
         b, c, h, w = x.shape
         t = x.flatten(2).transpose(1, 2)  # b (h w) c
         mu = t.mean(-1, keepdim=True)
         sigma = t.var(-1, keepdim=True, unbiased=False)
         t = (t - mu) / torch.sqrt(sigma + 1e-5) * self.weight + self.bias
         return t.transpose(1, 2).reshape(b, c, h, w)
+
+
+def _channels_layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``F.layer_norm`` over the channels of ``(b, c, h, w)`` through a channels-last view.
+
+    Under autocast with a bf16/fp16 input, autocast would run the norm on an fp32 copy and keep
+    that copy for backward; the kernel accumulates in fp32 anyway, so the norm runs in the
+    input's dtype and half the memory is kept.
+    """
+    xl = x.permute(0, 2, 3, 1)
+    device = x.device.type
+    if x.dtype != torch.float32 and torch.is_autocast_enabled(device):
+        with torch.autocast(device, enabled=False):
+            y = F.layer_norm(xl, (x.shape[1],), weight.to(x.dtype), bias.to(x.dtype), 1e-5)
+    else:
+        y = F.layer_norm(xl, (x.shape[1],), weight, bias, 1e-5)
+    return y.permute(0, 3, 1, 2)
+
+
+class _DepthwiseGatedGelu(torch.autograd.Function):
+    """``gelu(x1) * x2`` where ``x1, x2`` are the channel halves of the 3x3 depth-wise
+    convolution of ``h``: the GDFN's middle, keeping only ``h`` for backward.
+
+    Autograd would keep ``h``, the convolution's output and ``gelu(x1)`` (about 2.5 times as
+    much); the backward recomputes the convolution (cheap: depth-wise) and the gate in fp32.
+    Under autocast it computes in the autocast dtype, as the plain layers would.
+    """
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, h: torch.Tensor, weight: torch.Tensor,
+                bias: torch.Tensor | None) -> torch.Tensor:
+        device = h.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else h.dtype
+        ctx.input_dtype, ctx.dtype = h.dtype, dtype
+        h = h.to(dtype)
+        with torch.autocast(device, enabled=False):
+            x1, x2 = _depthwise3x3(h, weight, bias, dtype).chunk(2, dim=1)
+            out = F.gelu(x1) * x2
+        ctx.save_for_backward(h, weight, bias)
+        return out
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        h, weight, bias = ctx.saved_tensors
+        w = weight.to(ctx.dtype)
+        with torch.autocast(h.device.type, enabled=False):
+            x1, x2 = _depthwise3x3(h, weight, bias, ctx.dtype).float().chunk(2, dim=1)
+            g = grad.float()
+            cdf = 0.5 * (1.0 + torch.erf(x1 * 0.7071067811865476))  # Phi(x1)
+            pdf = torch.exp(-0.5 * x1 * x1) * 0.3989422804014327  # phi(x1)
+            grad_d = torch.cat([g * x2 * (cdf + x1 * pdf), g * x1 * cdf], dim=1).to(ctx.dtype)
+            want = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], bias is not None and ctx.needs_input_grad[2]]
+            gh, gw, gb = torch.ops.aten.convolution_backward(
+                grad_d, h, w, None if bias is None else [bias.shape[0]], [1, 1], [1, 1], [1, 1], False, [0, 0],
+                h.shape[1], want)
+        return (gh.to(ctx.input_dtype) if want[0] else None, gw.to(weight.dtype) if want[1] else None,
+                gb.to(bias.dtype) if want[2] else None)
+
+
+def _depthwise3x3(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+    b = None if bias is None else bias.to(dtype)
+    return F.conv2d(h, weight.to(dtype), b, padding=1, groups=h.shape[1])
 
 
 class LayerNorm(nn.Module):
@@ -79,7 +141,7 @@ class LayerNorm(nn.Module):
         return self.body(x)
 
 
-class FeedForward(nn.Module):
+class FeedForward(nn.Module, _ImplMixin):
     """Gated depth-wise convolutional feed-forward network (GDFN)."""
 
     def __init__(self, dim: int, expansion: float, bias: bool) -> None:
@@ -90,6 +152,8 @@ class FeedForward(nn.Module):
         self.project_out = nn.Conv2d(hidden, dim, kernel_size=1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.impl == "fast":
+            return self.project_out(_DepthwiseGatedGelu.apply(self.project_in(x), self.dwconv.weight, self.dwconv.bias))
         x1, x2 = self.dwconv(self.project_in(x)).chunk(2, dim=1)
         return self.project_out(F.gelu(x1) * x2)
 

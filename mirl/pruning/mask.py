@@ -51,7 +51,8 @@ class MaskApplier:
         if missing:
             raise KeyError(f"mask names {missing[:4]} are not parameters of the model")
         self.params = [params[n] for n in mask]
-        self.masks = [mask[n].to(p.device, p.dtype) for n, p in zip(mask, self.params)]
+        # same device, dtype and memory format (channels-last weights) as the parameter
+        self.masks = [torch.empty_like(p, requires_grad=False).copy_(mask[n]) for n, p in zip(mask, self.params)]
 
     @torch.no_grad()
     def weights(self) -> None:
