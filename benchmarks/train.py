@@ -38,9 +38,9 @@ from benchmarks.common import (
     write_json,
 )
 from mirl.models import build_model
-from mirl.models.promptir import PromptIR, TransformerBlock
+from mirl.models.promptir import PromptIR
 from mirl.pruning.mask import MaskApplier
-from mirl.train_step import TrainStep, make_adamw, params_to_channels_last
+from mirl.train_step import TrainStep, compile_blocks, make_adamw, params_to_channels_last
 
 COMPILE_MODES: tuple[str, ...] = ("none", "regional", "default", "reduce-overhead", "max-autotune-no-cudagraphs")
 LR = 2e-4
@@ -128,15 +128,6 @@ def stage(batches: Sequence[tuple[torch.Tensor, torch.Tensor]], device: torch.de
 # -------------------------------------------------------------------------------------- trainer
 
 
-def _raise_recompile_limit(limit: int) -> None:
-    """Let one compiled block serve every width/resolution of the network (one graph each)."""
-    import torch._dynamo
-
-    for name in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit", "accumulated_cache_size_limit"):
-        if hasattr(torch._dynamo.config, name):
-            setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), limit))
-
-
 class Trainer:
     """One training path: model, AdamW and ``step(x, y) -> loss`` (a detached 0-d tensor), the
     study's own :class:`mirl.train_step.TrainStep` (masks applied with fused multiplies, the
@@ -174,11 +165,8 @@ class Trainer:
     def _compiled(model: PromptIR, mode: str) -> Any:
         if mode == "none":
             return model
-        if mode == "regional":  # compile the repeated block; instances of one shape share the code
-            _raise_recompile_limit(64)
-            for module in model.modules():
-                if isinstance(module, TransformerBlock):
-                    module.compile(dynamic=False)
+        if mode == "regional":
+            compile_blocks(model)
             return model
         if mode in COMPILE_MODES:
             return torch.compile(model, mode=None if mode == "default" else mode)

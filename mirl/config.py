@@ -72,12 +72,13 @@ class StudyConfig:
     checkpoint_every: int = 100
     progress: bool = True
     cuda_graph: str = "auto"
+    compile: str = "none"
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
-NOT_HASHED = frozenset({"device", "num_workers", "checkpoint_every", "progress", "cuda_graph"})
+NOT_HASHED = frozenset({"device", "num_workers", "checkpoint_every", "progress", "cuda_graph", "compile"})
 # Settings that only act from level 1 on: runs that differ only in these share the dense level 0.
 PRUNING_ONLY = frozenset({"rounds", "fraction", "scope", "control", "reset_params"})
 
@@ -94,6 +95,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "convention": ("upstream", "y"),
     "device": ("auto", "cpu", "cuda"),
     "cuda_graph": ("auto", "off"),
+    "compile": ("none", "regional"),
 }
 
 HELP: dict[str, str] = {
@@ -105,6 +107,7 @@ HELP: dict[str, str] = {
     "reset_params": "'upstream' resets only tensors named *weight*/*bias* to theta_0 (prompts and temperatures keep training), 'all' resets everything",
     "rewind_steps": "with reset=rewind: rewind to the weights after this many steps of the dense level",
     "cuda_graph": "'auto' replays each training step as one CUDA graph on a single GPU; 'off' runs it eagerly",
+    "compile": "'regional' compiles each transformer block with torch.compile (minutes of warm-up per process; not yet measured on a GPU)",
 }
 
 PRESETS: dict[str, dict[str, Any]] = {

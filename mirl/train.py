@@ -24,7 +24,7 @@ from mirl.config import StudyConfig
 from mirl.errors import MirlError
 from mirl.fileio import atomic_torch_save, atomic_write_text
 from mirl.pruning.mask import MaskApplier
-from mirl.train_step import TrainStep, make_adamw, params_to_channels_last
+from mirl.train_step import TrainStep, compile_blocks, make_adamw, params_to_channels_last, uncompile_blocks
 
 LOG_FIELDS = ("step", "epoch", "loss", "lr", "images_per_s", "seconds")
 
@@ -159,6 +159,7 @@ def train_level(
     channels_last = device.type == "cuda" and not dist.enabled
     if channels_last:
         params_to_channels_last(net)
+    compiled = compile_blocks(net) if cfg.compile == "regional" else []
     masker = MaskApplier(net, mask)
     optimizer = make_adamw(list(model.parameters()), cfg.lr, cfg.weight_decay, fused=cfg.impl == "fast", capturable=graph)
     train_step = TrainStep(model, optimizer, device, masker, amp=use_bf16(device, cfg.amp), cuda_graph=graph,
@@ -248,6 +249,7 @@ def train_level(
                     flush()
         flush()
     finally:
+        uncompile_blocks(compiled)
         if progress is not None:
             progress.close()
     if dist.is_main:

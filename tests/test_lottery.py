@@ -340,3 +340,22 @@ def test_layer_collapse_is_reported_and_warned():
     x = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(model(x), x)  # the global residual is all that is left
+
+
+def test_compile_setting_compiles_blocks_for_training_only(monkeypatch, tmp_path, demo_data):
+    """``compile=regional`` routes every training forward of each block through its compiled
+    call, and evaluation (images of many sizes) through the eager one."""
+    from mirl.models.promptir import TransformerBlock
+
+    modes: list[bool] = []
+
+    def fake_compile(self: TransformerBlock, *args: object, **kwargs: object) -> None:
+        def compiled_call(*a: object, **k: object) -> torch.Tensor:
+            modes.append(torch.is_grad_enabled())
+            return self._call_impl(*a, **k)
+
+        self._compiled_call_impl = compiled_call
+
+    monkeypatch.setattr(TransformerBlock, "compile", fake_compile)
+    run_study("smoke", {"data": str(demo_data), "compile": "regional", "rounds": 1, **FAST}, out=tmp_path)
+    assert modes and all(modes), "compiled blocks must run in training, never in evaluation"

@@ -114,3 +114,4 @@ def test_fast_bf16_keeps_under_half_the_reference_activations():
     fast path clearly below half (measured 0.36 on the CPU; 0.49 without it)."""
     ratio = _saved_bytes("fast", amp=True) / _saved_bytes("reference", amp=False)
     assert ratio < 0.42, ratio
+

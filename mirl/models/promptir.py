@@ -5,8 +5,9 @@ Two implementations share one set of modules and state-dict keys:
 * ``impl="reference"`` performs the published operations (the WithBias LayerNorm written out
   with mean/var over a ``(b, h*w, c)`` view, the prompt mixing with ``repeat``), used for parity
   checks and as the baseline of the benchmarks;
-* ``impl="fast"`` replaces them with equivalent fused operations (``F.layer_norm`` on a
-  channels-last view, an ``einsum`` for the prompt mixing) and keeps less for backward (the
+* ``impl="fast"`` replaces them with equivalent cheaper operations (``F.layer_norm`` on a
+  channels-last view, an ``einsum`` for the prompt mixing, attention scores normalised after
+  the product rather than q and k before it) and keeps less for backward (the
   norm stays in bf16 under autocast, where the GDFN also recomputes its depth-wise convolution
   and gate); tests prove the same output and gradients within float tolerance.
 
@@ -90,8 +91,9 @@ class _DepthwiseGatedGelu(torch.autograd.Function):
     convolution of ``h``: the GDFN's middle, keeping only ``h`` for backward.
 
     Autograd would keep ``h``, the convolution's output and ``gelu(x1)`` (about 2.5 times as
-    much); the backward recomputes the convolution (cheap: depth-wise) and the gate in fp32.
-    Under autocast it computes in the autocast dtype, as the plain layers would.
+    much); the backward recomputes the convolution (cheap: depth-wise) and the gate, with the
+    same fused kernels (fp32 inside) that autograd would use. Under autocast it computes in the
+    autocast dtype, as the plain layers would.
     """
 
     @staticmethod
@@ -110,13 +112,14 @@ class _DepthwiseGatedGelu(torch.autograd.Function):
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         h, weight, bias = ctx.saved_tensors
-        w = weight.to(ctx.dtype)
+        w, grad = weight.to(ctx.dtype), grad.to(ctx.dtype)
         with torch.autocast(h.device.type, enabled=False):
-            x1, x2 = _depthwise3x3(h, weight, bias, ctx.dtype).float().chunk(2, dim=1)
-            g = grad.float()
-            cdf = 0.5 * (1.0 + torch.erf(x1 * 0.7071067811865476))  # Phi(x1)
-            pdf = torch.exp(-0.5 * x1 * x1) * 0.3989422804014327  # phi(x1)
-            grad_d = torch.cat([g * x2 * (cdf + x1 * pdf), g * x1 * cdf], dim=1).to(ctx.dtype)
+            d = _depthwise3x3(h, weight, bias, ctx.dtype)
+            x1, x2 = d.chunk(2, dim=1)
+            grad_d = torch.empty_like(d)  # both halves written in place: no concatenation
+            grad_x1, grad_x2 = grad_d.chunk(2, dim=1)
+            torch.mul(grad, F.gelu(x1), out=grad_x2)
+            torch.ops.aten.gelu_backward.grad_input(grad * x2, x1, grad_input=grad_x1)
             want = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], bias is not None and ctx.needs_input_grad[2]]
             gh, gw, gb = torch.ops.aten.convolution_backward(
                 grad_d, h, w, None if bias is None else [bias.shape[0]], [1, 1], [1, 1], [1, 1], False, [0, 0],
@@ -160,7 +163,7 @@ class FeedForward(nn.Module, _ImplMixin):
         return self.project_out(F.gelu(x1) * x2)
 
 
-class Attention(nn.Module):
+class Attention(nn.Module, _ImplMixin):
     """Multi-Dconv head transposed attention (MDTA): attention across channels."""
 
     def __init__(self, dim: int, num_heads: int, bias: bool) -> None:
@@ -173,11 +176,16 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        q, k, v = self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1)
-        q = F.normalize(q.reshape(b, self.num_heads, -1, h * w), dim=-1)
-        k = F.normalize(k.reshape(b, self.num_heads, -1, h * w), dim=-1)
-        v = v.reshape(b, self.num_heads, -1, h * w)
-        attn = ((q @ k.transpose(-2, -1)) * self.temperature).softmax(dim=-1)
+        q, k, v = (t.reshape(b, self.num_heads, -1, h * w) for t in self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1))
+        if self.impl == "fast":
+            # q/|q| . k/|k| == (q . k) / (|q| |k|): scale the small (c/heads)^2 product instead of
+            # writing (and keeping for backward) normalised copies of q and k
+            q_norm = torch.linalg.vector_norm(q, dim=-1, keepdim=True).clamp_min(1e-12)
+            k_norm = torch.linalg.vector_norm(k, dim=-1, keepdim=True).clamp_min(1e-12)
+            scores = (q @ k.transpose(-2, -1)) / (q_norm * k_norm.transpose(-2, -1))
+        else:
+            scores = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
+        attn = (scores * self.temperature).softmax(dim=-1)
         return self.project_out((attn @ v).reshape(b, c, h, w))
 
 
