@@ -71,7 +71,7 @@ def use_bf16(device: torch.device, amp: str) -> bool:
     return device.type == "cuda" and amp in ("auto", "bf16")
 
 
-def use_cuda_graph(device: torch.device, cfg: StudyConfig, dist: "DistInfo") -> bool:
+def use_cuda_graph(device: torch.device, cfg: StudyConfig, dist: DistInfo) -> bool:
     """Capture the step as a CUDA graph: on CUDA, single process, unless ``cuda_graph=off``."""
     return device.type == "cuda" and cfg.cuda_graph == "auto" and not dist.enabled
 
