@@ -115,3 +115,16 @@ def test_fast_bf16_keeps_under_half_the_reference_activations():
     ratio = _saved_bytes("fast", amp=True) / _saved_bytes("reference", amp=False)
     assert ratio < 0.42, ratio
 
+
+
+def test_cuda_graph_needs_a_cuda_device_and_settings_are_checked():
+    import pytest
+
+    from mirl.config import ConfigError, study_preset
+
+    net = build_model("tiny")
+    with pytest.raises(ValueError, match="CUDA device"):
+        TrainStep(net, make_adamw(list(net.parameters()), lr=1e-3), torch.device("cpu"), cuda_graph=True)
+    with pytest.raises(ConfigError, match="cuda_graph"):
+        study_preset("smoke", {"cuda_graph": "on"})
+    assert study_preset("smoke", {"compile": "regional"}).compile == "regional"
