@@ -118,7 +118,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 run = run_study("smoke", {"device": dev.type, "progress": False, "cuda_graph": graph}, out=tmp)
                 metrics = [json.loads(p.read_text()) for p in sorted(run.glob("level_*/metrics.json"))]
             runs[graph] = {"levels": len(metrics), "mean_psnr": [m["mean_psnr"] for m in metrics],
-                           "level_seconds": [m["train"].get("level_seconds") for m in metrics]}
+                           "level_seconds": [m["train"].get("level_seconds") for m in metrics],
+                           "execution": [m["train"].get("execution") for m in metrics]}
         result = dict(runs["auto"])
         result["eager"] = runs["off"]
         result["max_psnr_diff_graph_vs_eager"] = max(
@@ -210,6 +211,10 @@ def summarise(res: dict[str, Any]) -> list[dict[str, Any]]:
     if s.get("study_smoke"):
         smoke = s["study_smoke"]
         add("study loop (smoke) levels / s per level", f"{smoke['levels']} / {smoke['level_seconds']}", "3 levels", smoke["levels"] == 3)
+        graphs = [bool(e and e.get("cuda_graph")) for e in smoke.get("execution", [])]
+        on_cuda = str(res["env"].get("device", "")).startswith("cuda")
+        add("study loop used the CUDA graph (per level)", str(graphs), "all True on CUDA",
+            all(graphs) if graphs and on_cuda else None)
         add("study loop eager s per level", str(smoke["eager"]["level_seconds"]), "(cuda_graph=off)", None)
         add("study loop |mean PSNR| graph vs eager dB", round(smoke["max_psnr_diff_graph_vs_eager"], 3), "(same learning)", None)
     for name, r in s.items():

@@ -255,4 +255,7 @@ def train_level(
     if dist.is_main:
         _write_log(log_path, rows)
     seconds = time.perf_counter() - started
-    return {"steps": step, "epochs": cfg.epochs, "final_loss": last_loss, "seconds": round(seconds, 2), "resumed_from": int(resumed["step"]) if resumed else 0}
+    return {"steps": step, "epochs": cfg.epochs, "final_loss": last_loss, "seconds": round(seconds, 2),
+            "resumed_from": int(resumed["step"]) if resumed else 0,
+            "execution": {"device": device.type, "bf16": train_step.amp, "cuda_graph": graph,
+                          "channels_last": channels_last, "compile": cfg.compile}}
