@@ -38,7 +38,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from mirl.errors import MirlError
 from mirl.fileio import atomic_open, atomic_write_json, atomic_write_text
-from mirl.paths import datasets_dir, project_root, reports_dir, runs_dir
+from mirl import paths
+from mirl.paths import datasets_dir, project_root, reports_dir
 
 PathLike = str | os.PathLike
 
@@ -97,7 +98,7 @@ def resolve_output_dir(output_dir: PathLike | None, stem: str) -> Path:
 
 def resolve_runs_dir(runs_dir: PathLike | None) -> Path:
     """Where study runs live: ``runs_dir`` or ``runs/`` under the project root."""
-    return Path(runs_dir).resolve() if runs_dir is not None else runs_dir()
+    return Path(runs_dir).resolve() if runs_dir is not None else paths.runs_dir()
 
 
 def resolve_data_dir(data_dir: PathLike | None) -> Path:

@@ -151,3 +151,15 @@ def test_cli_batch_params_file(smoke: dict[str, Any], tmp_path: Path) -> None:
         assert json.loads((out / name / "results.json").read_text())["headline"]["mask A"] == f"level {level}"
     assert main(["report", "--index-only", "--out", str(out)]) == 0
     assert "04_mask_explorer--smoke--level_a-1.html" in (out / "index.html").read_text()
+
+
+def test_default_locations_follow_the_project_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``mirl report`` without --runs-dir/--data-dir (what ``make study`` runs) resolves the
+    project's folders."""
+    from mirl.report import resolve_data_dir, resolve_output_dir, resolve_runs_dir
+
+    monkeypatch.setenv("MIRL_HOME", str(tmp_path))
+    assert resolve_runs_dir(None) == tmp_path.resolve() / "runs"
+    assert resolve_data_dir(None) == tmp_path.resolve() / "datasets"
+    assert resolve_output_dir(None, "01_study") == tmp_path.resolve() / "reports" / "interactive" / "01_study"
+    assert resolve_runs_dir(tmp_path / "elsewhere") == (tmp_path / "elsewhere").resolve()
