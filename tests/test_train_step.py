@@ -3,11 +3,12 @@ the memory the fast model keeps for backward."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from mirl.models import build_model
-from mirl.models.promptir import FeedForward, _channels_layer_norm, _DepthwiseGatedGelu
+from mirl.models.promptir import Attention, FeedForward, _channels_layer_norm, _DepthwiseGatedGelu
 from mirl.train_step import TrainStep, make_adamw, unchanged_training_state
 
 
@@ -64,20 +65,22 @@ def test_depthwise_gated_gelu_gradient_is_exact():
     torch.testing.assert_close(_DepthwiseGatedGelu.apply(h, w, b), F.gelu(x1) * x2)
 
 
-def test_fast_feed_forward_matches_reference_under_bf16_autocast():
-    """Same outputs and gradients as the plain layers under autocast, within bf16 rounding."""
+@pytest.mark.parametrize("make", [lambda: FeedForward(16, 2.66, bias=True), lambda: Attention(16, 2, bias=True)],
+                         ids=["gdfn", "attention"])
+def test_fast_blocks_match_reference_under_bf16_autocast(make):
+    """Same outputs and gradients as the published operations under autocast, within bf16 rounding."""
     torch.manual_seed(0)
-    ffn = FeedForward(16, 2.66, bias=True)
+    block = make()
     x = torch.randn(2, 16, 8, 8)
     results = {}
     for impl in ("reference", "fast"):
-        ffn.impl = impl
-        ffn.zero_grad()
+        block.impl = impl
+        block.zero_grad()
         xi = x.clone().requires_grad_()
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = ffn(xi)
+            out = block(xi)
         out.float().square().sum().backward()
-        results[impl] = [out.float(), xi.grad] + [p.grad.clone() for p in ffn.parameters()]
+        results[impl] = [out.float(), xi.grad] + [p.grad.clone() for p in block.parameters()]
     for got, want in zip(results["fast"], results["reference"]):
         torch.testing.assert_close(got, want, rtol=3e-2, atol=3e-2)
 
@@ -118,8 +121,6 @@ def test_fast_bf16_keeps_under_half_the_reference_activations():
 
 
 def test_cuda_graph_needs_a_cuda_device_and_settings_are_checked():
-    import pytest
-
     from mirl.config import ConfigError, study_preset
 
     net = build_model("tiny")
