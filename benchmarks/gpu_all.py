@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     preset = cfg["preset"]
     for batch, patch in cfg["train"]:
         stage(f"train_b{batch}_p{patch}", lambda b=batch, q=patch: train.run(
-            preset, b, q, dev, cfg["steps"], cfg["warmup"], args.seed) if "train" not in args.skip else None)
+            preset, b, q, dev, cfg["steps"], cfg["warmup"], args.seed))
     b0, p0 = cfg["train"][0]
 
     def compiled() -> dict[str, Any]:

@@ -4,8 +4,8 @@ Reference path: ``impl="reference"``, fp32, ``torch.optim.AdamW`` with its defau
 weight decay 0.01), eager. Fast path: the study's own step (:mod:`mirl.train_step`),
 ``impl="fast"``; on CUDA also bf16 autocast, fused AdamW, channels-last weights and the whole
 step (forward, backward, optimizer, masks) captured in one CUDA graph; optional
-``torch.compile``. Both paths start from the same weights and see the same batches (pre-staged on the device, so data loading never stalls
-the step). Prints images/s, ms/step, peak memory and fast/reference ratios; ``--loss-curve N``
+``torch.compile``. Both paths start from the same weights and see the same batches (pre-staged
+on the device, so data loading never stalls the step). Prints images/s, ms/step, peak memory and fast/reference ratios; ``--loss-curve N``
 records both loss curves for N steps (JSON + PNG).
 
 Example:

@@ -64,8 +64,8 @@ class MaskApplier:
     def grads(self) -> None:
         """Zero the gradients of pruned weights in place (parameters without a gradient are skipped)."""
         pairs = [(p.grad, m) for p, m in zip(self.params, self.masks) if p.grad is not None]
-        if pairs:
-            torch._foreach_mul_([g for g, _ in pairs], [m.to(g.dtype) for g, m in pairs])
+        if pairs:  # a gradient has its parameter's dtype, as the prepared masks do
+            torch._foreach_mul_([g for g, _ in pairs], [m for _, m in pairs])
 
 
 def apply_mask(model: nn.Module, mask: Mapping[str, torch.Tensor]) -> None:
