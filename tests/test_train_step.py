@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from mirl.models import build_model
-from mirl.models.promptir import Attention, FeedForward, _channels_layer_norm, _DepthwiseGatedGelu
+from mirl.models.promptir import Attention, FeedForward, TransformerBlock, _channels_layer_norm, _GatedDepthwiseProjection
 from mirl.train_step import TrainStep, make_adamw, unchanged_training_state
 
 
@@ -54,15 +54,17 @@ def test_learning_rate_tensor_is_updated_in_place():
     assert step.optimizer.param_groups[0]["lr"] is lr and abs(float(lr) - 3e-4) < 1e-10
 
 
-def test_depthwise_gated_gelu_gradient_is_exact():
+def test_gated_depthwise_projection_gradient_is_exact():
     torch.manual_seed(0)
-    h = torch.randn(2, 6, 5, 5, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(6, 1, 3, 3, dtype=torch.float64, requires_grad=True)
-    b = torch.randn(6, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(_DepthwiseGatedGelu.apply, (h, w, b))
-    assert torch.autograd.gradcheck(_DepthwiseGatedGelu.apply, (h, w, None))
-    x1, x2 = F.conv2d(h, w, b, padding=1, groups=6).chunk(2, dim=1)
-    torch.testing.assert_close(_DepthwiseGatedGelu.apply(h, w, b), F.gelu(x1) * x2)
+    f64 = dict(dtype=torch.float64, requires_grad=True)
+    h = torch.randn(2, 6, 5, 5, **f64)
+    dw_w, dw_b = torch.randn(6, 1, 3, 3, **f64), torch.randn(6, **f64)
+    out_w, out_b = torch.randn(4, 3, 1, 1, **f64), torch.randn(4, **f64)
+    assert torch.autograd.gradcheck(_GatedDepthwiseProjection.apply, (h, dw_w, dw_b, out_w, out_b))
+    assert torch.autograd.gradcheck(_GatedDepthwiseProjection.apply, (h, dw_w, None, out_w, None))
+    x1, x2 = F.conv2d(h, dw_w, dw_b, padding=1, groups=6).chunk(2, dim=1)
+    torch.testing.assert_close(_GatedDepthwiseProjection.apply(h, dw_w, dw_b, out_w, out_b),
+                               F.conv2d(F.gelu(x1) * x2, out_w, out_b))
 
 
 @pytest.mark.parametrize("make", [lambda: FeedForward(16, 2.66, bias=True), lambda: Attention(16, 2, bias=True)],
@@ -112,12 +114,41 @@ def _saved_bytes(impl: str, amp: bool) -> int:
     return sum(n for ptr, n in seen.items() if ptr not in params)
 
 
-def test_fast_bf16_keeps_under_half_the_reference_activations():
-    """bf16 alone halves the saved activations at best; the GDFN recomputation must take the
-    fast path clearly below half (measured 0.36 on the CPU; 0.49 without it)."""
+def test_fast_bf16_keeps_under_a_third_of_the_reference_activations():
+    """bf16 alone halves the saved activations at best; the GDFN recomputation (depth-wise
+    convolution, gate, and the gate its output projection reads) must take the fast path to
+    about a third (measured 0.32 on the CPU; 0.35 while the projection kept the gate, 0.49
+    without any recomputation)."""
     ratio = _saved_bytes("fast", amp=True) / _saved_bytes("reference", amp=False)
-    assert ratio < 0.42, ratio
+    assert ratio < 0.34, ratio
 
+
+def test_fast_block_compiles_to_one_graph_with_the_same_gradients():
+    """``compile=regional`` compiles each TransformerBlock: under bf16 autocast (the GPU
+    training path) it must trace as one graph, since a graph break leaves the unfused ops
+    eager, and AOT autograd (what inductor builds on) must give the eager gradients."""
+    import torch._dynamo
+
+    torch.manual_seed(0)
+    block = TransformerBlock(16, 2, 2.66, bias=False)
+    for m in block.modules():
+        if hasattr(m, "impl"):
+            m.impl = "fast"
+    x = torch.randn(2, 16, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        explained = torch._dynamo.explain(block)(x)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+
+    def grads(fn):
+        xi = x.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = fn(xi)
+        return [out.float()] + list(torch.autograd.grad(out.float().square().sum(), [xi, *block.parameters()]))
+
+    torch._dynamo.reset()
+    compiled = torch.compile(block, backend="aot_eager", fullgraph=True, dynamic=False)
+    for got, want in zip(grads(compiled), grads(block)):
+        torch.testing.assert_close(got, want, rtol=3e-2, atol=3e-2)
 
 
 def test_cuda_graph_needs_a_cuda_device_and_settings_are_checked():

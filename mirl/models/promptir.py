@@ -9,7 +9,7 @@ Two implementations share one set of modules and state-dict keys:
   channels-last view, an ``einsum`` for the prompt mixing, attention scores normalised after
   the product rather than q and k before it) and keeps less for backward (the
   norm stays in bf16 under autocast, where the GDFN also recomputes its depth-wise convolution
-  and gate); tests prove the same output and gradients within float tolerance.
+  and gate, which its output projection reads); tests prove the same output and gradients within float tolerance.
 
 Example:
     >>> import torch
@@ -86,51 +86,70 @@ def _channels_layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     return y.permute(0, 3, 1, 2)
 
 
-class _DepthwiseGatedGelu(torch.autograd.Function):
-    """``gelu(x1) * x2`` where ``x1, x2`` are the channel halves of the 3x3 depth-wise
-    convolution of ``h``: the GDFN's middle, keeping only ``h`` for backward.
+class _GatedDepthwiseProjection(torch.autograd.Function):
+    """``project_out(gelu(x1) * x2)`` where ``x1, x2`` are the channel halves of the 3x3
+    depth-wise convolution of ``h``: the GDFN after its input projection, keeping only ``h``
+    for backward.
 
-    Autograd would keep ``h``, the convolution's output and ``gelu(x1)`` (about 2.5 times as
-    much); the backward recomputes the convolution (cheap: depth-wise) and the gate, with the
-    same fused kernels (fp32 inside) that autograd would use. Under autocast it computes in the
-    autocast dtype, as the plain layers would.
+    Autograd would keep ``h``, the convolution's output, ``gelu(x1)`` and the gate that
+    ``project_out`` reads (about 3 times as much); the backward recomputes the convolution
+    (cheap: depth-wise) and the gate, with the same fused kernels (fp32 inside) that autograd
+    would use. Under autocast it computes in the autocast dtype, as the plain layers would.
     """
 
     @staticmethod
-    def forward(ctx: torch.autograd.function.FunctionCtx, h: torch.Tensor, weight: torch.Tensor,
-                bias: torch.Tensor | None) -> torch.Tensor:
+    def forward(ctx: torch.autograd.function.FunctionCtx, h: torch.Tensor, dw_weight: torch.Tensor,
+                dw_bias: torch.Tensor | None, out_weight: torch.Tensor, out_bias: torch.Tensor | None) -> torch.Tensor:
         device = h.device.type
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else h.dtype
         ctx.input_dtype, ctx.dtype = h.dtype, dtype
         h = h.to(dtype)
         with torch.autocast(device, enabled=False):
-            x1, x2 = _depthwise3x3(h, weight, bias, dtype).chunk(2, dim=1)
-            out = F.gelu(x1) * x2
-        ctx.save_for_backward(h, weight, bias)
+            x1, x2 = _conv(h, dw_weight, dw_bias, dtype, groups=h.shape[1]).chunk(2, dim=1)
+            out = _conv(F.gelu(x1) * x2, out_weight, out_bias, dtype)
+        ctx.save_for_backward(h, dw_weight, dw_bias, out_weight, out_bias)
         return out
 
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        h, weight, bias = ctx.saved_tensors
-        w, grad = weight.to(ctx.dtype), grad.to(ctx.dtype)
+        h, dw_weight, dw_bias, out_weight, out_bias = ctx.saved_tensors
+        dtype, need = ctx.dtype, ctx.needs_input_grad
+        grad = grad.to(dtype)
         with torch.autocast(h.device.type, enabled=False):
-            d = _depthwise3x3(h, weight, bias, ctx.dtype)
+            d = _conv(h, dw_weight, dw_bias, dtype, groups=h.shape[1])
             x1, x2 = d.chunk(2, dim=1)
+            gelu_x1 = F.gelu(x1)
+            grad_gate, g_out_w, g_out_b = _conv_backward(
+                grad, gelu_x1 * x2, out_weight, out_bias, dtype, groups=1, padding=0,
+                want=[True, need[3], out_bias is not None and need[4]])
             grad_d = torch.empty_like(d)  # both halves written in place: no concatenation
             grad_x1, grad_x2 = grad_d.chunk(2, dim=1)
-            torch.mul(grad, F.gelu(x1), out=grad_x2)
-            torch.ops.aten.gelu_backward.grad_input(grad * x2, x1, grad_input=grad_x1)
-            want = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], bias is not None and ctx.needs_input_grad[2]]
-            gh, gw, gb = torch.ops.aten.convolution_backward(
-                grad_d, h, w, None if bias is None else [bias.shape[0]], [1, 1], [1, 1], [1, 1], False, [0, 0],
-                h.shape[1], want)
-        return (gh.to(ctx.input_dtype) if want[0] else None, gw.to(weight.dtype) if want[1] else None,
-                gb.to(bias.dtype) if want[2] else None)
+            torch.mul(grad_gate, gelu_x1, out=grad_x2)
+            torch.ops.aten.gelu_backward.grad_input(grad_gate * x2, x1, grad_input=grad_x1)
+            g_h, g_dw_w, g_dw_b = _conv_backward(
+                grad_d, h, dw_weight, dw_bias, dtype, groups=h.shape[1], padding=1,
+                want=[need[0], need[1], dw_bias is not None and need[2]])
+        return (None if g_h is None else g_h.to(ctx.input_dtype), _like(g_dw_w, dw_weight), _like(g_dw_b, dw_bias),
+                _like(g_out_w, out_weight), _like(g_out_b, out_bias))
 
 
-def _depthwise3x3(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+def _conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype,
+          groups: int = 1) -> torch.Tensor:
+    """A stride-1 'same' convolution (3x3 or 1x1) in ``dtype``."""
     b = None if bias is None else bias.to(dtype)
-    return F.conv2d(h, weight.to(dtype), b, padding=1, groups=h.shape[1])
+    return F.conv2d(x, weight.to(dtype), b, padding=weight.shape[-1] // 2, groups=groups)
+
+
+def _conv_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                   dtype: torch.dtype, groups: int, padding: int, want: list[bool]) -> tuple[torch.Tensor | None, ...]:
+    """Gradients of :func:`_conv` for input, weight and bias (``None`` where not wanted)."""
+    return torch.ops.aten.convolution_backward(
+        grad, x, weight.to(dtype), None if bias is None else [bias.shape[0]], [1, 1], [padding, padding], [1, 1],
+        False, [0, 0], groups, want)
+
+
+def _like(grad: torch.Tensor | None, param: torch.Tensor | None) -> torch.Tensor | None:
+    return None if grad is None or param is None else grad.to(param.dtype)
 
 
 class LayerNorm(nn.Module):
@@ -155,10 +174,13 @@ class FeedForward(nn.Module, _ImplMixin):
         self.project_out = nn.Conv2d(hidden, dim, kernel_size=1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.impl == "fast" and torch.is_autocast_enabled(x.device.type):
+        if self.impl == "fast" and torch.is_autocast_enabled(x.device.type) and not torch.compiler.is_compiling():
             # mixed-precision training (the GPU path) is bound by memory: keep less for backward;
-            # in fp32 on a CPU the plain layers are faster (17% per step on the small preset)
-            return self.project_out(_DepthwiseGatedGelu.apply(self.project_in(x), self.dwconv.weight, self.dwconv.bias))
+            # in fp32 on a CPU the plain layers are faster (17% per step on the small preset);
+            # under torch.compile the plain layers let the compiler fuse the gate and choose what
+            # to recompute (the custom backward's out= writes would break the graph)
+            return _GatedDepthwiseProjection.apply(self.project_in(x), self.dwconv.weight, self.dwconv.bias,
+                                                   self.project_out.weight, self.project_out.bias)
         x1, x2 = self.dwconv(self.project_in(x)).chunk(2, dim=1)
         return self.project_out(F.gelu(x1) * x2)
 
