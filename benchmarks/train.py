@@ -206,7 +206,7 @@ def time_path(
     On CUDA the timed steps run back to back (total time / steps); on CPU each step is timed
     and the median is used, which resists other processes on a shared machine."""
     batch = batches[0][0].shape[0]
-    with PeakMemory(device) as mem:
+    with PeakMemory(device) as warm_mem:  # construction, first step (capture, compilation), warm-up
         trainer = Trainer(preset, path, device, seed, state_dict=state_dict, masks=masks)
         sync(device)
         start = time.perf_counter()
@@ -217,6 +217,7 @@ def time_path(
             trainer.step(*batches[i % len(batches)])
         sync(device)
         warm = time.perf_counter() - start
+    with PeakMemory(device) as mem:  # the timed steps alone: the steady state of a long run
         times = []
         start = time.perf_counter()
         for i in range(steps):
@@ -235,7 +236,8 @@ def time_path(
         "config": path.describe(),
         "ms_per_step": ms,
         "images_per_s": batch * steps / elapsed,
-        "peak_mem_gib": mem.peak_gib,
+        "peak_mem_gib": max(mem.peak_gib, warm_mem.peak_gib),
+        "steady_peak_mem_gib": mem.peak_gib,
         "first_step_s": first,
         "warmup_s": warm,
         "final_loss": final_loss,
@@ -254,13 +256,18 @@ def loss_curves(
     smooth: int = 20,
 ) -> dict[str, Any]:
     """Train the reference and the fast path ``steps`` steps from the same weights on the same
-    batches; return both loss curves and their differences (raw and ``smooth``-step means)."""
+    batches; return both loss curves and their differences (raw and ``smooth``-step means).
+
+    When the fast path trains in bf16, a control curve follows: the fast path in fp32, the same
+    maths as the reference in another order of float operations. How far it drifts from the
+    reference is the noise floor against which the bf16 curve's drift is judged."""
     batches = stage(make_batches(steps, batch, patch, seed=seed + 1), device)
     torch.manual_seed(seed)
     init = {k: v.clone() for k, v in build_model(preset).state_dict().items()}
     curves: dict[str, list[float]] = {}
     trained: dict[str, torch.Tensor] = {}
-    for path in (reference_path(), fast):
+    control = [dataclasses.replace(fast, name="fast fp32", amp=False)] if fast.amp else []
+    for path in [reference_path(), fast, *control]:
         trainer = Trainer(preset, path, device, seed, state_dict=init)
         losses = torch.stack([trainer.step(x, y) for x, y in batches])
         curves[path.name] = losses.float().cpu().tolist()
@@ -272,6 +279,11 @@ def loss_curves(
     k = max(1, min(smooth, steps))
     kernel = np.ones(k) / k
     ref_s, fst_s = np.convolve(ref, kernel, "valid"), np.convolve(fst, kernel, "valid")
+    extra: dict[str, Any] = {}
+    if control:
+        ctl_s = np.convolve(np.array(curves["fast fp32"]), kernel, "valid")
+        extra = {"fast fp32": curves["fast fp32"],
+                 "control_max_rel_diff_smoothed": float(np.max(np.abs(ref_s - ctl_s) / np.abs(ref_s)))}
     return {
         "preset": preset,
         "batch": batch,
@@ -285,6 +297,7 @@ def loss_curves(
         "max_rel_diff_smoothed": float(np.max(np.abs(ref_s - fst_s) / np.abs(ref_s))),
         "first_loss": float(ref[0]),
         "last_smoothed": {"reference": float(ref_s[-1]), "fast": float(fst_s[-1])},
+        **extra,
         "_trained_fast_state": trained,  # for the inference check in gpu_all; not written to JSON
     }
 
@@ -332,6 +345,8 @@ def plot_curves(result: dict[str, Any], path: str) -> bool:
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(result["reference"], label="reference (fp32)", lw=1)
     ax.plot(result["fast"], label=f"fast ({result['fast_config']})", lw=1, alpha=0.8)
+    if "fast fp32" in result:
+        ax.plot(result["fast fp32"], label="fast in fp32 (control: float reordering only)", lw=1, alpha=0.6)
     ax.set_xlabel("step")
     ax.set_ylabel("L1 loss")
     ax.set_title(f"{result['preset']}, batch {result['batch']}, {result['patch']}x{result['patch']}")
@@ -387,7 +402,8 @@ def run(
     if include_reference:
         ref, fst = rows[0], rows[-1]
         result["speedup"] = fst["images_per_s"] / ref["images_per_s"]
-        result["memory_ratio"] = fst["peak_mem_gib"] / ref["peak_mem_gib"] if ref["peak_mem_gib"] > 0 else math.nan
+        for key, ratio in (("peak_mem_gib", "memory_ratio"), ("steady_peak_mem_gib", "steady_memory_ratio")):
+            result[ratio] = fst[key] / ref[key] if ref[key] > 0 else math.nan
     return result
 
 

@@ -103,10 +103,22 @@ def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
     return [v for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v)]
 
 
+def _host_copies(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Copies in host memory: a snapshot of the weights and optimizer state (3 times the
+    weights' size) then costs no device memory while the capture's warm-up steps run."""
+    return [t.detach().to("cpu", copy=True) for t in tensors]
+
+
+def _restore(targets: list[torch.Tensor], sources: list[torch.Tensor]) -> None:
+    for target, source in zip(targets, sources):
+        target.copy_(source)
+
+
 @contextlib.contextmanager
 def unchanged_training_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> Iterator[None]:
     """Steps taken inside leave no trace: weights, optimizer state (a fresh one is left fresh,
     i.e. zeros at step 0) and learning rates are restored in place, at the same addresses.
+    The snapshot is kept in host memory.
 
     Example:
         >>> net = nn.Linear(2, 1)
@@ -116,18 +128,18 @@ def unchanged_training_state(model: nn.Module, optimizer: torch.optim.Optimizer)
     """
     lrs = [g["lr"].clone() if torch.is_tensor(g["lr"]) else g["lr"] for g in optimizer.param_groups]
     had_state = bool(optimizer.state)
-    saved_state = [t.clone() for t in _optimizer_tensors(optimizer)]
-    params = [p for p in model.parameters()]
-    saved_params = [p.detach().clone() for p in params]
+    saved_state = _host_copies(_optimizer_tensors(optimizer))
+    params = [p.detach() for p in model.parameters()]
+    saved_params = _host_copies(params)
     try:
         yield
     finally:
         with torch.no_grad():
             if had_state:
-                torch._foreach_copy_(_optimizer_tensors(optimizer), saved_state)
+                _restore(_optimizer_tensors(optimizer), saved_state)
             elif optimizer.state:
                 torch._foreach_zero_(_optimizer_tensors(optimizer))
-            torch._foreach_copy_([p.detach() for p in params], saved_params)
+            _restore(params, saved_params)
             for group, lr in zip(optimizer.param_groups, lrs):
                 if torch.is_tensor(group["lr"]):
                     group["lr"].copy_(lr)
