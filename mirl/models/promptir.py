@@ -7,9 +7,10 @@ Two implementations share one set of modules and state-dict keys:
   checks and as the baseline of the benchmarks;
 * ``impl="fast"`` replaces them with equivalent cheaper operations (``F.layer_norm`` on a
   channels-last view, an ``einsum`` for the prompt mixing, attention scores normalised after
-  the product rather than q and k before it) and keeps less for backward (the
-  norm stays in bf16 under autocast, where the GDFN also recomputes its depth-wise convolution
-  and gate, which its output projection reads); tests prove the same output and gradients within float tolerance.
+  the product rather than q and k before it) and keeps less for backward (the norm stays in
+  bf16 under autocast, where the GDFN also recomputes its depth-wise convolution and the gate
+  that its output projection reads); tests prove the same output and gradients within float
+  tolerance.
 
 Example:
     >>> import torch
