@@ -61,11 +61,13 @@ class PathConfig:
     channels_last: bool = False
     cuda_graph: bool = False
     compile: str = "none"
+    compile_memory_budget: float = 1.0  # with compile: fraction of the default activations kept
 
     def describe(self) -> str:
         parts = [self.impl, "bf16" if self.amp else "fp32", f"adamw-{self.optimizer}"]
         parts += ["channels_last"] * self.channels_last + ["cuda_graph"] * self.cuda_graph
         parts += [f"compile={self.compile}"] * (self.compile != "none")
+        parts += [f"memory_budget={self.compile_memory_budget:g}"] * (self.compile != "none" and self.compile_memory_budget < 1)
         return "+".join(parts)
 
 
@@ -158,15 +160,16 @@ class Trainer:
         self.optimizer = make_adamw(list(model.parameters()), lr, weight_decay, fused=path.optimizer == "fused",
                                     capturable=path.cuda_graph)
         masker = MaskApplier(model, masks) if masks else None
-        self.step = TrainStep(self._compiled(model, path.compile), self.optimizer, device, masker, amp=path.amp,
+        self.step = TrainStep(self._compiled(model, path), self.optimizer, device, masker, amp=path.amp,
                               cuda_graph=path.cuda_graph, channels_last=path.channels_last)
 
     @staticmethod
-    def _compiled(model: PromptIR, mode: str) -> Any:
+    def _compiled(model: PromptIR, path: PathConfig) -> Any:
+        mode = path.compile
         if mode == "none":
             return model
         if mode == "regional":
-            compile_blocks(model)
+            compile_blocks(model, memory_budget=path.compile_memory_budget)
             return model
         if mode in COMPILE_MODES:
             return torch.compile(model, mode=None if mode == "default" else mode)
@@ -372,6 +375,7 @@ def run(
     optimizer: str | None = None,
     mask_density: float | None = None,
     include_reference: bool = True,
+    compile_memory_budget: float | None = None,
 ) -> dict[str, Any]:
     """Time the reference and the fast path; returns rows and fast/reference ratios."""
     dev = pick_device(device) if isinstance(device, str) else device
@@ -379,7 +383,8 @@ def run(
         steps = 10 if dev.type == "cuda" else 3
     overrides = {
         k: v
-        for k, v in dict(amp=amp, channels_last=channels_last, cuda_graph=cuda_graph, optimizer=optimizer).items()
+        for k, v in dict(amp=amp, channels_last=channels_last, cuda_graph=cuda_graph, optimizer=optimizer,
+                         compile_memory_budget=compile_memory_budget).items()
         if v is not None
     }
     fast = fast_path(dev, compile=compile, **overrides)
@@ -416,6 +421,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--steps", type=int, default=None, help="timed steps (default 10 on CUDA, 3 on CPU)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--compile", default="none", choices=COMPILE_MODES)
+    p.add_argument("--compile-memory-budget", type=float, default=None,
+                   help="with --compile regional: fraction (0, 1] of the compiler's default activations to keep")
     p.add_argument("--amp", default=None, choices=("auto", "on", "off"), help="bf16 autocast (auto: on for CUDA)")
     p.add_argument("--no-cuda-graph", action="store_true")
     p.add_argument("--no-channels-last", action="store_true")
@@ -440,6 +447,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         cuda_graph=False if args.no_cuda_graph else None,
         optimizer=args.optimizer,
         mask_density=args.mask_density,
+        compile_memory_budget=args.compile_memory_budget,
     )
     print(f"train: preset {args.preset}, batch {args.batch}, {args.patch}x{args.patch}, {result['env']['device']}")
     print(format_table(result["rows"], ["path", "images_per_s", "ms_per_step", "peak_mem_gib", "first_step_s", "config"]))

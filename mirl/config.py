@@ -73,12 +73,14 @@ class StudyConfig:
     progress: bool = True
     cuda_graph: str = "auto"
     compile: str = "none"
+    compile_memory_budget: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
-NOT_HASHED = frozenset({"device", "num_workers", "checkpoint_every", "progress", "cuda_graph", "compile"})
+NOT_HASHED = frozenset({"device", "num_workers", "checkpoint_every", "progress", "cuda_graph", "compile",
+                        "compile_memory_budget"})
 # Settings that only act from level 1 on: runs that differ only in these share the dense level 0.
 PRUNING_ONLY = frozenset({"rounds", "fraction", "scope", "control", "reset_params"})
 
@@ -108,6 +110,7 @@ HELP: dict[str, str] = {
     "rewind_steps": "with reset=rewind: rewind to the weights after this many steps of the dense level",
     "cuda_graph": "'auto' replays each training step as one CUDA graph on a single GPU; 'off' runs it eagerly",
     "compile": "'regional' compiles each transformer block with torch.compile (minutes of warm-up per process; not yet measured on a GPU)",
+    "compile_memory_budget": "with compile=regional: the fraction (0, 1] of its default activations the compiler may keep; less recomputes more in backward",
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -195,6 +198,8 @@ def _validate(name: str, value: Any) -> None:
         raise ConfigError(f"bad value {value!r} for {name}; it must be >= 0")
     if name in ("epochs", "batch_size", "patch_size", "checkpoint_every") and value < 1:
         raise ConfigError(f"bad value {value!r} for {name}; it must be >= 1")
+    if name == "compile_memory_budget" and not 0.0 < value <= 1.0:
+        raise ConfigError(f"bad value {value!r} for compile_memory_budget; it must be in (0, 1], e.g. 0.7")
     if name == "lr" and value <= 0:
         raise ConfigError(f"bad value {value!r} for lr; it must be > 0")
     if name == "tasks":

@@ -159,7 +159,7 @@ def train_level(
     channels_last = device.type == "cuda" and not dist.enabled
     if channels_last:
         params_to_channels_last(net)
-    compiled = compile_blocks(net) if cfg.compile == "regional" else []
+    compiled = compile_blocks(net, memory_budget=cfg.compile_memory_budget) if cfg.compile == "regional" else []
     masker = MaskApplier(net, mask)
     optimizer = make_adamw(list(model.parameters()), cfg.lr, cfg.weight_decay, fused=cfg.impl == "fast", capturable=graph)
     train_step = TrainStep(model, optimizer, device, masker, amp=use_bf16(device, cfg.amp), cuda_graph=graph,
@@ -258,4 +258,5 @@ def train_level(
     return {"steps": step, "epochs": cfg.epochs, "final_loss": last_loss, "seconds": round(seconds, 2),
             "resumed_from": int(resumed["step"]) if resumed else 0,
             "execution": {"device": device.type, "bf16": train_step.amp, "cuda_graph": graph,
-                          "channels_last": channels_last, "compile": cfg.compile}}
+                          "channels_last": channels_last, "compile": cfg.compile,
+                          **({"compile_memory_budget": cfg.compile_memory_budget} if compiled else {})}}

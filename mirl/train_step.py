@@ -65,27 +65,41 @@ def params_to_channels_last(model: nn.Module) -> nn.Module:
     return model
 
 
-def compile_blocks(model: nn.Module, block_type: type[nn.Module] | None = None) -> list[nn.Module]:
+def compile_blocks(model: nn.Module, block_type: type[nn.Module] | None = None,
+                   memory_budget: float = 1.0) -> list[nn.Module]:
     """Regional ``torch.compile``: compile each repeated block (PromptIR's ``TransformerBlock``)
     in place, so elementwise chains (norms, gates, casts) fuse into few kernels while the rest
     of the network stays eager. Blocks of one width and resolution share one compiled graph;
     the first step pays the compilation (reported as warm-up by the benchmarks). Returns the
     compiled blocks; :func:`uncompile_blocks` makes them eager again.
 
+    ``memory_budget`` < 1 asks the compiler to keep at most that fraction of the activations it
+    would keep by default, recomputing the rest in backward
+    (``torch._functorch.config.activation_memory_budget``, a process-wide setting; a new value
+    drops the graphs compiled so far, which were partitioned for the old one). By default a
+    compiled block keeps more than the eager fast path (26 against 19 activations of the
+    block's width on the CPU, bf16), 0.7 keeps 18 and 0.5 keeps 12.
+
     Example:
         >>> from mirl.models import build_model
         >>> blocks = compile_blocks(build_model("tiny"))  # compiles lazily, at the first forward
     """
+    if not 0.0 < memory_budget <= 1.0:
+        raise ValueError(f"memory_budget must be in (0, 1], got {memory_budget!r}")
     if block_type is None:
         from mirl.models.promptir import TransformerBlock
 
         block_type = TransformerBlock
     import torch._dynamo
+    import torch._functorch.config
 
     # one graph per (width, resolution) of the network; the default limit of 8 is too low
     for name in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit", "accumulated_cache_size_limit"):
         if hasattr(torch._dynamo.config, name):
             setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), 64))
+    if torch._functorch.config.activation_memory_budget != memory_budget:
+        torch._dynamo.reset()  # cached graphs were partitioned for another budget
+        torch._functorch.config.activation_memory_budget = memory_budget
     blocks = [m for m in model.modules() if isinstance(m, block_type)]
     for block in blocks:
         block.compile(dynamic=False)

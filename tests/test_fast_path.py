@@ -76,6 +76,14 @@ def test_gpu_script_runs_every_stage_on_cpu(tmp_path):
     assert not res["errors"], res["errors"]
     assert res["stages"]["study_smoke"]["levels"] == 3
     assert json.loads((tmp_path / "gpu_all.json").read_text())["summary"]
+    # the compile stage's rows (too slow to compile on the CPU) are summarised like this:
+    fast = res["stages"]["train_b2_p32"]["rows"][-1]
+    res["stages"]["compile"] = {"rows": [{**fast, "size": "b2/p32", "memory_budget": 0.7, "fast_ms_per_step": 1.0,
+                                          "speedup_vs_reference": 3.5, "memory_ratio_vs_reference": 0.4,
+                                          "steady_memory_ratio_vs_reference": 0.38, "breakeven_steps": 10,
+                                          "steps_per_round": 100}]}
+    checks = {row["check"]: row for row in gpu_all.summarise(res)}
+    assert checks["compile (regional) b2/p32 budget 0.7 speedup / memory ratio (timed steps only)"]["pass"] == "yes"
 
 
 def test_memory_model_follows_storage_lifetimes_and_sees_the_saved_activations():

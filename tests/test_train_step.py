@@ -160,3 +160,27 @@ def test_cuda_graph_needs_a_cuda_device_and_settings_are_checked():
     with pytest.raises(ConfigError, match="cuda_graph"):
         study_preset("smoke", {"cuda_graph": "on"})
     assert study_preset("smoke", {"compile": "regional"}).compile == "regional"
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # torch's own import
+def test_compile_memory_budget_is_checked_and_a_new_one_drops_cached_graphs(monkeypatch):
+    import torch._dynamo
+    import torch._functorch.config
+
+    from mirl.config import ConfigError, study_preset
+    from mirl.train_step import compile_blocks
+
+    resets = []
+    monkeypatch.setattr(torch._dynamo, "reset", lambda: resets.append(1))
+    net = build_model("tiny")
+    with torch._functorch.config.patch(activation_memory_budget=1.0):  # restored afterwards
+        assert compile_blocks(net) and not resets  # the default budget keeps the cache
+        compile_blocks(net, memory_budget=0.7)
+        assert torch._functorch.config.activation_memory_budget == 0.7 and len(resets) == 1
+        compile_blocks(net, memory_budget=0.7)  # same budget (the next level): graphs are reused
+        assert len(resets) == 1
+    with pytest.raises(ValueError, match="memory_budget"):
+        compile_blocks(net, memory_budget=0.0)
+    with pytest.raises(ConfigError, match="compile_memory_budget"):
+        study_preset("smoke", {"compile_memory_budget": "1.5"})
+    assert study_preset("smoke", {"compile_memory_budget": "0.7"}).compile_memory_budget == 0.7
