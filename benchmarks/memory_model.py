@@ -19,9 +19,11 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import re
 import weakref
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -54,11 +56,12 @@ class LiveBytes(TorchDispatchMode):
         (8192, 4096)
     """
 
-    def __init__(self) -> None:
+    def __init__(self, owner: Callable[[], str] | None = None) -> None:
         super().__init__()
         self.current = 0
         self.peak = 0
-        self._seen: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self._owner = owner
+        self._seen: WeakIdKeyDictionary = WeakIdKeyDictionary()  # storage -> (bytes, owner)
         self._refs: list[weakref.ref] = []
 
     def adopt(self, tensors: Iterable[torch.Tensor]) -> None:
@@ -75,10 +78,17 @@ class LiveBytes(TorchDispatchMode):
         if storage in self._seen:
             return
         nbytes = _block_bytes(storage.nbytes())
-        self._seen[storage] = nbytes
+        self._seen[storage] = (nbytes, self._owner() if self._owner else "")
         self.current += nbytes
         self.peak = max(self.peak, self.current)
         self._refs.append(weakref.ref(storage, lambda _, n=nbytes: self._release(n)))
+
+    def live_by_owner(self) -> dict[str, int]:
+        """Bytes alive now, by the ``owner()`` that was current when each storage was made."""
+        out: dict[str, int] = {}
+        for nbytes, owner in list(self._seen.values()):
+            out[owner] = out.get(owner, 0) + nbytes
+        return out
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         out = func(*args, **(kwargs or {}))
@@ -86,6 +96,36 @@ class LiveBytes(TorchDispatchMode):
             if isinstance(t, torch.Tensor):
                 self._add(t.untyped_storage())
         return out
+
+
+@contextlib.contextmanager
+def module_owner(model: torch.nn.Module) -> Iterator[Callable[[], str]]:
+    """``owner()`` names the innermost module running now, with block indices as ``*`` and the
+    part inside a transformer block as ``block.<path>`` (``block.ffn``, ``block.attn.qkv``), so
+    that all blocks add up; ``-`` outside any module (loss, optimizer, autograd's backward)."""
+    from mirl.models.promptir import TransformerBlock
+
+    labels: dict[torch.nn.Module, str] = {}
+    for name, module in model.named_modules():
+        parts = name.split(".")
+        prefix = [i for i in range(len(parts)) if isinstance(model.get_submodule(".".join(parts[: i + 1])), TransformerBlock)]
+        label = "block." + ".".join(parts[prefix[-1] + 1:]) if prefix and name else re.sub(r"\.\d+(?=\.|$)", ".*", name)
+        labels[module] = label.rstrip(".") or "network"
+    stack: list[str] = []
+
+    def enter(module: torch.nn.Module, _inputs: Any) -> None:
+        stack.append(labels[module])
+
+    def leave(_module: torch.nn.Module, _inputs: Any, _output: Any) -> None:  # None: the output stays
+        stack.pop()
+
+    handles = [m.register_forward_pre_hook(enter) for m in model.modules()]
+    handles += [m.register_forward_hook(leave) for m in model.modules()]
+    try:
+        yield lambda: stack[-1] if stack else "-"
+    finally:
+        for h in handles:
+            h.remove()
 
 
 @dataclass(frozen=True)
@@ -108,7 +148,8 @@ PATHS: dict[str, StepPath] = {
 
 def step_memory(preset: str, batch: int, patch: int, path: StepPath, steps: int = 2) -> dict[str, Any]:
     """Peak bytes of a training step (after ``steps - 1`` steps created the optimizer state),
-    and what lives at the end of the forward pass (kept for backward).
+    and what lives at the end of the forward pass (kept for backward), in all and by the module
+    that made it (``kept_by_module``, GiB, largest first; see :func:`module_owner`).
 
     Example:
         >>> r = step_memory("tiny", 2, 32, PATHS["fast"])
@@ -130,12 +171,15 @@ def step_memory(preset: str, batch: int, patch: int, path: StepPath, steps: int 
 
         def at_loss(loss: torch.Tensor) -> None:  # the forward pass is done, backward not begun
             kept["bytes"] = live.current
+            kept_by_module.update(live.live_by_owner())
 
-        with LiveBytes() as live:
+        kept_by_module: dict[str, int] = {}
+        with module_owner(net) as owner, LiveBytes(owner) as live:
             live.adopt([*params, x, y])
             weights = live.current
             for _ in range(steps - 1):
                 step(x, y)
+            optimizer.zero_grad(set_to_none=True)  # as the step begins: the last gradients go
             state = live.current
             live.reset_peak()
             step(x, y, before_backward=at_loss)
@@ -146,6 +190,7 @@ def step_memory(preset: str, batch: int, patch: int, path: StepPath, steps: int 
         "weights_and_state_gib": state / GIB,
         "saved_for_backward_gib": (kept["bytes"] - state) / GIB,
         "peak_gib": live.peak / GIB,
+        "kept_by_module": {k: v / GIB for k, v in sorted(kept_by_module.items(), key=lambda kv: -kv[1]) if k != "-"},
     }
 
 
@@ -155,6 +200,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--size", action="append", default=None, help="BATCHxPATCH (default 8x64 and 32x128)")
     p.add_argument("--path", action="append", default=None, choices=sorted(PATHS), help="default: reference and fast")
     p.add_argument("--json", default=None, help="write the rows here")
+    p.add_argument("--breakdown", type=int, default=0, metavar="N",
+                   help="also print the N modules that keep the most for backward, per row")
     args = p.parse_args(argv)
     sizes = args.size or ["8x64", "32x128"]
     rows = []
@@ -171,6 +218,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(f"predicted peak memory of one training step, preset {args.preset} (fake tensors; GiB)")
     print(format_table(rows, ["size", "path", "weights_and_state_gib", "saved_for_backward_gib", "peak_gib",
                               "ratio_to_reference"]))
+    for r in rows if args.breakdown else []:
+        kept = r["saved_for_backward_gib"]
+        print(f"\nkept for backward, {r['size']} {r['path']} ({kept:.3f} GiB), by the module that made it:")
+        top = list(r["kept_by_module"].items())[: args.breakdown]
+        print(format_table([{"module": k, "gib": v, "share": f"{v / kept:.1%}"} for k, v in top], ["module", "gib", "share"]))
     result = {"preset": args.preset, "torch": torch.__version__, "rows": rows}
     write_json(args.json, result)
     return result

@@ -110,6 +110,11 @@ def test_memory_model_follows_storage_lifetimes_and_sees_the_saved_activations()
     assert ref["weights_and_state_gib"] == fast["weights_and_state_gib"] > 0
     assert 0.2 < fast["saved_for_backward_gib"] / ref["saved_for_backward_gib"] < 0.34
     assert fast["peak_gib"] < ref["peak_gib"]
+    # by module: the blocks' parts add up over all blocks; the fast GDFN keeps only project_in's
+    # output, where the reference keeps the depth-wise convolution's and the gate's too
+    assert sum(ref["kept_by_module"].values()) <= ref["saved_for_backward_gib"] + 1e-9
+    assert {"block.ffn.project_in", "block.ffn.dwconv", "block.ffn"} <= set(ref["kept_by_module"])
+    assert "block.ffn.dwconv" not in fast["kept_by_module"] and "block.ffn.project_in" in fast["kept_by_module"]
 
 
 def test_bf16_loss_curve_comes_with_an_fp32_control(tmp_path):
