@@ -44,6 +44,26 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         raise
 
 
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporaries that :func:`atomic_open` leaves when its process is killed
+    mid-write (``.<name>.<random>.tmp``; SIGKILL leaves no chance to clean up), anywhere under
+    ``folder``. Call it only while no other process writes there. Returns what was removed.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / ".metrics.json.x1y2.tmp").write_text("{")
+        >>> [p.name for p in remove_stale_temporaries(folder)]
+        ['.metrics.json.x1y2.tmp']
+    """
+    removed = []
+    for path in sorted(Path(folder).rglob(".*.tmp")):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_open(path, "w") as handle:

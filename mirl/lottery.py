@@ -25,7 +25,7 @@ import torch
 from mirl.config import ConfigError, StudyConfig, dense_identity, non_default, run_name, study_preset
 from mirl.device import resolve_device
 from mirl.errors import MirlError
-from mirl.fileio import atomic_write_json
+from mirl.fileio import atomic_write_json, remove_stale_temporaries
 from mirl.models import build_model, load_checkpoint, save_checkpoint
 from mirl.models.promptir import UNUSED_IN_FORWARD, PromptIR
 from mirl.paths import datasets_dir, level_dir, runs_dir
@@ -214,6 +214,7 @@ def run_study(
     record = {"name": run_dir.name, "preset": preset, "non_default": non_default(cfg), **cfg.to_dict()}
     if dist.is_main:
         _check_same_config(run_dir, record)
+        remove_stale_temporaries(run_dir)  # a killed run may have died inside an atomic write
         atomic_write_json(run_dir / "config.json", record)
     data_root = resolve_data_root(cfg, dist, cfg.progress)
     from mirl.data.datasets import TrainDataset

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import shutil
 import subprocess
 import sys
 import time
@@ -228,6 +229,19 @@ def test_rewind_resets_to_weights_after_k_steps(demo_data, tmp_path):
 def _lottery_cmd(out: Path, data: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "mirl", "lottery", "--preset", "smoke", "--out", str(out), "--no-progress",
             "--set", f"data={data}", "epochs=3", "steps_per_epoch=4", "checkpoint_every=1", *extra]
+
+
+def test_rerun_removes_what_a_killed_atomic_write_left(smoke_run, demo_data, tmp_path):
+    """SIGKILL inside an atomic write leaves its temporary beside the result; the next run of
+    the study removes it (and keeps every result file)."""
+    run = tmp_path / smoke_run.name
+    shutil.copytree(smoke_run, run)
+    stale = run / "level_1" / ".train_log.csv.k1ll3d.tmp"
+    stale.write_text("step,loss\n1,")
+    before = sorted(p.relative_to(run) for p in run.rglob("*") if p != stale)
+    run_study("smoke", {"data": str(demo_data), **FAST}, out=tmp_path)
+    assert not stale.exists()
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
 
 
 @pytest.mark.slow
