@@ -8,8 +8,8 @@ under CPU autocast, which casts the same operations to bf16 as CUDA autocast doe
 Not modelled: cuDNN workspaces, the CUDA graph's own pool, fragmentation.
 ``docs/benchmarks.md`` compares its figures with what the H200 measured.
 
-It runs the paper network at batch 32 / 128x128 (about 100 GiB on a GPU) in seconds on a laptop,
-so a change that keeps less for backward can be judged before a GPU session.
+It runs the paper network at batch 32 / 128x128 (about 100 GiB on a GPU) in 10-20 s on two CPU
+cores, so a change that keeps less for backward can be judged before a GPU session.
 
 Example:
     python -m benchmarks.memory_model --preset paper --size 8x64 --size 32x128
