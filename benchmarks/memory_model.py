@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
@@ -105,12 +104,12 @@ def module_owner(model: torch.nn.Module) -> Iterator[Callable[[], str]]:
     that all blocks add up; ``-`` outside any module (loss, optimizer, autograd's backward)."""
     from mirl.models.promptir import TransformerBlock
 
+    blocks = [name for name, m in model.named_modules() if isinstance(m, TransformerBlock)]
     labels: dict[torch.nn.Module, str] = {}
     for name, module in model.named_modules():
-        parts = name.split(".")
-        prefix = [i for i in range(len(parts)) if isinstance(model.get_submodule(".".join(parts[: i + 1])), TransformerBlock)]
-        label = "block." + ".".join(parts[prefix[-1] + 1:]) if prefix and name else re.sub(r"\.\d+(?=\.|$)", ".*", name)
-        labels[module] = label.rstrip(".") or "network"
+        block = max((b for b in blocks if name == b or name.startswith(b + ".")), key=len, default=None)
+        label = "block" + name[len(block):] if block is not None else re.sub(r"\.\d+(?=\.|$)", ".*", name)
+        labels[module] = label or "network"
     stack: list[str] = []
 
     def enter(module: torch.nn.Module, _inputs: Any) -> None:

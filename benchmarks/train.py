@@ -282,11 +282,14 @@ def loss_curves(
     k = max(1, min(smooth, steps))
     kernel = np.ones(k) / k
     ref_s, fst_s = np.convolve(ref, kernel, "valid"), np.convolve(fst, kernel, "valid")
+
+    def drift(smoothed: np.ndarray) -> float:  # largest relative distance from the reference
+        return float(np.max(np.abs(ref_s - smoothed) / np.abs(ref_s)))
+
     extra: dict[str, Any] = {}
     if control:
-        ctl_s = np.convolve(np.array(curves["fast fp32"]), kernel, "valid")
         extra = {"fast fp32": curves["fast fp32"],
-                 "control_max_rel_diff_smoothed": float(np.max(np.abs(ref_s - ctl_s) / np.abs(ref_s)))}
+                 "control_max_rel_diff_smoothed": drift(np.convolve(np.array(curves["fast fp32"]), kernel, "valid"))}
     return {
         "preset": preset,
         "batch": batch,
@@ -297,7 +300,7 @@ def loss_curves(
         "fast": curves["fast"],
         "max_abs_diff": float(np.abs(ref - fst).max()),
         "smooth_steps": k,
-        "max_rel_diff_smoothed": float(np.max(np.abs(ref_s - fst_s) / np.abs(ref_s))),
+        "max_rel_diff_smoothed": drift(fst_s),
         "first_loss": float(ref[0]),
         "last_smoothed": {"reference": float(ref_s[-1]), "fast": float(fst_s[-1])},
         **extra,

@@ -115,20 +115,20 @@ class _GatedDepthwiseProjection(torch.autograd.Function):
     def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         h, dw_weight, dw_bias, out_weight, out_bias = ctx.saved_tensors
         dtype, need = ctx.dtype, ctx.needs_input_grad
-        grad = grad.to(dtype)
+        grad, dw_w, out_w = grad.to(dtype), dw_weight.to(dtype), out_weight.to(dtype)  # cast once
         with torch.autocast(h.device.type, enabled=False):
-            d = _conv(h, dw_weight, dw_bias, dtype, groups=h.shape[1])
+            d = _conv(h, dw_w, dw_bias, dtype, groups=h.shape[1])
             x1, x2 = d.chunk(2, dim=1)
             gelu_x1 = F.gelu(x1)
             grad_gate, g_out_w, g_out_b = _conv_backward(
-                grad, gelu_x1 * x2, out_weight, out_bias, dtype, groups=1, padding=0,
+                grad, gelu_x1 * x2, out_w, out_bias, groups=1, padding=0,
                 want=[True, need[3], out_bias is not None and need[4]])
             grad_d = torch.empty_like(d)  # both halves written in place: no concatenation
             grad_x1, grad_x2 = grad_d.chunk(2, dim=1)
             torch.mul(grad_gate, gelu_x1, out=grad_x2)
             torch.ops.aten.gelu_backward.grad_input(grad_gate * x2, x1, grad_input=grad_x1)
             g_h, g_dw_w, g_dw_b = _conv_backward(
-                grad_d, h, dw_weight, dw_bias, dtype, groups=h.shape[1], padding=1,
+                grad_d, h, dw_w, dw_bias, groups=h.shape[1], padding=1,
                 want=[need[0], need[1], dw_bias is not None and need[2]])
         return (None if g_h is None else g_h.to(ctx.input_dtype), _like(g_dw_w, dw_weight), _like(g_dw_b, dw_bias),
                 _like(g_out_w, out_weight), _like(g_out_b, out_bias))
@@ -142,10 +142,11 @@ def _conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dtyp
 
 
 def _conv_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                   dtype: torch.dtype, groups: int, padding: int, want: list[bool]) -> tuple[torch.Tensor | None, ...]:
-    """Gradients of :func:`_conv` for input, weight and bias (``None`` where not wanted)."""
+                   groups: int, padding: int, want: list[bool]) -> tuple[torch.Tensor | None, ...]:
+    """Gradients of :func:`_conv` for input, weight and bias (``None`` where not wanted);
+    ``weight`` in the dtype the forward used."""
     return torch.ops.aten.convolution_backward(
-        grad, x, weight.to(dtype), None if bias is None else [bias.shape[0]], [1, 1], [padding, padding], [1, 1],
+        grad, x, weight, None if bias is None else [bias.shape[0]], [1, 1], [padding, padding], [1, 1],
         False, [0, 0], groups, want)
 
 
