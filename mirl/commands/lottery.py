@@ -30,8 +30,10 @@ def run(args: argparse.Namespace) -> int:
         overrides["device"] = args.device
     if args.list_settings:
         cfg = study_preset(args.preset, overrides, args.config)
-        for key, value in cfg.to_dict().items():
-            print(f"{key:16s} {value!r:28s} {HELP.get(key, '')}")
+        settings = cfg.to_dict()
+        width = max(map(len, settings))
+        for key, value in settings.items():
+            print(f"{key:{width}s} {value!r:28s} {HELP.get(key, '')}")
         return 0
     run_dir = run_study(args.preset, overrides, args.config, out=args.out, progress=not args.no_progress)
     if os.environ.get("RANK", "0") == "0":
