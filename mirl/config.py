@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import typing
 from dataclasses import dataclass
@@ -189,19 +190,32 @@ def parse_value(name: str, raw: Any) -> Any:
     return value
 
 
+PATCH_MULTIPLE = 8  # PromptIR downsamples three times (pixel_unshuffle by 2 each)
+
+
 def _validate(name: str, value: Any) -> None:
     if name in CHOICES and value not in CHOICES[name]:
         raise ConfigError(f"bad value {value!r} for {name}; valid: {', '.join(CHOICES[name])}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"bad value {value!r} for {name}; it must be a finite number")
     if name == "fraction" and not 0.0 < value < 1.0:
         raise ConfigError(f"bad value {value!r} for fraction; it must be in (0, 1), e.g. 0.2")
-    if name in ("rounds", "rewind_steps", "steps_per_epoch", "eval_limit", "max_test_side", "warmup_epochs") and value < 0:
+    if name in ("rounds", "rewind_steps", "steps_per_epoch", "eval_limit", "max_test_side", "warmup_epochs", "seed",
+                "num_workers") and value < 0:
         raise ConfigError(f"bad value {value!r} for {name}; it must be >= 0")
     if name in ("epochs", "batch_size", "patch_size", "checkpoint_every") and value < 1:
         raise ConfigError(f"bad value {value!r} for {name}; it must be >= 1")
+    if name == "patch_size" and value % PATCH_MULTIPLE:
+        raise ConfigError(f"bad value {value!r} for patch_size; it must be a multiple of {PATCH_MULTIPLE} "
+                          f"(the network halves it three times), e.g. {max(PATCH_MULTIPLE, value - value % PATCH_MULTIPLE)}")
+    if name == "max_test_side" and 0 < value < 16:
+        raise ConfigError(f"bad value {value!r} for max_test_side; 0 (full size) or at least 16 (test images are cropped to a multiple of 16)")
     if name == "compile_memory_budget" and not 0.0 < value <= 1.0:
         raise ConfigError(f"bad value {value!r} for compile_memory_budget; it must be in (0, 1], e.g. 0.7")
     if name == "lr" and value <= 0:
         raise ConfigError(f"bad value {value!r} for lr; it must be > 0")
+    if name == "weight_decay" and value < 0:
+        raise ConfigError(f"bad value {value!r} for weight_decay; it must be >= 0")
     if name == "tasks":
         from mirl.data import expand_tasks
 
@@ -230,6 +244,8 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file; --config expects a YAML or JSON file of setting: value") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML/JSON ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):

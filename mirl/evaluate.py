@@ -84,25 +84,43 @@ def evaluate_model(
                               "input_psnr": psnr(degraded, item["clean"], convention), "input_ssim": ssim(degraded, item["clean"], convention)})
             if save_dir is not None:
                 write_image(Path(save_dir) / task / f"{item['name']}.png", to_uint8(out))
+        mean, identical = mean_psnr([r["psnr"] for r in per_image])
+        input_mean, input_identical = mean_psnr([r["input_psnr"] for r in per_image])
         results["tasks"][task] = {
-            "psnr": _mean_psnr([r["psnr"] for r in per_image]),
+            "psnr": mean,
             "ssim": sum(r["ssim"] for r in per_image) / len(per_image),
-            "input_psnr": _mean_psnr([r["input_psnr"] for r in per_image]),
+            "input_psnr": input_mean,
             "input_ssim": sum(r["input_ssim"] for r in per_image) / len(per_image),
             "images": len(per_image),
+            "psnr_identical": identical,
+            "input_psnr_identical": input_identical,
             "skipped": [list(s) for s in ds.skipped],
             "per_image": per_image,
         }
     return results
 
 
-def _mean_psnr(values: list[float]) -> float:
-    """Mean over images with a finite PSNR (an identical image scores +inf); +inf if none is finite."""
+def mean_psnr(values: Sequence[float]) -> tuple[float, int]:
+    """``(mean, identical)``: the mean PSNR over the images whose PSNR is finite, and how many
+    images were left out because they equal their clean image (PSNR ``+inf``). The mean is
+    ``+inf`` only when every image is identical. NaN is an error, never a score.
+
+    The published code averages ``+inf`` in (one identical image makes the task's mean ``inf``);
+    mirl reports the finite mean and the count instead (``psnr_identical`` in the results).
+
+    Example:
+        >>> mean_psnr([30.0, 40.0, float("inf")])
+        (35.0, 1)
+    """
+    if any(math.isnan(v) for v in values):
+        raise MirlError(f"PSNR is NaN for {sum(math.isnan(v) for v in values)} image(s): the restored images are not finite")
     finite = [v for v in values if math.isfinite(v)]
-    return sum(finite) / len(finite) if finite else float("inf")
+    return (sum(finite) / len(finite) if finite else float("inf")), len(values) - len(finite)
 
 
-TABLE_COLUMNS = ("model", "task", "psnr", "ssim", "images", "convention", "test_crop")
+TABLE_COLUMNS = ("model", "task", "psnr", "ssim", "images", "psnr_identical", "convention", "test_crop")
+IDENTICAL_NOTE = ("{n} image(s) equal their clean image (PSNR +inf) and are left out of the PSNR means "
+                  "(the published code averages +inf in); see psnr_identical")
 
 
 def results_rows(results: dict[str, Any], model_name: str = "model") -> list[dict[str, Any]]:
@@ -110,10 +128,12 @@ def results_rows(results: dict[str, Any], model_name: str = "model") -> list[dic
     rows = []
     for task, r in results["tasks"].items():
         rows.append({"model": model_name, "task": task, "psnr": r["psnr"], "ssim": r["ssim"], "images": r["images"],
+                     "psnr_identical": r.get("psnr_identical", 0),
                      "convention": results["convention"], "test_crop": results["test_crop"]})
     if len(rows) > 1:
         rows.append({"model": model_name, "task": "average", "psnr": sum(r["psnr"] for r in rows) / len(rows),
                      "ssim": sum(r["ssim"] for r in rows) / len(rows), "images": sum(r["images"] for r in rows),
+                     "psnr_identical": sum(r["psnr_identical"] for r in rows),
                      "convention": results["convention"], "test_crop": results["test_crop"]})
     return rows
 
@@ -147,6 +167,9 @@ def format_table(results_by_model: dict[str, dict[str, Any]]) -> str:
     lines = [head, f"{'model':<{width}}  {'task':<11} {'PSNR':>8} {'SSIM':>7} {'images':>6}"]
     for r in rows:
         lines.append(f"{r['model']:<{width}}  {r['task']:<11} {r['psnr']:8.2f} {r['ssim']:7.4f} {r['images']:6d}")
+    identical = sum(r["psnr_identical"] for r in rows if r["task"] != "average")
+    if identical:
+        lines.append("note: " + IDENTICAL_NOTE.format(n=identical))
     return "\n".join(lines)
 
 
@@ -168,4 +191,4 @@ def find_checkpoints(run_or_checkpoint: str | os.PathLike) -> list[tuple[str, Pa
     return [(d.name, d / "model.pt") for _, d in sorted(levels)]
 
 
-__all__ = ["evaluate_model", "find_checkpoints", "format_table", "results_rows", "write_results_table"]
+__all__ = ["evaluate_model", "find_checkpoints", "format_table", "mean_psnr", "results_rows", "write_results_table"]

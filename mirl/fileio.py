@@ -11,6 +11,8 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import json
 import os
 import tempfile
@@ -18,6 +20,10 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 import torch
+
+from mirl.errors import MirlError
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def _umask() -> int:
@@ -28,10 +34,18 @@ def _umask() -> int:
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
-    """Open a temporary file beside ``path``; on success fsync and rename it over ``path``."""
+    """Open a temporary file beside ``path``; on success fsync and rename it over ``path``.
+
+    A full disk is a :class:`MirlError` that names ``path`` (the temporary is removed, and any
+    earlier ``path`` is left as it was).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        _raise_if_disk_full(exc, path)
+        raise
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
     try:
         with os.fdopen(fd, mode) as handle:
@@ -39,9 +53,17 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            _raise_if_disk_full(exc, path)
         raise
+
+
+def _raise_if_disk_full(exc: OSError, path: Path) -> None:
+    if exc.errno in DISK_FULL:
+        raise MirlError(f"no space left on device while writing {path}; free some space and run the same command "
+                        "again (a study resumes where it stopped)") from None
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
@@ -76,6 +98,12 @@ def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to ``path`` atomically (load it back with ``weights_only=True``)."""
+    """``torch.save`` to ``path`` atomically (load it back with ``weights_only=True``).
+
+    The file is serialised in memory first: written straight to a full disk, ``torch.save``
+    fails with an opaque ``unexpected pos`` error; a plain write names the problem.
+    """
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     with atomic_open(path, "wb") as handle:
-        torch.save(obj, handle)
+        handle.write(buffer.getbuffer())

@@ -100,7 +100,7 @@ def test_wrong_shape_lists_keys_and_assumed_preset(tmp_path):
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(tmp_path / "bad.ckpt")
     msg = str(info.value)
-    assert "tiny" in msg and "inferred from shapes" in msg
+    assert "preset 'tiny' (the closest preset" in msg
     assert "output.weight [3, 7, 3, 3] (model [3, 16, 3, 3])" in msg
     assert "refinement.0.ffn.dwconv.weight" in msg and "extra.weight" in msg
 
@@ -136,3 +136,64 @@ def test_info_cli_reports_density(tmp_path):
     expected_alive = sum(int((v != 0).sum()) for k, v in state.items() if "weight" in k)
     assert record["nonzero_prunable"] == expected_alive
     assert record["density_prunable"] < 1.0
+
+
+# --- issue 13: nothing silently wrong ---------------------------------------------------------
+
+def test_random_bytes_are_not_called_a_pickle(tmp_path, capsys):
+    path = tmp_path / "noise.ckpt"
+    path.write_bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0), dtype=torch.uint8).numpy().tobytes())
+    for extra in ([], ["--allow-pickle"]):
+        assert main(["info", str(path), *extra]) == 2
+        err = capsys.readouterr().err
+        assert "noise.ckpt: not a PyTorch checkpoint" in err
+        assert "unpickling" not in err and "allow-pickle" not in err, err
+
+
+def test_damaged_pickle_with_allow_pickle_does_not_advise_allow_pickle(tmp_path):
+    path = tmp_path / "bad.pt"
+    path.write_bytes(b"\x80\x04\x95garbage-after-the-protocol-byte")
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path, allow_pickle=True)
+    assert "bad.pt: not a readable PyTorch checkpoint" in str(info.value)
+    assert "allow_pickle" not in str(info.value) and "--allow-pickle" not in str(info.value)
+
+
+def test_non_finite_weights_are_refused_by_name(tmp_path, capsys):
+    model = build_model("tiny")
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["output.weight"].view(-1)[0] = float("nan")
+    state["patch_embed.proj.weight"].view(-1)[:3] = float("inf")
+    save_checkpoint(tmp_path / "nan.pt", model, state_dict=state)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(tmp_path / "nan.pt")
+    msg = str(info.value)
+    assert "2 tensor(s) hold NaN or infinite values" in msg
+    assert "output.weight (1 of 432)" in msg and "patch_embed.proj.weight (3 of" in msg
+    for command in (["info"], ["export", "--out", str(tmp_path / "x.sparse.pt")]):
+        assert main([command[0], str(tmp_path / "nan.pt"), *command[1:]]) == 2
+        assert "NaN or infinite" in capsys.readouterr().err
+    assert not (tmp_path / "x.sparse.pt").exists()
+
+
+def test_incomplete_lightning_checkpoint_names_the_missing_keys(tmp_path, paper_recipe):
+    """A published checkpoint missing 1/7 of its keys: compared with the closest preset (paper),
+    the message names exactly the keys that are gone, and no mis-shaped ones."""
+    keys = sorted(paper_recipe)
+    dropped = keys[3::7]
+    torch.save(_lightning_ckpt({k: v for k, v in paper_recipe.items() if k not in dropped}), tmp_path / "cut.ckpt")
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(tmp_path / "cut.ckpt")
+    msg = str(info.value)
+    assert f"preset 'paper'" in msg and f"{len(dropped)} missing: {dropped[0]}, {dropped[1]}" in msg
+    assert "wrong shape" not in msg and "unexpected" not in msg
+
+
+def test_wrong_preset_advice_can_be_followed(tmp_path, capsys):
+    """The message offers --preset; `mirl info --preset` exists and applies it."""
+    save_checkpoint(tmp_path / "tiny.pt", build_model("tiny"))
+    with pytest.raises(CheckpointError, match="--preset paper|small|tiny"):
+        load_checkpoint(tmp_path / "tiny.pt", config="small")
+    assert main(["info", str(tmp_path / "tiny.pt"), "--preset", "small"]) == 2
+    assert "does not fit PromptIR preset 'small' (given)" in capsys.readouterr().err
+    assert main(["info", str(tmp_path / "tiny.pt"), "--preset", "tiny"]) == 0

@@ -123,3 +123,21 @@ def test_cli_choices_match_library():
 
     assert ev_cmd.CONVENTION_CHOICES == tuple(CONVENTIONS)
     assert ev_cmd.DEVICE_CHOICES == re_cmd.DEVICE_CHOICES == DEVICE_CHOICES
+    from mirl.commands import MODEL_PRESETS
+    from mirl.models.config import PRESETS
+
+    assert set(MODEL_PRESETS) == set(PRESETS)
+
+
+def test_mean_psnr_counts_identical_images_and_refuses_nan():
+    from mirl.errors import MirlError
+    from mirl.evaluate import format_table, mean_psnr
+
+    assert mean_psnr([20.0, 30.0]) == (25.0, 0)
+    assert mean_psnr([20.0, float("inf"), 30.0]) == (25.0, 1)
+    assert mean_psnr([float("inf")] * 2) == (float("inf"), 2)
+    with pytest.raises(MirlError, match="NaN for 1 image"):
+        mean_psnr([20.0, float("nan")])
+    results = {"convention": "upstream", "test_crop": "center_crop_16",
+               "tasks": {"derain": {"psnr": 25.0, "ssim": 0.9, "images": 3, "psnr_identical": 1}}}
+    assert "1 image(s) equal their clean image (PSNR +inf) and are left out" in format_table({"m": results})

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mirl.commands import add_checkpoint_arguments
+
 # literal copies (kept in sync by tests) so that building the parser does not import torch
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 CONVENTION_CHOICES = ("upstream", "y")
@@ -24,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="test-noise seed (default 0)")
     parser.add_argument("--save-images", action="store_true", help="also write restored PNGs under --out/images/<model>/")
     parser.add_argument("--skip-bad", action="store_true", help="skip bad test files with a warning instead of stopping")
-    parser.add_argument("--allow-pickle", action="store_true", help="allow arbitrary unpickling (trusted files only)")
+    add_checkpoint_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         raise MirlError("--save-images needs --out DIR")
     results = {}
     for name, path in find_checkpoints(args.target):
-        model, _ = load_checkpoint(path, map_location=device, allow_pickle=args.allow_pickle)
+        model, _ = load_checkpoint(path, map_location=device, allow_pickle=args.allow_pickle, config=args.preset)
         save_dir = Path(args.out) / "images" / name if args.save_images else None
         results[name] = evaluate_model(model, args.data, tasks, device=device, convention=args.convention, pad=args.pad,
                                        tile=args.tile, limit=args.limit, save_dir=save_dir, progress=not args.no_progress,

@@ -5,19 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 
+from mirl.commands import add_checkpoint_arguments
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="a Lightning .ckpt, a state dict, or a mirl checkpoint/export")
     parser.add_argument("--rule", default="upstream", choices=["upstream", "conv"], help="which weights count as prunable")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
-    parser.add_argument("--allow-pickle", action="store_true", help="allow arbitrary unpickling (trusted files only)")
+    add_checkpoint_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from mirl.models import load_checkpoint
     from mirl.pruning.rules import density_summary
 
-    model, meta = load_checkpoint(args.checkpoint, allow_pickle=args.allow_pickle)
+    model, meta = load_checkpoint(args.checkpoint, allow_pickle=args.allow_pickle, config=args.preset)
     summary = density_summary(model.state_dict(), rule=args.rule)
     record = {"checkpoint": args.checkpoint, "format": meta["format"], "preset": meta["preset"], "rule": args.rule, **summary}
     if args.json:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -34,7 +35,7 @@ import torch
 from mirl.errors import MirlError
 from mirl.fileio import atomic_torch_save
 
-from .config import ModelConfig, preset, preset_name
+from .config import PRESETS, ModelConfig, preset, preset_name
 from .promptir import PromptIR
 
 MIRL_FORMAT = "mirl.checkpoint"
@@ -68,26 +69,55 @@ def save_checkpoint(
     atomic_torch_save(payload, path)
 
 
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default format (a zip archive)
+PICKLE_PROTOCOLS = range(2, 6)  # the legacy format: a bare pickle starting with b"\x80" + protocol
+
+
+def _looks_like_torch_file(head: bytes) -> bool:
+    """True for the first bytes of a ``torch.save`` file: a zip archive or a pickle."""
+    return head.startswith(ZIP_MAGIC) or (len(head) >= 2 and head[0] == 0x80 and head[1] in PICKLE_PROTOCOLS)
+
+
 def read_checkpoint_file(
     path: str | os.PathLike, map_location: str | torch.device = "cpu", allow_pickle: bool = False
 ) -> Any:
-    """``torch.load`` with ``weights_only=True`` and one-line errors for unreadable files."""
+    """``torch.load`` with ``weights_only=True`` and one-line errors for unreadable files.
+
+    A file that is not a ``torch.save`` file at all (random bytes, an image) is called that, and
+    only a file that really holds Python objects beyond tensors is said to need ``allow_pickle``.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if not _looks_like_torch_file(head):
+        raise CheckpointError(
+            f"{path}: not a PyTorch checkpoint (it starts with bytes {head!r}, not a torch.save zip archive or pickle); "
+            "check the file name, or re-download the file"
+        )
     try:
-        return torch.load(path, map_location=map_location, weights_only=not allow_pickle)
+        with warnings.catch_warnings():  # torch's note on pickle protocols is noise to a user
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=not allow_pickle)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"{path}: refusing to load, the file needs arbitrary unpickling ({first[:160]}). "
-            "Only if you trust its source, pass allow_pickle=True (CLI: --allow-pickle)."
-        ) from None
+        text = str(exc)
+        if not allow_pickle and "GLOBAL" in text:
+            culprit = next((line.strip() for line in text.splitlines() if "GLOBAL" in line), text.strip())
+            raise CheckpointError(
+                f"{path}: refusing to load, the file needs arbitrary unpickling ({culprit[:160]}). "
+                "Only if you trust its source, pass allow_pickle=True (CLI: --allow-pickle)."
+            ) from None
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (damaged, or not a checkpoint): {_first_line(text)}") from None
     except Exception as exc:  # torch raises many types for damaged files; all mean the same here
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint (truncated or another file type?): {reason[:160]}"
+            f"{path}: not a readable PyTorch checkpoint (truncated or another file type?): {_first_line(str(exc)) or type(exc).__name__}"
         ) from None
+
+
+def _first_line(text: str, limit: int = 160) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0][:limit] if lines else ""
 
 
 def _strip_prefix(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
@@ -185,8 +215,8 @@ def _describe(names: list[str], limit: int = 4) -> str:
     return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 
-def check_state_dict(model: PromptIR, state: Mapping[str, torch.Tensor], assumed: str, source: str) -> None:
-    """Raise :class:`CheckpointError` listing missing, unexpected and mis-shaped keys."""
+def state_dict_mismatch(model: PromptIR, state: Mapping[str, torch.Tensor]) -> tuple[list[str], list[str], list[str]]:
+    """``(missing, unexpected, wrong_shape)`` keys of ``state`` against ``model``'s own."""
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -195,6 +225,12 @@ def check_state_dict(model: PromptIR, state: Mapping[str, torch.Tensor], assumed
         for k in set(expected) & set(state)
         if tuple(state[k].shape) != expected[k]
     )
+    return missing, unexpected, wrong
+
+
+def check_state_dict(model: PromptIR, state: Mapping[str, torch.Tensor], assumed: str, source: str) -> None:
+    """Raise :class:`CheckpointError` listing missing, unexpected and mis-shaped keys."""
+    missing, unexpected, wrong = state_dict_mismatch(model, state)
     if missing or unexpected or wrong:
         parts = [
             f"{len(missing)} missing: {_describe(missing)}" if missing else "",
@@ -202,9 +238,45 @@ def check_state_dict(model: PromptIR, state: Mapping[str, torch.Tensor], assumed
             f"{len(wrong)} with the wrong shape: {_describe(wrong)}" if wrong else "",
         ]
         raise CheckpointError(
-            f"{source}: does not fit PromptIR preset {assumed!r}; "
+            f"{source}: does not fit PromptIR preset {assumed}; "
             + "; ".join(p for p in parts if p)
-            + ". Pass the matching preset or config, or check that the file is a PromptIR/MIR-L checkpoint."
+            + f". If the file holds another PromptIR size, name it (CLI: --preset {'|'.join(PRESETS)}; "
+            "Python: load_checkpoint(path, config=...)); otherwise the file is incomplete or not a PromptIR/MIR-L checkpoint."
+        )
+
+
+def _mismatch(cfg: ModelConfig, state: Mapping[str, torch.Tensor]) -> tuple[list[str], list[str], list[str]]:
+    with torch.device("meta"):  # shapes only: no memory, no initialisation
+        model = PromptIR(cfg)
+    return state_dict_mismatch(model, state)
+
+
+def closest_preset(state: Mapping[str, torch.Tensor]) -> ModelConfig:
+    """The model preset whose keys and shapes differ least from ``state`` (for error messages
+    about incomplete files, so that they name the keys that are really missing)."""
+    return min(PRESETS.values(), key=lambda cfg: sum(map(len, _mismatch(cfg, state))))
+
+
+def non_finite_tensors(state: Mapping[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors in ``state`` that hold NaN or infinity.
+
+    Example:
+        >>> non_finite_tensors({"a": torch.ones(2), "b": torch.tensor([1.0, float("nan")])})
+        ['b']
+    """
+    return [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
+def check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Refuse weights holding NaN or infinity: a network made of them can only output garbage,
+    and its "scores" (PSNR ``inf``, SSIM ``nan``) would look perfect."""
+    bad = non_finite_tensors(state)
+    if bad:
+        counts = [f"{k} ({int((~torch.isfinite(state[k])).sum()):,} of {state[k].numel():,})" for k in bad]
+        raise CheckpointError(
+            f"{source}: {len(bad)} tensor(s) hold NaN or infinite values: {_describe(counts)}. "
+            "The weights are broken (training diverged, or the file was damaged); use an earlier checkpoint "
+            "or re-train with a smaller learning rate."
         )
 
 
@@ -233,10 +305,14 @@ def load_checkpoint(
         cfg, how = ModelConfig.from_dict(info["config"]), "recorded in the file"
     else:
         inferred = infer_config(state)
-        cfg, how = (inferred, "inferred from shapes") if inferred else (preset("paper"), "default")
+        if inferred is not None and not any(_mismatch(inferred, state)):
+            cfg, how = inferred, "inferred from shapes"
+        else:  # incomplete or foreign: compare with the nearest preset so the message names what is really missing
+            cfg, how = closest_preset(state), "the closest preset; the file's keys fit no architecture"
     name = preset_name(cfg) or "custom"
     model = PromptIR(cfg, impl=impl)  # type: ignore[arg-type]
-    check_state_dict(model, state, f"{name} ({how})", source)
+    check_state_dict(model, state, f"{name!r} ({how})", source)
+    check_finite(state, source)
     model.load_state_dict(state)
     model.to(map_location)
     meta: dict[str, Any] = {

@@ -1,0 +1,45 @@
+"""Study settings: every bad value is a one-line error before any folder is made."""
+
+from __future__ import annotations
+
+import pytest
+
+from mirl.cli import main
+from mirl.config import ConfigError, study_preset
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("lr", "nan", "lr; it must be a finite number"),
+    ("lr", "inf", "lr; it must be a finite number"),
+    ("weight_decay", "nan", "weight_decay; it must be a finite number"),
+    ("weight_decay", "-0.1", "weight_decay; it must be >= 0"),
+    ("fraction", "nan", "fraction; it must be a finite number"),
+    ("patch_size", "7", "patch_size; it must be a multiple of 8"),
+    ("patch_size", "60", "e.g. 56"),
+    ("seed", "-1", "seed; it must be >= 0"),
+    ("max_test_side", "8", "max_test_side"),
+])
+def test_bad_values_are_refused(key, value, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        study_preset("smoke", {key: value})
+
+
+def test_good_values_pass():
+    cfg = study_preset("smoke", {"lr": "3e-4", "weight_decay": "0", "patch_size": "48", "seed": "7"})
+    assert (cfg.lr, cfg.weight_decay, cfg.patch_size, cfg.seed) == (3e-4, 0.0, 48, 7)
+
+
+@pytest.mark.parametrize("args", [
+    ["--set", "lr=nan"], ["--set", "weight_decay=nan"], ["--set", "patch_size=7"], ["--seed", "-1"], ["--config", "CONFIG"],
+])
+def test_cli_refuses_bad_settings_without_leaving_a_folder(tmp_path, capsys, args):
+    from PIL import Image
+
+    png = tmp_path / "settings.png"
+    Image.new("RGB", (4, 4)).save(png)
+    out = tmp_path / "runs"
+    args = [str(png) if a == "CONFIG" else a for a in args]
+    assert main(["lottery", "--preset", "smoke", "--out", str(out), "--no-progress", *args]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists(), f"a refused command left {list(out.rglob('*'))}"
