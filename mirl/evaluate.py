@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -71,7 +72,9 @@ def evaluate_model(
         "tasks": {},
     }
     for task in expand_tasks(tasks):
-        ds = TestDataset(data_root, task, crop_multiple=crop_multiple, pad=pad, seed=seed, skip_bad=skip_bad)
+        with warnings.catch_warnings():  # skipped files are listed in results and by format_table, not as raw warnings
+            warnings.filterwarnings("ignore", message="skipping ", category=UserWarning)
+            ds = TestDataset(data_root, task, crop_multiple=crop_multiple, pad=pad, seed=seed, skip_bad=skip_bad)
         n = len(ds) if limit is None else min(limit, len(ds))
         per_image = []
         for i in tqdm(range(n), desc=f"evaluate {task}", unit="img", disable=not progress):
@@ -170,6 +173,10 @@ def format_table(results_by_model: dict[str, dict[str, Any]]) -> str:
     identical = sum(r["psnr_identical"] for r in rows if r["task"] != "average")
     if identical:
         lines.append("note: " + IDENTICAL_NOTE.format(n=identical))
+    skipped = sorted({tuple(s) for res in results_by_model.values() for t in res["tasks"].values() for s in t.get("skipped", [])})
+    if skipped:
+        lines.append(f"skipped {len(skipped)} bad file(s):")
+        lines += [f"  {path}: {reason}" for path, reason in skipped]
     return "\n".join(lines)
 
 

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from mirl.errors import MirlError
 
 MULTIPLE = 8  # PromptIR downsamples three times
+DEFAULT_OVERLAP = 32  # px shared by neighbouring tiles
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 
 
@@ -55,7 +56,12 @@ def _forward(model: nn.Module, x: torch.Tensor, device: torch.device, dtype: tor
     """Run the model on a [1, 3, h, w] tensor of any size; returns a float32 CPU-or-device tensor."""
     xp, h, w = _pad_to_multiple(x.to(device=device, dtype=dtype))
     with precision_context(device, precision):
-        return model(xp)[..., :h, :w].float()
+        out = model(xp)[..., :h, :w].float()
+    if not bool(torch.isfinite(out).all()):
+        raise MirlError(f"the network's output holds NaN or infinite values ({int((~torch.isfinite(out)).sum()):,} of "
+                        f"{out.numel():,}): no score or image is made from it; check the checkpoint's weights "
+                        "(mirl info) and, with --precision bf16, try fp32")
+    return out
 
 
 def _ramp(length: int, overlap: int, left: bool, right: bool) -> torch.Tensor:
@@ -84,7 +90,7 @@ def restore_image(
     model: nn.Module,
     image: torch.Tensor,
     tile: int | None = None,
-    overlap: int = 32,
+    overlap: int = DEFAULT_OVERLAP,
     progress: bool = False,
     precision: str = "fp32",
 ) -> torch.Tensor:
@@ -185,21 +191,111 @@ def collect_inputs(inputs: Sequence[str | os.PathLike], skip_bad: bool = False) 
     return pairs, skipped
 
 
+def check_tiling(tile: int | None, overlap: int) -> None:
+    """Refuse ``tile`` / ``overlap`` settings that :func:`restore_image` cannot use (a :class:`MirlError`)."""
+    if overlap < 0:
+        raise MirlError(f"overlap (--overlap) must be 0 or more px, got {overlap}")
+    if tile is None:
+        return
+    if tile < MULTIPLE:
+        raise MirlError(f"tile (--tile) must be at least {MULTIPLE} px, got {tile}; leave it out to restore whole images")
+    if overlap >= tile:
+        raise MirlError(f"overlap ({overlap} px, --overlap) must be smaller than tile ({tile} px, --tile); "
+                        f"e.g. --overlap {tile // 4}")
+
+
+def check_out_dir(out_dir: str | os.PathLike) -> None:
+    """Refuse an output folder that is a file or cannot be created or written (a :class:`MirlError`)."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise MirlError(f"--out {out}: is a file, not a folder; pass a folder for the restored PNGs")
+    probe = out
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise MirlError(f"--out {out}: cannot create it, {probe} is a file; pass another folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise MirlError(f"--out {out}: {'it' if probe == out else probe} is not writable; pass a folder you can write to")
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """``(device, inode)`` of an existing path (same file under any spelling, case or link), else None."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def check_outputs_spare_inputs(pairs: Sequence[tuple[Path, Path]], inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike) -> None:
+    """Refuse any planned output that would overwrite an input, land inside an input folder, or land in
+    the folder of an input file (a :class:`MirlError` naming both), so the originals are never touched
+    and a rerun never restores its own outputs."""
+    folders = {_identity(Path(p)): Path(p) for p in inputs if Path(p).is_dir()}
+    files = {_identity(src): src for src, _ in pairs}
+    homes = {_identity(src.parent): src for src, _ in pairs}
+    out = Path(out_dir)
+    for ancestor in (out.resolve(), *out.resolve().parents):
+        folder = folders.get(_identity(ancestor))
+        if folder is not None:
+            raise MirlError(f"--out {out} is inside the input folder {folder}: the restored PNGs would replace or mix with the "
+                            "originals, and a rerun would restore its own outputs; pass an output folder outside it")
+    for src, rel in pairs:
+        target = out / rel
+        key = _identity(target)
+        if key is not None and key in files:
+            raise MirlError(f"--out {out} would write {target} over the input {files[key]}; "
+                            "pass an output folder that holds no input")
+    for parent in sorted({(out / rel).parent for _, rel in pairs}):
+        key = _identity(parent)
+        if key is not None and key in homes:
+            raise MirlError(f"--out {out} would write restored PNGs into {parent}, beside the input {homes[key]}, mixing "
+                            "restored and original images (and overwriting any of the same name); pass a separate output folder")
+        for ancestor in (parent.resolve(), *parent.resolve().parents):
+            key = _identity(ancestor)
+            if key is not None and key in folders:
+                raise MirlError(f"--out {out} would write into {parent}, inside the input folder {folders[key]}, over or "
+                                "beside the originals; pass an output folder outside it")
+
+
+def plan_restore(
+    inputs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    tile: int | None = None,
+    overlap: int = DEFAULT_OVERLAP,
+    skip_bad: bool = False,
+) -> tuple[list[tuple[Path, Path]], list[tuple[str, str]]]:
+    """Check every setting and path before any work (the model need not be loaded yet).
+
+    Returns :func:`collect_inputs`'s ``(pairs, skipped)``; raises :class:`MirlError` for bad
+    ``tile`` / ``overlap``, an unusable ``out_dir`` or an output that would touch an input.
+    """
+    check_tiling(tile, overlap)
+    check_out_dir(out_dir)
+    pairs, skipped = collect_inputs(inputs, skip_bad)
+    check_outputs_spare_inputs(pairs, inputs, out_dir)
+    return pairs, skipped
+
+
 def restore_files(
     model: nn.Module,
     inputs: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
     tile: int | None = None,
-    overlap: int = 32,
+    overlap: int = DEFAULT_OVERLAP,
     skip_bad: bool = False,
     progress: bool = True,
     precision: str = "fp32",
+    warn_skipped: bool = True,
 ) -> RestoreSummary:
     """Restore every image in ``inputs`` (files or folders) into ``out_dir`` as PNG, atomically.
 
-    Every input is decoded before any restoration starts, so a corrupt file stops the run early
-    (or, with ``skip_bad``, is skipped with a warning and counted). Grayscale inputs are written
-    back as grayscale, RGBA inputs keep their alpha, 16-bit inputs are written as 8-bit (noted).
+    Settings and paths are checked first (:func:`plan_restore`): an output never overwrites an
+    input nor lands inside an input folder or beside an input file. Every input is decoded before
+    any restoration starts, so a corrupt file stops the run early (or, with ``skip_bad``, is
+    skipped, counted in ``skipped`` and, with ``warn_skipped``, warned about). Grayscale inputs are
+    written back as grayscale, RGBA inputs keep their alpha, 16-bit inputs are written as 8-bit,
+    EXIF-rotated inputs are written upright (all noted).
 
     Example:
         >>> summary = restore_files(model, ["photos/"], "restored/")  # doctest: +SKIP
@@ -210,7 +306,7 @@ def restore_files(
 
     from mirl.data.imageio import BadImageError, read_alpha, read_image, to_tensor, to_uint8, write_image
 
-    pairs, skipped = collect_inputs(inputs, skip_bad)
+    pairs, skipped = plan_restore(inputs, out_dir, tile, overlap, skip_bad)
     summary = RestoreSummary(skipped=list(skipped))
     good: list[tuple[Path, Path]] = []
     for src, rel in tqdm(pairs, desc="checking", unit="img", disable=not progress, leave=False):
@@ -220,9 +316,10 @@ def restore_files(
         except BadImageError as exc:
             if not skip_bad:
                 raise
-            summary.skipped.append((str(src), str(exc)))
-    for path, reason in summary.skipped:
-        warnings.warn(f"skipped {path}: {reason}", stacklevel=2)
+            summary.skipped.append((str(src), exc.reason))
+    if warn_skipped:
+        for path, reason in summary.skipped:
+            warnings.warn(f"skipped {path}: {reason}", stacklevel=2)
     if not good:
         raise MirlError("no image to restore" + (f" ({len(summary.skipped)} skipped as bad)" if summary.skipped else ""))
     out_dir = Path(out_dir)
@@ -233,7 +330,7 @@ def restore_files(
             summary.notes.append((str(src), note))
             bar.write(f"note: {src}: {note}")
         restored = to_uint8(restore_image(model, to_tensor(arr), tile=tile, overlap=overlap, progress=progress, precision=precision))
-        grayscale = any("grayscale" in n for n in notes)
+        grayscale = any("grayscale" in n for n in notes if not n.startswith("decoder warning"))
         alpha = read_alpha(src)
         if grayscale:
             from PIL import Image
@@ -244,9 +341,24 @@ def restore_files(
         elif alpha is not None:
             restored = np.dstack([restored, alpha])
         target = out_dir / rel
-        write_image(target, restored)
+        try:
+            write_image(target, restored)
+        except OSError as exc:
+            raise MirlError(f"{target}: cannot write the restored image ({exc.strerror or exc}); "
+                            f"{len(summary.written)} image(s) were written before it; check --out") from None
         summary.written.append(str(target))
     return summary
 
 
-__all__ = ["PRECISIONS", "RestoreSummary", "collect_inputs", "restore_files", "restore_image", "tile_starts"]
+__all__ = [
+    "PRECISIONS",
+    "RestoreSummary",
+    "check_out_dir",
+    "check_outputs_spare_inputs",
+    "check_tiling",
+    "collect_inputs",
+    "plan_restore",
+    "restore_files",
+    "restore_image",
+    "tile_starts",
+]

@@ -199,3 +199,65 @@ def test_empty_and_missing_folders(tmp_path):
         TrainDataset(tmp_path, ["derain"])
     with pytest.raises(DatasetError, match="dehaze.*not found"):
         TrainDataset(tmp_path, ["dehaze"])
+
+
+def _phone_jpeg(path: Path, upright: np.ndarray, orientation: int = 6) -> None:
+    """A JPEG that displays as ``upright``: pixels stored turned, with the EXIF tag that turns them back."""
+    from PIL import Image
+
+    stored = {6: np.rot90(upright, 1), 8: np.rot90(upright, -1)}[orientation]  # tag 6: turn 90 deg clockwise to show
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.ascontiguousarray(stored)).save(path, exif=exif, quality=98, subsampling=0)
+
+
+def test_exif_rotated_pairs_are_read_as_displayed(tmp_path):
+    """A phone photo (EXIF 6) paired with an upright target, and a pair tagged on both sides: both align."""
+    clean = np.kron(rgb(12, 8, 7), np.ones((8, 8, 1), np.uint8))  # 96 x 64 portrait, smooth enough for JPEG
+    for split in ("train", "test"):
+        base = tmp_path / split / "derain" / "Phone"
+        write_image(base / "target" / "a_gt.png", clean)       # upright pixels, no tag
+        _phone_jpeg(base / "input" / "a_rainy.jpg", clean)     # turned pixels + EXIF 6
+        _phone_jpeg(base / "target" / "b_gt.jpg", clean, 8)    # both sides tagged
+        _phone_jpeg(base / "input" / "b_rainy.jpg", clean, 8)
+    test = TestDataset(tmp_path, "derain")
+    assert test.skipped == [] and len(test) == 2
+    for item in test:
+        assert item["clean"].shape == item["degraded"].shape == (3, 96, 64)
+        assert float((item["degraded"] - item["clean"]).abs().mean()) < 0.02  # same picture, only JPEG loss
+        assert float((item["clean"] - torch.from_numpy(clean.transpose(2, 0, 1)) / 255).abs().mean()) < 0.02
+    train = TrainDataset(tmp_path, ["derain"], patch_size=48, repeats={"derain": 1})
+    for i in range(len(train)):
+        degraded, target, _ = train[i]
+        assert float((degraded - target).abs().mean()) < 0.02
+
+
+def test_pair_turned_by_exif_on_one_side_only_says_so(tmp_path):
+    """Degraded from the stored pixels, tag lost, target kept its tag: a clear error, not a silent misfit."""
+    from PIL import Image
+
+    clean = rgb(96, 64, 8)
+    base = tmp_path / "test" / "derain" / "Phone"
+    _phone_jpeg(base / "target" / "a_gt.jpg", clean)
+    (base / "input").mkdir()
+    with Image.open(base / "target" / "a_gt.jpg") as im:
+        im.save(base / "input" / "a_rainy.png")  # a script that degrades the stored pixels and drops the tag
+    with pytest.raises(DatasetError, match=r"a_rainy.png: size 96x64 differs from its target a_gt.jpg \(64x96\); the sides are swapped.*EXIF"):
+        TestDataset(tmp_path, "derain")
+
+
+def test_evaluate_skip_bad_lists_skipped_files_without_raw_warnings(layout, tmp_path, capsys):
+    from mirl.cli import main
+    from mirl.models import build_model, save_checkpoint
+
+    save_checkpoint(tmp_path / "tiny.pt", build_model("tiny"))
+    (layout / "test/derain/Rain100L/input/notes.txt").write_text("x")
+    (layout / "test/derain/Rain100L/input/rain-9_rainy.png").write_bytes(b"nope")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any raw warning fails the test
+        rc = main(["evaluate", str(tmp_path / "tiny.pt"), "--data", str(layout), "--tasks", "derain", "--skip-bad",
+                   "--device", "cpu", "--no-progress"])
+    out, err = capsys.readouterr()
+    assert rc == 0 and err == ""
+    assert "skipped 2 bad file(s):" in out and "notes.txt: not an image file" in out and "rain-9_rainy.png: input without a target" in out

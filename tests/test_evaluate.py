@@ -141,3 +141,11 @@ def test_mean_psnr_counts_identical_images_and_refuses_nan():
     results = {"convention": "upstream", "test_crop": "center_crop_16",
                "tasks": {"derain": {"psnr": 25.0, "ssim": 0.9, "images": 3, "psnr_identical": 1}}}
     assert "1 image(s) equal their clean image (PSNR +inf) and are left out" in format_table({"m": results})
+
+
+def test_evaluate_refuses_bad_tiles_before_loading(tmp_path, capsys):
+    missing = tmp_path / "no-such.ckpt"
+    for tile in ("0", "7", "16"):
+        assert main(["evaluate", str(missing), "--data", str(tmp_path), "--tile", tile, "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert "--tile" in err and "no-such.ckpt" not in err and "Traceback" not in err

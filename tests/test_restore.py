@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import zlib
+import os
 import struct
+import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -190,3 +192,176 @@ def test_cli_restore(tmp_path, ckpt, capsys):
     assert main(["restore", str(ckpt), str(bad), "--out", str(tmp_path / "out2"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "bad.png" in err and err.count("\n") == 1 and "--skip-bad" in err
+
+
+# ----------------------------------------------------------------- nothing lost, nothing wrong (issue 13)
+def _photo(path: Path, seed: int = 0, size: tuple[int, int] = (24, 24)) -> bytes:
+    write_image(path, np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8))
+    return path.read_bytes()
+
+
+def _refuse_before_loading(monkeypatch, argv: list[str], capsys) -> str:
+    """Run ``mirl restore`` and return its error line; loading the checkpoint fails the test."""
+    import mirl.models
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the checkpoint was loaded before the arguments were checked")
+
+    monkeypatch.setattr(mirl.models, "load_checkpoint", no_load)
+    assert main(["restore", *argv, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mirl restore: error: ") and err.count("\n") == 1, err
+    return err
+
+
+@pytest.mark.parametrize("case", ["parent_of_input_folder", "file_into_its_folder", "out_is_input_folder", "out_inside_input_folder",
+                                  "beside_input_file"])
+def test_restore_never_writes_over_or_into_its_inputs(tmp_path, ckpt, monkeypatch, capsys, case):
+    monkeypatch.chdir(tmp_path)
+    originals = {p: _photo(tmp_path / p, i) for i, p in enumerate(["photos/a.png", "same/a.png", "same/b.jpg"])}
+    argv, message = {
+        "parent_of_input_folder": (["photos", "--out", "."], "would write photos/a.png over the input photos/a.png"),
+        "file_into_its_folder": (["same/a.png", "--out", "same"], "would write same/a.png over the input same/a.png"),
+        "out_is_input_folder": (["same", "--out", "same"], "--out same is inside the input folder same"),
+        "out_inside_input_folder": (["photos", "--out", "photos/restored"], "inside the input folder photos"),
+        "beside_input_file": (["same/b.jpg", "--out", "same"], "beside the input same/b.jpg"),
+    }[case]
+    err = _refuse_before_loading(monkeypatch, [str(ckpt), *argv], capsys)
+    assert message in err and "pass " in err
+    assert {p: (tmp_path / p).read_bytes() for p in originals} == originals  # originals untouched
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()) == sorted(originals)
+
+
+def test_restore_outputs_beside_but_outside_inputs_are_fine(tmp_path, tiny, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    before = _photo(tmp_path / "photos/a.png")
+    (tmp_path / "photos/sub").mkdir()
+    monkeypatch.chdir(tmp_path / "photos/sub")
+    summary = restore_files(tiny, ["../a.png"], "../../restored", progress=False)  # '..' must not fool the check
+    assert summary.written == ["../../restored/a.png"] and (tmp_path / "restored/a.png").is_file()
+    assert (tmp_path / "photos/a.png").read_bytes() == before
+
+
+@pytest.mark.parametrize("opts, message", [
+    (["--tile", "0"], "tile (--tile) must be at least 8 px, got 0"),
+    (["--tile", "7"], "tile (--tile) must be at least 8 px, got 7"),
+    (["--tile", "16"], "overlap (32 px, --overlap) must be smaller than tile (16 px, --tile)"),
+    (["--tile", "64", "--overlap", "-4"], "overlap (--overlap) must be 0 or more px, got -4"),
+    (["--overlap", "-1"], "overlap (--overlap) must be 0 or more px, got -1"),
+], ids=["tile0", "tile7", "overlap_not_below_tile", "negative_overlap_tiled", "negative_overlap"])
+def test_bad_tiling_is_refused_before_loading(tmp_path, ckpt, monkeypatch, capsys, opts, message):
+    _photo(tmp_path / "in/a.png", size=(40, 40))
+    err = _refuse_before_loading(monkeypatch, [str(ckpt), str(tmp_path / "in"), "--out", str(tmp_path / "out"), *opts], capsys)
+    assert message in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_that_is_a_file_is_refused_before_loading(tmp_path, ckpt, monkeypatch, capsys):
+    _photo(tmp_path / "in/a.png")
+    blocker = tmp_path / "taken.txt"
+    blocker.write_text("keep me")
+    err = _refuse_before_loading(monkeypatch, [str(ckpt), str(tmp_path / "in"), "--out", str(blocker)], capsys)
+    assert "taken.txt: is a file, not a folder" in err
+    err = _refuse_before_loading(monkeypatch, [str(ckpt), str(tmp_path / "in"), "--out", str(blocker / "deeper")], capsys)
+    assert "cannot create it" in err and "taken.txt is a file" in err
+    assert blocker.read_text() == "keep me"
+
+
+def test_read_only_out_is_refused_before_loading(tmp_path, ckpt, monkeypatch, capsys):
+    _photo(tmp_path / "in/a.png")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        if os.access(locked, os.W_OK):  # root ignores permissions: emulate what anyone else sees
+            real_access = os.access
+            monkeypatch.setattr(os, "access", lambda p, mode, *a, **k: False if Path(p) == locked else real_access(p, mode, *a, **k))
+        err = _refuse_before_loading(monkeypatch, [str(ckpt), str(tmp_path / "in"), "--out", str(locked / "out")], capsys)
+        assert "locked is not writable" in err
+    finally:
+        locked.chmod(0o755)
+
+
+def test_write_failure_is_a_clear_error(tmp_path, tiny):
+    _photo(tmp_path / "in/a.png")
+    (tmp_path / "out/in/a.png").mkdir(parents=True)  # a folder where the output file should go
+    with pytest.raises(MirlError, match=r"a.png: cannot write the restored image .*0 image\(s\) were written"):
+        restore_files(tiny, [tmp_path / "in"], tmp_path / "out", progress=False)
+
+
+def test_cli_skip_bad_prints_only_its_own_list(tmp_path, ckpt, capsys):
+    make_bad(tmp_path / "in")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any raw warning fails the test
+        rc = main(["restore", str(ckpt), str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--skip-bad", "--no-progress"])
+    out, err = capsys.readouterr()
+    assert rc == 0 and err == ""
+    listed = out.split("skipped 3 bad input(s):\n")[1].splitlines()
+    assert [line.split(": ", 1)[0].strip() for line in listed] == [str(tmp_path / "in" / n) for n in ("readme.txt", "corrupt.png", "trunc.jpg")]
+    assert all(line.count(str(tmp_path)) == 1 and "--skip-bad" not in line for line in listed)  # each names its file once
+
+
+def _exif_jpeg(path: Path, stored: np.ndarray, orientation: int = 6) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(stored).save(path, exif=exif, quality=95)
+
+
+def test_exif_orientation_is_applied_when_reading(tmp_path):
+    from PIL import ImageOps
+
+    from mirl.data.imageio import image_size, read_alpha
+
+    stored = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)  # landscape sensor pixels
+    _exif_jpeg(tmp_path / "phone.jpg", stored)
+    arr, notes = read_image(tmp_path / "phone.jpg")
+    assert arr.shape == (96, 64, 3) and image_size(tmp_path / "phone.jpg") == (64, 96)  # portrait, as displayed
+    with Image.open(tmp_path / "phone.jpg") as im:
+        assert np.array_equal(arr, np.asarray(ImageOps.exif_transpose(im)))
+    assert any("EXIF orientation 6" in n for n in notes)
+    rgba = np.dstack([stored, np.arange(64 * 96, dtype=np.uint8).reshape(64, 96)])
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "tagged.png", exif=exif)
+    alpha = read_alpha(tmp_path / "tagged.png")
+    assert read_image(tmp_path / "tagged.png")[0].shape == (96, 64, 3) and image_size(tmp_path / "tagged.png") == (64, 96)
+    assert np.array_equal(alpha, np.rot90(rgba[:, :, 3]))  # alpha turns with the picture
+
+
+def test_restore_writes_exif_rotated_photos_upright(tmp_path, ckpt, capsys):
+    stored = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    _exif_jpeg(tmp_path / "in/phone.jpg", stored)
+    assert main(["restore", str(ckpt), str(tmp_path / "in/phone.jpg"), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    with Image.open(tmp_path / "out/phone.png") as out:
+        assert out.size == (64, 96) and out.getexif().get(0x0112) is None  # shown as the person saw it
+
+
+def test_decoder_warnings_become_notes(tmp_path):
+    broken = tmp_path / "broken_exif.jpg"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(broken, exif=b"Exif\x00\x00II*\x00\x08\x00\x00\x00\xff\xff")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        arr, notes = read_image(broken)
+    assert arr.shape == (16, 16, 3) and any("decoder warning: Corrupt EXIF" in n for n in notes)
+
+
+class _NaNNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x * self.scale
+        out[..., 0, 0] = float("nan")
+        return out
+
+
+def test_non_finite_network_output_is_an_error_not_a_black_png(tmp_path):
+    src = tmp_path / "in" / "a.png"
+    write_image(src, np.full((24, 24, 3), 128, dtype=np.uint8))
+    with pytest.raises(MirlError, match=r"output holds NaN or infinite values \(3 of 1,728\)"):
+        restore_image(_NaNNet(), torch.rand(3, 24, 24))
+    with pytest.raises(MirlError, match="NaN or infinite"):
+        restore_files(_NaNNet(), [src], tmp_path / "out", progress=False)
+    assert not list((tmp_path / "out").rglob("*.png"))

@@ -39,6 +39,9 @@ def run(args: argparse.Namespace) -> int:
     from mirl.evaluate import evaluate_model, find_checkpoints, format_table, write_results_table
     from mirl.models import load_checkpoint
 
+    from mirl.restore import DEFAULT_OVERLAP, check_tiling
+
+    check_tiling(args.tile, DEFAULT_OVERLAP)  # evaluation tiles overlap as restore's do
     tasks = expand_tasks(args.tasks)
     device = resolve_device(args.device)
     if args.save_images and not args.out:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mirl.commands import add_checkpoint_arguments
+
 # literal copies (kept in sync by tests) so that building the parser does not import torch
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
@@ -12,26 +14,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("checkpoint", help="a checkpoint that 'mirl info' reads")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
-    parser.add_argument("--out", required=True, help="output folder (PNG files)")
-    parser.add_argument("--tile", type=int, default=None, help="tile size in px for large images (default: whole image)")
-    parser.add_argument("--overlap", type=int, default=32, help="tile overlap in px (default 32)")
+    parser.add_argument("--out", required=True, help="output folder (PNG files); must not hold or be inside an input")
+    parser.add_argument("--tile", type=int, default=None, help="tile size in px (at least 8) for large images (default: whole image)")
+    parser.add_argument("--overlap", type=int, default=32, help="tile overlap in px, smaller than --tile (default 32)")
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="bf16 autocast: faster on recent GPUs; see docs/benchmarks.md for its PSNR cost")
-    parser.add_argument("--skip-bad", action="store_true", help="skip unreadable or non-image files with a warning instead of stopping")
-    parser.add_argument("--allow-pickle", action="store_true", help="allow arbitrary unpickling (trusted files only)")
+    parser.add_argument("--skip-bad", action="store_true", help="skip unreadable or non-image files (listed at the end) instead of stopping")
+    add_checkpoint_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
     from mirl.device import resolve_device
     from mirl.models import load_checkpoint
-    from mirl.restore import restore_files
+    from mirl.restore import plan_restore, restore_files
 
+    # every setting and path is checked before the checkpoint is loaded; outputs never touch inputs
+    plan_restore(args.inputs, args.out, tile=args.tile, overlap=args.overlap, skip_bad=args.skip_bad)
     device = resolve_device(args.device)
-    model, meta = load_checkpoint(args.checkpoint, map_location=device, allow_pickle=args.allow_pickle)
+    model, meta = load_checkpoint(args.checkpoint, map_location=device, allow_pickle=args.allow_pickle, config=args.preset)
     model.eval()
     summary = restore_files(model, args.inputs, args.out, tile=args.tile, overlap=args.overlap, skip_bad=args.skip_bad,
-                            progress=not args.no_progress, precision=args.precision)
+                            progress=not args.no_progress, precision=args.precision, warn_skipped=False)
     print(f"restored {len(summary.written)} image(s) into {args.out} with {meta['preset']} on {device}")
     if summary.skipped:
         print(f"skipped {len(summary.skipped)} bad input(s):")

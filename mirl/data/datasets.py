@@ -10,7 +10,8 @@ Layout (``root`` is the folder that holds ``train/`` and ``test/``)::
 Inputs pair with targets by stem (``X_rainy`` with ``X_gt``; for haze ``X_0.8_1.2_hazy`` with
 ``X_gt``; several hazy inputs may share one target). An input without a target, a target without an
 input, a non-image file, an unreadable image or one smaller than the patch size is an error naming
-the file, or with ``skip_bad=True`` a warning, counted in ``skipped``.
+the file, or with ``skip_bad=True`` a warning, counted in ``skipped``. Images are read as they
+display (:mod:`mirl.data.imageio` applies EXIF orientation), on both sides of a pair.
 
 Randomness: a training item draws its patch, flip/rotation and noise from
 ``numpy.random.default_rng([seed, epoch, index])``, so batches do not depend on the number of
@@ -170,7 +171,9 @@ def _check_sizes(samples: list[Sample], min_side: int, problems: _Problems, what
             if s.degraded is not None:
                 wd, hd = image_size(s.degraded)
                 if (wd, hd) != (w, h):
-                    problems.report(s.degraded, f"size {wd}x{hd} differs from its target {s.clean.name} ({w}x{h})")
+                    turned = ("; the sides are swapped: images are read as displayed (EXIF orientation applied), "
+                              "check that both show upright") if (wd, hd) == (h, w) else ""
+                    problems.report(s.degraded, f"size {wd}x{hd} differs from its target {s.clean.name} ({w}x{h}){turned}")
                     continue
         except BadImageError as exc:
             problems.report(str(exc).split(": ", 1)[0], str(exc).split(": ", 1)[-1])

@@ -1,8 +1,12 @@
 """Safe image reading and writing: clear errors naming the file, atomic writes.
 
 Reading converts any mode to 8-bit RGB and says what it converted (grayscale, RGBA, palette,
-16-bit): ``read_image`` returns ``(array, notes)``. Writing goes to a temporary file beside the
-target and is renamed into place, so an interrupted run never leaves a half-written image.
+16-bit): ``read_image`` returns ``(array, notes)``. Images are read as they display: an EXIF
+orientation tag (phone photos) is applied, so ``read_image``, ``read_alpha`` and ``image_size``
+give the upright picture (for PNG, only an eXIf chunk before the pixel data counts, as Pillow
+writes it). Warnings the decoder raises become notes, never loose ``UserWarning`` lines.
+Writing goes to a temporary file beside the target and is renamed into place, so an interrupted
+run never leaves a half-written image.
 
 Example:
     >>> import numpy as np, tempfile, os
@@ -27,7 +31,20 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".
 
 
 class BadImageError(MirlError):
-    """An image file could not be read (corrupt, truncated, not an image); names the file."""
+    """An image file could not be read (corrupt, truncated, not an image); names the file.
+
+    ``path`` and ``reason`` hold the parts; ``hint`` (what to do) ends the message only.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str, hint: str = "") -> None:
+        self.path, self.reason = str(path), reason
+        super().__init__(f"{path}: {reason}" + (f"; {hint}" if hint else ""))
+
+
+_SKIP_HINT = "remove it or pass --skip-bad"
+ORIENTATION_TAG = 0x0112
+# EXIF orientation -> the transpose that makes the stored pixels upright (as ImageOps.exif_transpose)
+_TRANSPOSE = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE", 6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}
 
 
 def is_image_name(path: str | os.PathLike) -> bool:
@@ -36,35 +53,72 @@ def is_image_name(path: str | os.PathLike) -> bool:
 
 
 def _open(path: Path):
+    """Open ``path`` lazily; returns ``(image, notes)``, decoder warnings as notes."""
     from PIL import Image, ImageFile, UnidentifiedImageError
 
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     if not path.exists():
-        raise BadImageError(f"{path}: file not found")
+        raise BadImageError(path, "file not found")
     if path.is_dir():
-        raise BadImageError(f"{path}: is a folder, expected an image file")
+        raise BadImageError(path, "is a folder, expected an image file")
     if path.stat().st_size == 0:
-        raise BadImageError(f"{path}: empty file (0 bytes); replace or remove it")
+        raise BadImageError(path, "empty file (0 bytes)", "replace or remove it")
     try:
-        im = Image.open(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(path)
     except UnidentifiedImageError:
-        raise BadImageError(f"{path}: not a readable image (unknown format); remove it or pass --skip-bad") from None
-    except OSError as exc:
-        raise BadImageError(f"{path}: cannot open image ({exc}); remove it or pass --skip-bad") from None
-    return im
+        raise BadImageError(path, "not a readable image (unknown format)", _SKIP_HINT) from None
+    except (OSError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise BadImageError(path, f"cannot open image ({exc})", _SKIP_HINT) from None
+    return im, [f"decoder warning: {w.message}" for w in caught]
+
+
+def _orientation(im) -> int:
+    """The EXIF orientation (1..8) from the header alone; 1 when absent, unreadable or invalid."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a broken EXIF block is "no orientation", not noise
+            if im.format == "PNG":  # Pillow's PNG getexif() decodes the whole image to look past IDAT
+                raw = im.info.get("exif")
+                if raw is None:
+                    return 1
+                exif = Image.Exif()
+                exif.load(raw)
+            else:
+                exif = im.getexif()
+            value = exif.get(ORIENTATION_TAG, 1)
+    except Exception:  # noqa: BLE001 - any EXIF parse failure means the tag cannot be trusted
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _upright(im, orientation: int):
+    """``im`` transposed as its EXIF ``orientation`` says (a new image), or ``im`` itself for 1."""
+    from PIL import Image
+
+    return im.transpose(getattr(Image.Transpose, _TRANSPOSE[orientation])) if orientation in _TRANSPOSE else im
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
-    """``(width, height)`` from the header only (cheap); raises :class:`BadImageError`."""
+    """``(width, height)`` as displayed (EXIF orientation applied), from the header only (cheap);
+    raises :class:`BadImageError`."""
     path = Path(path)
-    with _open(path) as im:
-        return im.size
+    im, _ = _open(path)
+    with im:
+        w, h = im.size
+        return (h, w) if _orientation(im) >= 5 else (w, h)
 
 
 def read_image(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
     """Decode ``path`` fully into a uint8 RGB array ``[H, W, 3]``; also return conversion notes.
 
-    Corrupt, truncated and non-image files raise :class:`BadImageError` naming the file.
+    Corrupt, truncated and non-image files raise :class:`BadImageError` naming the file. An EXIF
+    orientation is applied (the array is the picture as displayed) and noted; decoder warnings
+    (e.g. a damaged EXIF block) are returned as notes.
 
     Example:
         >>> img, notes = read_image("photo.png")  # doctest: +SKIP
@@ -72,53 +126,71 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
     path = Path(path)
     from PIL import Image
 
-    notes: list[str] = []
-    im = _open(path)
+    opened, notes = _open(path)
+    im = opened
     try:
         tile = im.tile[0] if getattr(im, "tile", None) else None  # read before load() clears it
         rawmode = tile[3] if tile else ""
         if isinstance(rawmode, tuple):
             rawmode = rawmode[0] if rawmode else ""
-        with warnings.catch_warnings():
+        orientation = _orientation(im)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # treat bombs as errors
             im.load()
-        mode = im.mode
-        if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-            arr = np.asarray(im).astype(np.float64)
-            top = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
-            arr = np.clip(np.round(arr / top * 255.0), 0, 255).astype(np.uint8)
-            notes.append(f"{mode} grayscale ({'16' if top > 255 else '8'}-bit) converted to 8-bit RGB")
-            arr = np.repeat(arr[:, :, None], 3, axis=2)
-            return np.ascontiguousarray(arr), notes
-        if ";16" in str(rawmode):
-            notes.append("16-bit image converted to 8 bits per channel")
-        if mode == "RGB":
-            arr = np.asarray(im)
-        else:
-            if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
-                notes.append(f"{mode} image: alpha channel not restored (restore writes it back unchanged)")
-            elif mode in ("L", "1"):
-                notes.append(f"{mode} grayscale image converted to RGB")
-            elif mode != "P":
-                notes.append(f"{mode} image converted to RGB")
-            arr = np.asarray(im.convert("RGB"))
-        if arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 1:
-            raise BadImageError(f"{path}: unexpected image shape {arr.shape}")
-        return np.ascontiguousarray(arr, dtype=np.uint8), notes
+            if orientation in _TRANSPOSE:
+                stored = im.size
+                im = _upright(im, orientation)
+                notes.append(f"EXIF orientation {orientation} applied (stored {stored[0]}x{stored[1]}, shown {im.size[0]}x{im.size[1]})")
+            arr, more = _to_rgb(im, rawmode, path)
+        notes += more
+        notes += [f"decoder warning: {w.message}" for w in caught]
+        return arr, notes
     except BadImageError:
         raise
     except (OSError, ValueError, SyntaxError, Warning) as exc:
-        raise BadImageError(f"{path}: corrupt or truncated image ({exc}); replace it, remove it, or pass --skip-bad") from None
+        raise BadImageError(path, f"corrupt or truncated image ({exc})", "replace it, remove it, or pass --skip-bad") from None
     finally:
-        im.close()
+        opened.close()
+
+
+def _to_rgb(im, rawmode: str, path: Path) -> tuple[np.ndarray, list[str]]:
+    """A loaded image of any mode -> uint8 RGB ``[H, W, 3]`` and notes on what was converted."""
+    notes: list[str] = []
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(im).astype(np.float64)
+        top = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        arr = np.clip(np.round(arr / top * 255.0), 0, 255).astype(np.uint8)
+        notes.append(f"{mode} grayscale ({'16' if top > 255 else '8'}-bit) converted to 8-bit RGB")
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+        return np.ascontiguousarray(arr), notes
+    if ";16" in str(rawmode):
+        notes.append("16-bit image converted to 8 bits per channel")
+    if mode == "RGB":
+        arr = np.asarray(im)
+    else:
+        if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
+            notes.append(f"{mode} image: alpha channel not restored (restore writes it back unchanged)")
+        elif mode in ("L", "1"):
+            notes.append(f"{mode} grayscale image converted to RGB")
+        elif mode != "P":
+            notes.append(f"{mode} image converted to RGB")
+        arr = np.asarray(im.convert("RGB"))
+    if arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 1:
+        raise BadImageError(path, f"unexpected image shape {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=np.uint8), notes
 
 
 def read_alpha(path: str | os.PathLike) -> np.ndarray | None:
-    """The alpha channel (uint8 ``[H, W]``) of an image that has one, else ``None``."""
-    im = _open(Path(path))
+    """The alpha channel (uint8 ``[H, W]``, EXIF orientation applied) of an image that has one, else ``None``."""
+    im, _ = _open(Path(path))
     try:
         if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-            return np.asarray(im.convert("RGBA"))[:, :, 3].copy()
+            orientation = _orientation(im)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # read_image has already noted them
+                return np.asarray(_upright(im.convert("RGBA"), orientation))[:, :, 3].copy()
         return None
     finally:
         im.close()
