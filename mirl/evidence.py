@@ -1,0 +1,182 @@
+"""Evidence from studies: per-image scores across replicates, curves with 95% intervals, paired
+differences ticket - control with verdicts, and the levels where a network harms its input.
+
+A study variant (the ticket, or one control) is a list of run folders, one per replicate
+(independent seeds, see :func:`mirl.lottery.run_replicates`). Intervals come from
+:mod:`mirl.stats`. Every table says what it rests on: ``images`` (per task, or summed over tasks
+for the ``mean`` row) and ``replicates``, and the interval ``method``.
+
+Example:
+    >>> scores = scores_table({"ticket": ticket_runs, "random re-init": control_runs})  # doctest: +SKIP
+    >>> curves = curve_table(scores, metric="gain")                                      # doctest: +SKIP
+    >>> verdicts = verdict_table(paired_differences(scores, "ticket"))                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from mirl.stats import Interval, interval, verdict
+
+MEAN = "mean"  # the row/panel that averages the tasks (each task weighs the same)
+METRICS: dict[str, str] = {
+    "psnr": "PSNR (dB)",
+    "gain": "PSNR gain over the degraded input (dB)",
+    "ssim": "SSIM",
+}
+UNITS: dict[str, str] = {"psnr": "dB", "gain": "dB", "ssim": ""}
+SCORE_COLUMNS = ["label", "replicate", "seed", "run", "level", "remaining_prunable", "remaining_trainable", "task",
+                 "name", "psnr", "ssim", "input_psnr", "input_ssim", "gain", "convention"]
+
+
+def scores_table(variants: Mapping[str, Sequence[str | os.PathLike]]) -> pd.DataFrame:
+    """Per-image scores of every finished level of every replicate of every variant.
+
+    ``variants`` maps a label (``"ticket"``, ``"random re-init"``) to its run folders, one per
+    replicate. ``gain`` is the PSNR over the degraded input's PSNR (> 0: the network restores).
+    Images whose PSNR is infinite (identical to the clean image) are left out, as in the means.
+    """
+    from mirl.results import levels, load_config, load_metrics
+
+    rows = []
+    for label, run_dirs in variants.items():
+        for replicate, run_dir in enumerate(run_dirs):
+            seed = load_config(run_dir).get("seed")
+            for level in levels(run_dir):
+                metrics = load_metrics(run_dir, level)
+                for task, scores in (metrics.get("tasks") or {}).items():
+                    for item in scores.get("per_image", []):
+                        psnr, input_psnr = float(item["psnr"]), float(item["input_psnr"])
+                        if not (np.isfinite(psnr) and np.isfinite(input_psnr)):
+                            continue
+                        rows.append({
+                            "label": label, "replicate": replicate, "seed": seed, "run": os.path.basename(os.fspath(run_dir)),
+                            "level": level, "remaining_prunable": float(metrics["density_prunable"]),
+                            "remaining_trainable": float(metrics["density_trainable"]), "task": task, "name": item["name"],
+                            "psnr": psnr, "ssim": float(item["ssim"]), "input_psnr": input_psnr,
+                            "input_ssim": float(item["input_ssim"]), "gain": psnr - input_psnr,
+                            "convention": metrics.get("convention", "unknown"),
+                        })
+    return pd.DataFrame(rows, columns=SCORE_COLUMNS)
+
+
+def _complete_levels(scores: pd.DataFrame) -> pd.DataFrame:
+    """Only the levels that every replicate of a variant has finished (so every point has one n)."""
+    parts = []
+    for _, group in scores.groupby("label", sort=False):
+        replicates = group["replicate"].nunique()
+        complete = group.groupby("level")["replicate"].nunique()
+        parts.append(group[group["level"].isin(complete[complete == replicates].index)])
+    return pd.concat(parts) if parts else scores
+
+
+def _values(group: pd.DataFrame, column: str, tasks: Sequence[str]) -> list[list[np.ndarray]]:
+    """``[replicate][task] -> per-image values`` (sorted by image name) for :func:`mirl.stats.interval`."""
+    return [[rep[rep["task"] == t].sort_values("name")[column].to_numpy() for t in tasks]
+            for _, rep in group.groupby("replicate", sort=True)]
+
+
+def _tasks(scores: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(scores["task"]))
+
+
+def _groups(scores: pd.DataFrame) -> Iterator[tuple[str, int, pd.DataFrame]]:
+    for (label, level), group in _complete_levels(scores).groupby(["label", "level"], sort=False):
+        yield str(label), int(level), group
+
+
+def _row(iv: Interval, **keys) -> dict:
+    return {**keys, "mean": iv.mean, "low": iv.low, "high": iv.high, "images": iv.images,
+            "replicates": iv.replicates, "method": iv.method}
+
+
+def curve_table(scores: pd.DataFrame, metric: str = "psnr") -> pd.DataFrame:
+    """Mean and 95% interval of ``metric`` (``psnr``, ``gain`` or ``ssim``) per variant, level and
+    task, plus a ``mean`` row over the tasks.
+
+    Example:
+        >>> curve_table(scores, "gain").query("task == 'mean'")[["label", "level", "mean", "low", "high"]]  # doctest: +SKIP
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
+    tasks = _tasks(scores)
+    rows = []
+    for label, level, group in _groups(scores):
+        where = {"label": label, "level": level, "remaining_prunable": group["remaining_prunable"].iloc[0],
+                 "remaining_trainable": group["remaining_trainable"].iloc[0]}
+        for task in tasks:
+            rows.append(_row(interval(_values(group, metric, [task])), **where, task=task))
+        rows.append(_row(interval(_values(group, metric, tasks)), **where, task=MEAN))
+    columns = ["label", "level", "remaining_prunable", "remaining_trainable", "task", "mean", "low", "high", "images",
+               "replicates", "method"]
+    return pd.DataFrame(rows, columns=columns).assign(metric=metric)
+
+
+def paired_differences(scores: pd.DataFrame, ticket: str, metric: str = "psnr") -> pd.DataFrame:
+    """``ticket - control`` per pruned level, task (and ``mean``) for every other variant, paired
+    on the same replicate seeds and test images; with its 95% interval and verdict.
+
+    Level 0 is left out: the dense level is shared by the variants of one seed.
+    """
+    scores = _complete_levels(scores)
+    tasks = _tasks(scores)
+    mine = scores[scores["label"] == ticket]
+    rows = []
+    for control in [v for v in dict.fromkeys(scores["label"]) if v != ticket]:
+        theirs = scores[scores["label"] == control]
+        keys = ["seed", "level", "task", "name"]
+        both = mine.merge(theirs[keys + [metric]], on=keys, suffixes=("", "_control"))
+        both = both[both["level"] > 0].assign(difference=lambda t: t[metric] - t[f"{metric}_control"])
+        for level, group in both.groupby("level"):
+            where = {"control": control, "level": int(level), "remaining_prunable": group["remaining_prunable"].iloc[0],
+                     "remaining_trainable": group["remaining_trainable"].iloc[0]}
+            for task in [*tasks, MEAN]:
+                iv = interval(_values(group, "difference", tasks if task == MEAN else [task]))
+                rows.append({**_row(iv, **where, task=task), "verdict": verdict(iv)})
+    columns = ["control", "level", "remaining_prunable", "remaining_trainable", "task", "mean", "low", "high", "images",
+               "replicates", "method", "verdict"]
+    return pd.DataFrame(rows, columns=columns).assign(metric=metric)
+
+
+def verdict_table(differences: pd.DataFrame, ticket: str = "ticket", denominator: str = "trainable") -> pd.DataFrame:
+    """One sentence per control and level from the ``mean`` rows of :func:`paired_differences`,
+    e.g. "at 19.5% trainable the ticket is +0.40 dB [+0.10, +0.70] above random re-init: resolved".
+    """
+    rows = []
+    for row in differences[differences["task"] == MEAN].itertuples():
+        iv = Interval(row.mean, row.low, row.high, row.images, row.replicates, row.method)
+        side = "above" if row.mean >= 0 else "below"
+        unit = UNITS.get(str(row.metric), "")
+        density = 100 * getattr(row, f"remaining_{denominator}")
+        rows.append({
+            "control": row.control, "level": row.level, f"remaining {denominator} (%)": round(density, 2),
+            "ticket - control": iv.format(unit, signed=True), "n": iv.n, "verdict": row.verdict,
+            "sentence": f"at {density:.3g}% {denominator} the {ticket} is {iv.format(unit, signed=True)} {side} "
+                        f"{row.control}: {row.verdict}",
+        })
+    return pd.DataFrame(rows, columns=["control", "level", f"remaining {denominator} (%)", "ticket - control", "n",
+                                       "verdict", "sentence"])
+
+
+def harmful_levels(scores: pd.DataFrame) -> pd.DataFrame:
+    """Variant, level and task where the restored images score below the degraded input on
+    average (mean PSNR gain < 0): each is a failure to look into, not a data point."""
+    curves = curve_table(scores, "gain")
+    bad = curves[(curves["task"] != MEAN) & (curves["mean"] < 0)]
+    return bad[["label", "level", "remaining_trainable", "task", "mean", "low", "high", "images", "replicates"]].reset_index(drop=True)
+
+
+def harm_warnings(scores: pd.DataFrame) -> list[str]:
+    """One line per entry of :func:`harmful_levels`, for reports and the CLI."""
+    return [f"{r.label}, level {r.level} ({100 * r.remaining_trainable:.3g}% trainable), {r.task}: restored images are "
+            f"{-r.mean:.2f} dB below the degraded input [{r.low:+.2f}, {r.high:+.2f}] (n = {r.images} images x "
+            f"{r.replicates} replicate{'s' if r.replicates != 1 else ''})"
+            for r in harmful_levels(scores).itertuples()]
+
+
+__all__ = ["MEAN", "METRICS", "curve_table", "harm_warnings", "harmful_levels", "paired_differences", "scores_table",
+           "verdict_table"]

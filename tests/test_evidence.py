@@ -1,0 +1,95 @@
+"""Evidence tables on synthetic studies: replicates aggregate, planted differences are resolved,
+networks that harm their input are flagged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mirl.evidence import MEAN, curve_table, harm_warnings, harmful_levels, paired_differences, scores_table, verdict_table
+
+TASKS = ("denoise_25", "derain")
+IMAGES = 16
+
+
+def write_run(root: Path, name: str, seed: int, offset: float, levels: int = 3, noise: float = 0.2,
+              input_psnr: float = 25.0, harm_task: str | None = None) -> Path:
+    """A finished run folder as mirl.lottery writes it: per-image PSNR = 28 - level + offset + noise."""
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"name": name, "preset": "smoke", "seed": seed}))
+    rng = np.random.default_rng([seed, len(name)])
+    for level in range(levels):
+        tasks = {}
+        for task in TASKS:
+            base = 28.0 - level + (offset if level else 0.0)
+            if task == harm_task:
+                base = input_psnr - 2.0
+            per_image = [{"name": f"img{i:02d}", "psnr": float(base + rng.normal(0, noise)), "ssim": 0.9,
+                          "input_psnr": input_psnr, "input_ssim": 0.7} for i in range(IMAGES)]
+            tasks[task] = {"psnr": float(np.mean([p["psnr"] for p in per_image])), "images": IMAGES, "per_image": per_image}
+        d = run / f"level_{level}"
+        d.mkdir()
+        (d / "metrics.json").write_text(json.dumps({
+            "level": level, "convention": "upstream", "density_prunable": 0.5 ** level,
+            "density_trainable": 0.9 * 0.5 ** level + 0.1, "tasks": tasks}))
+        (d / "done.json").write_text("{}")
+    return run
+
+
+def study(tmp_path: Path, planted: float, replicates: int = 3, **kwargs) -> dict[str, list[Path]]:
+    return {
+        "ticket": [write_run(tmp_path, f"ticket_{r}", seed=r, offset=planted, **kwargs) for r in range(replicates)],
+        "random re-init": [write_run(tmp_path, f"reinit_{r}", seed=r, offset=0.0, **kwargs) for r in range(replicates)],
+    }
+
+
+def test_replicates_aggregate_into_one_curve_with_its_n(tmp_path):
+    scores = scores_table(study(tmp_path, 0.0))
+    assert sorted(scores["replicate"].unique()) == [0, 1, 2] and set(scores["seed"]) == {0, 1, 2}
+    curves = curve_table(scores, "psnr")
+    mean = curves[(curves.label == "ticket") & (curves.task == MEAN)]
+    assert list(mean.level) == [0, 1, 2]
+    assert (mean.replicates == 3).all() and (mean.images == IMAGES * len(TASKS)).all()
+    assert (mean["low"] < mean["mean"]).all() and (mean["mean"] < mean["high"]).all()
+    assert mean["mean"].tolist() == pytest.approx([28, 27, 26], abs=0.1)
+    per_task = curves[(curves.task == "derain")]
+    assert (per_task.images == IMAGES).all()
+
+
+def test_a_planted_one_db_ticket_advantage_is_resolved(tmp_path):
+    diffs = paired_differences(scores_table(study(tmp_path, 1.0)), "ticket")
+    mean = diffs[diffs.task == MEAN]
+    assert list(mean.level) == [1, 2] and (mean.verdict == "resolved").all()
+    assert mean["mean"].tolist() == pytest.approx([1.0, 1.0], abs=0.1)
+    table = verdict_table(diffs)
+    assert table["sentence"].iloc[0].startswith("at 55% trainable the ticket is +1.0")
+    assert table["sentence"].iloc[0].endswith("above random re-init: resolved")
+    assert table["n"].iloc[0] == "32 images x 3 replicates"
+
+
+def test_no_planted_difference_is_not_resolved(tmp_path):
+    diffs = paired_differences(scores_table(study(tmp_path, 0.0, noise=0.3)), "ticket")
+    assert (diffs[diffs.task == MEAN].verdict == "not resolved").all()
+
+
+def test_an_unfinished_replicate_level_is_left_out_not_mixed_in(tmp_path):
+    variants = study(tmp_path, 0.0)
+    (variants["ticket"][2] / "level_2" / "done.json").unlink()
+    curves = curve_table(scores_table(variants), "psnr")
+    assert list(curves[(curves.label == "ticket") & (curves.task == MEAN)].level) == [0, 1]
+
+
+def test_networks_worse_than_their_input_are_flagged(tmp_path):
+    scores = scores_table(study(tmp_path, 0.0, replicates=1, harm_task="derain"))
+    bad = harmful_levels(scores)
+    assert set(bad.task) == {"derain"} and len(bad) == 6  # 2 variants x 3 levels
+    assert (bad["mean"] < 0).all()
+    lines = harm_warnings(scores)
+    assert lines[0].startswith("ticket, level 0 (100% trainable), derain: restored images are 2.")
+    assert "below the degraded input" in lines[0] and "n = 16 images x 1 replicate)" in lines[0]
+    gains = curve_table(scores, "gain")
+    assert gains[(gains.task == "denoise_25") & (gains.level == 0)]["mean"].iloc[0] == pytest.approx(3.0, abs=0.15)
