@@ -153,6 +153,73 @@ def sparsity_curves(
     return fig
 
 
+def interval_curves(
+    curves: pd.DataFrame,
+    denominator: str = "trainable",
+    tasks: Sequence[str] | None = None,
+    demo: bool = False,
+    columns: int = 3,
+) -> Any:
+    """One panel per task plus a ``mean`` panel: each variant's mean with its 95% interval (a band)
+    against the remaining weights (log axis, dense on the left), as lottery-ticket papers draw it.
+
+    ``curves`` is :func:`mirl.evidence.curve_table` output (one metric). For the ``gain`` metric a
+    zero line marks the degraded input (below it the network harms). The title states the
+    interval's method and n.
+
+    Example:
+        >>> import pandas as pd
+        >>> c = pd.DataFrame({"label": "ticket", "level": [0, 1], "remaining_prunable": [1.0, 0.5],
+        ...     "remaining_trainable": [1.0, 0.55], "task": "mean", "mean": [1.0, 0.8], "low": [0.7, 0.5],
+        ...     "high": [1.3, 1.1], "images": 32, "replicates": 3, "method": "t", "metric": "gain"})
+        >>> len(interval_curves(c).axes)
+        1
+    """
+    from mirl.evidence import MEAN, METRICS
+
+    if curves.empty:
+        raise ValueError("no scores to plot: the runs have no finished level with metrics.json")
+    metric = str(curves["metric"].iloc[0])
+    xcol, xlabel = _DENOMINATORS[denominator]
+    panels = [t for t in (tasks or dict.fromkeys(curves["task"])) if t != MEAN] + [MEAN]
+    panels = [t for t in panels if t in set(curves["task"])]
+    ncols = min(columns, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig = _figure(3.7 * ncols, 2.9 * nrows + 0.9)
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    labels = list(dict.fromkeys(curves["label"]))
+    for ax, task in zip(axes, panels):
+        for i, label in enumerate(labels):
+            sub = curves[(curves["label"] == label) & (curves["task"] == task)].sort_values("level")
+            if sub.empty:
+                continue
+            x = 100 * sub[xcol]
+            ax.fill_between(x, sub["low"], sub["high"], color=f"C{i % 10}", alpha=0.2, lw=0)
+            ax.plot(x, sub["mean"], "o-", color=f"C{i % 10}", ms=3.5, lw=1.5, label=label)
+        if metric == "gain":
+            ax.axhline(0.0, color="0.25", ls=":", lw=1.2, label="degraded input (no restoration)")
+        ax.set_xscale("log")
+        _percent_ticks(ax, 100 * curves[xcol].dropna())
+        ax.invert_xaxis()
+        first = curves[curves["task"] == task].iloc[0]
+        ax.set_title(f"{'mean over tasks' if task == MEAN else task} (n = {first['images']} img x {first['replicates']} rep)",
+                     fontsize=9.5)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel(METRICS[metric], fontsize=8)
+        ax.grid(True, alpha=0.3)
+        ax.tick_params(labelsize=8)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    handles, names = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, names, loc="outside lower center", ncols=min(4, len(handles)), fontsize=8)
+    method = str(curves["method"].iloc[0])
+    fig.suptitle(f"{METRICS[metric]} vs remaining {denominator} weights\nline: mean; band: {method}", fontsize=10)
+    if demo:
+        add_demo_label(fig)
+    return fig
+
+
 _NICE_PERCENTS = (100, 80, 64, 50, 40, 30, 20, 15, 10, 7, 5, 3.5, 2, 1, 0.5, 0.2, 0.1)
 
 
