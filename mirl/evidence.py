@@ -33,6 +33,27 @@ SCORE_COLUMNS = ["label", "replicate", "seed", "run", "level", "remaining_prunab
                  "name", "psnr", "ssim", "input_psnr", "input_ssim", "gain", "convention"]
 
 
+CONTROL_NAMES: dict[str, str] = {
+    "none": "ticket",
+    "random_reinit": "random re-init",
+    "random_prune": "random pruning",
+    "one_shot": "one-shot pruning",
+}
+
+
+def variant_label(settings: Mapping[str, object]) -> str:
+    """A short name for a study variant: ``{}`` -> ``"ticket"``, ``{"control": "random_reinit"}``
+    -> ``"random re-init"``; other settings are appended as ``key=value``.
+
+    Example:
+        >>> variant_label({"control": "random_prune", "scope": "global"})
+        'random pruning (scope=global)'
+    """
+    rest = {k: v for k, v in settings.items() if k != "control"}
+    name = CONTROL_NAMES.get(str(settings.get("control", "none")), str(settings.get("control")))
+    return name + (f" ({', '.join(f'{k}={v}' for k, v in sorted(rest.items()))})" if rest else "")
+
+
 def scores_table(variants: Mapping[str, Sequence[str | os.PathLike]]) -> pd.DataFrame:
     """Per-image scores of every finished level of every replicate of every variant.
 
@@ -162,6 +183,56 @@ def verdict_table(differences: pd.DataFrame, ticket: str = "ticket", denominator
                                        "verdict", "sentence"])
 
 
+def wide_table(curves: pd.DataFrame, denominator: str = "trainable", digits: int = 2) -> pd.DataFrame:
+    """One row per variant and level, one column per task: ``"mean [low, high]"`` strings, with the
+    remaining weights and the n of the ``mean`` column (for reports; the numbers stay in ``curves``)."""
+    unit_fmt = f"{{:.{digits if curves['metric'].iloc[0] != 'ssim' else 4}f}}"
+
+    def cell(r: pd.Series) -> str:
+        return f"{unit_fmt.format(r['mean'])} [{unit_fmt.format(r['low'])}, {unit_fmt.format(r['high'])}]"
+
+    table = curves.assign(cell=curves.apply(cell, axis=1))
+    wide = table.pivot(index=["label", "level"], columns="task", values="cell")
+    wide = wide[[t for t in dict.fromkeys(curves["task"]) if t in wide.columns]]
+    means = table[table["task"] == MEAN].set_index(["label", "level"])
+    wide.insert(0, f"remaining {denominator} (%)", (100 * means[f"remaining_{denominator}"]).round(2))
+    wide["n (mean)"] = [f"{i} img x {r} rep" for i, r in zip(means["images"], means["replicates"])]
+    order = {label: i for i, label in enumerate(dict.fromkeys(curves["label"]))}
+    return wide.reset_index().sort_values(["label", "level"], key=lambda c: c.map(order) if c.name == "label" else c,
+                                          ignore_index=True)
+
+
+def headline(scores: pd.DataFrame, reference: str, metric: str = "gain") -> dict[str, str]:
+    """The numbers for the report index: the reference variant's dense and last-level means over
+    tasks with their interval and n, each variant's last level, and the last level's verdicts.
+
+    Example:
+        >>> headline(scores, "ticket")  # doctest: +SKIP
+        {'ticket: dense, mean PSNR gain (dB)': '+3.10 [+2.90, +3.30] (n = 80 images x 1 replicate)', ...}
+    """
+    curves = curve_table(scores, metric)
+    means = curves[curves["task"] == MEAN]
+    convention = ", ".join(sorted(set(scores["convention"])))
+    name = f"{METRICS[metric].replace(' (dB)', '')} (dB, {convention})" if UNITS[metric] else METRICS[metric]
+    out: dict[str, str] = {}
+
+    def put(key: str, row: pd.Series) -> None:
+        iv = Interval(row["mean"], row["low"], row["high"], int(row["images"]), int(row["replicates"]), row["method"])
+        out[key] = f"{iv.format('', signed=metric == 'gain')} (n = {iv.n})"
+
+    dense = means[(means["label"] == reference) & (means["level"] == 0)]
+    if not dense.empty:
+        put(f"{reference}, dense: mean {name}", dense.iloc[0])
+    for label, group in means.groupby("label", sort=False):
+        last = group.sort_values("level").iloc[-1]
+        put(f"{label}, level {int(last['level'])} ({100 * last['remaining_trainable']:.3g}% trainable): mean {name}", last)
+    if scores["label"].nunique() > 1:
+        table = verdict_table(paired_differences(scores, reference), ticket=reference)
+        for control, group in table.groupby("control", sort=False):
+            out[f"{reference} - {control}, last level"] = group.iloc[-1]["sentence"]
+    return out
+
+
 def harmful_levels(scores: pd.DataFrame) -> pd.DataFrame:
     """Variant, level and task where the restored images score below the degraded input on
     average (mean PSNR gain < 0): each is a failure to look into, not a data point."""
@@ -178,5 +249,5 @@ def harm_warnings(scores: pd.DataFrame) -> list[str]:
             for r in harmful_levels(scores).itertuples()]
 
 
-__all__ = ["MEAN", "METRICS", "curve_table", "harm_warnings", "harmful_levels", "paired_differences", "scores_table",
-           "verdict_table"]
+__all__ = ["CONTROL_NAMES", "MEAN", "METRICS", "curve_table", "harm_warnings", "harmful_levels", "headline",
+           "paired_differences", "scores_table", "variant_label", "verdict_table", "wide_table"]

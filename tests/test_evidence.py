@@ -21,7 +21,7 @@ def write_run(root: Path, name: str, seed: int, offset: float, levels: int = 3, 
     run = root / name
     run.mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({"name": name, "preset": "smoke", "seed": seed}))
-    rng = np.random.default_rng([seed, len(name)])
+    rng = np.random.default_rng([seed, sum(map(ord, name))])
     for level in range(levels):
         tasks = {}
         for task in TASKS:
@@ -93,3 +93,16 @@ def test_networks_worse_than_their_input_are_flagged(tmp_path):
     assert "below the degraded input" in lines[0] and "n = 16 images x 1 replicate)" in lines[0]
     gains = curve_table(scores, "gain")
     assert gains[(gains.task == "denoise_25") & (gains.level == 0)]["mean"].iloc[0] == pytest.approx(3.0, abs=0.15)
+
+
+def test_report_tables_keep_the_variant_order_and_state_n(tmp_path):
+    from mirl.evidence import headline, variant_label, wide_table
+
+    scores = scores_table(study(tmp_path, 1.0))
+    wide = wide_table(curve_table(scores, "gain"))
+    assert list(wide.label) == ["ticket"] * 3 + ["random re-init"] * 3
+    assert wide["n (mean)"].iloc[0] == "32 img x 3 rep" and wide["mean"].iloc[0].startswith("3.0")
+    numbers = headline(scores, "ticket")
+    assert all("(n = 32 images x 3 replicates)" in v for k, v in numbers.items() if "mean PSNR gain" in k)
+    assert numbers["ticket - random re-init, last level"].endswith("above random re-init: resolved")
+    assert variant_label({}) == "ticket" and variant_label({"control": "random_reinit"}) == "random re-init"
