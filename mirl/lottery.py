@@ -15,10 +15,11 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -32,6 +33,7 @@ from mirl.paths import datasets_dir, level_dir, runs_dir
 from mirl.pruning.controls import one_shot_fraction, random_prune
 from mirl.pruning.magnitude import magnitude_prune
 from mirl.pruning.mask import Mask, apply_mask, full_mask, load_mask, save_mask, write_sparsity_report
+from mirl.runlock import RunLock
 from mirl.train import DistInfo, train_level
 
 
@@ -212,14 +214,40 @@ def run_study(
     run_dir = Path(out).expanduser() if out is not None else runs_dir()
     run_dir = run_dir / run_name(preset, cfg)
     record = {"name": run_dir.name, "preset": preset, "non_default": non_default(cfg), **cfg.to_dict()}
-    if dist.is_main:
-        _check_same_config(run_dir, record)
-        remove_stale_temporaries(run_dir)  # a killed run may have died inside an atomic write
-        atomic_write_json(run_dir / "config.json", record)
+    _decided_by_main(dist, device, lambda: _check_same_config(run_dir, record) or 0)
+    # Everything that can refuse the run is checked before the run folder is created.
     data_root = resolve_data_root(cfg, dist, cfg.progress)
     from mirl.data.datasets import TrainDataset
 
     train_set = TrainDataset(data_root, list(cfg.tasks), patch_size=cfg.patch_size, repeats=parse_repeats(cfg.repeats), seed=cfg.seed)
+    lock = RunLock(run_dir)
+
+    def start() -> int:
+        """1: the run is finished (nothing to write); 0: locked and ready to write."""
+        if _is_finished(run_dir, cfg):
+            _tidy_finished(run_dir)
+            return 1
+        lock.acquire()
+        try:
+            _check_same_config(run_dir, record)  # another process may have started it meanwhile
+            remove_stale_temporaries(run_dir)  # a killed run may have died inside an atomic write
+            atomic_write_json(run_dir / "config.json", record)
+        except BaseException:
+            lock.release()
+            raise
+        return 0
+
+    if _decided_by_main(dist, device, start) == 1:
+        return run_dir
+    try:
+        _run_levels(cfg, run_dir, dist, device, data_root, train_set)
+    finally:
+        lock.release()
+    return run_dir
+
+
+def _run_levels(cfg: StudyConfig, run_dir: Path, dist: DistInfo, device: torch.device, data_root: Path, train_set: Any) -> None:
+    """Train, prune and evaluate every level that is not done yet (rank 0 holds the run's lock)."""
     theta0 = _initial_weights(cfg, run_dir, dist)
 
     if dist.is_main:
@@ -265,7 +293,6 @@ def run_study(
             (ldir / "train_state.pt").unlink(missing_ok=True)
             atomic_write_json(ldir / "done.json", {"level": level, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
         dist.barrier()
-    return run_dir
 
 
 def reuse_dense_level(cfg: StudyConfig, run_dir: Path) -> Path | None:
@@ -314,11 +341,52 @@ def _check_same_config(run_dir: Path, record: Mapping[str, Any]) -> None:
     existing = run_dir / "config.json"
     if not existing.exists():
         return
-    import json
-
-    old = json.loads(existing.read_text())
-    if old.get("non_default") != record["non_default"]:
+    try:
+        old = json.loads(existing.read_text())
+    except (OSError, ValueError) as exc:
+        raise MirlError(f"{existing} cannot be read ({exc}); remove {run_dir} to start the run again") from None
+    if not isinstance(old, dict) or old.get("non_default") != record["non_default"]:
         raise MirlError(f"{existing} holds a different configuration; remove {run_dir} or change the settings")
+
+
+def _is_finished(run_dir: Path, cfg: StudyConfig) -> bool:
+    """Every level is done and ``config.json`` is there: reading the run needs no write.
+
+    (``config.json`` keeps the settings the run was made with; call :func:`_check_same_config` first.)
+    """
+    return (run_dir / "config.json").is_file() and all(
+        (level_dir(run_dir, level) / "done.json").is_file() for level in range(cfg.rounds + 1))
+
+
+def _tidy_finished(run_dir: Path) -> None:
+    """Remove what killed atomic writes left in a finished run, when the folder is writable and
+    free; otherwise leave it (the results are complete, and reading writes nothing)."""
+    if not any(p.is_file() for p in run_dir.rglob(".*.tmp")):
+        return
+    try:
+        with RunLock(run_dir):
+            remove_stale_temporaries(run_dir)
+    except MirlError:
+        pass
+
+
+def _decided_by_main(dist: DistInfo, device: torch.device, decide: Callable[[], int]) -> int:
+    """Run ``decide`` on rank 0 and give its answer to every rank; an error there stops them all."""
+    if not dist.enabled:
+        return decide()
+    answer, error = -1, None
+    if dist.is_main:
+        try:
+            answer = decide()
+        except MirlError as exc:
+            error = exc
+    shared = torch.tensor([answer], dtype=torch.int64, device=device)
+    torch.distributed.broadcast(shared, src=0)
+    if error is not None:
+        raise error
+    if int(shared) < 0:
+        raise MirlError("rank 0 stopped with an error (see its message); this rank stops too")
+    return int(shared)
 
 
 def _initial_weights(cfg: StudyConfig, run_dir: Path, dist: DistInfo) -> dict[str, torch.Tensor]:

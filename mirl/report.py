@@ -12,7 +12,9 @@ Layout of a reports folder::
 
 ``<name>`` is the notebook's stem plus the parameters that were set, e.g.
 ``02_sparsity_vs_psnr--smoke--scope-layerwise``. Everything runs in one Python process (papermill
-starts one kernel per notebook); every file is written atomically.
+starts one kernel per notebook); every file is written atomically. A report is built in a hidden
+``.<name>.tmp-*`` folder and swapped in when complete: an interrupted run leaves the previous
+report, and the index, as they were.
 
 Example:
     >>> from mirl.report import run_reports                              # doctest: +SKIP
@@ -31,8 +33,11 @@ import io
 import json
 import os
 import re
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -357,20 +362,37 @@ def execute_report(
 
     ``parameters`` are the user's (they name the report); ``runner`` adds ``runs_dir`` /
     ``data_dir``, passed only to notebooks that declare them. A failing notebook still gives a
-    report (with the error shown) and a record with ``status: failed``.
+    report (with the error shown) and a record with ``status: failed``. The previous report of
+    the same name is replaced only once the new one is complete.
     """
-    import papermill
-
     out = Path(out).resolve()
     src = Path(notebooks or notebooks_dir()) / f"{spec.stem}.ipynb"
     if not src.is_file():
         raise ReportError(f"notebook not found: {src}")
     declared = notebook_parameters(src)
     name = report_name(spec.stem, parameters)
-    work = out / name
-    work.mkdir(parents=True, exist_ok=True)
-    for stale in (work / RESULTS_FILE, work / MAIN_FIGURE):
-        stale.unlink(missing_ok=True)
+    # Build in a hidden sibling folder; the previous report stays whole until the swap.
+    work = _new_build_folder(out, name)
+    try:
+        record = _execute_into(spec, parameters, declared, src, work, out / name, runner, kernel_name, timeout)
+        _swap_in(work, out / name)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    html_built = out / name / f"{name}.html"
+    if html_built.is_file():
+        os.replace(html_built, out / f"{name}.html")
+    return record
+
+
+def _execute_into(
+    spec: NotebookSpec, parameters: Mapping[str, Any], declared: Mapping[str, Any], src: Path, work: Path,
+    final: Path, runner: Mapping[str, Any] | None, kernel_name: str, timeout: int | None,
+) -> dict[str, Any]:
+    """Run the notebook in ``work`` (to become ``final``); the HTML goes to ``work/<name>.html``."""
+    import papermill
+
+    name = final.name
     passed = {k: v for k, v in parameters.items() if k in declared}
     full = dict(passed)
     for key, value in (runner or {}).items():
@@ -390,7 +412,7 @@ def execute_report(
     except papermill.PapermillExecutionError as exc:
         status, error = "failed", f"{exc.ename}: {exc.evalue}"
     duration = time.perf_counter() - t0
-    html_path = out / f"{name}.html"
+    html_path = work / f"{name}.html"
     record: dict[str, Any] = {
         "name": name,
         "notebook": spec.stem,
@@ -405,6 +427,8 @@ def execute_report(
         "executed_notebook": f"{name}/{executed.name}",
     }
     if executed.is_file():
+        # The notebook ran in the build folder; name the folder it is published in.
+        atomic_write_text(executed, executed.read_text(encoding="utf-8").replace(str(work), str(final)))
         export_html(executed, html_path, header=_header(spec.title, passed, started, duration, status))
     else:
         record["html"] = None
@@ -413,6 +437,49 @@ def execute_report(
         record["results"] = json.loads(results.read_text(encoding="utf-8"))
     atomic_write_json(work / "report.json", record)
     return record
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def _new_build_folder(out: Path, name: str) -> Path:
+    """A fresh ``out/.<name>.tmp-<pid>-<random>`` with the usual permissions, after removing what
+    killed builds of this report left (and restoring a report a kill left aside mid-swap)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for leftover in sorted(out.glob(f".{glob_escape(name)}.*")):
+        kind, _, rest = leftover.name[len(name) + 2:].partition("-")
+        if kind == "old" and not (out / name).exists():
+            leftover.rename(out / name)
+        elif kind == "old" or (kind == "tmp" and rest.split("-")[0].isdigit() and not _pid_alive(int(rest.split("-")[0]))):
+            shutil.rmtree(leftover, ignore_errors=True)
+    work = Path(tempfile.mkdtemp(dir=out, prefix=f".{name}.tmp-{os.getpid()}-"))
+    umask = os.umask(0)
+    os.umask(umask)
+    work.chmod(0o777 & ~umask)  # mkdtemp makes 0700
+    return work
+
+
+def _swap_in(work: Path, final: Path) -> None:
+    """Put the folder ``work`` in place of ``final`` (two renames; the old one is then removed)."""
+    aside = None
+    if final.exists():
+        aside = final.with_name(f".{final.name}.old-{os.getpid()}")
+        final.rename(aside)
+    try:
+        work.rename(final)
+    except BaseException:
+        if aside is not None:
+            aside.rename(final)
+        raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def select_notebooks(names: Iterable[str] | None) -> list[NotebookSpec]:
@@ -469,7 +536,9 @@ def run_reports(
             if log:
                 log(f"mirl report: {record['status']} in {record['duration_s']:.1f} s -> {Path(out) / (record['html'] or '-')}")
             records.append(record)
-    build_index(out)
+            build_index(out)  # the index follows every finished report
+    if not records:
+        build_index(out)
     return records
 
 
@@ -514,6 +583,8 @@ def build_index(out: PathLike = "reports") -> Path:
     out = Path(out)
     records = []
     for path in sorted(out.glob("*/report.json")):
+        if path.parent.name.startswith("."):  # a report being built, or a killed build
+            continue
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):

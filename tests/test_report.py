@@ -7,6 +7,7 @@ labelled, tests only); the export tests use the real smoke reports of tests/test
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +164,134 @@ def test_default_locations_follow_the_project_root(tmp_path: Path, monkeypatch: 
     assert resolve_data_dir(None) == tmp_path.resolve() / "datasets"
     assert resolve_output_dir(None, "01_study") == tmp_path.resolve() / "reports" / "interactive" / "01_study"
     assert resolve_runs_dir(tmp_path / "elsewhere") == (tmp_path / "elsewhere").resolve()
+
+
+# ------------------------------------------------------------------ nothing lost when a report dies
+
+
+def _tiny_notebooks(folder: Path, stems: tuple[str, ...]) -> Path:
+    """Minimal notebooks with a parameters cell, standing in for the study notebooks."""
+    import nbformat
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem in stems:
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nb.metadata["language_info"] = {"name": "python"}
+        cell = nbformat.v4.new_code_cell("output_dir = None\nversion = 0")
+        cell.metadata["tags"] = ["parameters"]
+        nb.cells = [cell]
+        nbformat.write(nb, folder / f"{stem}.ipynb")
+    return folder
+
+
+def test_interrupted_report_keeps_the_previous_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A report that dies mid-way (after writing some files) leaves the previous report, its
+    status and the index as they were; the index follows every finished report; a complete
+    rerun replaces them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import nbformat
+    import papermill
+
+    from mirl import report
+
+    notebooks = _tiny_notebooks(tmp_path / "notebooks", ("01_study", "02_sparsity_vs_psnr"))
+    out = tmp_path / "reports"
+    crash: set[str] = set()
+    calls: list[str] = []
+
+    def fake_execute(src: str, dst: str, parameters: dict, **kwargs: Any) -> None:
+        calls.append(Path(src).stem)
+        nb = nbformat.read(src, as_version=4)
+        injected = nbformat.v4.new_code_cell(f"output_dir = {parameters['output_dir']!r}")
+        injected.metadata["tags"] = ["injected-parameters"]
+        nb.cells.insert(1, injected)
+        nbformat.write(nb, dst)
+        fig = plt.figure(figsize=(1, 1))
+        report.save_results(parameters["output_dir"], {"call": len(calls)}, main_figure=fig)
+        plt.close(fig)
+        if Path(src).stem in crash:
+            raise RuntimeError("kernel died")  # what a kill leaves: files written, the run cut short
+
+    monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
+
+    def run() -> list[dict[str, Any]]:
+        return report.run_reports(param_sets=[{"version": 1}], notebooks=["01", "02"], out=out,
+                                  runs_dir=tmp_path / "runs", notebooks_path=notebooks, log=None)
+
+    def state(prefix: str = "") -> dict[str, bytes]:
+        files = sorted(p for p in out.rglob("*") if p.is_file() and p.relative_to(out).as_posix().startswith(prefix))
+        return {p.relative_to(out).as_posix(): p.read_bytes() for p in files}
+
+    def index() -> dict[str, tuple[str, int]]:
+        return {r["notebook"]: (r["status"], r["results"]["headline"]["call"]) for r in json.loads((out / "index.json").read_text())}
+
+    run()
+    assert index() == {"01_study": ("ok", 1), "02_sparsity_vs_psnr": ("ok", 2)}
+    second = state("02_")
+    crash.add("02_sparsity_vs_psnr")
+    with pytest.raises(RuntimeError, match="kernel died"):
+        run()
+    assert state("02_") == second, "a report that died changed the previous report"
+    assert index() == {"01_study": ("ok", 3), "02_sparsity_vs_psnr": ("ok", 2)}, "the index does not match the reports"
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [], "temporaries left behind"
+    crash.clear()
+    records = run()
+    assert [r["status"] for r in records] == ["ok", "ok"]
+    assert index() == {"01_study": ("ok", 5), "02_sparsity_vs_psnr": ("ok", 6)}
+    folder = out / records[0]["name"]
+    assert json.loads((folder / "report.json").read_text())["started"] == records[0]["started"]
+    executed = (folder / "01_study.ipynb").read_text()
+    assert repr(str(folder.resolve())) in executed and ".tmp" not in executed, "the notebook names its temporary folder"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert folder.stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_report_on_read_only_runs_writes_nothing(smoke: dict[str, Any], tmp_path: Path) -> None:
+    """``mirl report --runs RO`` on finished runs: the reports are made and the runs folder is
+    untouched (with a read-only folder when not running as root; the file times in any case)."""
+    import shutil
+
+    from mirl.cli import main
+
+    runs = tmp_path / "runs"
+    shutil.copytree(smoke["runs"], runs)
+    paths = [runs, *runs.rglob("*")]
+    for p in paths:
+        p.chmod(0o555 if p.is_dir() else 0o444)
+    before = {str(p): (p.stat().st_mtime_ns, p.stat().st_size) for p in paths}
+    try:
+        rc = main(["report", "--preset", "smoke", "--notebooks", "01", "--runs", str(runs), "--out", str(tmp_path / "reports")])
+        assert rc == 0
+        assert {str(p): (p.stat().st_mtime_ns, p.stat().st_size) for p in [runs, *runs.rglob("*")]} == before
+    finally:
+        for p in paths:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+def test_what_a_killed_report_left_is_cleaned_up(tmp_path: Path) -> None:
+    """kill -9 mid-build leaves a hidden build folder; mid-swap, the old report set aside. The
+    next build of that report removes the first and puts the second back; the index skips both."""
+    import subprocess
+    import sys
+
+    from mirl.report import _new_build_folder, build_index
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    out = tmp_path / "reports"
+    name = "01_study--smoke"
+    for leftover in (f".{name}.tmp-{dead.pid}-abc", f".{name}.old-{dead.pid}"):
+        (out / leftover).mkdir(parents=True)
+        (out / leftover / "report.json").write_text(json.dumps({"name": name, "status": "ok", "html": None}))
+    alive = out / f".{name}.tmp-{os.getpid()}-xyz"  # a build in progress (this process): kept
+    alive.mkdir()
+    build_index(out)
+    assert json.loads((out / "index.json").read_text()) == []
+    work = _new_build_folder(out, name)
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(f".{name}")) == sorted([alive.name, work.name])
+    assert json.loads((out / name / "report.json").read_text())["status"] == "ok"
