@@ -68,6 +68,7 @@ class StudyConfig:
     test_pad: bool = False
     seed: int = 0
     # not part of the run's identity
+    replicates: int = 1
     device: str = "auto"
     num_workers: int = 0
     checkpoint_every: int = 100
@@ -80,7 +81,7 @@ class StudyConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
-NOT_HASHED = frozenset({"device", "num_workers", "checkpoint_every", "progress", "cuda_graph", "compile",
+NOT_HASHED = frozenset({"replicates", "device", "num_workers", "checkpoint_every", "progress", "cuda_graph", "compile",
                         "compile_memory_budget"})
 # Settings that only act from level 1 on: runs that differ only in these share the dense level 0.
 PRUNING_ONLY = frozenset({"rounds", "fraction", "scope", "control", "reset_params"})
@@ -102,6 +103,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 HELP: dict[str, str] = {
+    "replicates": "independent studies with seeds seed, seed+1, ...; each is its own run folder (runs/<preset>_<hash>), reused when finished",
     "data": "'builtin' (the demo corpus, made on first use) or a folder in the published layout",
     "repeats": "'published' (denoise x3, derain x120, dehaze x1), 'demo' (balanced for the built-in corpus), or task=factor,...",
     "max_test_side": "centre-crop built-in test photos to at most this many pixels per side (0 = full size)",
@@ -203,7 +205,7 @@ def _validate(name: str, value: Any) -> None:
     if name in ("rounds", "rewind_steps", "steps_per_epoch", "eval_limit", "max_test_side", "warmup_epochs", "seed",
                 "num_workers") and value < 0:
         raise ConfigError(f"bad value {value!r} for {name}; it must be >= 0")
-    if name in ("epochs", "batch_size", "patch_size", "checkpoint_every") and value < 1:
+    if name in ("epochs", "batch_size", "patch_size", "checkpoint_every", "replicates") and value < 1:
         raise ConfigError(f"bad value {value!r} for {name}; it must be >= 1")
     if name == "patch_size" and value % PATCH_MULTIPLE:
         raise ConfigError(f"bad value {value!r} for patch_size; it must be a multiple of {PATCH_MULTIPLE} "

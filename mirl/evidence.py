@@ -20,6 +20,7 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from mirl.errors import MirlError
 from mirl.stats import Interval, interval, verdict
 
 MEAN = "mean"  # the row/panel that averages the tasks (each task weighs the same)
@@ -71,6 +72,9 @@ def scores_table(variants: Mapping[str, Sequence[str | os.PathLike]]) -> pd.Data
                 metrics = load_metrics(run_dir, level)
                 for task, scores in (metrics.get("tasks") or {}).items():
                     for item in scores.get("per_image", []):
+                        if "input_psnr" not in item:
+                            raise MirlError(f"{run_dir} level {level}: metrics.json has no per-image input_psnr (an older "
+                                            "mirl wrote it); re-run the study in a new --out folder to score against the input")
                         psnr, input_psnr = float(item["psnr"]), float(item["input_psnr"])
                         if not (np.isfinite(psnr) and np.isfinite(input_psnr)):
                             continue
@@ -150,6 +154,7 @@ def paired_differences(scores: pd.DataFrame, ticket: str, metric: str = "psnr") 
     for control in [v for v in dict.fromkeys(scores["label"]) if v != ticket]:
         theirs = scores[scores["label"] == control]
         keys = ["seed", "level", "task", "name"]
+        _check_same_images(mine, theirs, ticket, control)
         both = mine.merge(theirs[keys + [metric]], on=keys, suffixes=("", "_control"))
         both = both[both["level"] > 0].assign(difference=lambda t: t[metric] - t[f"{metric}_control"])
         for level, group in both.groupby("level"):
@@ -161,6 +166,19 @@ def paired_differences(scores: pd.DataFrame, ticket: str, metric: str = "psnr") 
     columns = ["control", "level", "remaining_prunable", "remaining_trainable", "task", "mean", "low", "high", "images",
                "replicates", "method", "verdict"]
     return pd.DataFrame(rows, columns=columns).assign(metric=metric)
+
+
+def _check_same_images(mine: pd.DataFrame, theirs: pd.DataFrame, ticket: str, control: str) -> None:
+    """Refuse to pair variants scored on different seeds or test images at a level both finished."""
+    for level in sorted(set(mine["level"]) & set(theirs["level"]) - {0}):
+        a = set(mine.loc[mine["level"] == level, ["seed", "task", "name"]].itertuples(index=False))
+        b = set(theirs.loc[theirs["level"] == level, ["seed", "task", "name"]].itertuples(index=False))
+        if a != b:
+            raise MirlError(
+                f"level {level}: {ticket!r} and {control!r} were scored on different replicates or test images "
+                f"({len(a & b)} in common, {len(a - b)} only in {ticket!r}, {len(b - a)} only in {control!r}: "
+                f"e.g. {sorted(a ^ b)[0]}); a paired difference needs the same seeds and images. Run both with the same "
+                "replicates on one dataset (a rebuilt dataset needs new runs, e.g. another --out)")
 
 
 def verdict_table(differences: pd.DataFrame, ticket: str = "ticket", denominator: str = "trainable") -> pd.DataFrame:
@@ -243,10 +261,12 @@ def harmful_levels(scores: pd.DataFrame) -> pd.DataFrame:
 
 def harm_warnings(scores: pd.DataFrame) -> list[str]:
     """One line per entry of :func:`harmful_levels`, for reports and the CLI."""
-    return [f"{r.label}, level {r.level} ({100 * r.remaining_trainable:.3g}% trainable), {r.task}: restored images are "
-            f"{-r.mean:.2f} dB below the degraded input [{r.low:+.2f}, {r.high:+.2f}] (n = {r.images} images x "
-            f"{r.replicates} replicate{'s' if r.replicates != 1 else ''})"
-            for r in harmful_levels(scores).itertuples()]
+    lines = []
+    for r in harmful_levels(scores).itertuples():
+        n = Interval(r.mean, r.low, r.high, r.images, r.replicates, "").n
+        lines.append(f"{r.label}, level {r.level} ({100 * r.remaining_trainable:.3g}% trainable), {r.task}: restored images "
+                     f"are {-r.mean:.2f} dB below the degraded input [{r.low:+.2f}, {r.high:+.2f}] (n = {n})")
+    return lines
 
 
 __all__ = ["CONTROL_NAMES", "MEAN", "METRICS", "curve_table", "harm_warnings", "harmful_levels", "headline",

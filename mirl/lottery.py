@@ -192,6 +192,28 @@ def _level_metrics(level: int, report: Mapping[str, Any], scores: Mapping[str, A
     }
 
 
+def run_replicates(
+    preset: str = "quickstart",
+    overrides: Mapping[str, Any] | None = None,
+    config_file: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> list[Path]:
+    """Run (or resume) ``replicates`` independent studies, seeds ``seed .. seed + replicates - 1``,
+    and return their run folders in seed order. Each replicate is a study of its own
+    (:func:`run_study`): finished ones are reused, an interrupted one resumes.
+
+    Example:
+        >>> runs = run_replicates("smoke", {"replicates": 3}, progress=False)  # doctest: +SKIP
+        >>> [json.load(open(r / "config.json"))["seed"] for r in runs]       # doctest: +SKIP
+        [0, 1, 2]
+    """
+    values = dict(overrides or {})
+    cfg = study_preset(preset, {**values, "progress": progress}, config_file)
+    return [run_study(preset, {**values, "seed": cfg.seed + r}, config_file, out=out, progress=progress)
+            for r in range(cfg.replicates)]
+
+
 def run_study(
     preset: str = "quickstart",
     overrides: Mapping[str, Any] | None = None,

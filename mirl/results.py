@@ -10,9 +10,9 @@ Every table of scores carries a ``convention`` column (the metric convention of
 conventions are not comparable.
 
 Example:
-    >>> from mirl.results import list_runs, summary_table, load_mask   # doctest: +SKIP
+    >>> from mirl.results import list_runs, metrics_table                # doctest: +SKIP
     >>> runs = list_runs("runs")                                        # doctest: +SKIP
-    >>> summary_table(runs.path[0])[["level", "density_trainable", "mean_psnr"]]  # doctest: +SKIP
+    >>> metrics_table(runs.path[0])[["level", "task", "psnr", "input_psnr"]]  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -210,29 +210,6 @@ def metrics_table(run_dir: PathLike, label: str | None = None) -> pd.DataFrame:
     columns = ["run", "label", "level", "remaining_prunable", "remaining_trainable", "task", "psnr", "ssim",
                "input_psnr", "input_ssim", "images", "convention"]
     return pd.DataFrame(rows, columns=columns)
-
-
-def summary_table(run_dir: PathLike) -> pd.DataFrame:
-    """Wide table, one row per finished level: densities, mean PSNR/SSIM and PSNR per task.
-
-    Example:
-        >>> summary_table("runs/smoke_1a2b3c4d").columns[:5].tolist()   # doctest: +SKIP
-        ['level', 'remaining_prunable', 'remaining_trainable', 'mean_psnr', 'mean_ssim']
-    """
-    rows = []
-    for level, metrics in _level_files(run_dir, "metrics.json"):
-        row: dict[str, Any] = {
-            "level": level,
-            "remaining_prunable": metrics.get("density_prunable"),
-            "remaining_trainable": metrics.get("density_trainable"),
-            "mean_psnr": metrics.get("mean_psnr"),
-            "mean_ssim": metrics.get("mean_ssim"),
-        }
-        for task, scores in (metrics.get("tasks") or {}).items():
-            row[f"psnr_{task}"] = scores.get("psnr")
-        row["convention"] = metrics.get("convention", "unknown")
-        rows.append(row)
-    return pd.DataFrame(rows)
 
 
 def per_image_table(run_dir: PathLike, level: int) -> pd.DataFrame:
@@ -445,33 +422,6 @@ def gallery_samples(
             panels.append({"label": "clean", "image": _to_hwc(clean), "psnr": None})
             samples.append({"task": task, "name": item["name"], "panels": panels, "convention": convention})
     return samples
-
-
-def headline(run_dir: PathLike) -> dict[str, Any]:
-    """The few numbers that summarise a run (for ``results.json`` and the report index).
-
-    Keys name the unit and the metric convention, e.g. ``"dense mean PSNR (dB, upstream)"``.
-
-    Example:
-        >>> headline("runs/smoke_1a2b3c4d")["finished levels"]   # doctest: +SKIP
-        3
-    """
-    table = summary_table(run_dir)
-    if table.empty:
-        return {"finished levels": 0}
-    convention = str(table["convention"].iloc[0])
-    first, last = table.iloc[0], table.iloc[-1]
-    best = table.loc[table["mean_psnr"].astype(float).idxmax()]
-    return {
-        "finished levels": int(len(table)),
-        "last level": int(last["level"]),
-        "remaining trainable at last level (%)": round(100 * float(last["remaining_trainable"]), 2),
-        "remaining prunable at last level (%)": round(100 * float(last["remaining_prunable"]), 2),
-        f"level {int(first['level'])} mean PSNR (dB, {convention})": round(float(first["mean_psnr"]), 3),
-        f"last level mean PSNR (dB, {convention})": round(float(last["mean_psnr"]), 3),
-        f"best level by mean PSNR ({convention})": int(best["level"]),
-        "study compute time (s)": round(study_seconds(run_dir), 1),
-    }
 
 
 def study_seconds(run_dir: PathLike) -> float:

@@ -51,7 +51,7 @@ class Interval:
     @property
     def n(self) -> str:
         """``"16 images x 3 replicates"``: what the interval rests on."""
-        return f"{self.images} images x {self.replicates} replicate{'s' if self.replicates != 1 else ''}"
+        return f"{self.images} image{'s' if self.images != 1 else ''} x {self.replicates} replicate{'s' if self.replicates != 1 else ''}"
 
     def format(self, unit: str = "dB", signed: bool = False, digits: int = 2) -> str:
         """``"+0.40 dB [+0.10, +0.70]"`` (``signed`` for differences)."""

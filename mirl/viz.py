@@ -6,9 +6,9 @@ the label :data:`DEMO_LABEL` (pass ``demo=True``): those numbers are a demonstra
 benchmark.
 
 Example:
-    >>> from mirl import results, viz                                   # doctest: +SKIP
-    >>> table = results.metrics_table("runs/smoke_1a2b3c4d")            # doctest: +SKIP
-    >>> fig = viz.sparsity_curves(table, demo=True)                     # doctest: +SKIP
+    >>> from mirl import evidence, viz                                  # doctest: +SKIP
+    >>> scores = evidence.scores_table({"ticket": ["runs/smoke_49d0c140"]})  # doctest: +SKIP
+    >>> fig = viz.interval_curves(evidence.curve_table(scores, "gain"), demo=True)  # doctest: +SKIP
     >>> png = viz.fig_to_png(fig)                                       # doctest: +SKIP
 """
 
@@ -27,7 +27,6 @@ _DENOMINATORS = {
     "prunable": ("remaining_prunable", "remaining prunable weights (%)"),
     "trainable": ("remaining_trainable", "remaining trainable parameters (%)"),
 }
-_METRIC_NAMES = {"psnr": "PSNR (dB)", "ssim": "SSIM"}
 
 
 def _figure(width: float, height: float):
@@ -84,73 +83,6 @@ def fig_to_png(fig: Any, dpi: int = 100) -> bytes:
 
 
 # --------------------------------------------------------------------------- sparsity curves
-
-
-def sparsity_curves(
-    tables: pd.DataFrame | Sequence[pd.DataFrame],
-    metrics: Sequence[str] = ("psnr", "ssim"),
-    tasks: Sequence[str] | None = None,
-    denominators: Sequence[str] = ("prunable", "trainable"),
-    demo: bool = False,
-    log_x: bool = True,
-) -> Any:
-    """Score against remaining weights: one row per task, one column per (metric, denominator).
-
-    ``tables`` are :func:`mirl.results.metrics_table` frames (one per run, or concatenated);
-    each run (column ``label``) is one line. The dense level (level 0) of the first run is drawn
-    as a dashed grey reference line and, where recorded, the degraded input's own score as a
-    dotted one. The x axis runs from dense (100%) to sparse.
-
-    Example:
-        >>> import pandas as pd
-        >>> t = pd.DataFrame({"label": "a", "level": [0, 1], "task": "derain", "psnr": [30.0, 30.5],
-        ...     "ssim": [0.9, 0.91], "remaining_prunable": [1.0, 0.8], "remaining_trainable": [1.0, 0.85],
-        ...     "convention": "upstream"})
-        >>> len(sparsity_curves(t).axes)
-        4
-    """
-    table = pd.concat(list(tables), ignore_index=True) if not isinstance(tables, pd.DataFrame) else tables
-    if table.empty:
-        raise ValueError("no scores to plot: the runs have no finished level with metrics.json")
-    tasks = list(tasks) if tasks is not None else list(dict.fromkeys(table["task"]))
-    labels = list(dict.fromkeys(table["label"]))
-    conventions = sorted(set(table.get("convention", pd.Series(["unknown"]))))
-    columns = [(m, d) for m in metrics for d in denominators]
-    fig = _figure(3.6 * len(columns), 2.7 * len(tasks) + 0.6)
-    axes = np.atleast_2d(fig.subplots(len(tasks), len(columns), squeeze=False))
-    colors = [f"C{i}" for i in range(10)]
-    first = table[table["label"] == labels[0]]
-    for r, task in enumerate(tasks):
-        for c, (metric, denominator) in enumerate(columns):
-            ax = axes[r, c]
-            xcol, xlabel = _DENOMINATORS[denominator]
-            for i, label in enumerate(labels):
-                sub = table[(table["label"] == label) & (table["task"] == task)].sort_values("level")
-                if sub.empty:
-                    continue
-                ax.plot(100 * sub[xcol], sub[metric], "o-", color=colors[i % 10], ms=4, lw=1.5, label=label)
-            dense = first[(first["task"] == task) & (first["level"] == 0)]
-            if not dense.empty:
-                ax.axhline(float(dense[metric].iloc[0]), color="0.45", ls="--", lw=1, label="dense (level 0)")
-                baseline = float(dense[f"input_{metric}"].iloc[0]) if f"input_{metric}" in dense else float("nan")
-                if np.isfinite(baseline):
-                    ax.axhline(baseline, color="0.3", ls=":", lw=1, label="degraded input (no restoration)")
-            if log_x:
-                ax.set_xscale("log")
-                _percent_ticks(ax, 100 * table[xcol].dropna())
-            ax.invert_xaxis()
-            ax.set_title(f"{task}: {metric.upper()} vs {denominator}", fontsize=10)
-            ax.set_xlabel(xlabel, fontsize=8)
-            ax.set_ylabel(_METRIC_NAMES.get(metric, metric), fontsize=8)
-            ax.grid(True, alpha=0.3)
-            ax.tick_params(labelsize=8)
-    handles, names = axes[0, 0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, names, loc="outside lower center", ncols=min(4, len(handles)), fontsize=8)
-    fig.suptitle(f"Score vs remaining weights (metric convention: {', '.join(conventions)})", fontsize=11)
-    if demo:
-        add_demo_label(fig)
-    return fig
 
 
 def interval_curves(
@@ -230,8 +162,8 @@ def _percent_ticks(ax: Any, values: pd.Series) -> None:
     if values.empty:
         return
     low, high = float(values.min()), float(values.max())
-    ticks = [t for t in _NICE_PERCENTS if low * 0.97 <= t <= high * 1.03] or [round(high, 1)]
-    if min(ticks) > low * 1.15:
+    ticks = [t for t in _NICE_PERCENTS if low * 0.999 <= t <= high * 1.001] or [float(f"{high:.2g}")]
+    if min(ticks) > low * 1.15:  # label the sparsest point too
         ticks.append(float(f"{low:.2g}"))
     ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))

@@ -106,3 +106,15 @@ def test_report_tables_keep_the_variant_order_and_state_n(tmp_path):
     assert all("(n = 32 images x 3 replicates)" in v for k, v in numbers.items() if "mean PSNR gain" in k)
     assert numbers["ticket - random re-init, last level"].endswith("above random re-init: resolved")
     assert variant_label({}) == "ticket" and variant_label({"control": "random_reinit"}) == "random re-init"
+
+
+def test_variants_scored_on_different_images_are_not_paired(tmp_path):
+    from mirl.errors import MirlError
+
+    variants = study(tmp_path, 1.0, replicates=1)
+    metrics = variants["random re-init"][0] / "level_1" / "metrics.json"
+    data = json.loads(metrics.read_text())
+    data["tasks"]["derain"]["per_image"][0]["name"] = "other-crop"
+    metrics.write_text(json.dumps(data))
+    with pytest.raises(MirlError, match="level 1: 'ticket' and 'random re-init' were scored on different"):
+        paired_differences(scores_table(variants), "ticket")

@@ -489,3 +489,35 @@ def test_a_run_that_cannot_start_leaves_no_folder(demo_data, tmp_path):
     with pytest.raises(MirlError, match="folder not found"):
         run_study("smoke", {"data": str(tmp_path / "empty"), **FAST}, out=out)
     assert not out.exists(), sorted(out.rglob("*"))
+
+
+# --- replicates -------------------------------------------------------------------------------
+
+def test_replicates_are_runs_of_their_own_reused_and_resumed_one_by_one(smoke_run, demo_data, tmp_path, capsys):
+    from mirl.cli import main
+    from mirl.lottery import run_replicates
+
+    shutil.copytree(smoke_run, tmp_path / smoke_run.name)  # seed 0, finished: replicate 0 is reused as it is
+    first = {p: p.stat().st_mtime_ns for p in (tmp_path / smoke_run.name).rglob("*")}
+    runs = run_replicates("smoke", {"data": str(demo_data), "replicates": 2, **FAST}, out=tmp_path)
+    assert runs[0] == tmp_path / smoke_run.name and runs[1] != runs[0]
+    assert [json.loads((r / "config.json").read_text())["seed"] for r in runs] == [0, 1]
+    assert all((r / "level_2" / "done.json").is_file() for r in runs)
+    assert {p: p.stat().st_mtime_ns for p in runs[0].rglob("*")} == first
+    # an interrupted replicate resumes alone
+    (runs[1] / "level_2" / "done.json").unlink()
+    kept = [*runs[0].rglob("*"), *(runs[1] / "level_0").rglob("*"), *(runs[1] / "level_1").rglob("*")]
+    others = {p: p.stat().st_mtime_ns for p in kept}  # replicate 0 and replicate 1's finished levels
+    args = ["lottery", "--preset", "smoke", "--out", str(tmp_path), "--no-progress", "--set", f"data={demo_data}", "replicates=2"]
+    assert main(args) == 0
+    assert (runs[1] / "level_2" / "done.json").is_file()
+    assert {p: p.stat().st_mtime_ns for p in others} == others
+    out = capsys.readouterr().out
+    assert "95% t-interval across 2 replicates" in out and "x 2 rep" in out
+    assert out.count("run: ") == 2
+
+
+def test_replicates_do_not_change_the_run_hash():
+    assert config_hash(study_preset("smoke", {"replicates": 3})) == config_hash(study_preset("smoke"))
+    with pytest.raises(ConfigError, match="replicates; it must be >= 1"):
+        study_preset("smoke", {"replicates": 0})

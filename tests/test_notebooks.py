@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -95,20 +96,24 @@ def test_every_notebook_has_parameters_cell() -> None:
 def test_study_notebook(smoke: dict[str, Any]) -> None:
     data = _results(smoke, "01_study")
     head = data["headline"]
-    assert head["finished levels"] == 3  # smoke: dense + 2 rounds
-    assert 0 < head["remaining prunable at last level (%)"] < 100
-    assert head["remaining trainable at last level (%)"] > head["remaining prunable at last level (%)"]
+    dense = head["ticket, dense: mean PSNR gain over the degraded input (dB, upstream)"]
+    assert re.fullmatch(r"[+-]\d+\.\d\d \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\] \(n = \d+ images? x 1 replicate\)", dense), dense
+    assert any(k.startswith("ticket, level 2 (") for k in head)  # smoke: dense + 2 rounds
     assert head["study compute time (s)"] > 0
-    assert data["run"] == Path(smoke["run_dir"]).name
-    assert all(row["convention"] == "upstream" for row in data["table"])
+    assert data["runs"] == [Path(smoke["run_dir"]).name]
+    levels = sorted({row["level"] for row in data["table"]})
+    assert levels == [0, 1, 2] and all(row["low"] <= row["mean"] <= row["high"] for row in data["table"])
+    assert all(row["replicates"] == 1 and row["images"] >= 1 for row in data["table"])
+    assert isinstance(data["warnings"], list)
 
 
 def test_sparsity_vs_psnr_notebook(smoke: dict[str, Any]) -> None:
     data = _results(smoke, "02_sparsity_vs_psnr")
-    assert len(data["runs"]) == 2
-    labels = {row["label"] for row in data["table"]}
-    assert len(labels) == 2 and any("random_reinit" in label for label in labels)
-    assert all(math.isfinite(v) for v in data["headline"].values())
+    assert list(data["runs"]) == ["ticket", "random re-init (rounds=1)"]
+    assert {row["label"] for row in data["table"]} == set(data["runs"])
+    assert data["verdicts"] and all(v["verdict"] in ("resolved", "not resolved") for v in data["verdicts"])
+    assert data["verdicts"][0]["sentence"].startswith("at ") and "random re-init (rounds=1)" in data["verdicts"][0]["sentence"]
+    assert all("(n = " in v or k.endswith("last level") for k, v in data["headline"].items())
 
 
 def test_gallery_notebook(smoke: dict[str, Any]) -> None:

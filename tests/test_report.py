@@ -37,7 +37,7 @@ def make_synthetic_run(root: Path, name: str = "synthetic", levels: int = 3, see
         (d / "sparsity_report.json").write_text(json.dumps({"level": k, "rule": "upstream", "tensors": tensors,
             "prunable": {"kept": kept, "total": total, "density": kept / total},
             "trainable": {"kept": kept + 50, "total": total + 50, "density": (kept + 50) / (total + 50)}}))
-        tasks = {t: {"psnr": 25.0 + i - 0.5 * k, "ssim": 0.8 - 0.01 * k, "images": 1, "per_image": [{"name": "x", "psnr": 25.0, "ssim": 0.8}]}
+        tasks = {t: {"psnr": 25.0 + i - 0.5 * k, "ssim": 0.8 - 0.01 * k, "images": 1, "per_image": [{"name": "x", "psnr": 25.0, "ssim": 0.8, "input_psnr": 22.0, "input_ssim": 0.6}]}
                  for i, t in enumerate(["denoise_25", "derain"])}
         (d / "metrics.json").write_text(json.dumps({"level": k, "convention": "upstream", "test_crop": "center_crop_16",
             "density_prunable": kept / total, "density_trainable": (kept + 50) / (total + 50), "tasks": tasks,
@@ -55,7 +55,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_results_tables_and_figures_on_synthetic_run(tmp_path: Path) -> None:
-    from mirl import results, viz, widgets
+    from mirl import evidence, results, viz, widgets
 
     run = make_synthetic_run(tmp_path / "runs")
     assert results.levels(run) == [0, 1, 2]
@@ -63,13 +63,13 @@ def test_results_tables_and_figures_on_synthetic_run(tmp_path: Path) -> None:
     table = results.metrics_table(run)
     assert set(table["convention"]) == {"upstream"} and len(table) == 6
     assert results.uses_builtin_corpus(run)
-    head = results.headline(run)
-    assert head["finished levels"] == 3 and "level 0 mean PSNR (dB, upstream)" in head
+    scores = evidence.scores_table({"ticket": [run]})
+    assert len(scores) == 6 and (scores["gain"] == 3.0).all()
     masks = results.mask_collection([run])
     layer_table = results.mask_layer_table(masks["level 1"], masks["level 2"])
     assert (layer_table["density_b"] <= layer_table["density_a"]).all()
     assert results.density_evolution(run).shape == (3, 3)
-    for fig in (viz.sparsity_curves([table], demo=True), viz.mask_comparison(layer_table),
+    for fig in (viz.interval_curves(evidence.curve_table(scores, "gain"), demo=True), viz.mask_comparison(layer_table),
                 viz.density_evolution_figure(results.density_evolution(run))):
         assert viz.fig_to_png(fig)[:4] == b"\x89PNG"
     assert widgets.fallback_png(masks)[:4] == b"\x89PNG"

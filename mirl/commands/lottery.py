@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Sequence
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mirl.config import HELP, parse_assignments, study_preset
-    from mirl.lottery import run_study
+    from mirl.lottery import run_replicates
 
     overrides = parse_assignments(args.set)
     if args.seed is not None:
@@ -35,22 +36,33 @@ def run(args: argparse.Namespace) -> int:
         for key, value in settings.items():
             print(f"{key:{width}s} {value!r:28s} {HELP.get(key, '')}")
         return 0
-    run_dir = run_study(args.preset, overrides, args.config, out=args.out, progress=not args.no_progress)
+    run_dirs = run_replicates(args.preset, overrides, args.config, out=args.out, progress=not args.no_progress)
     if os.environ.get("RANK", "0") == "0":
-        print_summary(run_dir)
-        print(f"run: {run_dir}")
+        print_summary(run_dirs)
+        for run_dir in run_dirs:
+            print(f"run: {run_dir}")
     return 0
 
 
-def print_summary(run_dir: str | os.PathLike) -> None:
-    """One line per finished level: remaining weights (both denominators) and mean scores."""
-    from mirl.results import summary_table
+def print_summary(run_dirs: Sequence[str | os.PathLike]) -> None:
+    """One line per level finished by every replicate: remaining weights (both denominators), the
+    mean PSNR over tasks against the degraded input's, and the gain with its 95% interval and n;
+    then a warning for every task and level where the network makes images worse than its input."""
+    from mirl.evidence import MEAN, curve_table, harm_warnings, scores_table, variant_label
+    from mirl.results import load_config
 
-    table = summary_table(run_dir)
-    if table.empty:
+    label = variant_label({"control": load_config(run_dirs[0]).get("control", "none")})
+    scores = scores_table({label: list(run_dirs)})
+    if scores.empty:
         return
-    convention = table["convention"].iloc[0]
-    print(f"level  prunable  trainable  mean PSNR  mean SSIM   (metric convention: {convention})")
-    for row in table.itertuples():
-        print(f"{row.level:>5}  {100 * row.remaining_prunable:7.2f}%  {100 * row.remaining_trainable:8.2f}%"
-              f"  {row.mean_psnr:9.2f}  {row.mean_ssim:9.4f}")
+    psnr, gain = (c[c["task"] == MEAN].set_index("level") for c in (curve_table(scores, m) for m in ("psnr", "gain")))
+    convention = ", ".join(sorted(set(scores["convention"])))
+    print(f"level  prunable  trainable  mean PSNR  input PSNR  gain over the input [95% interval]  n"
+          f"   (metric convention: {convention}; {gain['method'].iloc[0]})")
+    for level, row in gain.iterrows():
+        interval = f"{row['mean']:+6.2f} dB [{row['low']:+.2f}, {row['high']:+.2f}]"
+        print(f"{level:>5}  {100 * row['remaining_prunable']:7.2f}%  {100 * row['remaining_trainable']:8.2f}%"
+              f"  {psnr.loc[level, 'mean']:9.2f}  {psnr.loc[level, 'mean'] - row['mean']:10.2f}"
+              f"  {interval:<34}  {row['images']} img x {row['replicates']} rep")
+    for line in harm_warnings(scores):
+        print(f"warning: {line}")
