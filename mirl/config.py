@@ -32,50 +32,55 @@ class ConfigError(MirlError):
     """A bad setting name or value."""
 
 
+def _setting(default: Any, help: str) -> Any:
+    """A study setting: its default and its meaning, declared together (``--list-settings`` shows both)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 @dataclass
 class StudyConfig:
     """Everything that defines an iterative-pruning study. Defaults are the published settings."""
 
     # network
-    model: str = "paper"
-    impl: str = "fast"
+    model: str = _setting("paper", "network size: 'paper' (the published PromptIR, 35.6M parameters), or our smaller 'small'/'tiny'")
+    impl: str = _setting("fast", "'fast' (same maths, less memory and time) or 'reference' (the published operations)")
     # data
-    data: str = "builtin"
-    tasks: tuple[str, ...] = ("all_in_one",)
-    repeats: str = "published"
-    patch_size: int = 64
-    max_test_side: int = 0
+    data: str = _setting("builtin", "'builtin' (the demo corpus, made on first use) or a folder in the published layout")
+    tasks: tuple[str, ...] = _setting(("all_in_one",), "tasks to train and test, or aliases: all_in_one (5 tasks), denoise; e.g. denoise_25,derain")
+    repeats: str = _setting("published", "'published' (denoise x3, derain x120, dehaze x1), 'demo' (balanced for the built-in corpus), or task=factor,...")
+    patch_size: int = _setting(64, "side of the square training crops in px (a multiple of 8)")
+    max_test_side: int = _setting(0, "crop built-in test photos into tiles of at most this many px per side (0 = full size)")
     # training (per level)
-    batch_size: int = 8
-    epochs: int = 120
-    warmup_epochs: int = 15
-    steps_per_epoch: int = 0
-    lr: float = 2e-4
-    weight_decay: float = 0.01
-    amp: str = "auto"
+    batch_size: int = _setting(8, "training crops per step (per process under torchrun)")
+    epochs: int = _setting(120, "training epochs per level; every level trains from its reset weights")
+    warmup_epochs: int = _setting(15, "epochs of linear learning-rate warm-up before the cosine decay")
+    steps_per_epoch: int = _setting(0, "training steps per epoch (0 = one pass over the training set)")
+    lr: float = _setting(2e-4, "peak learning rate of AdamW")
+    weight_decay: float = _setting(0.01, "AdamW weight decay")
+    amp: str = _setting("auto", "training precision on CUDA: 'auto' or 'bf16' (bf16 autocast), 'fp32'; the CPU always trains in fp32")
     # pruning
-    rounds: int = 15
-    fraction: float = 0.2
-    scope: str = "global"
-    rule: str = "upstream"
-    control: str = "none"
-    reset: str = "init"
-    rewind_steps: int = 0
-    reset_params: str = "upstream"
+    rounds: int = _setting(15, "pruning rounds after the dense level 0 (levels 1..rounds)")
+    fraction: float = _setting(0.2, "fraction of the surviving prunable weights removed per round, in (0, 1)")
+    scope: str = _setting("global", "'global' (one magnitude threshold) or 'layerwise' (one per tensor; keeps every layer alive)")
+    rule: str = _setting("upstream", "prunable tensors: 'upstream' (every *weight*, as published) or 'conv' (convolution weights the forward uses)")
+    control: str = _setting("none", "'none' (the lottery ticket), 'random_prune', 'random_reinit' or 'one_shot' (docs/lottery.md)")
+    reset: str = _setting("init", "where survivors restart: 'init' (theta_0, the paper) or 'rewind' (theta_k after rewind_steps)")
+    rewind_steps: int = _setting(0, "with reset=rewind: rewind to the weights after this many steps of the dense level")
+    reset_params: str = _setting("upstream", "'upstream' resets only tensors named *weight*/*bias* to theta_0 (prompts and temperatures keep training), 'all' resets everything")
     # evaluation
-    eval_limit: int = 0
-    convention: str = "upstream"
-    test_pad: bool = False
-    seed: int = 0
+    eval_limit: int = _setting(0, "test images per task (0 = all)")
+    convention: str = _setting("upstream", "metric convention: 'upstream' (RGB, as MIR-L/PromptIR) or 'y' (BT.601 luma, as BasicSR)")
+    test_pad: bool = _setting(False, "reflect-pad test images to a multiple of 16 and score all pixels, instead of the published centre crop")
+    seed: int = _setting(0, "seed of theta_0, of the training crops and of the controls' random draws")
     # not part of the run's identity
-    replicates: int = 1
-    device: str = "auto"
-    num_workers: int = 0
-    checkpoint_every: int = 100
-    progress: bool = True
-    cuda_graph: str = "auto"
-    compile: str = "none"
-    compile_memory_budget: float = 1.0
+    replicates: int = _setting(1, "independent studies with seeds seed, seed+1, ...; each is its own run folder, reused when finished")
+    device: str = _setting("auto", "'auto' (CUDA when present), 'cpu' or 'cuda'")
+    num_workers: int = _setting(0, "data-loader worker processes (batches do not depend on it)")
+    checkpoint_every: int = _setting(100, "steps between the periodic checkpoints an interrupted level resumes from")
+    progress: bool = _setting(True, "progress bars with throughput")
+    cuda_graph: str = _setting("auto", "'auto' replays each training step as one CUDA graph on a single GPU; 'off' runs it eagerly")
+    compile: str = _setting("none", "'regional' compiles each transformer block with torch.compile (minutes of warm-up per process; not yet measured on a GPU)")
+    compile_memory_budget: float = _setting(1.0, "with compile=regional: the fraction (0, 1] of its default activations the compiler may keep; less recomputes more in backward")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -102,19 +107,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "compile": ("none", "regional"),
 }
 
-HELP: dict[str, str] = {
-    "replicates": "independent studies with seeds seed, seed+1, ...; each is its own run folder (runs/<preset>_<hash>), reused when finished",
-    "data": "'builtin' (the demo corpus, made on first use) or a folder in the published layout",
-    "repeats": "'published' (denoise x3, derain x120, dehaze x1), 'demo' (balanced for the built-in corpus), or task=factor,...",
-    "max_test_side": "centre-crop built-in test photos to at most this many pixels per side (0 = full size)",
-    "steps_per_epoch": "training steps per epoch (0 = one pass over the training set)",
-    "eval_limit": "test images per task (0 = all)",
-    "reset_params": "'upstream' resets only tensors named *weight*/*bias* to theta_0 (prompts and temperatures keep training), 'all' resets everything",
-    "rewind_steps": "with reset=rewind: rewind to the weights after this many steps of the dense level",
-    "cuda_graph": "'auto' replays each training step as one CUDA graph on a single GPU; 'off' runs it eagerly",
-    "compile": "'regional' compiles each transformer block with torch.compile (minutes of warm-up per process; not yet measured on a GPU)",
-    "compile_memory_budget": "with compile=regional: the fraction (0, 1] of its default activations the compiler may keep; less recomputes more in backward",
-}
+# The meaning of every setting, from its declaration.
+HELP: dict[str, str] = {f.name: f.metadata["help"] for f in dataclasses.fields(StudyConfig)}
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The published reference run (GPU): 15 rounds of 20%, 120 epochs each, batch 8, 64x64 patches.

@@ -43,3 +43,15 @@ def test_cli_refuses_bad_settings_without_leaving_a_folder(tmp_path, capsys, arg
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not out.exists(), f"a refused command left {list(out.rglob('*'))}"
+
+
+def test_every_setting_is_explained_where_it_is_declared(capsys):
+    import dataclasses
+
+    from mirl.config import HELP, StudyConfig
+
+    names = [f.name for f in dataclasses.fields(StudyConfig)]
+    assert set(HELP) == set(names) and all(len(HELP[n]) > 15 for n in names)
+    assert main(["lottery", "--preset", "smoke", "--list-settings"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(names) and all(HELP[n] in line for n, line in zip(names, lines))
