@@ -20,8 +20,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "restore": ("mirl.commands.restore", "restore images of any size with a checkpoint"),
     "lottery": ("mirl.commands.lottery", "run (or resume) an iterative magnitude pruning study"),
     "evaluate": ("mirl.commands.evaluate", "score a run or checkpoint on a dataset folder"),
-    "export": ("mirl.commands.export", "write a compact sparse checkpoint"),
+    "export": ("mirl.commands.export", "export a ticket: sparse file, published .ckpt, ONNX, or a web page"),
     "report": ("mirl.commands.report", "execute the notebooks and publish HTML reports"),
+    "serve": ("mirl.commands.serve", "serve a web export on localhost (all CPU cores in the browser)"),
 }
 
 

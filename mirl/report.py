@@ -537,6 +537,10 @@ def run_reports(
                 log(f"mirl report: {record['status']} in {record['duration_s']:.1f} s -> {Path(out) / (record['html'] or '-')}")
             records.append(record)
             build_index(out)  # the index follows every finished report
+    from mirl.export.study_page import study_web_page  # the study's last ticket as an offline web page
+
+    if preset is not None and study_web_page(runner["runs_dir"], preset, out, log=log):
+        build_index(out)  # now with the link to it
     if not records:
         build_index(out)
     return records
@@ -580,6 +584,8 @@ def build_index(out: PathLike = "reports") -> Path:
     Reports are found through their ``<name>/report.json``; re-running one report replaces its
     row, and reports from earlier batches stay listed.
     """
+    from mirl.export.study_page import study_page_link
+
     out = Path(out)
     records = []
     for path in sorted(out.glob("*/report.json")):
@@ -616,7 +622,7 @@ def build_index(out: PathLike = "reports") -> Path:
         f"<style>{_INDEX_CSS}</style></head><body><h1>mirl reports</h1>"
         "<p class=note>Each report is one self-contained HTML file (open it offline; widgets work without a kernel). "
         "Scores name their metric convention; runs on the built-in demo corpus are not a benchmark.</p>"
-        "<table><thead><tr><th>report</th><th>parameters</th><th>ran</th><th>took</th><th>headline numbers</th>"
+        f"{study_page_link(out)}<table><thead><tr><th>report</th><th>parameters</th><th>ran</th><th>took</th><th>headline numbers</th>"
         f"<th>status</th><th>main figure</th></tr></thead><tbody>{''.join(rows)}</tbody></table></body></html>"
     )
     index = out / "index.html"

@@ -8,6 +8,7 @@ PY=${PY:-$(command -v python3.11 || command -v python3)}
 VENV=${VENV:-.venv}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 WIDGET_JS_VERSION=1.0.7
+ORT_WEB_VERSION=1.30.0   # onnxruntime-web for `mirl export --format web`; kept equal to mirl/export/web.py by a test
 
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 pip="$VENV/bin/python -m pip"
@@ -17,8 +18,9 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   echo "setup: installing $TORCH_SPEC (CPU build where available)"
   $pip install -q "$TORCH_SPEC"
 fi
-# Editable install of the project with its test tools; fast when everything is present.
-$pip install -q -e '.[test]'
+# Editable install of the project with its test tools and the ONNX export (onnx, onnxscript,
+# onnxruntime); fast when everything is present.
+$pip install -q -e '.[test,onnx]'
 # Packages that ship real photos for the built-in corpus; never imported, read by file path.
 for pkg in sporco mahotas imgaug; do
   "$VENV/bin/python" - "$pkg" <<'PYEOF' || $pip install -q --no-deps "$pkg"
@@ -39,6 +41,26 @@ if [ ! -s "$vendor/embed.js" ]; then
     rm -rf "$tmp"
   else
     echo "setup: npm not found; HTML reports will be exported without interactive widgets" >&2
+  fi
+fi
+
+# onnxruntime-web for the web export, from the npm registry (not committed): only the three files
+# the WebAssembly backend needs. Refetched when the pinned version changes.
+ort_dir=$vendor/onnxruntime-web
+if ! grep -qs "\"version\": \"$ORT_WEB_VERSION\"" "$ort_dir/package.json" || [ ! -s "$ort_dir/ort-wasm-simd-threaded.wasm" ]; then
+  if command -v npm >/dev/null; then
+    tmp=$(mktemp -d)
+    if (cd "$tmp" && npm pack -q "onnxruntime-web@$ORT_WEB_VERSION" >/dev/null && tar xzf ./*.tgz); then
+      mkdir -p "$tmp/out"
+      for f in ort.wasm.min.mjs ort-wasm-simd-threaded.mjs ort-wasm-simd-threaded.wasm; do cp "$tmp/package/dist/$f" "$tmp/out/"; done
+      cp "$tmp/package/package.json" "$tmp/out/package.json"   # version and licence (MIT)
+      mkdir -p "$vendor" && rm -rf "$ort_dir" && mv "$tmp/out" "$ort_dir"
+    else
+      echo "setup: onnxruntime-web $ORT_WEB_VERSION could not be fetched; mirl export --format web will say so" >&2
+    fi
+    rm -rf "$tmp"
+  else
+    echo "setup: npm not found; mirl export --format web needs onnxruntime-web (its tests are skipped)" >&2
   fi
 fi
 

@@ -17,7 +17,8 @@ def _normalise(req: str) -> str:
 
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    wanted = {_normalise(r) for r in project["dependencies"] + project["optional-dependencies"]["test"]}
+    wanted = {_normalise(r) for r in project["dependencies"] + project["optional-dependencies"]["test"]
+              + project["optional-dependencies"]["onnx"]}
     env = yaml.safe_load((REPO / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
     listed = {_normalise(r) for r in pip_section if not r.startswith("-e")}
@@ -32,5 +33,5 @@ def test_ci_runs_the_readme_test_command():
 
 def test_setup_installs_cpu_torch_before_the_project():
     script = (REPO / "scripts" / "setup.sh").read_text()
-    assert script.index("TORCH_SPEC") < script.index("-e '.[test]'")
+    assert script.index("TORCH_SPEC") < script.index("-e '.[test,onnx]'")
     assert "torch==2.13.0" in script

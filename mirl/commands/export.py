@@ -1,38 +1,57 @@
-"""``mirl export``: write only what survived pruning (packed bit mask + surviving values)."""
+"""``mirl export SOURCE --out OUT [--format sparse|lightning|onnx|web]``: take a ticket anywhere.
+
+* ``sparse`` (default): only what survived pruning (packed bit mask + surviving values);
+* ``lightning``: the published MIR-L checkpoint layout (``net.`` keys), paper preset only;
+* ``onnx``: ONNX opset 18 with dynamic height and width (``--dtype float16`` halves the file);
+* ``web``: a static folder whose page restores photos in the browser, offline (``mirl serve``).
+
+Every export gets a model card beside it (``OUT.md``).
+
+Examples:
+    $ mirl export runs/quickstart_1a2b3c4d/level_4 --out ticket.sparse.pt
+    $ mirl export runs/paper_0badc0de/level_10 --format lightning --out mirl_ticket.ckpt
+    $ mirl export runs/quickstart_1a2b3c4d/level_4 --format onnx --out ticket.onnx --dtype float16
+    $ mirl export runs/quickstart_1a2b3c4d --format web --out site/ && mirl serve site/
+"""
 
 from __future__ import annotations
 
 import argparse
 
+from mirl.commands import add_checkpoint_arguments
+
+# literal copies (kept in sync by tests/test_export.py) so that building the parser does not import torch
+FORMATS = ("sparse", "lightning", "onnx", "web")
+DTYPES = ("float32", "float16", "bfloat16")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", help="a level folder (runs/<run>/level_<k>) or a checkpoint")
-    parser.add_argument("--out", required=True, help="output file, e.g. level_15.sparse.pt")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"], help="storage type of the surviving values")
+    parser.description = ("export a ticket: a compact sparse checkpoint (the default), the published Lightning checkpoint, "
+                          "ONNX, or a web page that restores photos offline; a model card (OUT.md) beside each")
+    parser.add_argument("source", help="a level folder (runs/<run>/level_<k>), a run folder (its last level) or a checkpoint")
+    parser.add_argument("--out", required=True, help="output file (sparse, lightning, onnx) or folder (web)")
+    parser.add_argument("--format", default="sparse", choices=FORMATS,
+                        help="sparse (default): mirl's compact file; lightning: the published .ckpt layout (paper preset only); "
+                             "onnx: ONNX with dynamic height/width; web: a static page that restores photos offline")
+    parser.add_argument("--dtype", default="float32", choices=DTYPES,
+                        help="storage type of the weights (sparse: any; onnx, web: float32 or float16; lightning: float32)")
     parser.add_argument("--mask", help="mask file (default: mask.pt in the level folder; else the non-zero weights)")
     parser.add_argument("--rule", default="upstream", choices=["upstream", "conv"], help="prunable tensors when the mask comes from non-zeros")
-    parser.add_argument("--allow-pickle", action="store_true", help="allow arbitrary unpickling (trusted files only)")
+    parser.add_argument("--impl", default="fast", choices=["fast", "reference"], help="implementation the ONNX graph is traced from (onnx, web)")
+    parser.add_argument("--tile", type=int, default=256, help="web: default tile size of the page in px (default 256)")
+    parser.add_argument("--overlap", type=int, default=32, help="web: tile overlap in px (default 32, as mirl restore)")
+    parser.add_argument("--no-examples", action="store_true", help="web: leave out the three degraded example photos")
+    parser.add_argument("--onnx", metavar="FILE", help="web: build the page around this ONNX file, exported earlier from the "
+                                                        "same SOURCE with --format onnx (skips the export; checked by one forward pass)")
+    add_checkpoint_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-    from pathlib import Path
+    from mirl.export import export_ticket, load_ticket
 
-    from mirl.models import load_checkpoint
-    from mirl.pruning.mask import load_mask
-    from mirl.pruning.rules import prunable_names
-    from mirl.pruning.sparse import export_sparse
-
-    source = Path(args.source)
-    checkpoint = source / "model.pt" if source.is_dir() else source
-    model, meta = load_checkpoint(checkpoint, allow_pickle=args.allow_pickle)
-    state = model.state_dict()
-    mask_path = Path(args.mask) if args.mask else (source / "mask.pt" if source.is_dir() else None)
-    if mask_path is not None and mask_path.exists():
-        mask = load_mask(mask_path)
-    else:
-        mask = {n: state[n] != 0 for n in prunable_names(state, args.rule)}
-    size = export_sparse(args.out, state, mask, meta["config"], args.dtype, {"source": str(checkpoint), **meta["metadata"]})
-    dense = os.path.getsize(checkpoint)
-    print(f"wrote {args.out}: {size:,} bytes ({size / dense:.1%} of {checkpoint.name}, {dense:,} bytes)")
+    ticket = load_ticket(args.source, mask=args.mask, rule=args.rule, allow_pickle=args.allow_pickle, preset=args.preset)
+    result = export_ticket(ticket, args.format, args.out, dtype=args.dtype, impl=args.impl, tile=args.tile,
+                           overlap=args.overlap, examples=not args.no_examples, onnx_file=args.onnx)
+    for line in result.lines:
+        print(line)
     return 0

@@ -1,0 +1,198 @@
+"""One entry point for every export format, each followed by its model card.
+
+* ``sparse``: mirl's compact file (packed bit mask + surviving values), read by ``load_checkpoint``;
+* ``lightning``: the published ``.ckpt`` layout (``net.`` keys), paper preset only;
+* ``onnx``: an ONNX graph with dynamic height and width;
+* ``web``: a static folder whose page restores photos in the browser, offline.
+
+Example:
+    >>> from mirl.export import export_ticket, load_ticket
+    >>> result = export_ticket(load_ticket("runs/quickstart_abc/level_4"), "onnx", "ticket.onnx")  # doctest: +SKIP
+    >>> result.card.name                                                                            # doctest: +SKIP
+    'ticket.onnx.md'
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mirl.errors import MirlError
+
+from .card import card_path, metrics_summary, model_card, sha256, write_card
+from .ticket import Ticket
+
+FORMATS: tuple[str, ...] = ("sparse", "lightning", "onnx", "web")
+DTYPES_BY_FORMAT: dict[str, tuple[str, ...]] = {
+    "sparse": ("float32", "float16", "bfloat16"),
+    "lightning": ("float32",),
+    "onnx": ("float32", "float16"),
+    "web": ("float32", "float16"),
+}
+
+
+@dataclass
+class ExportResult:
+    """What an export wrote: the file or folder, its size, its model card, lines to print."""
+
+    path: Path
+    format: str
+    bytes: int
+    card: Path
+    lines: list[str] = field(default_factory=list)
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_dtype(fmt: str, dtype: str) -> None:
+    allowed = DTYPES_BY_FORMAT[fmt]
+    if dtype not in allowed:
+        raise MirlError(f"--format {fmt} stores weights as {' or '.join(allowed)}, not {dtype!r}")
+
+
+def onnx_metadata(ticket: Ticket, impl: str, dtype: str = "float32") -> dict[str, str]:
+    """``metadata_props`` of the ONNX model: where it came from and how pruned it is."""
+    d = ticket.densities
+    meta = {
+        "mirl.preset": ticket.preset,
+        "mirl.implementation": impl,
+        "mirl.dtype": dtype,
+        "mirl.density_prunable": f"{d['density_prunable']:.6f}",
+        "mirl.density_trainable": f"{d['density_trainable']:.6f}",
+        "mirl.source": str(ticket.checkpoint),
+        "mirl.input": "image: float32 [1, 3, H, W], RGB in [0, 1], H and W multiples of 8",
+    }
+    if ticket.run_name:
+        meta["mirl.run"] = ticket.run_name
+    if ticket.level is not None:
+        meta["mirl.level"] = str(ticket.level)
+    return meta
+
+
+def _model_for(ticket: Ticket, impl: str) -> Any:
+    import copy
+
+    model = copy.deepcopy(ticket.model)
+    model.set_impl(impl)
+    return model.eval()
+
+
+def _density_text(ticket: Ticket) -> str:
+    d = ticket.densities
+    return f"density {d['density_prunable']:.2%} of prunable weights, {d['density_trainable']:.2%} of all"
+
+
+def web_info(ticket: Ticket, dtype: str, impl: str, tile: int, overlap: int) -> dict[str, Any]:
+    """The page's ``ticket.json`` (without the sizes and runtime that the folder builder adds)."""
+    import mirl
+
+    d = ticket.densities
+    # as the checkpoint is usually named: runs/<run>/level_<k>/model.pt
+    name = ticket.checkpoint.name if ticket.run_dir is None else ticket.checkpoint.relative_to(ticket.run_dir.parent.parent).as_posix()
+    return {
+        "format": "mirl.web",
+        "version": 1,
+        "title": f"{ticket.run_name or ticket.checkpoint.name}" + (f" level {ticket.level}" if ticket.level is not None else ""),
+        "preset": ticket.preset,
+        "impl": impl,
+        "parameters": int(d["parameters"]),
+        "model": {"dtype": dtype, "input": "image", "output": "restored", "opset": 18},
+        "density": {"prunable": d["density_prunable"], "trainable": d["density_trainable"],
+                    "nonzero_prunable": int(d["nonzero_prunable"]), "prunable_total": int(d["prunable"]),
+                    "rule": ticket.rule, "mask": ticket.mask_source},
+        "tiling": {"tile": int(tile), "overlap": int(overlap), "multiple": 8},
+        "restore_command": f"mirl restore {name} photo.png --out restored/ --tile {tile} --overlap {overlap}",
+        "metrics": metrics_summary(ticket),
+        "provenance": {"run": ticket.run_name, "settings_hash": ticket.settings_hash, "level": ticket.level,
+                       "checkpoint": str(name), "mirl_version": mirl.__version__,
+                       "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds")},
+    }
+
+
+def export_ticket(
+    ticket: Ticket,
+    fmt: str,
+    out: str | os.PathLike,
+    dtype: str = "float32",
+    impl: str = "fast",
+    tile: int = 256,
+    overlap: int = 32,
+    examples: bool = True,
+    onnx_file: str | os.PathLike | None = None,
+) -> ExportResult:
+    """Write ``ticket`` as ``fmt`` to ``out`` and its model card beside it; every file atomically.
+
+    ``impl`` (``fast`` or ``reference``) is the implementation the ONNX graph is traced from;
+    ``tile`` and ``overlap`` are the web page's default tiling. ``onnx_file`` (web only) builds
+    the page around an ONNX file exported earlier from the same ticket instead of exporting again;
+    one forward pass checks that it computes this ticket's function.
+    """
+    if fmt not in FORMATS:
+        raise MirlError(f"unknown export format {fmt!r}; valid: {', '.join(FORMATS)}")
+    if onnx_file is not None and fmt != "web":
+        raise MirlError("--onnx only applies to --format web (it reuses an ONNX file for the page)")
+    _check_dtype(fmt, dtype)
+    out = Path(out)
+    source_bytes = os.path.getsize(ticket.checkpoint)
+    if fmt == "sparse":
+        from mirl.pruning.sparse import export_sparse
+
+        size = export_sparse(out, ticket.state_dict(), ticket.mask, ticket.meta["config"], dtype,
+                             {"source": str(ticket.checkpoint), **ticket.meta["metadata"]})
+        lines = [f"wrote {out}: {size:,} bytes ({size / source_bytes:.1%} of {ticket.checkpoint.name}, {source_bytes:,} bytes)"]
+        details = {"format": "mirl.sparse (load_checkpoint densifies it)", "value dtype": dtype, "bytes": f"{size:,}", "sha256": sha256(out)}
+    elif fmt == "lightning":
+        from .lightning import EXTRA_KEYS, export_lightning
+
+        size = export_lightning(out, ticket.state_dict(), ticket.preset, str(ticket.checkpoint))
+        lines = [f"wrote {out}: {size:,} bytes, Lightning layout (state_dict with net. keys; {_density_text(ticket)})"]
+        details = {"format": "PyTorch Lightning checkpoint (torch.save; loads with weights_only=True)",
+                   "dtype": "float32", "bytes": f"{size:,}", "sha256": sha256(out),
+                   "lightning_keys": ["state_dict", *EXTRA_KEYS]}
+    elif fmt == "onnx":
+        from .onnx_model import OPSET, export_onnx
+
+        size = export_onnx(out, _model_for(ticket, impl), dtype, onnx_metadata(ticket, impl, dtype))
+        lines = [f"wrote {out}: {size:,} bytes, ONNX opset {OPSET}, {dtype} weights ({_density_text(ticket)})"]
+        details = {"format": f"ONNX, opset {OPSET}, input `image` [1, 3, H, W] (H, W multiples of 8), output `restored`",
+                   "weights": dtype + (" (cast to float32 inside the graph: computation stays float32)" if dtype == "float16" else ""),
+                   "bytes": f"{size:,}", "sha256": sha256(out),
+                   "implementation": f"traced from mirl's `{impl}` implementation (same function as the published operations)"}
+    else:
+        return _export_web(ticket, out, dtype, impl, tile, overlap, examples, onnx_file)
+    card_file = write_card(ticket, fmt, out, details)
+    return ExportResult(out, fmt, size, card_file, lines + [f"model card: {card_file}"])
+
+
+def _export_web(ticket: Ticket, out: Path, dtype: str, impl: str, tile: int, overlap: int, examples: bool,
+                onnx_file: str | os.PathLike | None) -> ExportResult:
+    from mirl.fileio import atomic_write_text
+
+    from .onnx_model import onnx_bytes, reuse_onnx
+    from .web import CARD_FILE, build_web_folder, check_target, folder_size
+
+    if tile < 8 or tile % 8 or not 0 <= overlap < tile:
+        raise MirlError(f"--tile must be a multiple of 8 (at least 8) and 0 <= --overlap < --tile; got tile={tile}, overlap={overlap}")
+    check_target(out)
+    if onnx_file is not None:
+        data, found = reuse_onnx(onnx_file, ticket.model)
+        dtype, impl = found.get("mirl.dtype", dtype), found.get("mirl.implementation", impl)
+    else:
+        data = onnx_bytes(_model_for(ticket, impl), dtype, onnx_metadata(ticket, impl, dtype))
+    details = {"format": "static web folder: index.html, model.onnx.gz, onnxruntime-web (WebAssembly)",
+               "weights": dtype, "tiling": f"tiles of {tile} px, overlap {overlap} px (as mirl restore --tile {tile} --overlap {overlap})",
+               "implementation": f"ONNX graph traced from mirl's `{impl}` implementation"}
+    record = build_web_folder(out, data, web_info(ticket, dtype, impl, tile, overlap), "", examples)
+    details["model.onnx.gz"] = f"{record['model']['gzip_bytes']:,} bytes ({record['model']['onnx_bytes']:,} unpacked)"
+    atomic_write_text(out / CARD_FILE, model_card(ticket, "web", out, details))
+    size = folder_size(out)
+    lines = [f"wrote {out}/: {size:,} bytes in all; model.onnx.gz {record['model']['gzip_bytes']:,} bytes "
+             f"({record['model']['onnx_bytes']:,} unpacked, {dtype}); {_density_text(ticket)}",
+             f"open it: mirl serve {out}   (or: cd {out} && python -m http.server 8000, then http://localhost:8000/)"]
+    card_file = write_card(ticket, "web", out, details)
+    return ExportResult(out, "web", size, card_file, lines + [f"model card: {card_file}"], record)
+
+
+__all__ = ["DTYPES_BY_FORMAT", "ExportResult", "FORMATS", "card_path", "export_ticket", "onnx_metadata", "web_info"]

@@ -1,0 +1,104 @@
+"""The web page that ``mirl report --preset P`` builds for the study's last level (``reports/web``).
+
+The study is the run of preset ``P`` with its default settings (``runs/<P>_<hash>``), as the
+notebooks read it. The page is rebuilt only when that level's checkpoint or the page's own files
+changed. A missing ONNX extra, runtime or run is a note in the log, never a failed report.
+
+Example:
+    >>> study_web_page("runs", "quickstart", "reports")      # doctest: +SKIP
+    PosixPath('reports/web')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+from mirl.errors import MirlError
+
+FOLDER = "web"
+
+
+def _page_hash() -> str:
+    from .web import PAGE_FILES, ORT_WEB_VERSION, template_dir
+
+    digest = hashlib.sha256(ORT_WEB_VERSION.encode())
+    for name in PAGE_FILES:
+        digest.update((template_dir() / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def study_run(runs_dir: str | os.PathLike, preset: str) -> Path | None:
+    """``runs_dir/<preset>_<hash>`` for the preset's default settings, if it exists."""
+    from mirl.config import run_name, study_preset
+
+    try:
+        path = Path(runs_dir) / run_name(preset, study_preset(preset))
+    except MirlError:
+        return None
+    return path if (path / "config.json").is_file() else None
+
+
+def study_web_page(runs_dir: str | os.PathLike, preset: str, out: str | os.PathLike,
+                   log: Callable[[str], None] | None = print) -> Path | None:
+    """Build (or keep, when up to date) ``out/web`` for the last finished level of the preset's study.
+
+    Returns the folder, or ``None`` with a note in ``log`` when it cannot be built.
+    """
+    from .card import sha256
+    from .formats import export_ticket
+    from .onnx_model import require_onnx
+    from .ticket import load_ticket
+    from .web import TICKET_FILE, runtime_missing
+
+    say = log or (lambda _text: None)
+    target = Path(out) / FOLDER
+    run = study_run(runs_dir, preset)
+    if run is None:
+        say(f"mirl report: no web page: no {preset} study in {runs_dir} (run `mirl lottery --preset {preset}`)")
+        return None
+    try:
+        require_onnx()
+        if runtime_missing():
+            raise MirlError("onnxruntime-web is not vendored (run `make setup`)")
+        ticket = load_ticket(run)
+        stamp = {"source_sha256": sha256(ticket.checkpoint), "page": _page_hash()}
+        existing = target / TICKET_FILE
+        if existing.is_file() and json.loads(existing.read_text(encoding="utf-8")).get("stamp") == stamp:
+            say(f"mirl report: web page for {run.name} level {ticket.level} is up to date -> {target}")
+            return target
+        say(f"mirl report: building the web page for {run.name} level {ticket.level} (ONNX export, about a minute on 2 cores)")
+        export_ticket(ticket, "web", target)
+        record = json.loads(existing.read_text(encoding="utf-8"))
+        record["stamp"] = stamp
+        from mirl.fileio import atomic_write_json
+
+        atomic_write_json(existing, record)
+    except MirlError as exc:
+        say(f"mirl report: no web page: {exc}")
+        return None
+    say(f"mirl report: web page -> {target} (open it with: mirl serve {target})")
+    return target
+
+
+def study_page_link(out: str | os.PathLike) -> str:
+    """An HTML paragraph linking ``out/web/index.html`` for the reports index, or ``""`` when absent."""
+    folder = Path(out) / FOLDER
+    if not (folder / "index.html").is_file():
+        return ""
+    title = ""
+    try:
+        record = json.loads((folder / "ticket.json").read_text(encoding="utf-8"))
+        title = f" ({html.escape(str(record.get('title', '')))}, {100 * record['density']['prunable']:.1f}% of the prunable weights)"
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return (f'<p class=note><strong><a href="{FOLDER}/index.html">Restore your own photos with the study\'s last ticket</a></strong>'
+            f"{title}: a page that runs the network in the browser, offline. It needs a local web server: "
+            f"<code>mirl serve {html.escape(str(folder))}</code> (opening it from disk shows how).</p>")
+
+
+__all__ = ["FOLDER", "study_page_link", "study_run", "study_web_page"]

@@ -1,0 +1,166 @@
+"""What an export starts from: a ticket (pruned network), its mask and where it came from.
+
+``SOURCE`` of ``mirl export`` is a level folder (``runs/<run>/level_<k>``), a run folder (its
+last finished level is used), or any checkpoint that :func:`mirl.models.load_checkpoint` reads.
+When the checkpoint sits in a level folder of a run, the run's settings and the level's metrics
+are picked up for the model card.
+
+Example:
+    >>> ticket = load_ticket("runs/quickstart_1a2b3c4d/level_4")       # doctest: +SKIP
+    >>> ticket.preset, round(ticket.densities["density_prunable"], 3)  # doctest: +SKIP
+    ('small', 0.062)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mirl.errors import MirlError
+
+_LEVEL_RE = re.compile(r"^level_(\d+)$")
+
+
+@dataclass
+class Ticket:
+    """A network ready to export, with the facts its model card reports.
+
+    ``mask_source`` says where the mask came from (``mask.pt``, a given file, the sparse
+    export, or the non-zero weights); the network's pruned weights are zeros.
+    """
+
+    model: Any  # mirl.models.PromptIR, kept untyped so this module imports without torch models
+    meta: dict[str, Any]
+    checkpoint: Path
+    mask: dict[str, torch.Tensor]
+    mask_source: str
+    rule: str = "upstream"
+    level: int | None = None
+    run_dir: Path | None = None
+    run_config: dict[str, Any] | None = None
+    metrics: dict[str, Any] | None = None
+    densities: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def preset(self) -> str:
+        """The network preset (``paper``, ``small``, ``tiny``) or ``custom``."""
+        return str(self.meta["preset"])
+
+    @property
+    def run_name(self) -> str | None:
+        """``<preset>_<hash>`` of the study run, when the source lies in a run folder."""
+        return self.run_dir.name if self.run_dir is not None else None
+
+    @property
+    def settings_hash(self) -> str | None:
+        """The hash of the run's settings (the part of its name after the last ``_``)."""
+        name = self.run_name
+        return name.rsplit("_", 1)[1] if name and "_" in name else None
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The network's weights on the CPU, pruned weights set to exactly zero."""
+        state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        for name, keep in self.mask.items():
+            if name in state:
+                state[name] = state[name] * keep.to(state[name].dtype)
+        return state
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _finished_levels(run_dir: Path) -> list[int]:
+    found = []
+    for child in run_dir.iterdir():
+        match = _LEVEL_RE.match(child.name)
+        if match and (child / "done.json").is_file() and (child / "model.pt").is_file():
+            found.append(int(match.group(1)))
+    return sorted(found)
+
+
+def resolve_source(source: str | os.PathLike) -> tuple[Path, Path | None]:
+    """``(checkpoint file, level folder or None)`` for a level folder, run folder or file.
+
+    Example:
+        >>> resolve_source("runs/quickstart_1a2b3c4d")          # doctest: +SKIP
+        (PosixPath('runs/quickstart_1a2b3c4d/level_4/model.pt'), PosixPath('runs/quickstart_1a2b3c4d/level_4'))
+    """
+    path = Path(source)
+    if not path.exists():
+        raise MirlError(f"{path}: no such file or folder; give a level folder (runs/<run>/level_<k>), a run folder or a checkpoint")
+    if path.is_file():
+        level_dir = path.parent if _LEVEL_RE.match(path.parent.name) else None
+        return path, level_dir
+    if (path / "model.pt").is_file():
+        return path / "model.pt", path
+    if (path / "config.json").is_file():
+        levels = _finished_levels(path)
+        if not levels:
+            raise MirlError(f"{path}: this run has no finished level yet; finish one with `mirl lottery` or give a checkpoint")
+        level_dir = path / f"level_{levels[-1]}"
+        return level_dir / "model.pt", level_dir
+    raise MirlError(f"{path}: a folder without model.pt; give a level folder (runs/<run>/level_<k>), a run folder or a checkpoint file")
+
+
+def load_ticket(
+    source: str | os.PathLike,
+    mask: str | os.PathLike | None = None,
+    rule: str = "upstream",
+    allow_pickle: bool = False,
+    preset: str | None = None,
+) -> Ticket:
+    """Load ``source`` for export: the network (CPU, eval mode), its mask and its provenance.
+
+    The mask is ``mask`` if given, else ``mask.pt`` of the level folder, else the sparse
+    export's own, else the non-zero weights of the ``rule``'s prunable tensors.
+
+    Example:
+        >>> ticket = load_ticket("runs/smoke_abc/level_2")   # doctest: +SKIP
+    """
+    from mirl.models import load_checkpoint
+    from mirl.pruning.mask import load_mask
+    from mirl.pruning.rules import density_summary, prunable_names
+
+    checkpoint, level_dir = resolve_source(source)
+    model, meta = load_checkpoint(checkpoint, allow_pickle=allow_pickle, config=preset)
+    model.eval()
+    state = model.state_dict()
+    if mask is not None:
+        found, how = load_mask(mask), str(mask)
+    elif level_dir is not None and Path(source).is_dir() and (level_dir / "mask.pt").is_file():
+        found, how = load_mask(level_dir / "mask.pt"), f"{level_dir.name}/mask.pt"
+    elif "mask" in meta:
+        found, how = dict(meta.pop("mask")), "the sparse export's mask"
+    else:
+        found = {n: state[n] != 0 for n in prunable_names(state, rule)}
+        how = f"the non-zero weights ({rule} prunable tensors)"
+    wrong = sorted(n for n, m in found.items() if n not in state or tuple(m.shape) != tuple(state[n].shape))
+    if wrong:
+        raise MirlError(f"{mask or checkpoint}: the mask does not fit the network ({len(wrong)} tensors, e.g. {wrong[:3]}); give the mask of this checkpoint")
+    ticket = Ticket(model=model, meta=meta, checkpoint=checkpoint, mask={n: m.cpu().bool() for n, m in found.items()},
+                    mask_source=how, rule=rule)
+    model.load_state_dict(ticket.state_dict())  # pruned weights are zeros in every export
+    ticket.densities = density_summary(model.state_dict(), rule)
+    if level_dir is not None:
+        match = _LEVEL_RE.match(level_dir.name)
+        ticket.level = int(match.group(1)) if match else None
+        ticket.metrics = _read_json(level_dir / "metrics.json")
+        if (level_dir.parent / "config.json").is_file():
+            ticket.run_dir = level_dir.parent
+            ticket.run_config = _read_json(level_dir.parent / "config.json")
+    if ticket.level is None and isinstance(meta.get("metadata", {}).get("level"), int):
+        ticket.level = int(meta["metadata"]["level"])
+    return ticket
+
+
+__all__ = ["Ticket", "load_ticket", "resolve_source"]

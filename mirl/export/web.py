@@ -1,0 +1,176 @@
+"""A static web folder that restores photos offline with a ticket, in the browser.
+
+Layout of the folder (everything the page fetches is inside it)::
+
+    index.html  app.js  restore.js  png.js  style.css     the page (mirl/templates/web)
+    ticket.json                                           facts the page shows, tiling settings
+    model.onnx.gz                                         the ticket as ONNX, gzipped
+    model_card.md                                         the model card
+    examples/*.png                                        degraded test photos of the demo corpus
+    ort/ort.wasm.min.mjs  ort/ort-wasm-simd-threaded.mjs  onnxruntime-web (vendored from npm by setup)
+    ort/ort-wasm-simd-threaded.wasm.gz                    its WebAssembly binary, gzipped
+
+The page gunzips the model and the runtime with ``DecompressionStream``, restores in overlapping
+tiles exactly as ``mirl restore`` does, and needs an HTTP server (``python -m http.server`` or
+``mirl serve``): browsers load neither modules nor WebAssembly from ``file://``.
+
+Example:
+    >>> build_web_folder("site", onnx_data, info)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+from mirl.errors import MirlError
+
+ORT_WEB_VERSION = "1.30.0"
+# The three files onnxruntime-web needs for the plain WebAssembly backend (no WebGPU/WebGL).
+RUNTIME_FILES: tuple[str, ...] = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
+PAGE_FILES: tuple[str, ...] = ("index.html", "app.js", "restore.js", "png.js", "style.css")
+MODEL_FILE = "model.onnx.gz"
+TICKET_FILE = "ticket.json"
+CARD_FILE = "model_card.md"
+DEFAULT_TILE = 256
+DEFAULT_OVERLAP = 32
+# (file stem, label, corpus photo, degradation): one per task of the all-in-one network
+EXAMPLES: tuple[tuple[str, str, str, str], ...] = (
+    ("noisy", "noise (sigma 25)", "kodim23", "noise"),
+    ("rainy", "rain streaks", "monarch", "rain"),
+    ("hazy", "haze", "china", "haze"),
+)
+EXAMPLE_SIZE = (240, 320)  # height, width of the centre crop
+
+
+def vendor_dir() -> Path:
+    """Where setup puts onnxruntime-web's files: ``mirl/_vendor/onnxruntime-web``."""
+    return Path(__file__).resolve().parents[1] / "_vendor" / "onnxruntime-web"
+
+
+def runtime_missing() -> list[str]:
+    """The onnxruntime-web files that are absent (empty when the runtime is vendored)."""
+    base = vendor_dir()
+    return [name for name in RUNTIME_FILES if not (base / name).is_file() or (base / name).stat().st_size == 0]
+
+
+def template_dir() -> Path:
+    """The page's source files (package data)."""
+    return Path(__file__).resolve().parents[1] / "templates" / "web"
+
+
+def _gzip(data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=9, mtime=0) as handle:
+        handle.write(data)
+    return buffer.getvalue()
+
+
+def _write_examples(folder: Path) -> list[dict[str, str]]:
+    """Degraded centre crops of three test photos of the built-in corpus (skipped when absent)."""
+    import numpy as np
+
+    from mirl.data import degrade
+    from mirl.data.corpus import PHOTOS, load_photo
+    from mirl.data.imageio import write_image
+
+    out = []
+    h, w = EXAMPLE_SIZE
+    for stem, label, photo_name, kind in EXAMPLES:
+        photo = next((p for p in PHOTOS if p.name == photo_name), None)
+        if photo is None or photo.path is None:
+            continue
+        img = load_photo(photo)
+        if img.shape[0] < h or img.shape[1] < w:
+            continue
+        y0, x0 = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
+        crop = np.ascontiguousarray(img[y0 : y0 + h, x0 : x0 + w])
+        seed = degrade.derive_seed("web-example", photo_name, kind)
+        if kind == "noise":
+            bad, _ = degrade.add_gaussian_noise(crop, sigma=25, seed=seed)
+        elif kind == "rain":
+            bad, _ = degrade.add_rain(crop, seed=seed)
+        else:
+            bad, _ = degrade.add_haze(crop, seed=seed, airlight=0.9, beta=1.2)
+        write_image(folder / "examples" / f"{stem}.png", bad, compress_level=9)
+        out.append({"file": f"examples/{stem}.png", "label": label, "photo": photo_name})
+    return out
+
+
+def check_target(out: str | os.PathLike) -> None:
+    """Refuse a target that is a file or a non-empty folder other than an earlier web export,
+    and a missing runtime: both before the (slow) ONNX export starts."""
+    missing = runtime_missing()
+    if missing:
+        raise MirlError(
+            f"onnxruntime-web {ORT_WEB_VERSION} is not vendored ({', '.join(missing)} missing in {vendor_dir()}); "
+            "run `make setup` (it fetches it from the npm registry with npm pack)"
+        )
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / TICKET_FILE).is_file())):
+        raise MirlError(f"{out}: exists and is not an earlier web export; give a new or empty folder")
+
+
+def build_web_folder(
+    out: str | os.PathLike,
+    onnx_data: bytes,
+    info: Mapping[str, Any],
+    card: str = "",
+    examples: bool = True,
+) -> dict[str, Any]:
+    """Write the static folder ``out`` (replaced whole, atomically: built beside it, then renamed).
+
+    ``info`` is the page's ``ticket.json`` without the parts this function fills in (model sizes,
+    runtime, examples). Returns the final ``ticket.json`` record. ``out`` may be a new path, an
+    empty folder or an earlier web export; anything else is refused rather than overwritten.
+    """
+    check_target(out)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        for name in PAGE_FILES:
+            shutil.copyfile(template_dir() / name, tmp / name)
+        (tmp / "ort").mkdir()
+        for name in RUNTIME_FILES[:2]:
+            shutil.copyfile(vendor_dir() / name, tmp / "ort" / name)
+        wasm_gz = _gzip((vendor_dir() / RUNTIME_FILES[2]).read_bytes())
+        (tmp / "ort" / f"{RUNTIME_FILES[2]}.gz").write_bytes(wasm_gz)
+        model_gz = _gzip(onnx_data)
+        (tmp / MODEL_FILE).write_bytes(model_gz)
+        record = dict(info)
+        record["model"] = {**dict(info.get("model", {})), "file": MODEL_FILE, "onnx_bytes": len(onnx_data), "gzip_bytes": len(model_gz)}
+        record["runtime"] = {"name": "onnxruntime-web", "version": ORT_WEB_VERSION, "backend": "wasm",
+                             "wasm": f"ort/{RUNTIME_FILES[2]}.gz", "wasm_bytes": (vendor_dir() / RUNTIME_FILES[2]).stat().st_size,
+                             "wasm_gzip_bytes": len(wasm_gz)}
+        record["examples"] = _write_examples(tmp) if examples else []
+        (tmp / TICKET_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        (tmp / CARD_FILE).write_text(card, encoding="utf-8")
+        os.chmod(tmp, 0o755)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return record
+
+
+def folder_size(folder: str | os.PathLike) -> int:
+    """Total bytes of the files under ``folder``."""
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+
+
+__all__ = ["check_target", "DEFAULT_OVERLAP", "DEFAULT_TILE", "ORT_WEB_VERSION", "RUNTIME_FILES", "build_web_folder", "folder_size",
+           "runtime_missing", "template_dir", "vendor_dir"]

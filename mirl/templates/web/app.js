@@ -1,0 +1,291 @@
+// The page: load the ticket (gzipped ONNX) into onnxruntime-web, restore dropped/picked/pasted
+// photos tile by tile, show before/after, the time taken, and offer the PNG. Everything it
+// fetches lies in this folder.
+import * as ort from "./ort/ort.wasm.min.mjs";
+import { plan, restoreRGBA } from "./restore.js";
+import { encodePNG } from "./png.js";
+
+const $ = (id) => document.getElementById(id);
+const MAX_PIXELS = 40e6; // accumulators need ~16 bytes per pixel
+const page = { ticket: null, session: null, busy: false, last: null, threads: 1 };
+// For tests and benchmarks: resolves when the model is ready; `last` holds the last result.
+window.mirlWeb = { page, ready: null, restoreFile: null };
+
+function setState(state) { document.body.dataset.state = state; }
+function status(text) { $("status").textContent = text; }
+function showError(text) {
+  const box = $("message");
+  box.textContent = text;
+  box.hidden = false;
+}
+function clearError() { $("message").hidden = true; $("message").textContent = ""; }
+function bytes(n) {
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)} MB`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(0)} kB`;
+  return `${n} B`;
+}
+function pct(x) { return `${(100 * x).toFixed(x < 0.1 ? 2 : 1)}%`; }
+function seconds(ms) { return ms >= 10000 ? `${(ms / 1000).toFixed(1)} s` : ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(0)} ms`; }
+
+async function fetchBytes(url, what) {
+  let response;
+  try {
+    response = await fetch(url);
+  } catch (e) {
+    throw new Error(`could not fetch ${what} (${url}): ${e.message}`);
+  }
+  if (!response.ok) throw new Error(`could not fetch ${what} (${url}): HTTP ${response.status}`);
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+// Gunzip in the browser; a server that already sent the file decompressed (Content-Encoding) is fine too.
+async function gunzip(data) {
+  if (data[0] !== 0x1f || data[1] !== 0x8b) return data;
+  const stream = new Blob([data]).stream().pipeThrough(new DecompressionStream("gzip"));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+function fact(term, value) {
+  const dt = document.createElement("dt");
+  dt.textContent = term;
+  const dd = document.createElement("dd");
+  dd.textContent = value;
+  $("facts").append(dt, dd);
+}
+
+function describeTicket(t) {
+  const d = t.density;
+  fact("network", `PromptIR, preset "${t.preset}" (${t.parameters.toLocaleString("en")} parameters), exported from the ${t.impl} implementation`);
+  fact("density", `${pct(d.prunable)} of the prunable weights (${d.nonzero_prunable.toLocaleString("en")} of ${d.prunable_total.toLocaleString("en")}, ${d.rule} rule); ${pct(d.trainable)} of all trainable parameters`);
+  fact("model file", `${t.model.file}: ${bytes(t.model.gzip_bytes)} (gzip; ${bytes(t.model.onnx_bytes)} unpacked ONNX, ${t.model.dtype} weights)`);
+  if (t.metrics) {
+    const m = t.metrics;
+    const where = m.demo_corpus ? "the built-in demo corpus (a demonstration, not a benchmark)" : `data set ${m.data}`;
+    const gain = m.mean_psnr - m.mean_input_psnr;
+    fact("scores", `mean PSNR ${m.mean_psnr.toFixed(2)} dB against ${m.mean_input_psnr.toFixed(2)} dB for the degraded input ` +
+         `(${gain >= 0 ? "+" : ""}${gain.toFixed(2)} dB${gain < 0 ? ": this ticket makes images worse" : ""}), ` +
+         `SSIM ${m.mean_ssim.toFixed(4)} on ${where}; ${m.convention} convention (${m.convention_text})`);
+  } else {
+    fact("scores", "none recorded (the source was not a level of a mirl study)");
+  }
+  const p = t.provenance;
+  if (p.run) fact("study run", `${p.run} (settings hash ${p.settings_hash}), level ${p.level}`);
+  else if (p.level !== null && p.level !== undefined) fact("level", String(p.level));
+  fact("source", p.checkpoint);
+  fact("tiling", `tiles of ${t.tiling.tile} px overlapping by ${t.tiling.overlap} px, as: ${t.restore_command}`);
+  const rt = `onnxruntime-web ${t.runtime.version} (WebAssembly)`;
+  fact("runtime", rt);
+  $("runtime").textContent = rt;
+}
+
+function fillTileChoices(t) {
+  const select = $("tile");
+  const sizes = [...new Set([128, 192, 256, 384, 512, t.tiling.tile])].sort((a, b) => a - b);
+  for (const size of sizes) {
+    const option = new Option(`${size} px`, String(size));
+    if (size === t.tiling.tile) option.selected = true;
+    select.append(option);
+  }
+  select.append(new Option("whole image", "0"));
+  const hint = () => {
+    const tile = Number(select.value);
+    $("tiling-hint").textContent = tile
+      ? `overlap ${t.tiling.overlap} px; same tiling as mirl restore --tile ${tile} --overlap ${t.tiling.overlap}`
+      : "one pass over the whole photo (slow and memory-hungry for large photos)";
+  };
+  select.addEventListener("change", hint);
+  hint();
+}
+
+function addExamples(t) {
+  if (!t.examples || !t.examples.length) return;
+  const box = $("examples");
+  for (const ex of t.examples) {
+    const button = document.createElement("button");
+    button.type = "button";
+    const img = document.createElement("img");
+    img.src = ex.file;
+    img.alt = "";
+    button.append(img, document.createTextNode(ex.label));
+    button.addEventListener("click", async () => {
+      try {
+        const data = await fetchBytes(ex.file, "the example photo");
+        await restoreFile(new File([data], ex.file.split("/").pop(), { type: "image/png" }));
+      } catch (e) {
+        showError(e.message || String(e));
+      }
+    });
+    box.append(button);
+  }
+  box.hidden = false;
+}
+
+async function loadModel() {
+  if (location.protocol === "file:") {
+    throw new Error("opened from file://: serve this folder over HTTP (python -m http.server, or mirl serve)");
+  }
+  const t0 = performance.now();
+  const response = await fetch("ticket.json");
+  if (!response.ok) throw new Error(`ticket.json is missing (HTTP ${response.status}); re-export the folder with mirl export --format web`);
+  const t = await response.json();
+  page.ticket = t;
+  describeTicket(t);
+  fillTileChoices(t);
+  addExamples(t);
+  fetch("model_card.md").then((r) => (r.ok ? r.text() : "(no model card in this folder)")).then((text) => { $("card").textContent = text; });
+  status(`Loading the model (${bytes(t.model.gzip_bytes)}) and the runtime…`);
+  ort.env.wasm.wasmPaths = new URL("./ort/", location.href).href;
+  const [wasm, model] = await Promise.all([
+    fetchBytes(t.runtime.wasm, "the WebAssembly runtime").then(gunzip),
+    fetchBytes(t.model.file, "the model").then(gunzip),
+  ]);
+  ort.env.wasm.wasmBinary = wasm;
+  // Threads need a cross-origin isolated page (mirl serve sends the headers); otherwise one thread.
+  page.threads = self.crossOriginIsolated ? Math.max(1, Math.min(navigator.hardwareConcurrency || 1, 8)) : 1;
+  ort.env.wasm.numThreads = page.threads;
+  ort.env.wasm.proxy = true; // run in a worker: the page stays responsive during a tile
+  page.session = await ort.InferenceSession.create(model, { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
+  page.loadMs = performance.now() - t0;
+  const threads = page.threads > 1 ? `${page.threads} threads` : "1 thread" + (self.crossOriginIsolated ? "" : " (serve with mirl serve for all cores)");
+  $("runtime").textContent += `, ${threads}`;
+  status(`Ready: model loaded in ${seconds(page.loadMs)} (${threads}). Pick a photo.`);
+  setState("ready");
+}
+
+async function decode(file) {
+  try {
+    return await createImageBitmap(file, { colorSpaceConversion: "none", premultiplyAlpha: "none", imageOrientation: "from-image" });
+  } catch (e) {
+    return null;
+  }
+}
+
+// Show small photos larger (up to 720 px wide) and large ones fitted to the window.
+function fitCompare(width, height) {
+  const room = $("result").clientWidth || width;
+  const shown = Math.min(room, Math.max(width, 720), 0.75 * window.innerHeight * width / height);
+  $("compare").style.width = `${Math.round(shown)}px`;
+}
+
+function drawRGBA(canvas, rgba, width, height, region = null) {
+  const ctx = canvas.getContext("2d");
+  const image = new ImageData(rgba, width, height);
+  if (region) ctx.putImageData(image, 0, 0, region.x0, region.y0, region.tw, region.th);
+  else ctx.putImageData(image, 0, 0);
+}
+
+async function restoreFile(file) {
+  if (!file) return;
+  clearError();
+  if (!page.session) {
+    showError(document.body.dataset.state === "error" ? "The model could not be loaded; see the message above." : "The model is still loading; try again in a moment.");
+    return;
+  }
+  if (page.busy) {
+    showError("A photo is being restored; wait for it to finish.");
+    return;
+  }
+  const bitmap = await decode(file);
+  if (!bitmap) {
+    const kind = file.type ? `type ${file.type}` : "unknown type";
+    showError(`"${file.name}" is not an image this browser can read (${kind}). Pick a photo: PNG, JPEG, WebP, GIF, BMP or AVIF.`);
+    setState(page.last ? "done" : "ready");
+    return;
+  }
+  const { width, height } = bitmap;
+  if (width * height > MAX_PIXELS) {
+    showError(`"${file.name}" has ${(width * height / 1e6).toFixed(0)} megapixels; this page restores up to ${MAX_PIXELS / 1e6} megapixels. Shrink it first.`);
+    return;
+  }
+  page.busy = true;
+  setState("restoring");
+  try {
+    const before = $("before"), after = $("after");
+    for (const c of [before, after]) { c.width = width; c.height = height; }
+    const bctx = before.getContext("2d", { willReadFrequently: true });
+    bctx.drawImage(bitmap, 0, 0);
+    bitmap.close();
+    const input = bctx.getImageData(0, 0, width, height).data;
+    after.getContext("2d").drawImage(before, 0, 0);
+    $("result").hidden = false;
+    fitCompare(width, height);
+    $("download").hidden = true;
+    $("timing").textContent = "";
+    const tile = Number($("tile").value);
+    const overlap = page.ticket.tiling.overlap;
+    const p = plan(height, width, tile, overlap);
+    const bar = $("progress");
+    bar.max = p.count;
+    bar.value = 0;
+    $("progress-row").hidden = false;
+    $("progress-text").textContent = `tile 0 of ${p.count}`;
+    status(`Restoring ${file.name} (${width}×${height}) in ${p.count} tile${p.count > 1 ? "s" : ""}…`);
+    const inputName = page.session.inputNames[0], outputName = page.session.outputNames[0];
+    const run = async (data, dims) => {
+      const feeds = { [inputName]: new ort.Tensor("float32", data, dims) };
+      const out = await page.session.run(feeds);
+      return out[outputName].data;
+    };
+    const t0 = performance.now();
+    const result = await restoreRGBA(run, input, width, height, {
+      tile, overlap,
+      onTile: async (done, total, region) => {
+        bar.value = done;
+        const elapsed = performance.now() - t0;
+        const left = total > done ? `, about ${seconds(elapsed / done * (total - done))} left` : "";
+        $("progress-text").textContent = `tile ${done} of ${total}${left}`;
+        drawRGBA(after, region.rgba, width, height, region);
+        await new Promise((resolve) => setTimeout(resolve, 0)); // let the page repaint
+      },
+    });
+    const ms = performance.now() - t0;
+    const png = await encodePNG(result.rgba, width, height);
+    const link = $("download");
+    if (link.href.startsWith("blob:")) URL.revokeObjectURL(link.href);
+    link.href = URL.createObjectURL(png);
+    const stem = file.name.replace(/\.[^.]+$/, "") || "photo";
+    link.download = `${stem}_restored.png`;
+    link.textContent = `Download PNG (${bytes(png.size)})`;
+    link.hidden = false;
+    const perTile = ms / p.count;
+    $("timing").textContent = `Restored ${width}×${height} in ${seconds(ms)}: ${p.count} tile${p.count > 1 ? "s" : ""} of up to ${p.th}×${p.tw} px, ${seconds(perTile)} per tile, ${page.threads} thread${page.threads > 1 ? "s" : ""}.`;
+    status(`Done: ${file.name}. Drag across the photo to compare before and after.`);
+    page.last = { name: file.name, width, height, ms, tiles: p.count, perTileMs: perTile, tile, overlap, pngBytes: png.size, threads: page.threads };
+    setState("done");
+  } catch (e) {
+    showError(`Restoring "${file.name}" failed: ${e.message || e}`);
+    setState("error-restore");
+  } finally {
+    page.busy = false;
+  }
+}
+window.mirlWeb.restoreFile = restoreFile;
+
+function wireInputs() {
+  $("file").addEventListener("change", (e) => { restoreFile(e.target.files[0]); e.target.value = ""; });
+  const drop = $("drop");
+  drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("file").click(); } });
+  for (const type of ["dragenter", "dragover"]) {
+    document.addEventListener(type, (e) => { e.preventDefault(); drop.classList.add("dragging"); });
+  }
+  for (const type of ["dragleave", "drop"]) {
+    document.addEventListener(type, (e) => { e.preventDefault(); drop.classList.remove("dragging"); });
+  }
+  document.addEventListener("drop", (e) => {
+    const files = e.dataTransfer && e.dataTransfer.files;
+    if (files && files.length) restoreFile(files[0]);
+  });
+  document.addEventListener("paste", (e) => {
+    const item = [...(e.clipboardData ? e.clipboardData.items : [])].find((i) => i.kind === "file");
+    if (item) restoreFile(item.getAsFile());
+  });
+  const split = $("split");
+  split.addEventListener("input", () => $("compare").style.setProperty("--split", `${split.value}%`));
+}
+
+wireInputs();
+window.mirlWeb.ready = loadModel().catch((e) => {
+  showError(`The model could not be loaded: ${e.message || e}`);
+  status("Not ready.");
+  setState("error");
+});
