@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 
-.PHONY: setup test study reports clean-reports
+.PHONY: setup test study evidence reports clean-reports
 
 setup: $(STAMP)
 
@@ -18,6 +18,14 @@ test: setup
 study: setup
 	$(PYTHON) -m mirl lottery --preset quickstart
 	$(PYTHON) -m mirl report --preset quickstart
+
+# The evidence study (docs/findings.md): 3 replicates x (ticket, random re-init, random pruning),
+# at most 90 minutes on 2 CPU cores; reports in reports/evidence/. Finished runs are reused.
+evidence: setup
+	$(PYTHON) -m mirl lottery --preset evidence
+	$(PYTHON) -m mirl lottery --preset evidence --set control=random_reinit
+	$(PYTHON) -m mirl lottery --preset evidence --set control=random_prune
+	$(PYTHON) -m mirl report --params notebooks/evidence.yaml --out reports/evidence
 
 clean-reports:
 	rm -rf reports/*.html reports/*.ipynb reports/index.json reports/*/

@@ -130,6 +130,26 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_test_side": 128,
         "checkpoint_every": 20,
     },
+    # The evidence study (make evidence, docs/findings.md): the ticket against random re-init and
+    # random pruning, 3 replicates, down to about 9% of trainable parameters, within 90 minutes on
+    # 2 CPU cores (3 dense levels + 3 variants x 3 replicates x 3 pruned levels = 30 levels). Noise
+    # and rain only: trained beside haze, this small a network makes rainy photos worse than their
+    # input (docs/findings.md); without haze every task gains. 400 steps per level.
+    "evidence": {
+        "model": "tiny",
+        "tasks": ("denoise_15", "denoise_25", "denoise_50", "derain"),
+        "repeats": "demo",
+        "scope": "layerwise",
+        "rounds": 3,
+        "fraction": 0.65,  # 0.35^3 = 4.3% of prunable weights, about 9% of trainable parameters (tiny)
+        "epochs": 40,
+        "warmup_epochs": 3,
+        "steps_per_epoch": 10,
+        "lr": 2e-3,
+        "max_test_side": 128,
+        "replicates": 3,
+        "checkpoint_every": 50,
+    },
     # Seconds, for tests and for trying the machinery.
     "smoke": {
         "model": "tiny",
