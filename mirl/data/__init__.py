@@ -25,8 +25,10 @@ TASK_ALIASES: dict[str, tuple[str, ...]] = {
 # Per-task repetition factors of the published training set (upstream: each sigma x3, derain x120,
 # dehaze x1). jpeg is ours: x1, like dehaze, whose folder also holds several inputs per photo.
 PUBLISHED_REPEATS: dict[str, int] = {"denoise_15": 3, "denoise_25": 3, "denoise_50": 3, "derain": 120, "dehaze": 1, "jpeg": 1}
-# For the built-in demo corpus written by ``mirl make-dataset`` (11 train photos, a few variants each):
-# roughly equal samples per task per epoch.
+# For the built-in demo corpus written by ``mirl make-dataset`` (11 train photos; 3 rainy and 3 hazy
+# variants each): equal samples per task family, not per task: each sigma 11 x 4 = 44, derain and
+# dehaze 33 x 4 = 132, so denoise, derain and dehaze are a third each. The quickstart preset sets
+# its own mix (mirl/config.py).
 DEMO_REPEATS: dict[str, int] = {"denoise_15": 4, "denoise_25": 4, "denoise_50": 4, "derain": 4, "dehaze": 4, "jpeg": 4}
 
 
