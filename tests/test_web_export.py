@@ -18,19 +18,14 @@ from typing import Any, Iterator
 import numpy as np
 import pytest
 
-from tests.test_browser import ARGS, CHROMIUM
+from tests.test_browser import ARGS, CHROMIUM, _browser_or_skip
 from tests.test_export import onnx_export, smoke_level
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def _skip_without_tools() -> Any:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (scripts/setup.sh does, as root with apt)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("the PyPI package 'playwright' is not installed (pip install -e '.[test]')")
+    sync_playwright = _browser_or_skip()
     from mirl.export.web import runtime_missing, vendor_dir
 
     if runtime_missing():
