@@ -19,7 +19,7 @@ import torch
 
 from benchmarks.common import format_table, write_json
 from mirl.data.datasets import TrainDataset
-from mirl.lottery import parse_repeats
+from mirl.data.resolve import parse_repeats
 
 
 def run(data: str | Path, patch: int = 64, batch: int = 8, workers: Sequence[int] = (0, 2), batches: int = 40,

@@ -22,7 +22,7 @@ from mirl.pruning.controls import one_shot_fraction
 from mirl.pruning.magnitude import magnitude_prune
 from mirl.pruning.mask import apply_mask
 from mirl.pruning.rules import density_summary
-from mirl.pruning.sparse import VALUE_DTYPES, export_sparse
+from mirl.models.sparse import VALUE_DTYPES, export_sparse
 
 
 def run(preset: str = "paper", rounds: Sequence[int] = (5, 10, 15)) -> list[dict[str, object]]:

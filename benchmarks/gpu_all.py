@@ -112,16 +112,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         write_json(out, res)
 
     def study_smoke() -> dict[str, Any]:
-        import json
         import tempfile
 
         from mirl.lottery import run_study
+        from mirl.results import levels, load_metrics
 
         runs: dict[str, Any] = {}
         for graph in ("auto", "off"):  # the CUDA-graph step must learn what the eager step learns
             with tempfile.TemporaryDirectory() as tmp:
                 run = run_study("smoke", {"device": dev.type, "progress": False, "cuda_graph": graph}, out=tmp)
-                metrics = [json.loads(p.read_text()) for p in sorted(run.glob("level_*/metrics.json"))]
+                metrics = [load_metrics(run, k) for k in levels(run)]
             runs[graph] = {"levels": len(metrics), "mean_psnr": [m["mean_psnr"] for m in metrics],
                            "level_seconds": [m["train"].get("level_seconds") for m in metrics],
                            "execution": [m["train"].get("execution") for m in metrics]}

@@ -156,15 +156,13 @@ def step_memory(preset: str, batch: int, patch: int, path: StepPath, steps: int 
         True
     """
     from mirl.models import build_model
-    from mirl.train_step import TrainStep, make_adamw, params_to_channels_last
+    from mirl.train_step import StepOptions, build_train_step
 
     with FakeTensorMode(allow_non_fake_inputs=False):
         net = build_model(preset, impl=path.impl)
-        if path.channels_last:
-            params_to_channels_last(net)
-        params = list(net.parameters())
-        optimizer = make_adamw(params, lr=2e-4, fused=path.fused_adamw)
-        step = TrainStep(net, optimizer, torch.device("cpu"), amp=path.amp, channels_last=path.channels_last)
+        options = StepOptions(amp=path.amp, fused=path.fused_adamw, channels_last=path.channels_last)
+        step = build_train_step(net, None, torch.device("cpu"), options, lr=2e-4)  # the study's builder
+        params, optimizer = list(net.parameters()), step.optimizer
         x, y = torch.rand(batch, 3, patch, patch), torch.rand(batch, 3, patch, patch)
         kept: dict[str, int] = {}
 

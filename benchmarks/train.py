@@ -1,12 +1,14 @@
 """Training throughput: the ``fast`` path against the ``reference`` path in one process.
 
+Both paths build their step with the study's own :func:`mirl.train_step.build_train_step`.
 Reference path: ``impl="reference"``, fp32, ``torch.optim.AdamW`` with its defaults (lr 2e-4,
-weight decay 0.01), eager. Fast path: the study's own step (:mod:`mirl.train_step`),
-``impl="fast"``; on CUDA also bf16 autocast, fused AdamW, channels-last weights and the whole
-step (forward, backward, optimizer, masks) captured in one CUDA graph; optional
-``torch.compile``. Both paths start from the same weights and see the same batches (pre-staged
-on the device, so data loading never stalls the step). Prints images/s, ms/step, peak memory and fast/reference ratios; ``--loss-curve N``
-records both loss curves for N steps (JSON + PNG).
+weight decay 0.01), eager. Fast path: the options the study picks on this device
+(:meth:`mirl.train_step.StepOptions.for_study`), ``impl="fast"``; on CUDA also bf16 autocast,
+fused AdamW, channels-last weights and the whole step (forward, backward, optimizer, masks)
+captured in one CUDA graph; optional ``torch.compile``. Both paths start from the same weights
+and see the same batches (pre-staged on the device, so data loading never stalls the step).
+Prints images/s, ms/step, peak memory and fast/reference ratios; ``--loss-curve N`` records both
+loss curves for N steps (JSON + PNG).
 
 Example:
     python -m benchmarks.train --preset paper --batch 32 --patch 128 --device cuda
@@ -39,10 +41,9 @@ from benchmarks.common import (
 )
 from mirl.models import build_model
 from mirl.models.promptir import PromptIR
-from mirl.pruning.mask import MaskApplier
-from mirl.train_step import TrainStep, compile_blocks, make_adamw, params_to_channels_last
+from mirl.pruning.rules import prunable_names
+from mirl.train_step import COMPILE_MODES, StepOptions, build_train_step
 
-COMPILE_MODES: tuple[str, ...] = ("none", "regional", "default", "reduce-overhead", "max-autotune-no-cudagraphs")
 LR = 2e-4
 WEIGHT_DECAY = 0.01
 # Upstream epoch size (about 142k samples) and epochs per pruning round: "one round" below.
@@ -63,7 +64,21 @@ class PathConfig:
     compile: str = "none"
     compile_memory_budget: float = 1.0  # with compile: fraction of the default activations kept
 
+    def options(self) -> StepOptions:
+        """The step options of this path (:func:`mirl.train_step.build_train_step`).
+
+        Example:
+            >>> reference_path().options().fused
+            False
+        """
+        if self.optimizer not in ("default", "fused"):
+            raise ValueError(f"unknown optimizer variant {self.optimizer!r}; valid: default, fused")
+        return StepOptions(amp=self.amp, fused=self.optimizer == "fused", channels_last=self.channels_last,
+                           cuda_graph=self.cuda_graph, compile=self.compile,
+                           compile_memory_budget=self.compile_memory_budget)
+
     def describe(self) -> str:
+        """A short label: implementation, precision, optimizer and launch strategy."""
         parts = [self.impl, "bf16" if self.amp else "fp32", f"adamw-{self.optimizer}"]
         parts += ["channels_last"] * self.channels_last + ["cuda_graph"] * self.cuda_graph
         parts += [f"compile={self.compile}"] * (self.compile != "none")
@@ -77,13 +92,17 @@ def reference_path() -> PathConfig:
 
 
 def fast_path(device: torch.device, **overrides: Any) -> PathConfig:
-    """The study's own step on ``device`` (:func:`mirl.train.train_level`): on CUDA bf16 +
-    fused AdamW + channels-last + one CUDA graph; on CPU fp32 (bf16 autocast is slower on most
-    CPUs) with fused AdamW."""
-    if device.type == "cuda":
-        cfg = PathConfig("fast", "fast", amp=True, optimizer="fused", channels_last=True, cuda_graph=True)
-    else:
-        cfg = PathConfig("fast", "fast", amp=False, optimizer="fused")
+    """The study's own step on ``device`` (single process, default settings, ``impl="fast"``:
+    :meth:`mirl.train_step.StepOptions.for_study`): on CUDA bf16 + fused AdamW + channels-last +
+    one CUDA graph; on CPU fp32 (bf16 autocast is slower on most CPUs) with fused AdamW.
+
+    Example:
+        >>> fast_path(torch.device("cuda")).describe()
+        'fast+bf16+adamw-fused+channels_last+cuda_graph'
+    """
+    study = StepOptions.for_study(device, impl="fast")
+    cfg = PathConfig("fast", "fast", amp=study.amp, optimizer="fused" if study.fused else "default",
+                     channels_last=study.channels_last, cuda_graph=study.cuda_graph)
     cfg = dataclasses.replace(cfg, **overrides)
     if cfg.compile == "reduce-overhead":  # torch.compile brings its own CUDA graphs
         cfg = dataclasses.replace(cfg, cuda_graph=False)
@@ -132,8 +151,8 @@ def stage(batches: Sequence[tuple[torch.Tensor, torch.Tensor]], device: torch.de
 
 class Trainer:
     """One training path: model, AdamW and ``step(x, y) -> loss`` (a detached 0-d tensor), the
-    study's own :class:`mirl.train_step.TrainStep` (masks applied with fused multiplies, the
-    whole step optionally one CUDA graph)."""
+    study's own step (:func:`mirl.train_step.build_train_step`: masks applied with fused
+    multiplies, the whole step optionally one CUDA graph)."""
 
     def __init__(
         self,
@@ -151,29 +170,9 @@ class Trainer:
         model: PromptIR = build_model(preset, impl=path.impl)
         if state_dict is not None:
             model.load_state_dict(state_dict)
-        model = model.to(device)
-        if path.channels_last:
-            params_to_channels_last(model)
-        self.model = model
-        if path.optimizer not in ("default", "fused"):
-            raise ValueError(f"unknown optimizer variant {path.optimizer!r}; valid: default, fused")
-        self.optimizer = make_adamw(list(model.parameters()), lr, weight_decay, fused=path.optimizer == "fused",
-                                    capturable=path.cuda_graph)
-        masker = MaskApplier(model, masks) if masks else None
-        self.step = TrainStep(self._compiled(model, path), self.optimizer, device, masker, amp=path.amp,
-                              cuda_graph=path.cuda_graph, channels_last=path.channels_last)
-
-    @staticmethod
-    def _compiled(model: PromptIR, path: PathConfig) -> Any:
-        mode = path.compile
-        if mode == "none":
-            return model
-        if mode == "regional":
-            compile_blocks(model, memory_budget=path.compile_memory_budget)
-            return model
-        if mode in COMPILE_MODES:
-            return torch.compile(model, mode=None if mode == "default" else mode)
-        raise ValueError(f"unknown compile mode {mode!r}; valid: {list(COMPILE_MODES)}")
+        self.model = model.to(device)
+        self.step = build_train_step(self.model, masks, device, path.options(), lr=lr, weight_decay=weight_decay)
+        self.optimizer = self.step.optimizer
 
 
 # ------------------------------------------------------------------------------------ measuring
@@ -185,11 +184,20 @@ def _free(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def random_masks(preset: str, density: float, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random 0/1 masks keeping ``density`` of every weight tensor (upstream prunable rule)."""
+def random_masks(preset: str, density: float, seed: int = 0, rule: str = "upstream") -> dict[str, torch.Tensor]:
+    """Random 0/1 masks keeping ``density`` of every prunable tensor (the study's
+    :func:`mirl.pruning.rules.prunable_names` under ``rule``).
+
+    Example:
+        >>> masks = random_masks("tiny", 0.5)
+        >>> "output.weight" in masks
+        True
+    """
     g = torch.Generator().manual_seed(seed)
-    state = build_model(preset).state_dict()
-    return {n: (torch.rand(t.shape, generator=g) < density).float() for n, t in state.items() if "weight" in n}
+    model = build_model(preset)
+    state = model.state_dict()
+    names = prunable_names(state, rule, unused=model.unused_in_forward)
+    return {n: (torch.rand(state[n].shape, generator=g) < density).float() for n in names}
 
 
 def time_path(

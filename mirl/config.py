@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -91,26 +92,41 @@ NOT_HASHED = frozenset({"replicates", "device", "num_workers", "checkpoint_every
 # Settings that only act from level 1 on: runs that differ only in these share the dense level 0.
 PRUNING_ONLY = frozenset({"rounds", "fraction", "scope", "control", "reset_params"})
 
-# Allowed values of the string settings; tasks are checked against mirl.data.
-CHOICES: dict[str, tuple[str, ...]] = {
-    "model": ("tiny", "small", "paper"),
-    "impl": ("reference", "fast"),
+# Allowed values of the string settings the study itself defines.
+_STUDY_CHOICES: dict[str, tuple[str, ...]] = {
     "amp": ("auto", "bf16", "fp32"),
-    "scope": ("global", "layerwise"),
-    "rule": ("upstream", "conv"),
     "control": ("none", "random_prune", "random_reinit", "one_shot"),
     "reset": ("init", "rewind"),
     "reset_params": ("upstream", "all"),
-    "convention": ("upstream", "y"),
-    "device": ("auto", "cpu", "cuda"),
     "cuda_graph": ("auto", "off"),
-    "compile": ("none", "regional"),
+    "compile": ("none", "regional"),  # the study's subset of mirl.train_step.COMPILE_MODES
 }
+
+
+@functools.cache
+def choices() -> dict[str, tuple[str, ...]]:
+    """Allowed values of every string setting (tasks are checked against :mod:`mirl.data`).
+
+    Values that another module owns come from it (imported on first use: they need torch).
+
+    Example:
+        >>> choices()["scope"]
+        ('global', 'layerwise')
+    """
+    from mirl.device import DEVICE_CHOICES
+    from mirl.metrics import CONVENTIONS
+    from mirl.models import IMPLS, MODEL_PRESETS
+    from mirl.pruning.magnitude import SCOPES
+    from mirl.pruning.rules import RULES
+
+    return {"model": tuple(MODEL_PRESETS), "impl": IMPLS, "scope": SCOPES, "rule": RULES,
+            "convention": tuple(CONVENTIONS), "device": DEVICE_CHOICES, **_STUDY_CHOICES}
+
 
 # The meaning of every setting, from its declaration.
 HELP: dict[str, str] = {f.name: f.metadata["help"] for f in dataclasses.fields(StudyConfig)}
 
-PRESETS: dict[str, dict[str, Any]] = {
+STUDY_PRESETS: dict[str, dict[str, Any]] = {
     # The published reference run (GPU): 15 rounds of 20%, 120 epochs each, batch 8, 64x64 patches.
     "paper": {},
     # CPU demo study on the built-in corpus: about 80 s a level on 2 cores, every task restored.
@@ -125,34 +141,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         # and flat" first and applies it to every input: derain -3.1 dB, a white sky -30 dB.
         "repeats": "denoise=4,derain=8,dehaze=2",  # derain -0.2 -> +0.9 dB, mean +2.9 -> +3.4 (400 steps)
         "patch_size": 64,  # streaks are 15-35 px long: 48 px patches (460 steps, same time) gave derain +1.4 dB, 64 px +1.7
-        "rounds": 3,
-        "fraction": 0.6,  # 6.4% of the prunable weights left at level 3 (4 x 50% left 6.25%) with one level less to train
+        "rounds": 2,  # 3 levels, and 2 more for notebook 02's random re-init control: make study in about 15 minutes
+        "fraction": 0.7,  # 9% of the prunable weights (about 14% of all trainable ones) left at level 2
         "epochs": 25,
         "warmup_epochs": 1,  # no warm-up (the published warm-up trains its first epoch at LR 0): mean gain +3.9 vs +3.1 dB over 3 seeds
         "steps_per_epoch": 15,  # 375 steps of batch 8, about 75 s on 2 cores; loss still falls, but the level budget is spent
         "lr": 3e-3,  # 4e-3: +3.85 vs +3.69 dB mean gain at seed 0, +2.1 vs +2.5 at seed 1 (with the warm-up)
         "max_test_side": 224,  # 20 test crops per task (a 3 x 2 grid per photo, 2 for china); 128 px crops can be all sky
         "checkpoint_every": 25,
-    },
-    # The evidence study (make evidence, docs/findings.md): the ticket against random re-init and
-    # random pruning, 3 replicates, down to about 9% of trainable parameters, sized for 90 minutes on
-    # 2 quiet CPU cores (3 dense levels + 3 variants x 3 replicates x 3 pruned levels = 30 levels).
-    # Noise and rain only: trained beside haze, this small a network learned to make rainy photos
-    # worse than their input (docs/findings.md); without haze every task gains. 400 steps per level.
-    "evidence": {
-        "model": "tiny",
-        "tasks": ("denoise_15", "denoise_25", "denoise_50", "derain"),
-        "repeats": "demo",
-        "scope": "layerwise",
-        "rounds": 3,
-        "fraction": 0.65,  # 0.35^3 = 4.3% of prunable weights, about 9% of trainable parameters (tiny)
-        "epochs": 40,
-        "warmup_epochs": 3,
-        "steps_per_epoch": 10,
-        "lr": 2e-3,
-        "max_test_side": 128,
-        "replicates": 3,
-        "checkpoint_every": 50,
     },
     # Seconds, for tests and for trying the machinery.
     "smoke": {
@@ -214,8 +210,16 @@ PATCH_MULTIPLE = 8  # PromptIR downsamples three times (pixel_unshuffle by 2 eac
 
 
 def _validate(name: str, value: Any) -> None:
-    if name in CHOICES and value not in CHOICES[name]:
-        raise ConfigError(f"bad value {value!r} for {name}; valid: {', '.join(CHOICES[name])}")
+    if name == "repeats":
+        from mirl.data.resolve import parse_repeats
+
+        try:
+            parse_repeats(value)
+        except MirlError as exc:
+            raise ConfigError(str(exc)) from None
+    allowed = choices().get(name)
+    if allowed is not None and value not in allowed:
+        raise ConfigError(f"bad value {value!r} for {name}; valid: {', '.join(allowed)}")
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"bad value {value!r} for {name}; it must be a finite number")
     if name == "fraction" and not 0.0 < value < 1.0:
@@ -279,9 +283,9 @@ def study_preset(
     config_file: str | os.PathLike | None = None,
 ) -> StudyConfig:
     """Resolve a preset, then a config file, then ``overrides`` (later wins) into a config."""
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
-    values: dict[str, Any] = dict(PRESETS[preset])
+    if preset not in STUDY_PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; valid: {', '.join(STUDY_PRESETS)}")
+    values: dict[str, Any] = dict(STUDY_PRESETS[preset])
     if config_file is not None:
         values.update(load_config_file(config_file))
     values.update(overrides or {})
@@ -315,9 +319,9 @@ def run_name(preset: str, cfg: StudyConfig) -> str:
 
 
 __all__ = [
-    "CHOICES",
+    "choices",
     "ConfigError",
-    "PRESETS",
+    "STUDY_PRESETS",
     "StudyConfig",
     "config_hash",
     "load_config_file",

@@ -14,7 +14,6 @@ import io
 import json
 import math
 import os
-import re
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -22,6 +21,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from mirl import paths
 from mirl.errors import MirlError
 
 
@@ -181,21 +181,23 @@ def format_table(results_by_model: dict[str, dict[str, Any]]) -> str:
 
 
 def find_checkpoints(run_or_checkpoint: str | os.PathLike) -> list[tuple[str, Path]]:
-    """``[(name, path)]``: a checkpoint file itself, or each ``level_<k>/model.pt`` of a run folder
-    in level order. A run folder with no level checkpoint is an error."""
+    """``[(name, path)]``: a checkpoint file itself, or each level's ``model.pt`` of a run folder
+    in level order (finished or not). A run folder with no level checkpoint is an error.
+
+    Example:
+        >>> find_checkpoints("runs/smoke_49d0c140")[0][0]   # doctest: +SKIP
+        'level_0'
+    """
     path = Path(run_or_checkpoint)
     if path.is_file():
-        return [(path.stem if path.name != "model.pt" else path.parent.name, path)]
+        return [(path.stem if path.name != paths.model_file(".").name else path.parent.name, path)]
     if not path.is_dir():
         raise MirlError(f"{path}: no such run folder or checkpoint file")
-    levels = []
-    for d in path.iterdir():
-        m = re.fullmatch(r"level_(\d+)", d.name)
-        if m and d.is_dir() and (d / "model.pt").is_file():
-            levels.append((int(m.group(1)), d))
-    if not levels:
+    found = [paths.level_dir(path, k) for k in paths.level_numbers(path, finished_only=False)]
+    found = [d for d in found if paths.model_file(d).is_file()]
+    if not found:
         raise MirlError(f"{path}: no level_<k>/model.pt inside; pass a run folder (runs/<name>) or a checkpoint file")
-    return [(d.name, d / "model.pt") for _, d in sorted(levels)]
+    return [(d.name, paths.model_file(d)) for d in found]
 
 
 __all__ = ["evaluate_model", "find_checkpoints", "format_table", "mean_psnr", "results_rows", "write_results_table"]

@@ -230,7 +230,7 @@ def headline(scores: pd.DataFrame, reference: str, metric: str = "gain") -> dict
     """
     curves = curve_table(scores, metric)
     means = curves[curves["task"] == MEAN]
-    convention = ", ".join(sorted(set(scores["convention"])))
+    convention = conventions(scores)
     name = f"{METRICS[metric].replace(' (dB)', '')} (dB, {convention})" if UNITS[metric] else METRICS[metric]
     out: dict[str, str] = {}
 
@@ -251,6 +251,47 @@ def headline(scores: pd.DataFrame, reference: str, metric: str = "gain") -> dict
     return out
 
 
+def conventions(scores: pd.DataFrame) -> str:
+    """The metric conventions of a scores table, sorted and comma-separated (one in a sound study).
+
+    Example:
+        >>> conventions(pd.DataFrame({"convention": ["upstream", "upstream"]}))
+        'upstream'
+    """
+    return ", ".join(sorted(set(scores["convention"])))
+
+
+def interval_method(table: pd.DataFrame) -> str:
+    """The interval method a curve or difference table rests on (for captions); ``""`` when empty.
+
+    Example:
+        >>> interval_method(pd.DataFrame({"method": ["t over images", "t over images"]}))
+        't over images'
+        >>> interval_method(pd.DataFrame(columns=["method"]))
+        ''
+    """
+    return str(table["method"].iloc[0]) if len(table) else ""
+
+
+def compute_seconds(run_dirs: Sequence[str | os.PathLike]) -> float:
+    """Wall time (s, one decimal) that the finished levels of ``run_dirs`` took, all replicates together.
+
+    Example:
+        >>> import json, tempfile
+        >>> from pathlib import Path
+        >>> run = Path(tempfile.mkdtemp()) / "smoke_0"
+        >>> (run / "level_0").mkdir(parents=True)
+        >>> _ = (run / "config.json").write_text("{}")
+        >>> _ = (run / "level_0" / "metrics.json").write_text(json.dumps({"train": {"level_seconds": 12.34}}))
+        >>> _ = (run / "level_0" / "done.json").write_text("{}")
+        >>> compute_seconds([run, run])
+        24.7
+    """
+    from mirl.results import study_seconds
+
+    return round(sum(study_seconds(r) for r in run_dirs), 1)
+
+
 def harmful_levels(scores: pd.DataFrame) -> pd.DataFrame:
     """Variant, level and task where the restored images score below the degraded input on
     average (mean PSNR gain < 0): each is a failure to look into, not a data point."""
@@ -269,5 +310,6 @@ def harm_warnings(scores: pd.DataFrame) -> list[str]:
     return lines
 
 
-__all__ = ["CONTROL_NAMES", "MEAN", "METRICS", "curve_table", "harm_warnings", "harmful_levels", "headline",
-           "paired_differences", "scores_table", "variant_label", "verdict_table", "wide_table"]
+__all__ = ["CONTROL_NAMES", "MEAN", "METRICS", "compute_seconds", "conventions", "curve_table", "harm_warnings",
+           "harmful_levels", "headline", "interval_method", "paired_differences", "scores_table", "variant_label",
+           "verdict_table", "wide_table"]

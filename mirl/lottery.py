@@ -23,106 +23,39 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from mirl.config import ConfigError, StudyConfig, dense_identity, non_default, run_name, study_preset
+from mirl.config import StudyConfig, dense_identity, non_default, run_name, study_preset
+from mirl.data.resolve import dataset_root, parse_repeats
 from mirl.device import resolve_device
+from mirl.distributed import DistInfo, broadcast_mask, init_distributed
 from mirl.errors import MirlError
 from mirl.fileio import atomic_write_json, remove_stale_temporaries
 from mirl.models import build_model, load_checkpoint, save_checkpoint
-from mirl.models.promptir import UNUSED_IN_FORWARD, PromptIR
-from mirl.paths import datasets_dir, level_dir, runs_dir
+from mirl.models.promptir import PromptIR
+from mirl import paths
+from mirl.paths import level_dir, runs_dir
 from mirl.pruning.controls import one_shot_fraction, random_prune
 from mirl.pruning.magnitude import magnitude_prune
 from mirl.pruning.mask import Mask, apply_mask, full_mask, load_mask, save_mask, write_sparsity_report
 from mirl.runlock import RunLock
-from mirl.train import DistInfo, train_level
+from mirl.train import TrainSettings, train_level
 
-
-def parse_repeats(spec: str) -> dict[str, int]:
-    """``published``, ``demo`` or ``task=factor,...`` -> repetition factors."""
-    from mirl.data import DEMO_REPEATS, PUBLISHED_REPEATS, expand_tasks
-
-    if spec == "published":
-        return dict(PUBLISHED_REPEATS)
-    if spec == "demo":
-        return dict(DEMO_REPEATS)
-    out = dict(PUBLISHED_REPEATS)
-    for item in spec.split(","):
-        task, _, factor = item.partition("=")
-        if not factor.strip().isdigit():
-            raise ConfigError(f"bad repeats entry {item!r}; use published, demo, or task=factor,... e.g. derain=10,dehaze=1")
-        for name in expand_tasks([task.strip()]):
-            out[name] = int(factor)
-    return out
-
-
-def resolve_data_root(cfg: StudyConfig, dist: DistInfo, progress: bool) -> Path:
-    """The dataset folder; ``builtin`` makes the demo corpus on first use (rank 0 only)."""
-    if cfg.data != "builtin":
-        root = Path(cfg.data).expanduser()
-        if not root.is_dir():
-            raise MirlError(f"data folder {root} does not exist; give a folder in the published layout or data=builtin")
-        return root
-    suffix = f"_test{cfg.max_test_side}" if cfg.max_test_side else ""
-    root = datasets_dir() / f"builtin{suffix}"
-    if dist.is_main:
-        from mirl.data.make_dataset import make_dataset
-
-        make_dataset(root, seed=0, max_test_side=cfg.max_test_side or None, progress=progress)
-    dist.barrier()
-    return root
-
-
-def init_distributed() -> DistInfo:
-    """Join the process group when started by ``torchrun`` (nccl on CUDA, gloo on CPU)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    if not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend=backend)
-    rank = torch.distributed.get_rank()
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", rank)))
-    return DistInfo(rank=rank, world_size=world)
-
-
-def _broadcast_mask(mask: Mask, dist: DistInfo, device: torch.device) -> Mask:
-    """Every rank gets rank 0's mask (they compute the same one; this makes it a guarantee)."""
-    if not dist.enabled:
-        return mask
-    out = {}
-    for name in sorted(mask):
-        t = mask[name].to(device=device, dtype=torch.uint8)
-        torch.distributed.broadcast(t, src=0)
-        out[name] = t.bool().cpu()
-    _assert_same_across_ranks(out, device)
-    return {n: out[n] for n in mask}
-
-
-def _assert_same_across_ranks(mask: Mask, device: torch.device) -> None:
-    """Fail loudly if any rank holds a different mask (a checksum compared by min/max reduce)."""
-    digest = sum(int(m.reshape(-1).nonzero().sum()) * (i + 1) for i, (_, m) in enumerate(sorted(mask.items()))) % (2**61 - 1)
-    lo = torch.tensor([digest], dtype=torch.int64, device=device)
-    hi = lo.clone()
-    torch.distributed.all_reduce(lo, op=torch.distributed.ReduceOp.MIN)
-    torch.distributed.all_reduce(hi, op=torch.distributed.ReduceOp.MAX)
-    if int(lo) != int(hi):
-        raise MirlError("ranks hold different masks after the broadcast; this is a bug, please report it")
+# The weights PromptIR defines but never calls (the network declares them).
+UNUSED = PromptIR.unused_in_forward
 
 
 def _trained_weights(run_dir: Path, level: int) -> dict[str, torch.Tensor]:
-    model, _ = load_checkpoint(level_dir(run_dir, level) / "model.pt")
+    model, _ = load_checkpoint(paths.model_file(level_dir(run_dir, level)))
     return model.state_dict()
 
 
 def compute_mask(cfg: StudyConfig, run_dir: Path, level: int, template: Mapping[str, torch.Tensor]) -> Mask:
     """The mask of ``level``: all ones at level 0, else pruned from the previous level."""
     if level == 0:
-        return full_mask(template, cfg.rule)
-    previous = load_mask(level_dir(run_dir, level - 1) / "mask.pt")
+        return full_mask(template, cfg.rule, UNUSED)
+    previous = load_mask(paths.mask_file(level_dir(run_dir, level - 1)))
     if cfg.control == "one_shot":
-        return magnitude_prune(_trained_weights(run_dir, 0), None, one_shot_fraction(cfg.fraction, level), cfg.scope, cfg.rule)
-    mask = magnitude_prune(_trained_weights(run_dir, level - 1), previous, cfg.fraction, cfg.scope, cfg.rule)
+        return magnitude_prune(_trained_weights(run_dir, 0), None, one_shot_fraction(cfg.fraction, level), cfg.scope, cfg.rule, UNUSED)
+    mask = magnitude_prune(_trained_weights(run_dir, level - 1), previous, cfg.fraction, cfg.scope, cfg.rule, UNUSED)
     if cfg.control == "random_prune":
         mask = random_prune(previous, mask, torch.Generator().manual_seed(cfg.seed * 7919 + level))
     return mask
@@ -159,7 +92,7 @@ def starting_weights(cfg: StudyConfig, run_dir: Path, level: int, theta0: Mappin
         torch.manual_seed(cfg.seed * 7919 + 104729 * level)
         source = build_model(cfg.model).state_dict()
     elif cfg.reset == "rewind":
-        source, _ = load_checkpoint(Path(run_dir) / "rewind.pt")
+        source, _ = load_checkpoint(paths.rewind_weights(run_dir))
         source = source.state_dict()
     else:
         source = theta0
@@ -238,7 +171,10 @@ def run_study(
     record = {"name": run_dir.name, "preset": preset, "non_default": non_default(cfg), **cfg.to_dict()}
     _decided_by_main(dist, device, lambda: _check_same_config(run_dir, record) or 0)
     # Everything that can refuse the run is checked before the run folder is created.
-    data_root = resolve_data_root(cfg, dist, cfg.progress)
+    if dist.is_main:  # makes the built-in data set on first use
+        dataset_root(cfg.data, cfg.max_test_side, build=True, progress=cfg.progress)
+    dist.barrier()
+    data_root = dataset_root(cfg.data, cfg.max_test_side, build=False)
     from mirl.data.datasets import TrainDataset
 
     train_set = TrainDataset(data_root, list(cfg.tasks), patch_size=cfg.patch_size, repeats=parse_repeats(cfg.repeats), seed=cfg.seed)
@@ -253,7 +189,7 @@ def run_study(
         try:
             _check_same_config(run_dir, record)  # another process may have started it meanwhile
             remove_stale_temporaries(run_dir)  # a killed run may have died inside an atomic write
-            atomic_write_json(run_dir / "config.json", record)
+            atomic_write_json(paths.run_config(run_dir), record)
         except BaseException:
             lock.release()
             raise
@@ -277,20 +213,20 @@ def _run_levels(cfg: StudyConfig, run_dir: Path, dist: DistInfo, device: torch.d
     dist.barrier()
     for level in range(cfg.rounds + 1):
         ldir = level_dir(run_dir, level)
-        if (ldir / "done.json").exists():
+        if paths.is_finished(ldir):
             continue
         started = time.perf_counter()
-        mask_path = ldir / "mask.pt"
+        mask_path = paths.mask_file(ldir)
         if mask_path.exists():  # an interrupted level: its mask was saved before training began
             mask = load_mask(mask_path)
         else:
-            mask = compute_mask(cfg, run_dir, level, theta0) if dist.is_main else full_mask(theta0, cfg.rule)
-            mask = _broadcast_mask(mask, dist, device)
+            mask = compute_mask(cfg, run_dir, level, theta0) if dist.is_main else full_mask(theta0, cfg.rule, UNUSED)
+            mask = broadcast_mask(mask, dist, device)
             if dist.is_main:
                 save_mask(mask_path, mask)
         report = None
         if dist.is_main:
-            report = write_sparsity_report(ldir / "sparsity_report.json", mask, theta0, level=level, rule=cfg.rule, scope=cfg.scope, control=cfg.control)
+            report = write_sparsity_report(paths.sparsity_file(ldir), mask, theta0, UNUSED, level=level, rule=cfg.rule, scope=cfg.scope, control=cfg.control)
             warn_collapse(level, report["empty_tensors"], cfg)
         net = build_model(cfg.model, impl=cfg.impl)
         net.load_state_dict(starting_weights(cfg, run_dir, level, theta0))
@@ -301,19 +237,20 @@ def _run_levels(cfg: StudyConfig, run_dir: Path, dist: DistInfo, device: torch.d
             # The six convolutions upstream defines but never calls get no gradient (AdamW skips
             # them either way); DDP needs them marked as such.
             params = dict(net.named_parameters())
-            for name in UNUSED_IN_FORWARD:
+            for name in UNUSED:
                 params[name].requires_grad_(False)
             model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
         on_step = _rewind_hook(cfg, run_dir, dist) if level == 0 else None
-        summary = train_level(model, mask, train_set, cfg, ldir, device, level=level, dist=dist, on_step=on_step)
+        summary = train_level(model, mask, train_set, TrainSettings.from_study(cfg), ldir, device, level=level, dist=dist,
+                              on_step=on_step)
         if dist.is_main:
             net.eval()
-            save_checkpoint(ldir / "model.pt", net, metadata={"run": run_dir.name, "level": level, "density_prunable": report["prunable"]["density"]})
+            save_checkpoint(paths.model_file(ldir), net, metadata={"run": run_dir.name, "level": level, "density_prunable": report["prunable"]["density"]})
             scores = _evaluate(net, cfg, data_root, device)
             summary["level_seconds"] = round(time.perf_counter() - started, 2)
-            atomic_write_json(ldir / "metrics.json", _level_metrics(level, report, scores, summary))
-            (ldir / "train_state.pt").unlink(missing_ok=True)
-            atomic_write_json(ldir / "done.json", {"level": level, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+            atomic_write_json(paths.metrics_file(ldir), _level_metrics(level, report, scores, summary))
+            paths.train_state_file(ldir).unlink(missing_ok=True)
+            atomic_write_json(paths.done_file(ldir), {"level": level, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
         dist.barrier()
 
 
@@ -333,9 +270,9 @@ def reuse_dense_level(cfg: StudyConfig, run_dir: Path) -> Path | None:
     if target.exists() or cfg.reset == "rewind":
         return None
     wanted = dense_identity(cfg)
-    for sibling in sorted(Path(run_dir).parent.glob("*/config.json")):
+    for sibling in sorted(Path(run_dir).parent.glob("*/" + paths.run_config(".").name)):
         source = sibling.parent
-        if source == Path(run_dir) or not (source / "level_0" / "done.json").exists() or not (source / "init.pt").exists():
+        if source == Path(run_dir) or not paths.is_finished(level_dir(source, 0)) or not paths.init_weights(source).exists():
             continue
         try:
             other = study_preset("paper", {k: v for k, v in json.loads(sibling.read_text())["non_default"].items()})
@@ -345,12 +282,12 @@ def reuse_dense_level(cfg: StudyConfig, run_dir: Path) -> Path | None:
             continue
         tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=".level_0."))
         try:
-            for name in ("mask.pt", "sparsity_report.json", "model.pt", "metrics.json", "train_log.csv"):
-                shutil.copy2(source / "level_0" / name, tmp / name)
-            atomic_write_json(tmp / "reused.json", {"source": source.name, "reason": "same dense settings"})
-            shutil.copy2(source / "level_0" / "done.json", tmp / "done.json")
-            if not (Path(run_dir) / "init.pt").exists():
-                shutil.copy2(source / "init.pt", Path(run_dir) / "init.pt")
+            for name in paths.LEVEL_RESULT_FILES:
+                shutil.copy2(level_dir(source, 0) / name, tmp / name)
+            atomic_write_json(paths.reused_file(tmp), {"source": source.name, "reason": "same dense settings"})
+            shutil.copy2(paths.done_file(level_dir(source, 0)), paths.done_file(tmp))
+            if not paths.init_weights(run_dir).exists():
+                shutil.copy2(paths.init_weights(source), paths.init_weights(run_dir))
             tmp.rename(target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -360,7 +297,7 @@ def reuse_dense_level(cfg: StudyConfig, run_dir: Path) -> Path | None:
 
 
 def _check_same_config(run_dir: Path, record: Mapping[str, Any]) -> None:
-    existing = run_dir / "config.json"
+    existing = paths.run_config(run_dir)
     if not existing.exists():
         return
     try:
@@ -376,8 +313,7 @@ def _is_finished(run_dir: Path, cfg: StudyConfig) -> bool:
 
     (``config.json`` keeps the settings the run was made with; call :func:`_check_same_config` first.)
     """
-    return (run_dir / "config.json").is_file() and all(
-        (level_dir(run_dir, level) / "done.json").is_file() for level in range(cfg.rounds + 1))
+    return paths.is_run_dir(run_dir) and all(paths.is_finished(level_dir(run_dir, level)) for level in range(cfg.rounds + 1))
 
 
 def _tidy_finished(run_dir: Path) -> None:
@@ -413,7 +349,7 @@ def _decided_by_main(dist: DistInfo, device: torch.device, decide: Callable[[], 
 
 def _initial_weights(cfg: StudyConfig, run_dir: Path, dist: DistInfo) -> dict[str, torch.Tensor]:
     """theta_0, drawn once from ``cfg.seed`` and stored as ``init.pt`` (a mirl checkpoint)."""
-    path = run_dir / "init.pt"
+    path = paths.init_weights(run_dir)
     if not path.exists():
         torch.manual_seed(cfg.seed)
         model = build_model(cfg.model, impl=cfg.impl)
@@ -429,9 +365,9 @@ def _rewind_hook(cfg: StudyConfig, run_dir: Path, dist: DistInfo):
     """Snapshot theta_k (``rewind.pt``) after ``rewind_steps`` steps of the dense level."""
     if cfg.reset != "rewind" or not dist.is_main:
         return None
-    path = run_dir / "rewind.pt"
+    path = paths.rewind_weights(run_dir)
     if cfg.rewind_steps == 0 and not path.exists():
-        model, _ = load_checkpoint(run_dir / "init.pt")
+        model, _ = load_checkpoint(paths.init_weights(run_dir))
         save_checkpoint(path, model, metadata={"theta": 0})
 
     def hook(step: int, net: torch.nn.Module) -> None:

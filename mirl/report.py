@@ -16,6 +16,10 @@ starts one kernel per notebook); every file is written atomically. A report is b
 ``.<name>.tmp-*`` folder and swapped in when complete: an interrupted run leaves the previous
 report, and the index, as they were.
 
+This module runs the notebooks (parameter sets, report names, build folders, swap-in); the
+notebooks themselves call :mod:`mirl.notebook_io`, the HTML export is :mod:`mirl.html_export`
+and the index page :mod:`mirl.report_index`.
+
 Example:
     >>> from mirl.report import run_reports                              # doctest: +SKIP
     >>> records = run_reports(preset="smoke", out="reports")             # doctest: +SKIP
@@ -25,11 +29,8 @@ Example:
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
 import hashlib
-import html
-import io
 import json
 import os
 import re
@@ -42,9 +43,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from mirl.errors import MirlError
-from mirl.fileio import atomic_open, atomic_write_json, atomic_write_text
-from mirl import paths
-from mirl.paths import datasets_dir, project_root, reports_dir
+from mirl.fileio import atomic_write_json, atomic_write_text
+from mirl.html_export import export_html
+from mirl.notebook_io import RESULTS_FILE, jsonable, resolve_data_dir, resolve_runs_dir
+from mirl.paths import project_root
+from mirl.report_index import build_index
 
 PathLike = str | os.PathLike
 
@@ -68,10 +71,6 @@ NOTEBOOKS: tuple[NotebookSpec, ...] = (
 # Parameters every notebook has that the report runner fills in itself.
 RUNNER_PARAMETERS = ("output_dir", "runs_dir", "data_dir")
 
-RESULTS_FILE = "results.json"
-MAIN_FIGURE = "main_figure.png"
-TEMPLATE_NAME = "mirl_report"
-
 
 class ReportError(MirlError):
     """A report could not be built; the message says why."""
@@ -84,90 +83,6 @@ def notebooks_dir() -> Path:
     """The folder holding the study notebooks (``notebooks/`` of the checkout)."""
     checkout = Path(__file__).resolve().parents[1] / "notebooks"
     return checkout if checkout.is_dir() else project_root() / "notebooks"
-
-
-def resolve_output_dir(output_dir: PathLike | None, stem: str) -> Path:
-    """Where a notebook writes ``results.json`` and its figures.
-
-    ``None`` (an interactive run) means ``reports/interactive/<stem>`` under the project root.
-    The folder is created.
-
-    Example:
-        >>> resolve_output_dir("/tmp/out", "01_study").as_posix()
-        '/tmp/out'
-    """
-    path = Path(output_dir) if output_dir is not None else reports_dir() / "interactive" / stem
-    path.mkdir(parents=True, exist_ok=True)
-    return path.resolve()
-
-
-def resolve_runs_dir(runs_dir: PathLike | None) -> Path:
-    """Where study runs live: ``runs_dir`` or ``runs/`` under the project root."""
-    return Path(runs_dir).resolve() if runs_dir is not None else paths.runs_dir()
-
-
-def resolve_data_dir(data_dir: PathLike | None) -> Path:
-    """Where datasets live: ``data_dir`` or ``datasets/`` under the project root."""
-    return Path(data_dir).resolve() if data_dir is not None else datasets_dir()
-
-
-# --------------------------------------------------------------------------- results.json
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
-        try:
-            return value.item()
-        except (TypeError, ValueError):
-            pass
-    if isinstance(value, float) and value != value:  # NaN is not JSON
-        return None
-    return value
-
-
-def save_results(
-    output_dir: PathLike,
-    headline: Mapping[str, Any],
-    main_figure: Any | None = None,
-    parameters: Mapping[str, Any] | None = None,
-    **extra: Any,
-) -> Path:
-    """Record a notebook's headline numbers in ``output_dir/results.json`` (and its main figure).
-
-    ``headline`` holds the few numbers shown in the report index (name them with their unit and
-    metric convention). ``main_figure`` (a matplotlib figure) is saved as ``main_figure.png``.
-
-    Example:
-        >>> import tempfile, json
-        >>> d = tempfile.mkdtemp()
-        >>> p = save_results(d, {"dense mean PSNR (dB, upstream)": 30.1}, runs=["a"])
-        >>> json.load(open(p))["headline"]
-        {'dense mean PSNR (dB, upstream)': 30.1}
-    """
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    record: dict[str, Any] = {
-        "headline": _jsonable(dict(headline)),
-        "parameters": _jsonable(dict(parameters or {})),
-        "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-    record.update(_jsonable(extra))
-    if main_figure is not None:
-        from mirl.viz import fig_to_png
-
-        png = fig_to_png(main_figure, dpi=90)
-        with atomic_open(output_dir / MAIN_FIGURE, "wb") as handle:
-            handle.write(png)
-        record["main_figure"] = MAIN_FIGURE
-    path = output_dir / RESULTS_FILE
-    atomic_write_json(path, record)
-    return path
 
 
 # --------------------------------------------------------------------------- parameters
@@ -234,7 +149,7 @@ def report_name(stem: str, parameters: Mapping[str, Any]) -> str:
     parts += [f"{_slug(k)}-{_slug(v)}" for k, v in sorted(params.items())]
     name = "--".join(parts)
     if len(name) > 120:
-        digest = hashlib.sha1(json.dumps(_jsonable(parameters), sort_keys=True).encode()).hexdigest()[:8]
+        digest = hashlib.sha1(json.dumps(jsonable(parameters), sort_keys=True).encode()).hexdigest()[:8]
         name = f"{name[:100]}--{digest}"
     return name
 
@@ -244,96 +159,6 @@ def notebook_parameters(path: PathLike) -> dict[str, Any]:
     import papermill
 
     return {name: info.get("default") for name, info in papermill.inspect_notebook(str(path)).items()}
-
-
-# --------------------------------------------------------------------------- HTML export
-
-
-def templates_dir() -> Path:
-    """The folder of mirl's nbconvert templates (package data)."""
-    return Path(__file__).resolve().parent / "templates"
-
-
-def widget_renderer_path() -> Path | None:
-    """``embed.js`` of ``@jupyter-widgets/html-manager`` (fetched from npm by setup), if present."""
-    path = Path(__file__).resolve().parent / "_vendor" / "embed.js"
-    return path if path.is_file() and path.stat().st_size > 0 else None
-
-
-_STYLE_RE = re.compile(r"(<style[^>]*>)(.*?)(</style>)", re.S | re.I)
-_CSS_COMMENT_RE = re.compile(r"/\*.*?\*/", re.S)
-
-
-def _strip_css_comments(text: str) -> str:
-    # The lab theme's CSS credits its sources with https:// links in comments; drop comments so
-    # the file names no external address at all.
-    return _STYLE_RE.sub(lambda m: m.group(1) + _CSS_COMMENT_RE.sub("", m.group(2)) + m.group(3), text)
-
-
-_EXPORTER_CACHE: dict[str, Any] = {}
-
-
-def _exporter() -> Any:
-    if "html" not in _EXPORTER_CACHE:
-        from nbconvert import HTMLExporter
-
-        extra = [str(templates_dir())]
-        renderer = widget_renderer_path()
-        if renderer is not None:
-            extra.append(str(renderer.parent))
-        exporter = HTMLExporter(template_name=TEMPLATE_NAME, extra_template_basedirs=[str(templates_dir())],
-                                extra_template_paths=extra)
-        _EXPORTER_CACHE["html"] = exporter
-    return _EXPORTER_CACHE["html"]
-
-
-def export_html(notebook: PathLike, html_path: PathLike, header: str = "") -> Path:
-    """Export an executed notebook to one self-contained HTML file (atomic write).
-
-    The file loads nothing from the network: no require.js, MathJax or web fonts; widgets are
-    rendered by the vendored ``embed.js`` included as a ``data:`` URL (when setup fetched it;
-    otherwise the static fallback images still show). Code cells are hidden, with a button to
-    show them. ``header`` is a line of text shown on top (parameters, run time).
-
-    Example:
-        >>> export_html("reports/01_study--smoke/01_study.ipynb", "reports/01_study--smoke.html")  # doctest: +SKIP
-    """
-    import nbformat
-
-    nb = nbformat.read(str(notebook), as_version=4)
-    renderer = widget_renderer_path()
-    resources = {
-        "mirl_header": header,
-        "mirl_widget_renderer": renderer.name if renderer is not None else "",
-        "metadata": {"name": Path(html_path).stem},
-    }
-    body, _ = _exporter().from_notebook_node(nb, resources=resources)
-    body = _strip_css_comments(body)
-    html_path = Path(html_path)
-    atomic_write_text(html_path, body)
-    return html_path
-
-
-# Protocol-relative addresses (``//host/x``) in attributes and CSS; absolute ones match _ANY_URL_RE.
-_URL_ATTR_RE = re.compile(r"""(?:src|href|action|poster|data)\s*=\s*["']?\s*//[^\s"'<>]+""", re.I)
-_CSS_URL_RE = re.compile(r"""(?:url\(\s*["']?\s*//[^\s"')]+|@import\s+["']//[^\s"']+)""", re.I)
-_ANY_URL_RE = re.compile(r"(?:https?|wss?|ftp)://[^\s\"'<>)]+", re.I)
-# XML namespace identifiers are names, never fetched.
-_NAMESPACE_OK = ("http://www.w3.org/",)
-
-
-def external_references(text: str) -> list[str]:
-    """Every external address in an HTML text (``data:`` URLs excluded); empty means offline-safe.
-
-    Example:
-        >>> external_references('<img src="data:image/png;base64,AAA"><a href="https://x.org">x</a>')
-        ['https://x.org']
-    """
-    stripped = re.sub(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=]+", "data:", text)
-    found = [m.group(0) for m in _ANY_URL_RE.finditer(stripped) if not m.group(0).startswith(_NAMESPACE_OK)]
-    found += [m.group(0) for m in _URL_ATTR_RE.finditer(stripped)]
-    found += [m.group(0) for m in _CSS_URL_RE.finditer(stripped)]
-    return found
 
 
 # --------------------------------------------------------------------------- execution
@@ -417,7 +242,7 @@ def _execute_into(
         "name": name,
         "notebook": spec.stem,
         "title": spec.title,
-        "parameters": _jsonable(passed),
+        "parameters": jsonable(passed),
         "ignored_parameters": sorted(k for k in parameters if k not in declared),
         "started": started,
         "duration_s": round(duration, 2),
@@ -501,6 +326,18 @@ def select_notebooks(names: Iterable[str] | None) -> list[NotebookSpec]:
     return sorted(chosen, key=lambda s: s.stem)
 
 
+def _check_parameters(params: Mapping[str, Any], targets: Sequence[NotebookSpec], notebooks: PathLike | None) -> None:
+    """Each notebook gets the parameters it declares; one that none of them declares is an error
+    (a misspelt or unparsable parameter would otherwise be dropped silently)."""
+    declared: set[str] = set()
+    for spec in targets:
+        declared |= set(notebook_parameters(Path(notebooks or notebooks_dir()) / f"{spec.stem}.ipynb"))
+    unknown = sorted(set(params) - declared)
+    if unknown:
+        raise ReportError(f"parameter(s) {unknown} are not parameters of notebook(s) {[s.stem for s in targets]}; "
+                          f"valid: {', '.join(sorted(declared))}")
+
+
 def run_reports(
     preset: str | None = None,
     param_sets: Sequence[Mapping[str, Any]] | None = None,
@@ -529,9 +366,10 @@ def run_reports(
         if preset is not None:
             params.setdefault("preset", preset)
         targets = select_notebooks(only) if only else specs
+        _check_parameters(params, targets, notebooks_path)
         for spec in targets:
             if log:
-                log(f"mirl report: running {spec.stem} {json.dumps(_jsonable(params))}")
+                log(f"mirl report: running {spec.stem} {json.dumps(jsonable(params))}")
             record = execute_report(spec, params, out=out, runner=runner, notebooks=notebooks_path, kernel_name=kernel_name)
             if log:
                 log(f"mirl report: {record['status']} in {record['duration_s']:.1f} s -> {Path(out) / (record['html'] or '-')}")
@@ -544,100 +382,3 @@ def run_reports(
     if not records:
         build_index(out)
     return records
-
-
-# --------------------------------------------------------------------------- index
-
-
-def _thumbnail(png_path: Path, box: tuple[int, int] = (360, 300)) -> str | None:
-    """A JPEG data URL of the figure, fitted in ``box`` (pixels)."""
-    if not png_path.is_file():
-        return None
-    from PIL import Image
-
-    with Image.open(png_path) as image:
-        image = image.convert("RGB")
-        image.thumbnail(box, Image.LANCZOS)
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=85, optimize=True)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1 else f"{value:.2f}"
-    return html.escape(str(value))
-
-
-_INDEX_CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#222}
-h1{font-size:22px;margin-bottom:4px} p.note{color:#555;margin-top:0}
-table{border-collapse:collapse;width:100%} th,td{border-bottom:1px solid #ddd;padding:8px;vertical-align:top;text-align:left;font-size:13px}
-th{background:#f5f5f5} td.params,td.numbers{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
-td img{max-width:360px;max-height:300px;border:1px solid #ccc} td.numbers{min-width:300px} .failed{color:#b71c1c;font-weight:bold} .ok{color:#2e7d32}
-"""
-
-
-def build_index(out: PathLike = "reports") -> Path:
-    """Write ``out/index.html`` (and ``index.json``) listing every report found in ``out``.
-
-    Reports are found through their ``<name>/report.json``; re-running one report replaces its
-    row, and reports from earlier batches stay listed.
-    """
-    from mirl.export.study_page import study_page_link
-
-    out = Path(out)
-    records = []
-    for path in sorted(out.glob("*/report.json")):
-        if path.parent.name.startswith("."):  # a report being built, or a killed build
-            continue
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            continue
-        results = path.parent / RESULTS_FILE
-        if results.is_file():
-            record["results"] = json.loads(results.read_text(encoding="utf-8"))
-        record["thumbnail"] = _thumbnail(path.parent / MAIN_FIGURE)
-        records.append(record)
-    records.sort(key=lambda r: (r.get("notebook", ""), r.get("name", "")))
-    rows = []
-    for r in records:
-        link = (f'<a href="{html.escape(r["html"])}">{html.escape(r.get("title", r["name"]))}</a>'
-                if r.get("html") else html.escape(r.get("title", r["name"])))
-        params = "<br>".join(f"{html.escape(str(k))}={html.escape(json.dumps(v))}" for k, v in (r.get("parameters") or {}).items()) or "defaults"
-        headline = (r.get("results") or {}).get("headline") or {}
-        numbers = "<br>".join(f"{html.escape(str(k))}: {_fmt(v)}" for k, v in headline.items()) or "&mdash;"
-        status = f'<span class="{"ok" if r.get("status") == "ok" else "failed"}">{html.escape(str(r.get("status")))}</span>'
-        if r.get("error"):
-            status += f"<br><small>{html.escape(r['error'][:300])}</small>"
-        thumb = f'<img alt="main figure of {html.escape(r["name"])}" src="{r["thumbnail"]}">' if r.get("thumbnail") else ""
-        rows.append(
-            f"<tr><td>{link}<br><small>{html.escape(r['name'])}</small></td><td class=params>{params}</td>"
-            f"<td>{html.escape(str(r.get('started', '')))}</td><td>{float(r.get('duration_s', 0)):.1f} s</td>"
-            f"<td class=numbers>{numbers}</td><td>{status}</td><td>{thumb}</td></tr>"
-        )
-    page = (
-        "<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>mirl reports</title>"
-        f"<style>{_INDEX_CSS}</style></head><body><h1>mirl reports</h1>"
-        "<p class=note>Each report is one self-contained HTML file (open it offline; widgets work without a kernel). "
-        "Scores name their metric convention; runs on the built-in demo corpus are not a benchmark.</p>"
-        f"{study_page_link(out)}<table><thead><tr><th>report</th><th>parameters</th><th>ran</th><th>took</th><th>headline numbers</th>"
-        f"<th>status</th><th>main figure</th></tr></thead><tbody>{''.join(rows)}</tbody></table></body></html>"
-    )
-    index = out / "index.html"
-    atomic_write_text(index, page)
-    atomic_write_json(out / "index.json", [{k: v for k, v in r.items() if k != "thumbnail"} for r in records])
-    return index
-
-
-def study_overrides(base: Mapping[str, Any] | None = None, **settings: Any) -> dict[str, Any]:
-    """Study overrides from notebook parameters: ``base`` plus every setting that is not ``None``.
-
-    Example:
-        >>> study_overrides({"seed": 1}, rounds=2, scope=None)
-        {'seed': 1, 'rounds': 2}
-    """
-    merged = dict(base or {})
-    merged.update({k: v for k, v in settings.items() if v is not None})
-    return merged

@@ -1,6 +1,7 @@
 """One training loop for every level of a study: L1 loss, AdamW, warm-up + cosine per epoch,
 masked weights that stay exactly zero, periodic resumable checkpoints, DDP; on CUDA bf16,
 channels-last weights and the whole step replayed as one CUDA graph (:mod:`mirl.train_step`).
+:func:`train_level` reads only :class:`TrainSettings`, the training part of a study's settings.
 
 Example:
     >>> lr_at_epoch(7, base_lr=2e-4, warmup_epochs=15, max_epochs=120)
@@ -13,18 +14,19 @@ import csv
 import io
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
 
+from mirl import paths
 from mirl.config import StudyConfig
+from mirl.distributed import DistInfo
 from mirl.errors import MirlError
 from mirl.fileio import atomic_torch_save, atomic_write_text
-from mirl.pruning.mask import MaskApplier
-from mirl.train_step import TrainStep, compile_blocks, make_adamw, params_to_channels_last, uncompile_blocks
+from mirl.train_step import StepOptions, build_train_step, uncompile_blocks
 
 LOG_FIELDS = ("step", "epoch", "loss", "lr", "images_per_s", "seconds")
 
@@ -38,6 +40,10 @@ def lr_at_epoch(epoch: int, base_lr: float, warmup_epochs: int, max_epochs: int,
 
     The published schedule (Lightning-Bolts ``LinearWarmupCosineAnnealingLR`` with
     ``warmup_start_lr=0``) in closed form.
+
+    Example:
+        >>> lr_at_epoch(0, base_lr=2e-4, warmup_epochs=15, max_epochs=120), lr_at_epoch(120, 2e-4, 15, 120)
+        (0.0, 0.0)
     """
     if warmup_epochs > 1 and epoch < warmup_epochs:
         return base_lr * epoch / (warmup_epochs - 1)
@@ -46,40 +52,66 @@ def lr_at_epoch(epoch: int, base_lr: float, warmup_epochs: int, max_epochs: int,
     return eta_min + 0.5 * (base_lr - eta_min) * (1 + math.cos(math.pi * progress))
 
 
-@dataclass
-class DistInfo:
-    """This process's place in a (possibly single-process) run."""
+@dataclass(frozen=True)
+class TrainSettings:
+    """What :func:`train_level` reads of a study's settings: the same names, meanings and
+    defaults (the published ones) as in :class:`mirl.config.StudyConfig`.
 
-    rank: int = 0
-    world_size: int = 1
+    Example:
+        >>> from mirl.config import study_preset
+        >>> TrainSettings.from_study(study_preset("smoke")).lr == study_preset("smoke").lr
+        True
+        >>> TrainSettings(epochs=2, steps_per_epoch=3).warmup_epochs
+        15
+    """
 
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
+    epochs: int = StudyConfig.epochs
+    warmup_epochs: int = StudyConfig.warmup_epochs
+    steps_per_epoch: int = StudyConfig.steps_per_epoch
+    batch_size: int = StudyConfig.batch_size
+    lr: float = StudyConfig.lr
+    weight_decay: float = StudyConfig.weight_decay
+    seed: int = StudyConfig.seed
+    impl: str = StudyConfig.impl
+    amp: str = StudyConfig.amp
+    cuda_graph: str = StudyConfig.cuda_graph
+    compile: str = StudyConfig.compile
+    compile_memory_budget: float = StudyConfig.compile_memory_budget
+    num_workers: int = StudyConfig.num_workers
+    checkpoint_every: int = StudyConfig.checkpoint_every
+    progress: bool = StudyConfig.progress
 
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
+    @classmethod
+    def from_study(cls, cfg: StudyConfig) -> TrainSettings:
+        """The training settings of study ``cfg``.
 
-    def barrier(self) -> None:
-        if self.enabled:
-            torch.distributed.barrier()
+        Example:
+            >>> from mirl.config import study_preset
+            >>> TrainSettings.from_study(study_preset("smoke", {"epochs": 3})).epochs
+            3
+        """
+        return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls)})
 
+    def step_options(self, device: torch.device, dist: DistInfo) -> StepOptions:
+        """How the step runs on ``device`` in this process (:meth:`StepOptions.for_study`).
 
-def use_bf16(device: torch.device, amp: str) -> bool:
-    """bf16 autocast on CUDA (``amp`` auto or bf16); fp32 elsewhere."""
-    return device.type == "cuda" and amp in ("auto", "bf16")
-
-
-def use_cuda_graph(device: torch.device, cfg: StudyConfig, dist: DistInfo) -> bool:
-    """Capture the step as a CUDA graph: on CUDA, single process, unless ``cuda_graph=off``."""
-    return device.type == "cuda" and cfg.cuda_graph == "auto" and not dist.enabled
+        Example:
+            >>> TrainSettings().step_options(torch.device("cpu"), DistInfo()).fused
+            True
+        """
+        return StepOptions.for_study(device, impl=self.impl, amp=self.amp, cuda_graph=self.cuda_graph,
+                                     compile=self.compile, compile_memory_budget=self.compile_memory_budget,
+                                     distributed=dist.enabled)
 
 
 def epoch_batches(dataset_len: int, batch_size: int, seed: int, level: int, epoch: int, dist: DistInfo, steps: int) -> list[list[int]]:
     """The batches of one epoch: a permutation seeded by (seed, level, epoch), sharded by rank.
 
     ``steps`` > 0 caps the number of batches (the permutation is cycled if the set is small).
+
+    Example:
+        >>> epoch_batches(6, 2, seed=0, level=0, epoch=0, dist=DistInfo(), steps=0)
+        [[2, 5], [3, 0], [1, 4]]
     """
     gen = torch.Generator().manual_seed(seed * 1_000_003 + level * 10_007 + epoch)
     order = torch.randperm(dataset_len, generator=gen).tolist()
@@ -97,17 +129,28 @@ def epoch_batches(dataset_len: int, batch_size: int, seed: int, level: int, epoc
 
 
 def sync_interval(device: torch.device) -> int:
-    """Steps between reads of the loss (each read waits for the device): 1 on CPU, 10 on CUDA."""
+    """Steps between reads of the loss (each read waits for the device): 1 on CPU, 10 on CUDA.
+
+    Example:
+        >>> sync_interval(torch.device("cpu"))
+        1
+    """
     return 1 if device.type == "cpu" else 10
 
 
 class TrainState:
-    """Periodic, resumable training state of one level (``train_state.pt``)."""
+    """Periodic, resumable training state of one level (``train_state.pt``).
+
+    Example:
+        >>> TrainState(Path("/nonexistent/train_state.pt")).load(torch.device("cpu")) is None
+        True
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
     def load(self, map_location: torch.device) -> dict[str, Any] | None:
+        """The saved state, or ``None`` when there is none."""
         if not self.path.exists():
             return None
         try:
@@ -116,9 +159,11 @@ class TrainState:
             raise MirlError(f"{self.path}: unreadable training state ({str(exc).splitlines()[0][:100]}); delete it to restart the level") from None
 
     def save(self, state: dict[str, Any]) -> None:
+        """Write ``state`` atomically."""
         atomic_torch_save(state, self.path)
 
     def clear(self) -> None:
+        """Remove the saved state (if any)."""
         self.path.unlink(missing_ok=True)
 
 
@@ -138,7 +183,7 @@ def train_level(
     model: nn.Module,
     mask: Mapping[str, torch.Tensor],
     dataset: torch.utils.data.Dataset,
-    cfg: StudyConfig,
+    settings: TrainSettings,
     level_dir: Path,
     device: torch.device,
     level: int = 0,
@@ -149,25 +194,25 @@ def train_level(
 
     A fresh AdamW and schedule every level. Gradients of pruned weights are zeroed before the
     step and the weights are re-masked after it, so pruned weights stay exactly zero. Every
-    ``cfg.checkpoint_every`` steps the full state is written atomically. ``on_step(step, model)``
+    ``settings.checkpoint_every`` steps the full state is written atomically. ``on_step(step, model)``
     runs after each optimiser step (used to snapshot rewind weights). Returns a summary.
+
+    Example:
+        >>> from mirl.config import study_preset
+        >>> settings = TrainSettings.from_study(study_preset("smoke", {"epochs": 1, "progress": False}))
+        >>> summary = train_level(model, mask, dataset, settings, Path("runs/x/level_0"), torch.device("cpu"))  # doctest: +SKIP
     """
     dist = dist or DistInfo()
     level_dir = Path(level_dir)
     net = _unwrap(model)
-    graph = use_cuda_graph(device, cfg, dist)
-    channels_last = device.type == "cuda" and not dist.enabled
-    if channels_last:
-        params_to_channels_last(net)
-    compiled = compile_blocks(net, memory_budget=cfg.compile_memory_budget) if cfg.compile == "regional" else []
-    masker = MaskApplier(net, mask)
-    optimizer = make_adamw(list(model.parameters()), cfg.lr, cfg.weight_decay, fused=cfg.impl == "fast", capturable=graph)
-    train_step = TrainStep(model, optimizer, device, masker, amp=use_bf16(device, cfg.amp), cuda_graph=graph,
-                           channels_last=channels_last)
-    state_file = TrainState(level_dir / "train_state.pt")
-    log_path = level_dir / "train_log.csv"
-    steps_per_epoch = len(epoch_batches(len(dataset), cfg.batch_size, cfg.seed, level, 0, dist, cfg.steps_per_epoch))
-    total_steps = steps_per_epoch * cfg.epochs
+    options = settings.step_options(device, dist)
+    graph, channels_last = options.cuda_graph, options.channels_last
+    train_step = build_train_step(model, mask, device, options, lr=settings.lr, weight_decay=settings.weight_decay)
+    optimizer, compiled = train_step.optimizer, train_step.compiled_blocks
+    state_file = TrainState(paths.train_state_file(level_dir))
+    log_path = paths.train_log_file(level_dir)
+    steps_per_epoch = len(epoch_batches(len(dataset), settings.batch_size, settings.seed, level, 0, dist, settings.steps_per_epoch))
+    total_steps = steps_per_epoch * settings.epochs
     step, rows = 0, []
     resumed = state_file.load(device)
     if resumed is not None:
@@ -175,7 +220,7 @@ def train_level(
         optimizer.load_state_dict(resumed["optimizer"])
         step, rows = int(resumed["step"]), list(resumed["log"])
     progress = None
-    if cfg.progress and dist.is_main:
+    if settings.progress and dist.is_main:
         from tqdm.auto import tqdm
 
         progress = tqdm(total=total_steps, initial=step, desc=f"level {level}", unit="step", dynamic_ncols=True)
@@ -197,7 +242,7 @@ def train_level(
             if not math.isfinite(value):
                 raise TrainingDiverged(
                     f"loss became {value} at level {level}, epoch {epoch}, step {at_step}; "
-                    f"the last good checkpoint ({state_file.path}) is kept. Lower lr (now {cfg.lr}) or check the data."
+                    f"the last good checkpoint ({state_file.path}) is kept. Lower lr (now {settings.lr}) or check the data."
                 )
             window_images += images
             elapsed = time.perf_counter() - window_start
@@ -226,13 +271,13 @@ def train_level(
     try:
         while step < total_steps:
             epoch, offset = divmod(step, steps_per_epoch)
-            lr = lr_at_epoch(epoch, cfg.lr, cfg.warmup_epochs, cfg.epochs)
+            lr = lr_at_epoch(epoch, settings.lr, settings.warmup_epochs, settings.epochs)
             train_step.set_lr(lr)
             if hasattr(dataset, "set_epoch"):
                 dataset.set_epoch(level * 100_000 + epoch)
-            batches = epoch_batches(len(dataset), cfg.batch_size, cfg.seed, level, epoch, dist, cfg.steps_per_epoch)
+            batches = epoch_batches(len(dataset), settings.batch_size, settings.seed, level, epoch, dist, settings.steps_per_epoch)
             loader = torch.utils.data.DataLoader(
-                dataset, batch_sampler=batches[offset:], num_workers=cfg.num_workers, pin_memory=device.type == "cuda"
+                dataset, batch_sampler=batches[offset:], num_workers=settings.num_workers, pin_memory=device.type == "cuda"
             )
             for degraded, clean, _task in loader:
                 degraded = degraded.to(device, non_blocking=True)
@@ -243,7 +288,7 @@ def train_level(
                 if on_step is not None:
                     flush()
                     on_step(step, net)
-                if step % cfg.checkpoint_every == 0 and step < total_steps:
+                if step % settings.checkpoint_every == 0 and step < total_steps:
                     checkpoint()
                 elif len(pending) >= sync_every:
                     flush()
@@ -255,8 +300,8 @@ def train_level(
     if dist.is_main:
         _write_log(log_path, rows)
     seconds = time.perf_counter() - started
-    return {"steps": step, "epochs": cfg.epochs, "final_loss": last_loss, "seconds": round(seconds, 2),
+    return {"steps": step, "epochs": settings.epochs, "final_loss": last_loss, "seconds": round(seconds, 2),
             "resumed_from": int(resumed["step"]) if resumed else 0,
             "execution": {"device": device.type, "bf16": train_step.amp, "cuda_graph": graph,
-                          "channels_last": channels_last, "compile": cfg.compile,
-                          **({"compile_memory_budget": cfg.compile_memory_budget} if compiled else {})}}
+                          "channels_last": channels_last, "compile": settings.compile,
+                          **({"compile_memory_budget": settings.compile_memory_budget} if compiled else {})}}

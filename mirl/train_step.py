@@ -6,11 +6,15 @@ removes the per-kernel launch cost that dominates PromptIR's many small operatio
 The graph needs fixed batch shapes, a ``capturable`` optimizer and the learning rate as a
 device tensor (:func:`make_adamw` does both); :meth:`TrainStep.set_lr` updates it in place.
 
+:func:`build_train_step` assembles the whole step (channels-last weights, compilation, the mask,
+AdamW) from :class:`StepOptions`; the study (:func:`mirl.train.train_level`) and the training
+benchmark (``benchmarks/train.py``) both build theirs with it.
+
 Example:
     >>> import torch
     >>> from mirl.models import build_model
     >>> net = build_model("tiny")
-    >>> step = TrainStep(net, make_adamw(list(net.parameters()), lr=1e-3), torch.device("cpu"))
+    >>> step = build_train_step(net, {}, torch.device("cpu"), StepOptions(fused=True), lr=1e-3)
     >>> x = torch.rand(2, 3, 32, 32)
     >>> float(step(x, x)) > 0
     True
@@ -19,13 +23,18 @@ Example:
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator
+from dataclasses import dataclass
+from typing import Callable, Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mirl.pruning.mask import MaskApplier
+
+# "regional" compiles each transformer block (:func:`compile_blocks`); the others hand the whole
+# model to ``torch.compile`` with that mode ("default": torch's default mode).
+COMPILE_MODES: tuple[str, ...] = ("none", "regional", "default", "reduce-overhead", "max-autotune-no-cudagraphs")
 
 
 def make_adamw(
@@ -108,7 +117,12 @@ def compile_blocks(model: nn.Module, block_type: type[nn.Module] | None = None,
 
 def uncompile_blocks(blocks: list[nn.Module]) -> None:
     """Undo :func:`compile_blocks` (evaluation sees images of many sizes: one compilation each
-    would cost more than it saves)."""
+    would cost more than it saves).
+
+    Example:
+        >>> from mirl.models import build_model
+        >>> uncompile_blocks(compile_blocks(build_model("tiny")))
+    """
     for block in blocks:
         block._compiled_call_impl = None  # what nn.Module.compile sets
 
@@ -193,6 +207,7 @@ class TrainStep:
             raise ValueError(f"cuda_graph needs a CUDA device, not {device}")
         self.model, self.optimizer, self.device, self.masker = model, optimizer, device, masker
         self.amp, self.cuda_graph, self.channels_last = amp, cuda_graph, channels_last
+        self.compiled_blocks: list[nn.Module] = []  # set by build_train_step; see uncompile_blocks
         self._graph: torch.cuda.CUDAGraph | None = None
         self._static: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
@@ -258,3 +273,91 @@ class TrainStep:
         static_y.copy_(y, non_blocking=True)
         self._graph.replay()
         return loss.clone()
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    """How a training step runs (not what it computes): bf16 autocast, fused AdamW,
+    channels-last weights, one CUDA graph per step, compilation (:data:`COMPILE_MODES`;
+    ``compile_memory_budget`` as in :func:`compile_blocks`). All off by default: fp32, eager.
+
+    Example:
+        >>> StepOptions.for_study(torch.device("cpu"), impl="fast")
+        StepOptions(amp=False, fused=True, channels_last=False, cuda_graph=False, compile='none', compile_memory_budget=1.0)
+    """
+
+    amp: bool = False
+    fused: bool = False
+    channels_last: bool = False
+    cuda_graph: bool = False
+    compile: str = "none"
+    compile_memory_budget: float = 1.0
+
+    @classmethod
+    def for_study(
+        cls,
+        device: torch.device,
+        *,
+        impl: str = "fast",
+        amp: str = "auto",
+        cuda_graph: str = "auto",
+        compile: str = "none",
+        compile_memory_budget: float = 1.0,
+        distributed: bool = False,
+    ) -> StepOptions:
+        """The study's rule, from its settings (:class:`mirl.config.StudyConfig` meanings):
+        bf16 on CUDA unless ``amp="fp32"`` (the CPU trains in fp32); fused AdamW with
+        ``impl="fast"``; channels-last and (unless ``cuda_graph="off"``) a CUDA graph on one GPU
+        (``distributed`` False).
+
+        Example:
+            >>> StepOptions.for_study(torch.device("cuda"), distributed=True).cuda_graph
+            False
+        """
+        single_gpu = device.type == "cuda" and not distributed
+        return cls(amp=device.type == "cuda" and amp in ("auto", "bf16"), fused=impl == "fast",
+                   channels_last=single_gpu, cuda_graph=single_gpu and cuda_graph == "auto",
+                   compile=compile, compile_memory_budget=compile_memory_budget)
+
+
+def build_train_step(
+    model: nn.Module,
+    mask: Mapping[str, torch.Tensor] | None,
+    device: torch.device,
+    options: StepOptions = StepOptions(),
+    *,
+    lr: float,
+    weight_decay: float = 0.01,
+) -> TrainStep:
+    """The training step of ``model`` (on ``device``; a DDP wrapper is allowed): weights made
+    channels-last and blocks compiled in place as ``options`` ask, ``mask`` (names to 0/1
+    tensors; ``None`` or empty: nothing pruned) applied to gradients and weights, a fresh AdamW
+    (:func:`make_adamw`). The compiled blocks are in ``step.compiled_blocks``.
+
+    Example:
+        >>> from mirl.models import build_model
+        >>> net = build_model("tiny")
+        >>> step = build_train_step(net, {"output.weight": torch.zeros_like(net.output.weight)},
+        ...                         torch.device("cpu"), StepOptions(fused=True), lr=2e-4)
+        >>> x = torch.rand(2, 3, 32, 32)
+        >>> _ = step(x, x)
+        >>> int(net.output.weight.count_nonzero())
+        0
+    """
+    if options.compile not in COMPILE_MODES:
+        raise ValueError(f"unknown compile mode {options.compile!r}; valid: {list(COMPILE_MODES)}")
+    if options.cuda_graph and device.type != "cuda":
+        raise ValueError(f"cuda_graph needs a CUDA device, not {device}")
+    net = model.module if hasattr(model, "module") else model
+    if options.channels_last:
+        params_to_channels_last(net)
+    blocks = compile_blocks(net, memory_budget=options.compile_memory_budget) if options.compile == "regional" else []
+    masker = MaskApplier(net, mask or {})
+    optimizer = make_adamw(list(model.parameters()), lr, weight_decay, fused=options.fused, capturable=options.cuda_graph)
+    runner = model
+    if options.compile not in ("none", "regional"):
+        runner = torch.compile(model, mode=None if options.compile == "default" else options.compile)
+    step = TrainStep(runner, optimizer, device, masker, amp=options.amp, cuda_graph=options.cuda_graph,
+                     channels_last=options.channels_last)
+    step.compiled_blocks = blocks
+    return step

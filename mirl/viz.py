@@ -190,7 +190,7 @@ def gallery(
     """Restoration gallery: per sample, a row of full images and a row of zoomed crops.
 
     Each sample is ``{"task", "name", "panels": [{"label", "image" (HxWx3 float in [0,1]),
-    "psnr" (float or None)}]}`` as made by :func:`mirl.results.gallery_samples`; panels typically
+    "psnr" (float or None)}]}`` as made by :func:`mirl.gallery.gallery_samples`; panels typically
     run degraded input, dense, pruned levels, clean. The crop (a red box in the full view) is
     the same for every panel of a sample.
 
@@ -366,7 +366,7 @@ def _paired_density_bars(ax: Any, table: pd.DataFrame, labels: tuple[str, str], 
 def density_bars(table: pd.DataFrame, labels: tuple[str, str] = ("A", "B"), title: str | None = None) -> Any:
     """Per-layer density of two masks as side-by-side horizontal bars.
 
-    ``table`` is :func:`mirl.results.mask_layer_table` output (columns tensor, density_a,
+    ``table`` is :func:`mirl.mask_compare.mask_layer_table` output (columns tensor, density_a,
     density_b), in network order from top to bottom.
     """
     n = len(table)
@@ -429,7 +429,7 @@ def mask_comparison(table: pd.DataFrame, labels: tuple[str, str] = ("A", "B"), t
     """Per-layer density of two masks (side-by-side bars) and their overlap (Jaccard), one row
     per layer, in one figure with a shared layer axis.
 
-    ``table`` is :func:`mirl.results.mask_layer_table` output.
+    ``table`` is :func:`mirl.mask_compare.mask_layer_table` output.
 
     Example:
         >>> import pandas as pd

@@ -8,13 +8,13 @@
   the comparison keeps working in an exported HTML report with no kernel.
 
 Both take an ordered mapping ``{label: mask}`` where a mask is ``{parameter name: bool tensor}``
-(see :func:`mirl.results.load_mask`). Pair each widget with a static PNG (``fallback_png``) so a
+(see :func:`mirl.results.level_mask`). Pair each widget with a static PNG (``fallback_png``) so a
 reader without JavaScript still sees the comparison.
 
 Example (in a notebook):
     >>> from mirl import results, widgets                                        # doctest: +SKIP
     >>> run = "runs/smoke_1a2b3c4d"                                               # doctest: +SKIP
-    >>> masks = {f"level {k}": results.load_mask(run, k) for k in results.levels(run)}  # doctest: +SKIP
+    >>> masks = {f"level {k}": results.level_mask(run, k) for k in results.levels(run)}  # doctest: +SKIP
     >>> widgets.MaskExplorer(masks).widget                                        # doctest: +SKIP
     >>> widgets.static_mask_explorer(masks)                                       # doctest: +SKIP
 """
@@ -25,7 +25,7 @@ import html
 from typing import Any, Mapping, Sequence
 
 from mirl import viz
-from mirl.results import mask_layer_table
+from mirl.mask_compare import jaccard, mask_layer_table
 
 Mask = Mapping[str, Any]
 
@@ -65,9 +65,7 @@ def _caption(layer: str, label: str, mask: Any, reference: Any | None, ref_label
     density = float(mask.float().mean())
     text = f"<b>{html.escape(layer)}</b> · <b>{html.escape(label)}</b>: {density:.1%} of weights kept"
     if reference is not None:
-        union = int((mask | reference).sum())
-        jaccard = int((mask & reference).sum()) / union if union else 1.0
-        text += f" · Jaccard vs {html.escape(ref_label)}: {jaccard:.3f}"
+        text += f" · Jaccard vs {html.escape(ref_label)}: {jaccard(mask, reference):.3f}"
     return text
 
 

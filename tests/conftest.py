@@ -38,3 +38,29 @@ def paper_recipe() -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="session")
 def state_dict_spec() -> dict:
     return json.loads((FIXTURES / "promptir_state_dict.json").read_text())
+
+
+# ---- shared study fixtures: a small built-in data set and one finished smoke study ----------
+
+FAST = {"progress": False}
+
+
+def subprocess_env() -> dict[str, str]:
+    """Environment for a `mirl` subprocess: one thread, this checkout importable."""
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from mirl.data.make_dataset import make_dataset
+
+    root = tmp_path_factory.mktemp("data") / "builtin"
+    make_dataset(root, seed=0, max_test_side=64, progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def smoke_run(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from mirl.lottery import run_study
+
+    return run_study("smoke", {"data": str(demo_data), **FAST}, out=tmp_path_factory.mktemp("runs"))

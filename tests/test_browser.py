@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -62,7 +61,7 @@ _VISIBLE_TEXT = """(sel) => [...document.querySelectorAll(sel + ' .widget-html-c
 
 
 def test_static_report_slider_switches_mask_image(browser: Any, smoke: dict[str, Any]) -> None:
-    from mirl.report import widget_renderer_path
+    from mirl.html_export import widget_renderer_path
 
     if widget_renderer_path() is None:
         pytest.skip("mirl/_vendor/embed.js missing (setup fetches it from npm): the report has no widget renderer")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mirl.cli import main
-from mirl.config import ConfigError, study_preset
+from mirl.config import ConfigError, config_hash, study_preset
 
 
 @pytest.mark.parametrize("key, value, message", [
@@ -55,3 +55,35 @@ def test_every_setting_is_explained_where_it_is_declared(capsys):
     assert main(["lottery", "--preset", "smoke", "--list-settings"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == len(names) and all(HELP[n] in line for n, line in zip(names, lines))
+
+
+def test_run_hash_is_pinned():
+    # A refactor must not silently rename existing runs: this literal is the smoke preset's hash.
+    assert config_hash(study_preset("smoke")) == "49d0c140"
+    assert config_hash(study_preset("smoke", {"device": "cpu", "progress": False})) == "49d0c140"
+    assert config_hash(study_preset("smoke", {"rounds": 3})) != "49d0c140"
+
+
+def test_overrides_are_validated():
+    with pytest.raises(ConfigError, match="valid settings: .*rounds"):
+        study_preset("smoke", {"roundz": 3})
+    with pytest.raises(ConfigError, match="valid: global, layerwise"):
+        study_preset("smoke", {"scope": "channel"})
+    with pytest.raises(ConfigError, match="expected int"):
+        study_preset("smoke", {"rounds": "many"})
+    with pytest.raises(Exception, match="unknown task"):
+        study_preset("smoke", {"tasks": "denoise_25,deblur"})
+    assert study_preset("smoke", {"tasks": "derain,jpeg"}).tasks == ("derain", "jpeg")
+
+
+def test_cli_rejects_unknown_setting(capsys):
+    from mirl.cli import main
+
+    assert main(["lottery", "--preset", "smoke", "--set", "colour=red"]) == 2
+    assert "valid settings" in capsys.readouterr().err
+
+
+def test_replicates_do_not_change_the_run_hash():
+    assert config_hash(study_preset("smoke", {"replicates": 3})) == config_hash(study_preset("smoke"))
+    with pytest.raises(ConfigError, match="replicates; it must be >= 1"):
+        study_preset("smoke", {"replicates": 0})

@@ -214,12 +214,12 @@ def test_older_version_is_remade_other_settings_refused(tmp_path, capsys):
 
 
 def test_quickstart_test_set_has_16_images_per_task(tmp_path):
-    from mirl.config import PRESETS
+    from mirl.config import STUDY_PRESETS
     from mirl.data.corpus import TEST_NAMES
 
     if len(corpus_photos("test")) < len(TEST_NAMES):
         pytest.skip("a test photo's package is not installed")
-    side = PRESETS["quickstart"]["max_test_side"]
+    side = STUDY_PRESETS["quickstart"]["max_test_side"]
     m = mk.make_dataset(tmp_path / "ds", max_test_side=side, photos=list(TEST_NAMES), progress=False)
     assert m["split"]["test"] and all(n >= 16 for n in m["counts"]["test"].values()), m["counts"]["test"]
     for task in ("denoise_25", "derain", "dehaze"):

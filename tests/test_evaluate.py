@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from mirl import paths
 from mirl.cli import main
 from mirl.data.imageio import write_image
 from mirl.errors import MirlError
@@ -91,9 +92,9 @@ def test_results_table_names_convention(data, tmp_path):
 def test_find_checkpoints_level_order(tmp_path):
     run = tmp_path / "runs" / "demo"
     for k in (10, 2, 0):
-        (run / f"level_{k}").mkdir(parents=True)
-        (run / f"level_{k}" / "model.pt").write_bytes(b"x")
-    (run / "level_5").mkdir()  # no checkpoint yet: not listed
+        paths.level_dir(run, k).mkdir(parents=True)
+        paths.model_file(paths.level_dir(run, k)).write_bytes(b"x")
+    paths.level_dir(run, 5).mkdir()  # no checkpoint yet: not listed
     assert [n for n, _ in find_checkpoints(run)] == ["level_0", "level_2", "level_10"]
     with pytest.raises(MirlError, match="level_<k>/model.pt"):
         find_checkpoints(tmp_path)
@@ -104,7 +105,7 @@ def test_find_checkpoints_level_order(tmp_path):
 def test_cli_evaluate_run(data, tmp_path, capsys):
     run = tmp_path / "runs" / "demo"
     for k in (0, 1):
-        save_checkpoint(run / f"level_{k}" / "model.pt", build_model("tiny"))
+        save_checkpoint(paths.model_file(paths.level_dir(run, k)), build_model("tiny"))
     rc = main(["evaluate", str(run), "--data", str(data), "--tasks", "derain", "denoise_25", "--out", str(tmp_path / "res"),
                "--device", "cpu", "--no-progress", "--limit", "1"])
     assert rc == 0
@@ -123,10 +124,10 @@ def test_cli_choices_match_library():
 
     assert ev_cmd.CONVENTION_CHOICES == tuple(CONVENTIONS)
     assert ev_cmd.DEVICE_CHOICES == re_cmd.DEVICE_CHOICES == DEVICE_CHOICES
-    from mirl.commands import MODEL_PRESETS
-    from mirl.models.config import PRESETS
+    from mirl.commands import MODEL_PRESET_NAMES
+    from mirl.models.config import MODEL_PRESETS
 
-    assert set(MODEL_PRESETS) == set(PRESETS)
+    assert set(MODEL_PRESET_NAMES) == set(MODEL_PRESETS)
 
 
 def test_mean_psnr_counts_identical_images_and_refuses_nan():

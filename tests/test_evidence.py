@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mirl import paths
 from mirl.evidence import MEAN, curve_table, harm_warnings, harmful_levels, paired_differences, scores_table, verdict_table
 
 TASKS = ("denoise_25", "derain")
@@ -20,7 +21,7 @@ def write_run(root: Path, name: str, seed: int, offset: float, levels: int = 3, 
     """A finished run folder as mirl.lottery writes it: per-image PSNR = 28 - level + offset + noise."""
     run = root / name
     run.mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps({"name": name, "preset": "smoke", "seed": seed}))
+    paths.run_config(run).write_text(json.dumps({"name": name, "preset": "smoke", "seed": seed}))
     rng = np.random.default_rng([seed, sum(map(ord, name))])
     for level in range(levels):
         tasks = {}
@@ -31,12 +32,12 @@ def write_run(root: Path, name: str, seed: int, offset: float, levels: int = 3, 
             per_image = [{"name": f"img{i:02d}", "psnr": float(base + rng.normal(0, noise)), "ssim": 0.9,
                           "input_psnr": input_psnr, "input_ssim": 0.7} for i in range(IMAGES)]
             tasks[task] = {"psnr": float(np.mean([p["psnr"] for p in per_image])), "images": IMAGES, "per_image": per_image}
-        d = run / f"level_{level}"
+        d = paths.level_dir(run, level)
         d.mkdir()
-        (d / "metrics.json").write_text(json.dumps({
+        paths.metrics_file(d).write_text(json.dumps({
             "level": level, "convention": "upstream", "density_prunable": 0.5 ** level,
             "density_trainable": 0.9 * 0.5 ** level + 0.1, "tasks": tasks}))
-        (d / "done.json").write_text("{}")
+        paths.done_file(d).write_text("{}")
     return run
 
 
@@ -78,7 +79,7 @@ def test_no_planted_difference_is_not_resolved(tmp_path):
 
 def test_an_unfinished_replicate_level_is_left_out_not_mixed_in(tmp_path):
     variants = study(tmp_path, 0.0)
-    (variants["ticket"][2] / "level_2" / "done.json").unlink()
+    paths.done_file(paths.level_dir(variants["ticket"][2], 2)).unlink()
     curves = curve_table(scores_table(variants), "psnr")
     assert list(curves[(curves.label == "ticket") & (curves.task == MEAN)].level) == [0, 1]
 
@@ -112,7 +113,7 @@ def test_variants_scored_on_different_images_are_not_paired(tmp_path):
     from mirl.errors import MirlError
 
     variants = study(tmp_path, 1.0, replicates=1)
-    metrics = variants["random re-init"][0] / "level_1" / "metrics.json"
+    metrics = paths.metrics_file(paths.level_dir(variants["random re-init"][0], 1))
     data = json.loads(metrics.read_text())
     data["tasks"]["derain"]["per_image"][0]["name"] = "other-crop"
     metrics.write_text(json.dumps(data))

@@ -269,7 +269,7 @@ def test_report_builds_the_study_page_once_and_links_it(level: Path, onnx_file: 
     tested above; here it hands back that file, and counts the calls."""
     from mirl.export import onnx_model
     from mirl.export.study_page import study_web_page
-    from mirl.report import build_index
+    from mirl.report_index import build_index
 
     calls = []
     monkeypatch.setattr(onnx_model, "onnx_bytes", lambda *a, **k: calls.append(1) or onnx_file.read_bytes())

@@ -12,6 +12,8 @@ import torch
 from benchmarks import inference, pruning, train
 from mirl.models import build_model
 from mirl.pruning.magnitude import magnitude_prune
+from mirl.pruning.rules import prunable_names
+from mirl.train_step import StepOptions
 
 
 @pytest.mark.parametrize("preset,channels_last", [("tiny", False), ("tiny", True), ("small", True)])
@@ -41,6 +43,18 @@ def test_masked_training_keeps_pruned_weights_zero():
     params = dict(trainer.model.named_parameters())
     for name, m in masks.items():
         assert torch.all(params[name][m == 0] == 0), name
+
+
+def test_benchmark_times_the_study_step():
+    """The fast path is the step the study builds on the device (single process, default
+    settings); the reference path is fp32, torch's AdamW, eager; masks follow the study's rule."""
+    for device in (torch.device("cpu"), torch.device("cuda")):
+        assert train.fast_path(device).options() == StepOptions.for_study(device, impl="fast")
+    assert train.reference_path().options() == StepOptions()
+    net = build_model("tiny")
+    for rule in ("upstream", "conv"):
+        expected = prunable_names(net.state_dict(), rule, unused=net.unused_in_forward)
+        assert list(train.random_masks("tiny", 0.5, rule=rule)) == expected
 
 
 def test_numpy_and_torch_pruning_agree():

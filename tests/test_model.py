@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from mirl.models import PRESETS, UNUSED_IN_FORWARD, build_model, count_parameters
+from mirl.models import MODEL_PRESETS, PromptIR, build_model, count_parameters
 from tests.conftest import FIXTURES
 
 
@@ -20,7 +20,7 @@ def test_paper_keys_and_shapes_match_published(state_dict_spec):
     assert got == expected
     assert count_parameters(model) == state_dict_spec["total_parameters"] == 35_592_263
     assert [n for n, _ in model.named_parameters()] == state_dict_spec["named_parameters_order"]
-    assert sorted(state_dict_spec["unused_in_forward"]) == sorted(UNUSED_IN_FORWARD)
+    assert sorted(state_dict_spec["unused_in_forward"]) == sorted(PromptIR.unused_in_forward)
 
 
 @pytest.mark.parametrize("impl", ["reference", "fast"])
@@ -39,12 +39,12 @@ def test_unused_convolutions_get_no_gradient():
     model = build_model("tiny")
     model(torch.rand(1, 3, 32, 32)).mean().backward()
     params = dict(model.named_parameters())
-    for name in UNUSED_IN_FORWARD:
+    for name in PromptIR.unused_in_forward:
         assert params[name].grad is None
     assert params["output.weight"].grad is not None
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("name", sorted(MODEL_PRESETS))
 def test_presets_keep_the_architecture(name):
     paper_keys = {k.split(".")[0] for k in build_model("paper").state_dict()}
     keys = {k.split(".")[0] for k in build_model(name).state_dict()}

@@ -40,18 +40,19 @@ def smoke_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """
     if "smoke" in _CACHE:
         return _CACHE["smoke"]
-    from mirl import report, results
+    from mirl import paths, report, results
+    from mirl.data import run_data_root
     from mirl.lottery import run_study
 
     base = tmp_path_factory.mktemp("mirl_smoke")
     runs = base / "runs"
     run_dir = run_study("smoke", out=runs, progress=False)
-    ckpt = write_lightning_ckpt(results.level_dir(run_dir, results.levels(run_dir)[-1]) / "model.pt", base / "smoke_last.ckpt")
+    ckpt = write_lightning_ckpt(paths.model_file(paths.level_dir(run_dir, results.levels(run_dir)[-1])), base / "smoke_last.ckpt")
     sets = [
         {"preset": "smoke", "notebooks": ["01", "03", "04"]},
         # two runs on one figure: the study above and a one-round random re-initialisation control
         {"preset": "smoke", "notebooks": ["02"], "variants": [{}, {"control": "random_reinit", "rounds": 1}]},
-        {"notebooks": ["05"], "checkpoint": str(ckpt), "data_root": str(results.data_root_of(run_dir)),
+        {"notebooks": ["05"], "checkpoint": str(ckpt), "data_root": str(run_data_root(run_dir)),
          "tasks": ["derain"], "limit": 1, "n_images": 1},
     ]
     records = report.run_reports(param_sets=sets, out=base / "reports", runs_dir=runs, log=None)
@@ -88,6 +89,8 @@ def test_every_notebook_has_parameters_cell() -> None:
         assert len(tagged) == 1, f"{path}: needs exactly one cell tagged 'parameters'"
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{path}: commit without outputs"
         params = notebook_parameters(path)
+        assigned = {line.split("=")[0].strip() for line in tagged[0].source.splitlines() if re.match(r"^\w+\s*=", line)}
+        assert set(params) == assigned, f"{path}: papermill cannot parse the parameters {sorted(assigned - set(params))}"
         assert "output_dir" in params, path
         if spec.stem != "05_any_checkpoint":
             assert params["preset"].strip("'\"") == "quickstart", f"{path}: defaults must run the real study"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from mirl.models import build_model
+from mirl.models import PromptIR, build_model
 from mirl.pruning.magnitude import magnitude_prune, percentile_linear
 from mirl.pruning.rules import prunable_names
 from tests.conftest import FIXTURES
@@ -73,7 +73,7 @@ def test_layerwise_prunes_output_layer_at_half_rate():
 
 def test_conv_rule_skips_layernorm_and_unused():
     state = build_model("tiny").state_dict()
-    mask = magnitude_prune(state, None, 0.5, rule="conv")
+    mask = magnitude_prune(state, None, 0.5, rule="conv", unused=PromptIR.unused_in_forward)
     assert "encoder_level1.0.norm1.body.weight" not in mask
     assert "chnl_reduce1.weight" not in mask
     assert "prompt1.linear_layer.weight" in mask and "output.weight" in mask

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from mirl import paths
 from tests.test_notebooks import smoke_reports
 
 
@@ -23,26 +24,25 @@ def make_synthetic_run(root: Path, name: str = "synthetic", levels: int = 3, see
     g = torch.Generator().manual_seed(seed)
     run = root / f"{name}_{seed:08x}"
     run.mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps({"name": run.name, "hash": f"{seed:08x}", "non_default": {"synthetic": True},
-                                                 "data": "builtin"}))
+    paths.run_config(run).write_text(json.dumps({"name": run.name, "non_default": {"synthetic": True}, "data": "builtin"}))
     shapes = {"conv1.weight": (8, 4, 3, 3), "conv2.weight": (16, 8, 3, 3), "norm.weight": (8,)}
     magnitudes = {k: torch.rand(s, generator=g) for k, s in shapes.items()}
     for k in range(levels):
-        d = run / f"level_{k}"
+        d = paths.level_dir(run, k)
         d.mkdir()
         mask = {n: m >= torch.quantile(m.flatten(), 1 - 0.8**k) for n, m in magnitudes.items()}
-        torch.save(mask, d / "mask.pt")
+        torch.save(mask, paths.mask_file(d))
         tensors = {n: {"kept": int(m.sum()), "total": m.numel()} for n, m in mask.items()}
         kept, total = sum(v["kept"] for v in tensors.values()), sum(v["total"] for v in tensors.values())
-        (d / "sparsity_report.json").write_text(json.dumps({"level": k, "rule": "upstream", "tensors": tensors,
+        paths.sparsity_file(d).write_text(json.dumps({"level": k, "rule": "upstream", "tensors": tensors,
             "prunable": {"kept": kept, "total": total, "density": kept / total},
             "trainable": {"kept": kept + 50, "total": total + 50, "density": (kept + 50) / (total + 50)}}))
         tasks = {t: {"psnr": 25.0 + i - 0.5 * k, "ssim": 0.8 - 0.01 * k, "images": 1, "per_image": [{"name": "x", "psnr": 25.0, "ssim": 0.8, "input_psnr": 22.0, "input_ssim": 0.6}]}
                  for i, t in enumerate(["denoise_25", "derain"])}
-        (d / "metrics.json").write_text(json.dumps({"level": k, "convention": "upstream", "test_crop": "center_crop_16",
+        paths.metrics_file(d).write_text(json.dumps({"level": k, "convention": "upstream", "test_crop": "center_crop_16",
             "density_prunable": kept / total, "density_trainable": (kept + 50) / (total + 50), "tasks": tasks,
             "mean_psnr": 25.5 - 0.5 * k, "mean_ssim": 0.8 - 0.01 * k}))
-        (d / "done.json").write_text("{}")
+        paths.done_file(d).write_text("{}")
     return run
 
 
@@ -55,18 +55,20 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_results_tables_and_figures_on_synthetic_run(tmp_path: Path) -> None:
-    from mirl import evidence, results, viz, widgets
+    from mirl import evidence, mask_compare, results, viz, widgets
+    from mirl.data import uses_builtin_corpus
 
     run = make_synthetic_run(tmp_path / "runs")
     assert results.levels(run) == [0, 1, 2]
-    assert list(results.list_runs(tmp_path / "runs")["path"]) == [str(run)]
+    runs = results.list_runs(tmp_path / "runs")
+    assert list(runs["path"]) == [str(run)] and list(runs["hash"]) == ["00000000"]  # from the folder name
     table = results.metrics_table(run)
     assert set(table["convention"]) == {"upstream"} and len(table) == 6
-    assert results.uses_builtin_corpus(run)
+    assert uses_builtin_corpus(run)
     scores = evidence.scores_table({"ticket": [run]})
     assert len(scores) == 6 and (scores["gain"] == 3.0).all()
-    masks = results.mask_collection([run])
-    layer_table = results.mask_layer_table(masks["level 1"], masks["level 2"])
+    masks = mask_compare.mask_collection([run])
+    layer_table = mask_compare.mask_layer_table(masks["level 1"], masks["level 2"])
     assert (layer_table["density_b"] <= layer_table["density_a"]).all()
     assert results.density_evolution(run).shape == (3, 3)
     for fig in (viz.interval_curves(evidence.curve_table(scores, "gain"), demo=True), viz.mask_comparison(layer_table),
@@ -95,18 +97,56 @@ def test_report_names_and_param_files(tmp_path: Path) -> None:
 
 
 def test_external_reference_detector() -> None:
-    from mirl.report import external_references
+    from mirl.html_export import external_references
 
     assert external_references('<svg xmlns="http://www.w3.org/2000/svg"></svg><img src="data:image/png;base64,AAAA">') == []
     assert external_references('<script src="https://cdn.example/x.js"></script>')
     assert external_references("<style>@import url(//fonts.example/css);</style>")
 
 
+def test_index_page_rendered_from_its_template(tmp_path: Path) -> None:
+    """The index (template mirl/templates/report_index.html.j2): a row per report with its link,
+    parameters, numbers, status and thumbnail; text is escaped; killed builds are not listed."""
+    from PIL import Image
+
+    from mirl.html_export import external_references
+    from mirl.report_index import build_index
+
+    out = tmp_path / "reports"
+    rows = {
+        "01_study--smoke": {"title": "Study <1>", "html": "01_study--smoke.html", "parameters": {"preset": "smoke"},
+                            "status": "ok", "error": None, "duration_s": 1.25},
+        "02_sparsity_vs_psnr": {"title": "Curves", "html": None, "parameters": {}, "status": "failed",
+                                "error": "ValueError: <bad> " + "x" * 400, "duration_s": 0.5},
+        ".03_gallery.tmp-1-abc": {"title": "Being built", "html": None, "status": "ok"},
+    }
+    for name, row in rows.items():
+        (out / name).mkdir(parents=True)
+        (out / name / "report.json").write_text(json.dumps({"name": name, "notebook": name.strip(".")[:2],
+                                                            "started": "2026-01-01T00:00:00+00:00", **row}))
+    (out / "01_study--smoke" / "results.json").write_text(json.dumps(
+        {"headline": {"gain (dB)": 0.123456, "PSNR (dB)": 31.4159, "mask A": "level 1"}}))
+    Image.new("RGB", (800, 600), "white").save(out / "01_study--smoke" / "main_figure.png")
+    page = build_index(out).read_text(encoding="utf-8")
+    assert external_references(page) == []
+    assert page.index("01_study--smoke") < page.index("02_sparsity_vs_psnr") and "Being built" not in page
+    assert '<a href="01_study--smoke.html">Study &lt;1&gt;</a>' in page
+    assert "preset=&#34;smoke&#34;" in page and ">defaults<" in page
+    assert "gain (dB): 0.1235<br>PSNR (dB): 31.42<br>mask A: level 1" in page and "&mdash;" in page
+    assert "1.2 s" in page or "1.3 s" in page
+    assert '<span class="ok">ok</span>' in page and '<span class="failed">failed</span>' in page
+    assert "ValueError: &lt;bad&gt;" in page and "x" * 282 in page and "x" * 283 not in page
+    assert page.count("data:image/jpeg;base64,") == 1
+    listed = json.loads((out / "index.json").read_text())
+    assert [r["name"] for r in listed] == ["01_study--smoke", "02_sparsity_vs_psnr"]
+    assert "thumbnail" not in listed[0] and listed[0]["results"]["headline"]["mask A"] == "level 1"
+
+
 # ------------------------------------------------------------------ exported reports (real smoke runs)
 
 
 def test_reports_are_offline_and_self_contained(smoke: dict[str, Any]) -> None:
-    from mirl.report import external_references, widget_renderer_path
+    from mirl.html_export import external_references, widget_renderer_path
 
     reports = smoke["reports"]
     for record in smoke["records"].values():
@@ -125,7 +165,7 @@ def test_reports_are_offline_and_self_contained(smoke: dict[str, Any]) -> None:
 def test_index_lists_every_report(smoke: dict[str, Any]) -> None:
     reports = smoke["reports"]
     index = (reports / "index.html").read_text(encoding="utf-8")
-    from mirl.report import external_references
+    from mirl.html_export import external_references
 
     assert external_references(index) == []
     for record in smoke["records"].values():
@@ -157,7 +197,7 @@ def test_cli_batch_params_file(smoke: dict[str, Any], tmp_path: Path) -> None:
 def test_default_locations_follow_the_project_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``mirl report`` without --runs-dir/--data-dir (what ``make study`` runs) resolves the
     project's folders."""
-    from mirl.report import resolve_data_dir, resolve_output_dir, resolve_runs_dir
+    from mirl.notebook_io import resolve_data_dir, resolve_output_dir, resolve_runs_dir
 
     monkeypatch.setenv("MIRL_HOME", str(tmp_path))
     assert resolve_runs_dir(None) == tmp_path.resolve() / "runs"
@@ -196,7 +236,7 @@ def test_interrupted_report_keeps_the_previous_one(tmp_path: Path, monkeypatch: 
     import nbformat
     import papermill
 
-    from mirl import report
+    from mirl import notebook_io, report
 
     notebooks = _tiny_notebooks(tmp_path / "notebooks", ("01_study", "02_sparsity_vs_psnr"))
     out = tmp_path / "reports"
@@ -211,7 +251,7 @@ def test_interrupted_report_keeps_the_previous_one(tmp_path: Path, monkeypatch: 
         nb.cells.insert(1, injected)
         nbformat.write(nb, dst)
         fig = plt.figure(figsize=(1, 1))
-        report.save_results(parameters["output_dir"], {"call": len(calls)}, main_figure=fig)
+        notebook_io.save_results(parameters["output_dir"], {"call": len(calls)}, main_figure=fig)
         plt.close(fig)
         if Path(src).stem in crash:
             raise RuntimeError("kernel died")  # what a kill leaves: files written, the run cut short
@@ -279,7 +319,8 @@ def test_what_a_killed_report_left_is_cleaned_up(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from mirl.report import _new_build_folder, build_index
+    from mirl.report import _new_build_folder
+    from mirl.report_index import build_index
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -295,3 +336,11 @@ def test_what_a_killed_report_left_is_cleaned_up(tmp_path: Path) -> None:
     work = _new_build_folder(out, name)
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(f".{name}")) == sorted([alive.name, work.name])
     assert json.loads((out / name / "report.json").read_text())["status"] == "ok"
+
+
+def test_a_parameter_no_notebook_declares_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    from mirl.report import ReportError, run_reports
+
+    with pytest.raises(ReportError, match=r"\['presett'\] are not parameters of notebook\(s\) \['01_study'\]; valid: .*preset"):
+        run_reports(param_sets=[{"notebooks": ["01"], "presett": "smoke"}], out=tmp_path / "reports", log=None)
+    assert not (tmp_path / "reports").exists()

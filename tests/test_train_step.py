@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from mirl.models import build_model
 from mirl.models.promptir import Attention, FeedForward, TransformerBlock, _channels_layer_norm, _GatedDepthwiseProjection
-from mirl.train_step import TrainStep, make_adamw, unchanged_training_state
+from mirl.pruning.mask import MaskApplier
+from mirl.train_step import StepOptions, TrainStep, build_train_step, make_adamw, params_to_channels_last, unchanged_training_state
 
 
 def _batches(n: int = 3) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -184,3 +185,63 @@ def test_compile_memory_budget_is_checked_and_a_new_one_drops_cached_graphs(monk
     with pytest.raises(ConfigError, match="compile_memory_budget"):
         study_preset("smoke", {"compile_memory_budget": "1.5"})
     assert study_preset("smoke", {"compile_memory_budget": "0.7"}).compile_memory_budget == 0.7
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_built_step_is_the_hand_assembled_step(channels_last):
+    """build_train_step assembles what the study loop assembled by hand before it existed:
+    same losses and weights, bit for bit (channels-last also runs on the CPU)."""
+    from mirl.pruning.magnitude import magnitude_prune
+
+    torch.manual_seed(0)
+    init = build_model("tiny").state_dict()
+    mask = magnitude_prune(init, None, 0.5)
+    nets = [build_model("tiny") for _ in range(2)]
+    for net in nets:
+        net.load_state_dict(init)
+    built = build_train_step(nets[0], mask, torch.device("cpu"), StepOptions(fused=True, channels_last=channels_last), lr=1e-3)
+    if channels_last:
+        params_to_channels_last(nets[1])
+    by_hand = TrainStep(nets[1], make_adamw(list(nets[1].parameters()), 1e-3, 0.01, fused=True), torch.device("cpu"),
+                        MaskApplier(nets[1], mask), channels_last=channels_last)
+    for x, y in _batches():
+        assert torch.equal(built(x, y), by_hand(x, y))
+    assert all(torch.equal(a, b) for a, b in zip(nets[0].parameters(), nets[1].parameters()))
+    assert all(torch.count_nonzero(nets[0].state_dict()[n][~m]) == 0 for n, m in mask.items())
+
+
+def test_study_step_options_follow_device_and_settings():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert StepOptions.for_study(cpu) == StepOptions(fused=True)
+    assert StepOptions.for_study(cpu, impl="reference", amp="bf16") == StepOptions()
+    assert StepOptions.for_study(cuda) == StepOptions(amp=True, fused=True, channels_last=True, cuda_graph=True)
+    assert StepOptions.for_study(cuda, distributed=True) == StepOptions(amp=True, fused=True)
+    assert StepOptions.for_study(cuda, amp="fp32", cuda_graph="off") == StepOptions(fused=True, channels_last=True)
+    opts = StepOptions.for_study(cpu, compile="regional", compile_memory_budget=0.7)
+    assert (opts.compile, opts.compile_memory_budget) == ("regional", 0.7)
+
+
+def test_build_train_step_checks_options_before_touching_the_model():
+    net = build_model("tiny")
+    strides = [p.stride() for p in net.parameters()]
+    with pytest.raises(ValueError, match="compile mode"):
+        build_train_step(net, None, torch.device("cpu"), StepOptions(channels_last=True, compile="fastest"), lr=1e-3)
+    with pytest.raises(ValueError, match="CUDA device"):
+        build_train_step(net, None, torch.device("cpu"), StepOptions(channels_last=True, cuda_graph=True), lr=1e-3)
+    assert [p.stride() for p in net.parameters()] == strides  # not made channels-last
+
+
+def test_train_settings_are_the_study_settings_train_level_reads():
+    import dataclasses
+
+    from mirl.config import StudyConfig, study_preset
+    from mirl.train import TrainSettings
+
+    cfg = study_preset("smoke", {"epochs": 3, "lr": 1e-3, "progress": False})
+    settings = TrainSettings.from_study(cfg)
+    for field in dataclasses.fields(TrainSettings):
+        assert getattr(settings, field.name) == getattr(cfg, field.name), field.name
+        assert getattr(TrainSettings(), field.name) == getattr(StudyConfig(), field.name), field.name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.lr = 1.0  # type: ignore[misc]
+

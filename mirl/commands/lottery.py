@@ -8,9 +8,9 @@ from typing import Sequence
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from mirl.config import PRESETS
+    from mirl.config import STUDY_PRESETS
 
-    parser.add_argument("--preset", default="quickstart", choices=sorted(PRESETS), help="starting configuration (default: quickstart)")
+    parser.add_argument("--preset", default="quickstart", choices=sorted(STUDY_PRESETS), help="starting configuration (default: quickstart)")
     parser.add_argument("--config", help="YAML/JSON file of settings, applied after the preset")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override settings, e.g. --set rounds=3 fraction=0.2 scope=layerwise")
     parser.add_argument("--out", help="folder that holds the runs (default: <project>/runs)")

@@ -46,9 +46,10 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mirl import report
+    from mirl.report_index import build_index
 
     if args.index_only:
-        print(report.build_index(args.out).resolve())
+        print(build_index(args.out).resolve())
         return 0
     extra = _parse_sets(args.sets)
     sets = report.load_param_sets(args.params) if args.params else [{}]

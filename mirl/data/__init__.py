@@ -2,11 +2,15 @@
 
 Tasks: ``denoise_15``, ``denoise_25``, ``denoise_50``, ``derain``, ``dehaze`` (the paper's five,
 ``all_in_one``) and ``jpeg`` (a social-network upload chain; this kit's extension, not in
-``all_in_one``). Submodules import their heavy dependencies lazily.
+``all_in_one``). The main names of the submodules are exported here and imported on first use
+(``import mirl.data`` does not import torch).
 
 Example:
     >>> expand_tasks(["all_in_one"])
     ['denoise_15', 'denoise_25', 'denoise_50', 'derain', 'dehaze']
+    >>> from mirl.data import parse_repeats, TestDataset
+    >>> parse_repeats("demo")["dehaze"]
+    4
 """
 
 from __future__ import annotations
@@ -63,4 +67,25 @@ def task_sigma(task: str) -> int | None:
     return int(task.split("_")[1]) if task.startswith("denoise_") else None
 
 
-__all__ = ["ALL_IN_ONE", "DEMO_REPEATS", "PUBLISHED_REPEATS", "TASKS", "TASK_ALIASES", "TaskError", "expand_tasks", "task_sigma"]
+# Exported names of the submodules, imported on first access (PEP 562). make_dataset is not among
+# them: it is also a submodule's name (use ``from mirl.data.make_dataset import make_dataset``).
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(["Photo", "corpus_photos", "load_photo"], "corpus"),
+    **dict.fromkeys(["DatasetError", "Sample", "TestDataset", "TrainDataset", "discover", "task_family"], "datasets"),
+    **dict.fromkeys(["add_gaussian_noise", "add_haze", "add_rain", "social_upload"], "degrade"),
+    **dict.fromkeys(["BadImageError", "list_images", "read_image", "write_image"], "imageio"),
+    **dict.fromkeys(["BUILTIN", "DataFolderError", "available_tasks", "dataset_root", "is_builtin_dataset", "parse_repeats",
+                     "run_data_root", "uses_builtin_corpus"], "resolve"),
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["ALL_IN_ONE", "DEMO_REPEATS", "PUBLISHED_REPEATS", "TASKS", "TASK_ALIASES", "TaskError", "expand_tasks",
+           "task_sigma", *sorted(_LAZY)]

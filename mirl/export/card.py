@@ -49,7 +49,7 @@ def sha256(path: str | os.PathLike) -> str:
 def _demo_corpus(ticket: Ticket) -> bool | None:
     if ticket.run_config is None:
         return None
-    from mirl.results import uses_builtin_corpus
+    from mirl.data.resolve import uses_builtin_corpus
 
     return uses_builtin_corpus(ticket.run_config)
 

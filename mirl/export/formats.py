@@ -137,7 +137,7 @@ def export_ticket(
     out = Path(out)
     source_bytes = os.path.getsize(ticket.checkpoint)
     if fmt == "sparse":
-        from mirl.pruning.sparse import export_sparse
+        from mirl.models.sparse import export_sparse
 
         size = export_sparse(out, ticket.state_dict(), ticket.mask, ticket.meta["config"], dtype,
                              {"source": str(ticket.checkpoint), **ticket.meta["metadata"]})

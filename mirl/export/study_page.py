@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from mirl import paths
 from mirl.errors import MirlError
 
 FOLDER = "web"
@@ -40,7 +41,7 @@ def study_run(runs_dir: str | os.PathLike, preset: str) -> Path | None:
         path = Path(runs_dir) / run_name(preset, study_preset(preset))
     except MirlError:
         return None
-    return path if (path / "config.json").is_file() else None
+    return path if paths.is_run_dir(path) else None
 
 
 def study_web_page(runs_dir: str | os.PathLike, preset: str, out: str | os.PathLike,

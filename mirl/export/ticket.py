@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from mirl import paths
 from mirl.errors import MirlError
 
-_LEVEL_RE = re.compile(r"^level_(\d+)$")
 
 
 @dataclass
@@ -80,12 +79,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _finished_levels(run_dir: Path) -> list[int]:
-    found = []
-    for child in run_dir.iterdir():
-        match = _LEVEL_RE.match(child.name)
-        if match and (child / "done.json").is_file() and (child / "model.pt").is_file():
-            found.append(int(match.group(1)))
-    return sorted(found)
+    return [k for k in paths.level_numbers(run_dir) if paths.model_file(paths.level_dir(run_dir, k)).is_file()]
 
 
 def resolve_source(source: str | os.PathLike) -> tuple[Path, Path | None]:
@@ -99,16 +93,16 @@ def resolve_source(source: str | os.PathLike) -> tuple[Path, Path | None]:
     if not path.exists():
         raise MirlError(f"{path}: no such file or folder; give a level folder (runs/<run>/level_<k>), a run folder or a checkpoint")
     if path.is_file():
-        level_dir = path.parent if _LEVEL_RE.match(path.parent.name) else None
+        level_dir = path.parent if paths.level_number(path.parent) is not None else None
         return path, level_dir
-    if (path / "model.pt").is_file():
-        return path / "model.pt", path
-    if (path / "config.json").is_file():
+    if paths.model_file(path).is_file():
+        return paths.model_file(path), path
+    if paths.is_run_dir(path):
         levels = _finished_levels(path)
         if not levels:
             raise MirlError(f"{path}: this run has no finished level yet; finish one with `mirl lottery` or give a checkpoint")
-        level_dir = path / f"level_{levels[-1]}"
-        return level_dir / "model.pt", level_dir
+        level_dir = paths.level_dir(path, levels[-1])
+        return paths.model_file(level_dir), level_dir
     raise MirlError(f"{path}: a folder without model.pt; give a level folder (runs/<run>/level_<k>), a run folder or a checkpoint file")
 
 
@@ -137,12 +131,12 @@ def load_ticket(
     state = model.state_dict()
     if mask is not None:
         found, how = load_mask(mask), str(mask)
-    elif level_dir is not None and Path(source).is_dir() and (level_dir / "mask.pt").is_file():
-        found, how = load_mask(level_dir / "mask.pt"), f"{level_dir.name}/mask.pt"
+    elif level_dir is not None and Path(source).is_dir() and paths.mask_file(level_dir).is_file():
+        found, how = load_mask(paths.mask_file(level_dir)), f"{level_dir.name}/{paths.mask_file(level_dir).name}"
     elif "mask" in meta:
         found, how = dict(meta.pop("mask")), "the sparse export's mask"
     else:
-        found = {n: state[n] != 0 for n in prunable_names(state, rule)}
+        found = {n: state[n] != 0 for n in prunable_names(state, rule, model.unused_in_forward)}
         how = f"the non-zero weights ({rule} prunable tensors)"
     wrong = sorted(n for n, m in found.items() if n not in state or tuple(m.shape) != tuple(state[n].shape))
     if wrong:
@@ -150,14 +144,13 @@ def load_ticket(
     ticket = Ticket(model=model, meta=meta, checkpoint=checkpoint, mask={n: m.cpu().bool() for n, m in found.items()},
                     mask_source=how, rule=rule)
     model.load_state_dict(ticket.state_dict())  # pruned weights are zeros in every export
-    ticket.densities = density_summary(model.state_dict(), rule)
+    ticket.densities = density_summary(model.state_dict(), rule, model.unused_in_forward)
     if level_dir is not None:
-        match = _LEVEL_RE.match(level_dir.name)
-        ticket.level = int(match.group(1)) if match else None
-        ticket.metrics = _read_json(level_dir / "metrics.json")
-        if (level_dir.parent / "config.json").is_file():
+        ticket.level = paths.level_number(level_dir)
+        ticket.metrics = _read_json(paths.metrics_file(level_dir))
+        if paths.is_run_dir(level_dir.parent):
             ticket.run_dir = level_dir.parent
-            ticket.run_config = _read_json(level_dir.parent / "config.json")
+            ticket.run_config = _read_json(paths.run_config(level_dir.parent))
     if ticket.level is None and isinstance(meta.get("metadata", {}).get("level"), int):
         ticket.level = int(meta["metadata"]["level"])
     return ticket

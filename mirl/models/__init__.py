@@ -12,8 +12,8 @@ from typing import Mapping, Union
 
 from torch import nn
 
-from .config import PRESETS, ModelConfig, preset, preset_name
-from .promptir import IMPLS, UNUSED_IN_FORWARD, PromptIR
+from .config import MODEL_PRESETS, ModelConfig, preset, preset_name
+from .promptir import IMPLS, PromptIR
 
 ConfigLike = Union[str, ModelConfig, Mapping]
 
@@ -46,16 +46,19 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
 
 
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402
+from .sparse import SPARSE_FORMAT, densify, export_sparse  # noqa: E402
 
 __all__ = [
-    "PRESETS",
+    "MODEL_PRESETS",
     "IMPLS",
-    "UNUSED_IN_FORWARD",
+    "SPARSE_FORMAT",
     "ModelConfig",
     "PromptIR",
     "CheckpointError",
     "build_model",
     "count_parameters",
+    "densify",
+    "export_sparse",
     "load_checkpoint",
     "preset",
     "preset_name",

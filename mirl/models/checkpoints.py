@@ -35,11 +35,11 @@ import torch
 from mirl.errors import MirlError
 from mirl.fileio import atomic_torch_save
 
-from .config import PRESETS, ModelConfig, preset, preset_name
+from .config import MODEL_PRESETS, ModelConfig, preset, preset_name
 from .promptir import PromptIR
+from .sparse import SPARSE_FORMAT, densify
 
 MIRL_FORMAT = "mirl.checkpoint"
-SPARSE_FORMAT = "mirl.sparse"
 FORMAT_VERSION = 1
 
 
@@ -144,8 +144,6 @@ def extract_state_dict(obj: Any, source: str = "checkpoint") -> tuple[dict[str, 
             "metadata": dict(obj.get("metadata") or {}),
         }
     if isinstance(obj, Mapping) and obj.get("format") == SPARSE_FORMAT:
-        from mirl.pruning.sparse import densify  # lazy: pruning depends on models
-
         state, mask = densify(obj)
         return state, {
             "format": SPARSE_FORMAT,
@@ -240,7 +238,7 @@ def check_state_dict(model: PromptIR, state: Mapping[str, torch.Tensor], assumed
         raise CheckpointError(
             f"{source}: does not fit PromptIR preset {assumed}; "
             + "; ".join(p for p in parts if p)
-            + f". If the file holds another PromptIR size, name it (CLI: --preset {'|'.join(PRESETS)}; "
+            + f". If the file holds another PromptIR size, name it (CLI: --preset {'|'.join(MODEL_PRESETS)}; "
             "Python: load_checkpoint(path, config=...)); otherwise the file is incomplete or not a PromptIR/MIR-L checkpoint."
         )
 
@@ -254,7 +252,7 @@ def _mismatch(cfg: ModelConfig, state: Mapping[str, torch.Tensor]) -> tuple[list
 def closest_preset(state: Mapping[str, torch.Tensor]) -> ModelConfig:
     """The model preset whose keys and shapes differ least from ``state`` (for error messages
     about incomplete files, so that they name the keys that are really missing)."""
-    return min(PRESETS.values(), key=lambda cfg: sum(map(len, _mismatch(cfg, state))))
+    return min(MODEL_PRESETS.values(), key=lambda cfg: sum(map(len, _mismatch(cfg, state))))
 
 
 def non_finite_tensors(state: Mapping[str, torch.Tensor]) -> list[str]:

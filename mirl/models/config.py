@@ -83,7 +83,7 @@ class ModelConfig:
         return cls(**dict(values))
 
 
-PRESETS: dict[str, ModelConfig] = {
+MODEL_PRESETS: dict[str, ModelConfig] = {
     # Published MIR-L / PromptIR network: 35,592,263 parameters.
     "paper": ModelConfig(),
     # Same architecture, 1/3 of the width, fewer blocks (1.9 M parameters). On a CPU a 48 px step
@@ -112,14 +112,14 @@ PRESETS: dict[str, ModelConfig] = {
 def preset(name: str) -> ModelConfig:
     """Return the named preset (``tiny``, ``small`` or ``paper``)."""
     try:
-        return PRESETS[name]
+        return MODEL_PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown model preset {name!r}; valid: {sorted(PRESETS)}") from None
+        raise ValueError(f"unknown model preset {name!r}; valid: {sorted(MODEL_PRESETS)}") from None
 
 
 def preset_name(config: ModelConfig) -> str | None:
     """Name of the preset equal to ``config``, or ``None`` for a custom configuration."""
-    return next((name for name, cfg in PRESETS.items() if cfg == config), None)
+    return next((name for name, cfg in MODEL_PRESETS.items() if cfg == config), None)
 
 
-__all__ = ["ModelConfig", "PRESETS", "preset", "preset_name"]
+__all__ = ["ModelConfig", "MODEL_PRESETS", "preset", "preset_name"]

@@ -22,7 +22,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -33,16 +33,6 @@ from .config import ModelConfig
 Impl = Literal["reference", "fast"]
 IMPLS: tuple[str, ...] = ("reference", "fast")
 
-# Upstream defines these six 1x1 convolutions but never calls them; they stay in the state dict
-# (and in the upstream prunable set), so published checkpoints load key for key.
-UNUSED_IN_FORWARD: tuple[str, ...] = (
-    "chnl_reduce1.weight",
-    "chnl_reduce2.weight",
-    "chnl_reduce3.weight",
-    "reduce_noise_channel_1.weight",
-    "reduce_noise_channel_2.weight",
-    "reduce_noise_channel_3.weight",
-)
 
 
 class _ImplMixin:
@@ -291,8 +281,21 @@ class PromptIR(nn.Module):
     """PromptIR (decoder prompts) built from a :class:`ModelConfig`.
 
     Attribute order follows the upstream module, so ``named_parameters()`` yields parameters in
-    the published order.
+    the published order. ``unused_in_forward`` declares the weights the forward pass never uses
+    (pruning rules and the collapse check ask the network, as open_lth's models declare
+    ``prunable_layer_names``).
     """
+
+    # Upstream defines these six 1x1 convolutions but never calls them; they stay in the state dict
+    # (and in the upstream prunable set), so published checkpoints load key for key.
+    unused_in_forward: ClassVar[tuple[str, ...]] = (
+        "chnl_reduce1.weight",
+        "chnl_reduce2.weight",
+        "chnl_reduce3.weight",
+        "reduce_noise_channel_1.weight",
+        "reduce_noise_channel_2.weight",
+        "reduce_noise_channel_3.weight",
+    )
 
     def __init__(self, cfg: ModelConfig, impl: Impl = "fast") -> None:
         super().__init__()

@@ -23,8 +23,6 @@ import torch
 
 from .mask import Mask
 
-CONTROLS: tuple[str, ...] = ("none", "random_prune", "random_reinit", "one_shot")
-RESETS: tuple[str, ...] = ("init", "rewind")
 
 
 def random_prune(previous: Mapping[str, torch.Tensor] | None, target: Mapping[str, torch.Tensor], generator: torch.Generator) -> Mask:

@@ -14,7 +14,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Collection, Mapping
 
 import torch
 
@@ -112,12 +112,14 @@ def magnitude_prune(
     fraction: float,
     scope: str = "global",
     rule: str = "upstream",
+    unused: Collection[str] | None = None,
 ) -> Mask:
     """Remove ``fraction`` of the still-alive prunable weights by magnitude; return the new mask.
 
     ``weights``: name -> tensor (``model.state_dict()`` works); ``mask``: the current mask or
     ``None`` (all alive); ``scope``: ``global`` or ``layerwise``; ``rule``: ``upstream`` (names
-    containing ``weight``) or ``conv``.
+    containing ``weight``) or ``conv`` (which needs ``unused``, the network's
+    ``unused_in_forward``).
 
     Example:
         >>> from mirl.models import build_model
@@ -129,7 +131,7 @@ def magnitude_prune(
         raise ValueError(f"fraction must be in [0, 1), got {fraction}")
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}; valid: {list(SCOPES)}")
-    names = prunable_names(weights, rule)
+    names = prunable_names(weights, rule, unused)
     if mask is not None:
         missing = [n for n in names if n not in mask]
         if missing:

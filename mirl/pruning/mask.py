@@ -12,7 +12,7 @@ Example:
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable, Mapping
+from typing import Any, Collection, Iterable, Mapping
 
 import torch
 from torch import nn
@@ -20,16 +20,15 @@ from torch import nn
 from mirl.errors import MirlError
 from mirl.fileio import atomic_torch_save, atomic_write_json
 
-from mirl.models.promptir import UNUSED_IN_FORWARD
 
 from .rules import prunable_names
 
 Mask = dict[str, torch.Tensor]
 
 
-def full_mask(weights: Mapping[str, torch.Tensor], rule: str = "upstream") -> Mask:
-    """A mask that keeps every prunable weight."""
-    return {n: torch.ones_like(weights[n], dtype=torch.bool) for n in prunable_names(weights, rule)}
+def full_mask(weights: Mapping[str, torch.Tensor], rule: str = "upstream", unused: Collection[str] | None = None) -> Mask:
+    """A mask that keeps every prunable weight (``rule`` and ``unused`` as in :func:`prunable_names`)."""
+    return {n: torch.ones_like(weights[n], dtype=torch.bool) for n in prunable_names(weights, rule, unused)}
 
 
 class MaskApplier:
@@ -78,16 +77,18 @@ def mask_gradients(model: nn.Module, mask: Mapping[str, torch.Tensor]) -> None:
     MaskApplier(model, mask).grads()
 
 
-def sparsity_report(mask: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor], **extra: Any) -> dict[str, Any]:
+def sparsity_report(mask: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor], unused: Collection[str] = (),
+                    **extra: Any) -> dict[str, Any]:
     """Kept/total per tensor, totals over prunable weights and over all trainable parameters.
 
     The trainable denominator counts every non-prunable parameter as kept: that is how the
     paper's "10% of the parameters" is counted. ``empty_tensors`` lists tensors that the forward
     pass uses and the mask removes entirely (layer collapse: an empty ``output.weight`` turns
-    PromptIR into the identity, through its global residual).
+    PromptIR into the identity, through its global residual); ``unused`` names the weights the
+    network's forward pass never uses (``model.unused_in_forward``), which may be empty harmlessly.
     """
     tensors = {n: {"kept": int(m.sum()), "total": m.numel()} for n, m in mask.items()}
-    empty = [n for n, t in tensors.items() if t["kept"] == 0 and n not in UNUSED_IN_FORWARD]
+    empty = [n for n, t in tensors.items() if t["kept"] == 0 and n not in unused]
     kept = sum(t["kept"] for t in tensors.values())
     total = sum(t["total"] for t in tensors.values())
     all_params = sum(w.numel() for w in weights.values())
@@ -117,9 +118,10 @@ def load_mask(path: str | os.PathLike, map_location: str | torch.device = "cpu")
     return mask
 
 
-def write_sparsity_report(path: str | os.PathLike, mask: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor], **extra: Any) -> dict[str, Any]:
+def write_sparsity_report(path: str | os.PathLike, mask: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor],
+                          unused: Collection[str] = (), **extra: Any) -> dict[str, Any]:
     """Compute :func:`sparsity_report` and write it as JSON atomically."""
-    report = sparsity_report(mask, weights, **extra)
+    report = sparsity_report(mask, weights, unused, **extra)
     atomic_write_json(path, report)
     return report
 

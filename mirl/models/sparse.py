@@ -1,7 +1,8 @@
 """Compact export of a pruned network: a packed bit mask plus only the surviving values.
 
 The file is a plain dict of tensors (``weights_only=True`` loads it) with ``format: mirl.sparse``;
-:func:`mirl.models.load_checkpoint` reads it back to the same network.
+:func:`mirl.models.load_checkpoint` reads it back to the same network. The format belongs to the
+checkpoint I/O; :mod:`mirl.pruning` re-exports :func:`export_sparse` and :func:`densify`.
 
 Example:
     >>> import torch

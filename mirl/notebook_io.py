@@ -1,0 +1,144 @@
+"""What the study notebooks call: where they read and write, and how they record their results.
+
+A notebook resolves its folders from its ``parameters`` cell (``None``: the project's defaults, as
+in an interactive run), turns its parameters into study overrides, and ends with
+:func:`save_results`, which writes the ``results.json`` (and ``main_figure.png``) that the report
+runner (:mod:`mirl.report`) and the reports index (:mod:`mirl.report_index`) read.
+
+Example:
+    >>> import tempfile
+    >>> out = resolve_output_dir(tempfile.mkdtemp(), "01_study")
+    >>> study_overrides({"seed": 1}, rounds=2, scope=None)
+    {'seed': 1, 'rounds': 2}
+    >>> save_results(out, {"dense mean PSNR (dB, upstream)": 30.1}).name
+    'results.json'
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from mirl import paths
+from mirl.fileio import atomic_open, atomic_write_json
+from mirl.paths import datasets_dir, reports_dir
+
+PathLike = str | os.PathLike
+
+RESULTS_FILE = "results.json"
+MAIN_FIGURE = "main_figure.png"
+
+
+# --------------------------------------------------------------------------- locations
+
+
+def resolve_output_dir(output_dir: PathLike | None, stem: str) -> Path:
+    """Where a notebook writes ``results.json`` and its figures.
+
+    ``None`` (an interactive run) means ``reports/interactive/<stem>`` under the project root.
+    The folder is created.
+
+    Example:
+        >>> resolve_output_dir("/tmp/out", "01_study").as_posix()
+        '/tmp/out'
+    """
+    path = Path(output_dir) if output_dir is not None else reports_dir() / "interactive" / stem
+    path.mkdir(parents=True, exist_ok=True)
+    return path.resolve()
+
+
+def resolve_runs_dir(runs_dir: PathLike | None) -> Path:
+    """Where study runs live: ``runs_dir`` or ``runs/`` under the project root."""
+    return Path(runs_dir).resolve() if runs_dir is not None else paths.runs_dir()
+
+
+def resolve_data_dir(data_dir: PathLike | None) -> Path:
+    """Where datasets live: ``data_dir`` or ``datasets/`` under the project root."""
+    return Path(data_dir).resolve() if data_dir is not None else datasets_dir()
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def study_overrides(base: Mapping[str, Any] | None = None, **settings: Any) -> dict[str, Any]:
+    """Study overrides from notebook parameters: ``base`` plus every setting that is not ``None``.
+
+    Example:
+        >>> study_overrides({"seed": 1}, rounds=2, scope=None)
+        {'seed': 1, 'rounds': 2}
+    """
+    merged = dict(base or {})
+    merged.update({k: v for k, v in settings.items() if v is not None})
+    return merged
+
+
+# --------------------------------------------------------------------------- results.json
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with mappings, sequences, paths and numpy/torch scalars made JSON-ready (NaN -> None).
+
+    Example:
+        >>> import numpy as np
+        >>> jsonable({"psnr": np.float32(0.5), "runs": (Path("a"),), "ssim": float("nan")})
+        {'psnr': 0.5, 'runs': ['a'], 'ssim': None}
+    """
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        try:
+            return value.item()
+        except (TypeError, ValueError):
+            pass
+    if isinstance(value, float) and value != value:  # NaN is not JSON
+        return None
+    return value
+
+
+def save_results(
+    output_dir: PathLike,
+    headline: Mapping[str, Any],
+    main_figure: Any | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    **extra: Any,
+) -> Path:
+    """Record a notebook's headline numbers in ``output_dir/results.json`` (and its main figure).
+
+    ``headline`` holds the few numbers shown in the report index (name them with their unit and
+    metric convention). ``main_figure`` (a matplotlib figure) is saved as ``main_figure.png``.
+
+    Example:
+        >>> import tempfile, json
+        >>> d = tempfile.mkdtemp()
+        >>> p = save_results(d, {"dense mean PSNR (dB, upstream)": 30.1}, runs=["a"])
+        >>> json.load(open(p))["headline"]
+        {'dense mean PSNR (dB, upstream)': 30.1}
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    record: dict[str, Any] = {
+        "headline": jsonable(dict(headline)),
+        "parameters": jsonable(dict(parameters or {})),
+        "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    record.update(jsonable(extra))
+    if main_figure is not None:
+        from mirl.viz import fig_to_png
+
+        png = fig_to_png(main_figure, dpi=90)
+        with atomic_open(output_dir / MAIN_FIGURE, "wb") as handle:
+            handle.write(png)
+        record["main_figure"] = MAIN_FIGURE
+    path = output_dir / RESULTS_FILE
+    atomic_write_json(path, record)
+    return path
+
+
+__all__ = ["MAIN_FIGURE", "RESULTS_FILE", "jsonable", "resolve_data_dir", "resolve_output_dir", "resolve_runs_dir",
+           "save_results", "study_overrides"]

@@ -1,0 +1,131 @@
+"""The numbers the report notebooks show, computed in the package: gallery per-image PSNR, mask-pair
+summaries, checkpoint headline (mirl.report_tables) and the study helpers of mirl.evidence.
+
+Inputs are small hand-made tables (made-up numbers, tests only); each function is checked against
+the arithmetic the notebooks did inline before it moved here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mirl import evidence, report_tables
+
+
+def _samples() -> list[dict]:
+    """Gallery samples as mirl.gallery.gallery_samples returns them (PSNR values made up)."""
+    def panels(base: float) -> list[dict]:
+        return [{"label": "degraded input", "psnr": base}, {"label": "dense (level 0)", "psnr": base + 6.0},
+                {"label": "level 2", "psnr": base + 5.0}, {"label": "clean", "psnr": None}]
+
+    return [{"task": "derain", "name": "b.png", "panels": panels(20.0)},
+            {"task": "derain", "name": "a.png", "panels": panels(22.0)},
+            {"task": "denoise_25", "name": "c.png", "panels": panels(24.0)}]
+
+
+def test_gallery_rows_pivot_and_headline() -> None:
+    rows = report_tables.gallery_psnr_rows(_samples())
+    assert len(rows) == 9 and all(r["panel"] != "clean" for r in rows)
+    per_image = report_tables.per_image_psnr(rows)
+    # gallery order is kept: tasks and images as shown, panels left to right
+    assert list(per_image.index) == [("derain", "b.png"), ("derain", "a.png"), ("denoise_25", "c.png")]
+    assert list(per_image.columns) == ["degraded input", "dense (level 0)", "level 2"]
+    assert per_image.loc[("derain", "a.png"), "level 2"] == 27.0
+    numbers = report_tables.gallery_headline(per_image, "upstream")
+    assert list(numbers) == [f"{p}: mean PSNR of shown images (dB, upstream)" for p in per_image.columns]
+    assert numbers["degraded input: mean PSNR of shown images (dB, upstream)"] == 22.0
+    assert numbers["level 2: mean PSNR of shown images (dB, upstream)"] == 27.0
+
+
+def test_gallery_functions_match_the_former_notebook_cells() -> None:
+    samples = _samples()
+    rows = [{"task": s["task"], "image": s["name"], "panel": p["label"], "psnr": p["psnr"]}
+            for s in samples for p in s["panels"] if p["psnr"] is not None]
+    per_image = pd.DataFrame(rows).pivot_table(index=["task", "image"], columns="panel", values="psnr", sort=False)
+    numbers = {f"{label}: mean PSNR of shown images (dB, upstream)": round(float(per_image[label].mean()), 3)
+               for label in per_image.columns}
+    assert report_tables.gallery_psnr_rows(samples) == rows
+    pd.testing.assert_frame_equal(report_tables.per_image_psnr(rows), per_image)
+    assert report_tables.gallery_headline(per_image, "upstream") == numbers
+
+
+def _masks() -> tuple[dict, dict, pd.DataFrame]:
+    """Two masks of three tensors (a 4-D kernel, a matrix, a 1-D scale) and their layer table."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    shapes = {"conv.weight": (8, 4, 3, 3), "proj.weight": (16, 8), "norm.weight": (8,)}
+    a = {n: torch.rand(s, generator=g) < 0.6 for n, s in shapes.items()}
+    b = {n: m & (torch.rand(m.shape, generator=g) < 0.5) for n, m in a.items()}
+    table = pd.DataFrame([{"tensor": n, "size": a[n].numel(), "density_a": float(a[n].float().mean()),
+                           "density_b": float(b[n].float().mean()),
+                           "jaccard": int((a[n] & b[n]).sum()) / int((a[n] | b[n]).sum())} for n in shapes],
+                         columns=["tensor", "size", "density_a", "density_b", "jaccard"])
+    return a, b, table
+
+
+def test_matrix_layers_leave_out_1d_tensors() -> None:
+    a, _, table = _masks()
+    assert list(report_tables.matrix_layers(table, a)["tensor"]) == ["conv.weight", "proj.weight"]
+    empty = table.iloc[:0]
+    assert report_tables.matrix_layers(empty, a) is empty
+
+
+def test_overall_density_counts_kept_weights() -> None:
+    a, b, table = _masks()
+    for column, mask in (("density_a", a), ("density_b", b)):
+        kept = sum(int(m.sum()) for m in mask.values())
+        total = sum(m.numel() for m in mask.values())
+        assert report_tables.overall_density(table, column) == pytest.approx(kept / total)
+
+
+def test_mask_pair_headline_matches_the_former_notebook_cell() -> None:
+    _, _, table = _masks()
+    former = {"mask A": "level 1", "mask B": "level 2",
+              "mean per-layer Jaccard A vs B": round(float(table.jaccard.mean()), 4),
+              "overall density A (%)": round(100 * float((table.density_a * table["size"]).sum() / table["size"].sum()), 2),
+              "overall density B (%)": round(100 * float((table.density_b * table["size"]).sum() / table["size"].sum()), 2)}
+    numbers = report_tables.mask_pair_headline(table, "level 1", "level 2")
+    assert numbers == former and list(numbers) == list(former)
+    assert numbers["overall density B (%)"] < numbers["overall density A (%)"]
+
+
+def test_checkpoint_headline() -> None:
+    table = pd.DataFrame({"task": ["derain", "dehaze", "denoise_25"], "psnr": [30.12345, 27.0, 29.5]})
+    numbers = report_tables.checkpoint_headline(table, "upstream")
+    assert list(numbers) == ["derain: PSNR (dB, upstream)", "dehaze: PSNR (dB, upstream)",
+                             "denoise_25: PSNR (dB, upstream)", "mean PSNR (dB, upstream)"]
+    assert numbers["derain: PSNR (dB, upstream)"] == 30.123
+    assert numbers["mean PSNR (dB, upstream)"] == round((30.12345 + 27.0 + 29.5) / 3, 3)
+
+
+# ------------------------------------------------------------------ mirl.evidence helpers of notebooks 01 and 02
+
+
+def test_conventions_and_interval_method() -> None:
+    scores = pd.DataFrame({"convention": ["upstream", "y_channel", "upstream"]})
+    assert evidence.conventions(scores) == "upstream, y_channel"
+    assert evidence.interval_method(pd.DataFrame({"method": ["bootstrap", "t"]})) == "bootstrap"
+    assert evidence.interval_method(pd.DataFrame(columns=["method"])) == ""
+
+
+def test_compute_seconds_sums_finished_levels_of_every_replicate(tmp_path: Path) -> None:
+    runs = []
+    for r, seconds in enumerate(((10.0, 20.04), (5.0, None))):
+        run = tmp_path / f"smoke_{r}"
+        for level, value in enumerate(seconds):
+            d = run / f"level_{level}"
+            d.mkdir(parents=True)
+            (d / "metrics.json").write_text(json.dumps({"train": {"level_seconds": value}}))
+            (d / "done.json").write_text("{}")
+        (run / "config.json").write_text("{}")
+        runs.append(run)
+    unfinished = runs[0] / "level_2"
+    unfinished.mkdir()
+    (unfinished / "metrics.json").write_text(json.dumps({"train": {"level_seconds": 1000.0}}))  # no done.json
+    assert evidence.compute_seconds(runs) == 35.0
+    assert evidence.compute_seconds([]) == 0

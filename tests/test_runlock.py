@@ -1,0 +1,114 @@
+"""One writer per run folder (mirl.runlock), and reading a finished run writes nothing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mirl import paths
+from mirl.lottery import run_study
+from tests.conftest import FAST, subprocess_env
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Every path under ``root`` (folders too) with its modification time and size."""
+    return {str(p.relative_to(root)): (p.stat().st_mtime_ns, p.stat().st_size) for p in [root, *root.rglob("*")]}
+
+
+def _set_writable(root: Path, writable: bool) -> bool:
+    """chmod ``root`` recursively; False when that does not stop writes (root ignores modes)."""
+    for p in [root, *root.rglob("*")]:
+        p.chmod((0o755 if p.is_dir() else 0o644) if writable else (0o555 if p.is_dir() else 0o444))
+    if writable:
+        return True
+    probe = root / ".probe"
+    try:
+        probe.write_text("")
+    except PermissionError:
+        return True
+    probe.unlink()
+    return False
+
+
+def _unfinished_copy(smoke_run: Path, tmp_path: Path) -> Path:
+    """A copy of the smoke run whose last level is not done (its mask is kept: a resume)."""
+    run = tmp_path / "runs" / smoke_run.name
+    shutil.copytree(smoke_run, run)
+    for file in (paths.done_file, paths.metrics_file, paths.model_file):
+        file(paths.level_dir(run, 2)).unlink()
+    return run
+
+
+def test_reading_a_finished_run_writes_nothing(smoke_run, demo_data, tmp_path):
+    """A finished run in a read-only folder can be read (reports do this); nothing is written,
+    also when a setting that is not part of the run's identity (device) differs."""
+    run = tmp_path / "ro" / smoke_run.name
+    shutil.copytree(smoke_run, run)
+    stale = paths.level_dir(run, 1) / ".metrics.json.k1ll3d.tmp"  # left by a killed write: harmless here
+    stale.write_text("{")
+    if not _set_writable(run.parent, False):  # running as root: the folder stays writable, so
+        stale.unlink()                        # the stale file would be tidied away (that is fine)
+    before = _snapshot(run.parent)
+    try:
+        for settings in ({}, {"device": "cpu"}):
+            assert run_study("smoke", {"data": str(demo_data), **FAST, **settings}, out=run.parent) == run
+            assert _snapshot(run.parent) == before
+    finally:
+        _set_writable(run.parent, True)
+
+
+def test_unfinished_run_in_read_only_folder_says_what_to_do(smoke_run, demo_data, tmp_path, monkeypatch):
+    from mirl.errors import MirlError
+    import mirl.runlock as runlock
+
+    run = _unfinished_copy(smoke_run, tmp_path)
+    if not _set_writable(run.parent, False):  # running as root: simulate the read-only folder
+        def refuse(path, *args, **kwargs):
+            raise PermissionError(13, "Permission denied", str(path))
+
+        monkeypatch.setattr(runlock, "_open_lock_file", refuse)
+    before = _snapshot(run.parent)
+    try:
+        with pytest.raises(MirlError, match=rf"{run} is read-only.*copy it somewhere writable"):
+            run_study("smoke", {"data": str(demo_data), **FAST}, out=run.parent)
+        assert _snapshot(run.parent) == before
+    finally:
+        _set_writable(run.parent, True)
+
+
+_HOLD_LOCK = "import sys, time; from mirl.runlock import RunLock; RunLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(300)"
+
+
+def test_second_writer_refuses_while_the_run_is_locked(smoke_run, demo_data, tmp_path):
+    """Two commands on one run folder: the second refuses (naming the folder and the holder);
+    after the holder dies (kill -9 included) the run goes on."""
+    import socket
+
+    from mirl.errors import MirlError
+
+    run = _unfinished_copy(smoke_run, tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(run)], env=subprocess_env(), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = _snapshot(run.parent)
+        with pytest.raises(MirlError, match=rf"{run} is in use by another mirl process \(pid {holder.pid} on {socket.gethostname()}"):
+            run_study("smoke", {"data": str(demo_data), **FAST}, out=run.parent)
+        assert _snapshot(run.parent) == before
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+    assert run_study("smoke", {"data": str(demo_data), **FAST}, out=run.parent) == run
+    assert paths.done_file(paths.level_dir(run, 2)).exists()
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == [], "the lock file stayed behind"
+
+
+def test_finished_run_is_readable_while_locked(smoke_run, demo_data):
+    from mirl.runlock import RunLock
+
+    with RunLock(smoke_run):
+        assert run_study("smoke", {"data": str(demo_data), **FAST}, out=smoke_run.parent) == smoke_run
