@@ -121,21 +121,24 @@ def mean_psnr(values: Sequence[float]) -> tuple[float, int]:
     return (sum(finite) / len(finite) if finite else float("inf")), len(values) - len(finite)
 
 
-TABLE_COLUMNS = ("model", "task", "psnr", "ssim", "images", "psnr_identical", "convention", "test_crop")
+TABLE_COLUMNS = ("model", "task", "psnr", "input_psnr", "gain", "ssim", "images", "psnr_identical", "convention", "test_crop")
 IDENTICAL_NOTE = ("{n} image(s) equal their clean image (PSNR +inf) and are left out of the PSNR means "
                   "(the published code averages +inf in); see psnr_identical")
 
 
 def results_rows(results: dict[str, Any], model_name: str = "model") -> list[dict[str, Any]]:
-    """Flatten :func:`evaluate_model` output into table rows (one per task, plus ``average``)."""
+    """Flatten :func:`evaluate_model` output into table rows (one per task, plus ``average``), each
+    with the degraded input's PSNR and the gain over it (negative: the network made images worse)."""
     rows = []
     for task, r in results["tasks"].items():
-        rows.append({"model": model_name, "task": task, "psnr": r["psnr"], "ssim": r["ssim"], "images": r["images"],
+        rows.append({"model": model_name, "task": task, "psnr": r["psnr"], "input_psnr": r["input_psnr"],
+                     "gain": r["psnr"] - r["input_psnr"], "ssim": r["ssim"], "images": r["images"],
                      "psnr_identical": r.get("psnr_identical", 0),
                      "convention": results["convention"], "test_crop": results["test_crop"]})
     if len(rows) > 1:
-        rows.append({"model": model_name, "task": "average", "psnr": sum(r["psnr"] for r in rows) / len(rows),
-                     "ssim": sum(r["ssim"] for r in rows) / len(rows), "images": sum(r["images"] for r in rows),
+        mean = lambda key: sum(r[key] for r in rows) / len(rows)  # noqa: E731
+        rows.append({"model": model_name, "task": "average", "psnr": mean("psnr"), "input_psnr": mean("input_psnr"),
+                     "gain": mean("gain"), "ssim": mean("ssim"), "images": sum(r["images"] for r in rows),
                      "psnr_identical": sum(r["psnr_identical"] for r in rows),
                      "convention": results["convention"], "test_crop": results["test_crop"]})
     return rows
@@ -152,7 +155,7 @@ def write_results_table(out_dir: str | os.PathLike, results_by_model: dict[str, 
     writer = csv.DictWriter(buf, fieldnames=list(TABLE_COLUMNS))
     writer.writeheader()
     for row in rows:
-        writer.writerow({**row, "psnr": f"{row['psnr']:.4f}", "ssim": f"{row['ssim']:.6f}"})
+        writer.writerow({**row, **{k: f"{row[k]:.4f}" for k in ("psnr", "input_psnr", "gain")}, "ssim": f"{row['ssim']:.6f}"})
     csv_path, json_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.json"
     conventions = sorted({res["convention"] for res in results_by_model.values()})
     atomic_write_text(csv_path, buf.getvalue())
@@ -167,9 +170,13 @@ def format_table(results_by_model: dict[str, dict[str, Any]]) -> str:
         return "(no results)"
     head = f"metric convention: {', '.join(sorted({r['convention'] for r in rows}))}; test images: {', '.join(sorted({r['test_crop'] for r in rows}))}"
     width = max([len("model")] + [len(r["model"]) for r in rows])
-    lines = [head, f"{'model':<{width}}  {'task':<11} {'PSNR':>8} {'SSIM':>7} {'images':>6}"]
+    lines = [head, f"{'model':<{width}}  {'task':<11} {'PSNR':>8} {'input':>8} {'gain':>7} {'SSIM':>7} {'images':>6}"]
     for r in rows:
-        lines.append(f"{r['model']:<{width}}  {r['task']:<11} {r['psnr']:8.2f} {r['ssim']:7.4f} {r['images']:6d}")
+        lines.append(f"{r['model']:<{width}}  {r['task']:<11} {r['psnr']:8.2f} {r['input_psnr']:8.2f} {r['gain']:+7.2f} "
+                     f"{r['ssim']:7.4f} {r['images']:6d}")
+    worse = [f"{r['model']} {r['task']} ({r['gain']:+.2f} dB)" for r in rows if r["task"] != "average" and r["gain"] < 0]
+    if worse:
+        lines.append("warning: restored images score below the degraded input: " + ", ".join(worse))
     identical = sum(r["psnr_identical"] for r in rows if r["task"] != "average")
     if identical:
         lines.append("note: " + IDENTICAL_NOTE.format(n=identical))

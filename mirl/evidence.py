@@ -280,10 +280,11 @@ def compute_seconds(run_dirs: Sequence[str | os.PathLike]) -> float:
         >>> import json, tempfile
         >>> from pathlib import Path
         >>> run = Path(tempfile.mkdtemp()) / "smoke_0"
-        >>> (run / "level_0").mkdir(parents=True)
-        >>> _ = (run / "config.json").write_text("{}")
-        >>> _ = (run / "level_0" / "metrics.json").write_text(json.dumps({"train": {"level_seconds": 12.34}}))
-        >>> _ = (run / "level_0" / "done.json").write_text("{}")
+        >>> from mirl import paths
+        >>> paths.level_dir(run, 0).mkdir(parents=True)
+        >>> _ = paths.run_config(run).write_text("{}")
+        >>> _ = paths.metrics_file(paths.level_dir(run, 0)).write_text(json.dumps({"train": {"level_seconds": 12.34}}))
+        >>> _ = paths.done_file(paths.level_dir(run, 0)).write_text("{}")
         >>> compute_seconds([run, run])
         24.7
     """

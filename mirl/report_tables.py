@@ -118,19 +118,37 @@ def mask_pair_headline(table: pd.DataFrame, label_a: str, label_b: str) -> dict[
 
 
 def checkpoint_headline(table: pd.DataFrame, convention: str) -> dict[str, float]:
-    """PSNR (dB, 3 decimals) per task of a checkpoint's scores table (one row per task, as
-    :func:`mirl.evaluate.results_rows` makes; its ``average`` row is recomputed), then their mean.
+    """The PSNR gain over the degraded input (dB, 3 decimals) per task of a checkpoint's scores
+    table (one row per task, as :func:`mirl.evaluate.results_rows` makes; its ``average`` row is
+    recomputed), then the mean PSNR and the mean gain.
 
     Example:
-        >>> table = pd.DataFrame({"task": ["derain", "dehaze"], "psnr": [30.0, 27.0]})
-        >>> checkpoint_headline(table, "upstream")
-        {'derain: PSNR (dB, upstream)': 30.0, 'dehaze: PSNR (dB, upstream)': 27.0, 'mean PSNR (dB, upstream)': 28.5}
+        >>> table = pd.DataFrame({"task": ["derain", "dehaze"], "psnr": [30.0, 27.0], "input_psnr": [28.0, 28.0]})
+        >>> checkpoint_headline(table, "upstream")  # doctest: +NORMALIZE_WHITESPACE
+        {'derain: PSNR gain over the degraded input (dB, upstream)': 2.0,
+         'dehaze: PSNR gain over the degraded input (dB, upstream)': -1.0,
+         'mean PSNR (dB, upstream)': 28.5, 'mean PSNR gain over the degraded input (dB, upstream)': 0.5}
     """
     table = table[table["task"] != "average"]
-    numbers = {f"{row.task}: PSNR (dB, {convention})": round(float(row.psnr), 3) for row in table.itertuples()}
+    gain = table["psnr"] - table["input_psnr"]
+    numbers = {f"{task}: PSNR gain over the degraded input (dB, {convention})": round(float(g), 3)
+               for task, g in zip(table["task"], gain)}
     numbers[f"mean PSNR (dB, {convention})"] = round(float(table["psnr"].mean()), 3)
+    numbers[f"mean PSNR gain over the degraded input (dB, {convention})"] = round(float(gain.mean()), 3)
     return numbers
 
 
-__all__ = ["checkpoint_headline", "gallery_headline", "gallery_psnr_rows", "mask_pair_headline", "matrix_layers",
+def below_input(table: pd.DataFrame) -> list[str]:
+    """One warning per task whose restored images score below the degraded input, on average.
+
+    Example:
+        >>> below_input(pd.DataFrame({"task": ["derain", "dehaze"], "psnr": [30.0, 27.0], "input_psnr": [28.0, 28.0]}))
+        ['dehaze: the restored images score 1.00 dB below the degraded input']
+    """
+    table = table[table["task"] != "average"]
+    return [f"{task}: the restored images score {inp - out:.2f} dB below the degraded input"
+            for task, out, inp in zip(table["task"], table["psnr"], table["input_psnr"]) if out < inp]
+
+
+__all__ = ["below_input", "checkpoint_headline", "gallery_headline", "gallery_psnr_rows", "mask_pair_headline", "matrix_layers",
            "overall_density", "per_image_psnr"]

@@ -86,6 +86,7 @@ def test_results_table_names_convention(data, tmp_path):
     assert {r["convention"] for r in rows} == {"upstream"} and {r["test_crop"] for r in rows} == {"center_crop_16"}
     assert json.loads(json_path.read_text())["conventions"] == ["upstream"]
     assert "metric convention: upstream" in format_table({"level_0": res})
+    assert {float(r["gain"]) for r in rows} == {0.0} and float(rows[0]["input_psnr"]) == pytest.approx(res["tasks"]["derain"]["psnr"], abs=1e-4)
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
 
 
@@ -140,7 +141,7 @@ def test_mean_psnr_counts_identical_images_and_refuses_nan():
     with pytest.raises(MirlError, match="NaN for 1 image"):
         mean_psnr([20.0, float("nan")])
     results = {"convention": "upstream", "test_crop": "center_crop_16",
-               "tasks": {"derain": {"psnr": 25.0, "ssim": 0.9, "images": 3, "psnr_identical": 1}}}
+               "tasks": {"derain": {"psnr": 25.0, "input_psnr": 24.0, "ssim": 0.9, "images": 3, "psnr_identical": 1}}}
     assert "1 image(s) equal their clean image (PSNR +inf) and are left out" in format_table({"m": results})
 
 
@@ -150,3 +151,17 @@ def test_evaluate_refuses_bad_tiles_before_loading(tmp_path, capsys):
         assert main(["evaluate", str(missing), "--data", str(tmp_path), "--tile", tile, "--no-progress"]) == 2
         err = capsys.readouterr().err
         assert "--tile" in err and "no-such.ckpt" not in err and "Traceback" not in err
+
+
+def test_a_network_that_makes_images_worse_is_named_in_the_table(data):
+    class Darken(Identity):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * 0.5
+
+    res = evaluate_model(Darken(), data, ["derain", "denoise_15"], device="cpu", progress=False)
+    table = format_table({"darken": res})
+    gain = res["tasks"]["derain"]["psnr"] - res["tasks"]["derain"]["input_psnr"]
+    assert gain < 0 and f"{gain:+7.2f}" in table
+    assert "warning: restored images score below the degraded input: darken derain" in table
+    identity = evaluate_model(Identity(), data, ["derain"], device="cpu", progress=False)
+    assert "warning" not in format_table({"identity": identity})  # equal to the input is not worse

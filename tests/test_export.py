@@ -18,6 +18,7 @@ import pytest
 import torch
 from torch import nn
 
+from mirl import paths
 from mirl.cli import main
 from mirl.models import build_model, load_checkpoint, save_checkpoint
 
@@ -32,7 +33,7 @@ def smoke_level(tmp_path_factory: pytest.TempPathFactory) -> Path:
         from mirl.lottery import run_study
 
         run = run_study("smoke", out=tmp_path_factory.mktemp("export_runs"), progress=False)
-        _CACHE["level"] = run / "level_2"
+        _CACHE["level"] = paths.level_dir(run, 2)
     return _CACHE["level"]
 
 
@@ -65,8 +66,8 @@ def _ticket_model(level: Path) -> nn.Module:
     """The level's network with its mask applied, as every export writes it."""
     from mirl.pruning.mask import apply_mask, load_mask
 
-    model, _ = load_checkpoint(level / "model.pt")
-    apply_mask(model, load_mask(level / "mask.pt"))
+    model, _ = load_checkpoint(paths.model_file(level))
+    apply_mask(model, load_mask(paths.mask_file(level)))
     return model.eval()
 
 
@@ -106,7 +107,7 @@ def test_sparse_stays_the_default_and_gets_a_card(level: Path, tmp_path: Path, c
     card = (tmp_path / "ticket.sparse.pt.md").read_text()
     assert "model card: " in capsys.readouterr().out
     run = level.parent
-    metrics = json.loads((level / "metrics.json").read_text())
+    metrics = json.loads(paths.metrics_file(level).read_text())
     for needed in ("preset **tiny**", "implementation", "prunable weights (upstream rule)", "all trainable parameters",
                    f"{metrics['density_prunable']:.2%}", f"{metrics['density_trainable']:.2%}",
                    "convention `upstream`", "built-in demo corpus", f"{metrics['mean_psnr']:.2f}",
@@ -120,7 +121,7 @@ def test_run_folder_means_its_last_level(level: Path) -> None:
     from mirl.export import resolve_source
 
     checkpoint, level_dir = resolve_source(level.parent)
-    assert level_dir == level and checkpoint == level / "model.pt"
+    assert level_dir == level and checkpoint == paths.model_file(level)
 
 
 def test_bad_sources_and_options_are_clear_errors(level: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -157,13 +158,13 @@ def test_lightning_export_loads_the_published_way(tmp_path: Path, paper_recipe: 
     from mirl.pruning.magnitude import magnitude_prune
     from mirl.pruning.mask import save_mask
 
-    level = tmp_path / "level_3"
+    level = paths.level_dir(tmp_path, 3)
     level.mkdir()
     model = build_model("paper")
     model.load_state_dict(paper_recipe)
     mask = magnitude_prune(model.state_dict(), None, 0.5)
-    save_checkpoint(level / "model.pt", model)  # unmasked on purpose: the export zeroes what the mask prunes
-    save_mask(level / "mask.pt", mask)
+    save_checkpoint(paths.model_file(level), model)  # unmasked on purpose: the export zeroes what the mask prunes
+    save_mask(paths.mask_file(level), mask)
     out = tmp_path / "mirl_ticket.ckpt"
     assert main(["export", str(level), "--format", "lightning", "--out", str(out)]) == 0
 
@@ -241,7 +242,7 @@ def test_onnx_float16_weights_halve_the_file(level: Path, onnx_file: Path) -> No
 
 def test_web_page_refuses_an_onnx_file_of_another_ticket(level: Path, onnx_file: Path, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture) -> None:
-    dense = level.parent / "level_0"  # same run, another level: another function
+    dense = paths.level_dir(level.parent, 0)  # same run, another level: another function
     assert main(["export", str(dense), "--format", "web", "--onnx", str(onnx_file), "--out", str(tmp_path / "site")]) == 2
     assert "does not compute this ticket's function" in capsys.readouterr().err
     assert not (tmp_path / "site").exists()

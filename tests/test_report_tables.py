@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mirl import evidence, report_tables
+from mirl import evidence, paths, report_tables
 
 
 def _samples() -> list[dict]:
@@ -94,13 +94,15 @@ def test_mask_pair_headline_matches_the_former_notebook_cell() -> None:
     assert numbers["overall density B (%)"] < numbers["overall density A (%)"]
 
 
-def test_checkpoint_headline() -> None:
-    table = pd.DataFrame({"task": ["derain", "dehaze", "denoise_25"], "psnr": [30.12345, 27.0, 29.5]})
+def test_checkpoint_headline_reads_every_score_against_the_input() -> None:
+    table = pd.DataFrame({"task": ["derain", "dehaze", "denoise_25", "average"], "psnr": [30.12345, 27.0, 29.5, 0.0],
+                          "input_psnr": [28.0, 28.0, 20.0, 0.0]})
     numbers = report_tables.checkpoint_headline(table, "upstream")
-    assert list(numbers) == ["derain: PSNR (dB, upstream)", "dehaze: PSNR (dB, upstream)",
-                             "denoise_25: PSNR (dB, upstream)", "mean PSNR (dB, upstream)"]
-    assert numbers["derain: PSNR (dB, upstream)"] == 30.123
-    assert numbers["mean PSNR (dB, upstream)"] == round((30.12345 + 27.0 + 29.5) / 3, 3)
+    gain = "PSNR gain over the degraded input (dB, upstream)"
+    assert list(numbers) == [f"derain: {gain}", f"dehaze: {gain}", f"denoise_25: {gain}", "mean PSNR (dB, upstream)", f"mean {gain}"]
+    assert numbers[f"derain: {gain}"] == 2.123 and numbers[f"dehaze: {gain}"] == -1.0
+    assert numbers["mean PSNR (dB, upstream)"] == round((30.12345 + 27.0 + 29.5) / 3, 3)  # the average row is left out
+    assert report_tables.below_input(table) == ["dehaze: the restored images score 1.00 dB below the degraded input"]
 
 
 # ------------------------------------------------------------------ mirl.evidence helpers of notebooks 01 and 02
@@ -118,14 +120,14 @@ def test_compute_seconds_sums_finished_levels_of_every_replicate(tmp_path: Path)
     for r, seconds in enumerate(((10.0, 20.04), (5.0, None))):
         run = tmp_path / f"smoke_{r}"
         for level, value in enumerate(seconds):
-            d = run / f"level_{level}"
+            d = paths.level_dir(run, level)
             d.mkdir(parents=True)
-            (d / "metrics.json").write_text(json.dumps({"train": {"level_seconds": value}}))
-            (d / "done.json").write_text("{}")
-        (run / "config.json").write_text("{}")
+            paths.metrics_file(d).write_text(json.dumps({"train": {"level_seconds": value}}))
+            paths.done_file(d).write_text("{}")
+        paths.run_config(run).write_text("{}")
         runs.append(run)
-    unfinished = runs[0] / "level_2"
+    unfinished = paths.level_dir(runs[0], 2)
     unfinished.mkdir()
-    (unfinished / "metrics.json").write_text(json.dumps({"train": {"level_seconds": 1000.0}}))  # no done.json
+    paths.metrics_file(unfinished).write_text(json.dumps({"train": {"level_seconds": 1000.0}}))  # no done.json
     assert evidence.compute_seconds(runs) == 35.0
     assert evidence.compute_seconds([]) == 0

@@ -18,6 +18,7 @@ from typing import Any, Iterator
 import numpy as np
 import pytest
 
+from mirl import paths
 from tests.test_browser import ARGS, CHROMIUM, _browser_or_skip
 from tests.test_export import onnx_export, smoke_level
 
@@ -130,7 +131,7 @@ def test_page_restores_a_corpus_photo_like_mirl_restore(browser: Any, site: dict
     last = _restore_in_page(page, photo, tile=192)
     assert last["tiles"] == 2 and (last["width"], last["height"]) == (300, 150)
     got = _download_png(page, tmp_path / "page.png")
-    assert main(["restore", str(site["level"] / "model.pt"), str(photo), "--out", str(tmp_path / "cli"),
+    assert main(["restore", str(paths.model_file(site["level"])), str(photo), "--out", str(tmp_path / "cli"),
                  "--tile", "192", "--overlap", "32", "--device", "cpu", "--no-progress"]) == 0
     from PIL import Image
 
