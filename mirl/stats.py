@@ -114,9 +114,21 @@ def interval(values: Values, confidence: float = CONFIDENCE) -> Interval:
     return Interval(mean=mean, low=low, high=high, images=images, replicates=len(reps), method=method_name(len(reps)))
 
 
+RESOLVED_ONE_SEED = "resolved over these test images (1 replicate: seed noise not covered)"
+
+
 def verdict(difference: Interval) -> str:
-    """``"resolved"`` when the interval of a difference excludes 0, else ``"not resolved"``."""
-    return "resolved" if difference.low > 0 or difference.high < 0 else "not resolved"
+    """``"resolved"`` when the interval of a difference excludes 0, else ``"not resolved"``. With one
+    replicate the interval covers only the choice of test images, and the verdict says so
+    (:data:`RESOLVED_ONE_SEED`).
+
+    Example:
+        >>> verdict(Interval(0.4, 0.1, 0.7, images=16, replicates=1, method=method_name(1)))
+        'resolved over these test images (1 replicate: seed noise not covered)'
+    """
+    if not (difference.low > 0 or difference.high < 0):
+        return "not resolved"
+    return "resolved" if difference.replicates > 1 else RESOLVED_ONE_SEED
 
 
-__all__ = ["CONFIDENCE", "Interval", "interval", "method_name", "verdict"]
+__all__ = ["CONFIDENCE", "RESOLVED_ONE_SEED", "Interval", "interval", "method_name", "verdict"]
