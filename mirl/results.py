@@ -233,8 +233,9 @@ def study_seconds(run_dir: PathLike) -> float:
 
 def tasks_of(run_dir: PathLike) -> list[str]:
     """The tasks a run was evaluated on (from its last metrics, else its configuration)."""
-    for _, metrics in reversed(list(_level_files(run_dir, paths.metrics_file))):
-        return list((metrics.get("tasks") or {}).keys())
+    scored = list(_level_files(run_dir, paths.metrics_file))
+    if scored:
+        return list((scored[-1][1].get("tasks") or {}).keys())
     from mirl.data import expand_tasks
 
     return expand_tasks(list(load_config(run_dir).get("tasks") or ["all_in_one"]))

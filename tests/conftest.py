@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 import torch
@@ -64,3 +65,30 @@ def smoke_run(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     from mirl.lottery import run_study
 
     return run_study("smoke", {"data": str(demo_data), **FAST}, out=tmp_path_factory.mktemp("runs"))
+
+
+# ---- the browser tests: Debian's Chromium driven by the PyPI playwright (never `playwright install`)
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+
+
+def browser_or_skip() -> Any:
+    """playwright's ``sync_playwright``, or a skip that says what is missing."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (scripts/setup.sh does, as root with apt)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("the PyPI package 'playwright' is not installed (pip install -e '.[test]')")
+    return sync_playwright
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    sync_playwright = browser_or_skip()
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()

@@ -21,32 +21,10 @@ from typing import Any, Iterator
 
 import pytest
 
+from tests.conftest import browser_or_skip
 from tests.test_notebooks import smoke_reports
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
-
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-def _browser_or_skip() -> Any:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (scripts/setup.sh does, as root with apt)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("the PyPI package 'playwright' is not installed (pip install -e '.[test]')")
-    return sync_playwright
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    sync_playwright = _browser_or_skip()
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="session")
@@ -108,7 +86,7 @@ def _free_port() -> int:
 def jupyterlab(tmp_path: Path, smoke: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """A real JupyterLab server rooted in ``tmp_path`` holding the mask explorer notebook with
     smoke parameters injected (as papermill would, without executing it)."""
-    _browser_or_skip()
+    browser_or_skip()
     import nbformat
     from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook

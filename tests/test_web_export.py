@@ -19,20 +19,19 @@ import numpy as np
 import pytest
 
 from mirl import paths
-from tests.test_browser import ARGS, CHROMIUM, _browser_or_skip
+from tests.conftest import browser_or_skip
 from tests.test_export import onnx_export, smoke_level
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def _skip_without_tools() -> Any:
-    sync_playwright = _browser_or_skip()
+def _skip_without_tools() -> None:
+    browser_or_skip()
     from mirl.export.web import runtime_missing, vendor_dir
 
     if runtime_missing():
         pytest.skip(f"onnxruntime-web is not vendored in {vendor_dir()} (make setup fetches it from npm)")
     pytest.importorskip("onnxscript", reason="the onnx extra is not installed (pip install -e '.[onnx]')")
-    return sync_playwright
 
 
 @pytest.fixture(scope="module")
@@ -54,15 +53,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    sync_playwright = _skip_without_tools()
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 def _open(browser: Any, url: str) -> tuple[Any, dict[str, list[str]]]:
