@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 
-.PHONY: setup test study evidence reports clean-reports
+.PHONY: setup test study evidence evidence-rewind reports clean-reports
 
 setup: $(STAMP)
 
@@ -19,14 +19,20 @@ study: setup
 	$(PYTHON) -m mirl lottery --preset quickstart
 	$(PYTHON) -m mirl report --preset quickstart
 
-# The evidence study (docs/findings.md): the quickstart recipe down to 7.8% of trainable
-# parameters, 3 replicates (seeds 0-2), each run as the ticket, random re-init and random pruning
-# (30 levels, about 45 minutes on 2 quiet cores); reports in reports/evidence/. Finished runs are reused.
+# The evidence study (docs/findings.md): the quickstart recipe pruned to 3.1% of the prunable
+# weights, 3 replicates (seeds 0-2), each level with random re-init, random pruning and stability
+# branches (66 trainings, estimated at under 2 hours on 2 quiet cores); reports in reports/evidence/.
+# Finished nodes are reused, an interrupted one resumes.
 evidence: setup
 	$(PYTHON) -m mirl lottery --preset evidence
-	$(PYTHON) -m mirl lottery --preset evidence --set control=random_reinit
-	$(PYTHON) -m mirl lottery --preset evidence --set control=random_prune
 	$(PYTHON) -m mirl report --params notebooks/evidence.yaml --out reports/evidence
+
+# Its rewinding sibling (survivors restart from the weights after 40 of the dense level's 375 steps,
+# about 10%); notebook 02 sets reset's and rewinding's barriers side by side (reports/evidence-rewind/).
+evidence-rewind: setup
+	$(PYTHON) -m mirl lottery --preset evidence
+	$(PYTHON) -m mirl lottery --preset evidence --set reset=rewind rewind_steps=40
+	$(PYTHON) -m mirl report --preset evidence --notebooks 02 --set 'compare=[{reset: rewind, rewind_steps: 40}]' --out reports/evidence-rewind
 
 clean-reports:
 	rm -rf reports/*.html reports/*.ipynb reports/index.json reports/*/

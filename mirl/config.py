@@ -64,7 +64,6 @@ class StudyConfig:
     fraction: float = _setting(0.2, "fraction of the surviving prunable weights removed per round, in (0, 1)")
     scope: str = _setting("global", "'global' (one magnitude threshold) or 'layerwise' (one per tensor; keeps every layer alive)")
     rule: str = _setting("upstream", "prunable tensors: 'upstream' (every *weight*, as published) or 'conv' (convolution weights the forward uses)")
-    control: str = _setting("none", "'none' (the lottery ticket), 'random_prune', 'random_reinit' or 'one_shot' (docs/lottery.md)")
     reset: str = _setting("init", "where survivors restart: 'init' (theta_0, the paper) or 'rewind' (theta_k after rewind_steps)")
     rewind_steps: int = _setting(0, "with reset=rewind: rewind to the weights after this many steps of the dense level")
     reset_params: str = _setting("upstream", "'upstream' resets only tensors named *weight*/*bias* to theta_0 (prompts and temperatures keep training), 'all' resets everything")
@@ -72,9 +71,12 @@ class StudyConfig:
     eval_limit: int = _setting(0, "test images per task (0 = all)")
     convention: str = _setting("upstream", "metric convention: 'upstream' (RGB, as MIR-L/PromptIR) or 'y' (BT.601 luma, as BasicSR)")
     test_pad: bool = _setting(False, "reflect-pad test images to a multiple of 16 and score all pixels, instead of the published centre crop")
-    seed: int = _setting(0, "seed of theta_0, of the training crops and of the controls' random draws")
-    # not part of the run's identity
-    replicates: int = _setting(1, "independent studies with seeds seed, seed+1, ...; each is its own run folder, reused when finished")
+    seed: int = _setting(0, "seed of replicate 0 (replicate r: seed + r): its theta_0 and training data order; branches derive theirs from it")
+    # not part of the study's identity: a study grows replicates and branches in place
+    replicates: int = _setting(1, "replicates of the study, seeds seed, seed+1, ... (folders replicate_0, replicate_1, ...; finished ones are reused)")
+    branches: tuple[str, ...] = _setting((), "branches of every pruned level of the ticket: random_reinit, random_prune, one_shot, stability (docs/lottery.md)")
+    stability_alphas: tuple[float, ...] = _setting((0.0, 0.25, 0.5, 0.75, 1.0), "points of the linear path the stability branch scores (must hold 0 and 1)")
+    stability_eval_limit: int = _setting(0, "test images per task for the stability branch's path (0 = eval_limit's)")
     device: str = _setting("auto", "'auto' (CUDA when present), 'cpu' or 'cuda'")
     num_workers: int = _setting(0, "data-loader worker processes (batches do not depend on it)")
     checkpoint_every: int = _setting(100, "steps between the periodic checkpoints an interrupted level resumes from")
@@ -87,15 +89,14 @@ class StudyConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
-NOT_HASHED = frozenset({"replicates", "device", "num_workers", "checkpoint_every", "progress", "cuda_graph", "compile",
+NOT_HASHED = frozenset({"replicates", "branches", "stability_alphas", "stability_eval_limit", "device", "num_workers", "checkpoint_every", "progress", "cuda_graph", "compile",
                         "compile_memory_budget"})
 # Settings that only act from level 1 on: runs that differ only in these share the dense level 0.
-PRUNING_ONLY = frozenset({"rounds", "fraction", "scope", "control", "reset_params"})
+PRUNING_ONLY = frozenset({"rounds", "fraction", "scope", "reset_params"})
 
 # Allowed values of the string settings the study itself defines.
 _STUDY_CHOICES: dict[str, tuple[str, ...]] = {
     "amp": ("auto", "bf16", "fp32"),
-    "control": ("none", "random_prune", "random_reinit", "one_shot"),
     "reset": ("init", "rewind"),
     "reset_params": ("upstream", "all"),
     "cuda_graph": ("auto", "off"),
@@ -141,7 +142,8 @@ STUDY_PRESETS: dict[str, dict[str, Any]] = {
         # and flat" first and applies it to every input: derain -3.1 dB, a white sky -30 dB.
         "repeats": "denoise=4,derain=8,dehaze=2",  # derain -0.2 -> +0.9 dB, mean +2.9 -> +3.4 (400 steps)
         "patch_size": 64,  # streaks are 15-35 px long: 48 px patches (460 steps, same time) gave derain +1.4 dB, 64 px +1.7
-        "rounds": 2,  # 3 levels, and 2 more for notebook 02's random re-init control: make study in about 15 minutes
+        "rounds": 2,  # 3 levels, and 2 more for notebook 02's random re-init branch: make study in about 15 minutes
+        "branches": ("random_reinit",),
         "fraction": 0.7,  # 9% of the prunable weights (about 14% of all trainable ones) left at level 2
         "epochs": 25,
         "warmup_epochs": 1,  # no warm-up (the published warm-up trains its first epoch at LR 0): mean gain +3.9 vs +3.1 dB over 3 seeds
@@ -167,11 +169,13 @@ STUDY_PRESETS: dict[str, dict[str, Any]] = {
         "checkpoint_every": 2,
     },
 }
-# The evidence study (make evidence, docs/findings.md): the quickstart recipe with one more
-# round (7.8% of trainable parameters left at level 3), 3 replicates (seeds 0-2), run as the
-# ticket, random re-init and random pruning: 3 x (1 + 3 x 3) = 30 levels, about 45 minutes on
-# 2 quiet cores (seed 0's dense level is the quickstart's, reused when that run exists).
-STUDY_PRESETS["evidence"] = {**STUDY_PRESETS["quickstart"], "rounds": 3, "replicates": 3}
+# The evidence study (make evidence, docs/findings.md): the quickstart recipe pruned 5 rounds of
+# 50% down to 3.1% of the prunable weights (<= 3.5%, the published endpoint 0.8^15), 3 replicates
+# (seeds 0-2), each level with the field's controls and the stability branch: 3 x (6 main + 5 x 3
+# branches + 1 dense stability) = 66 trainings of about 90 s on 2 quiet cores, the stability path
+# on 8 test images per task (seed 0's dense level is the quickstart's, reused when it exists).
+STUDY_PRESETS["evidence"] = {**STUDY_PRESETS["quickstart"], "rounds": 5, "fraction": 0.5, "replicates": 3,
+                             "branches": ("random_reinit", "random_prune", "stability"), "stability_eval_limit": 8}
 
 
 def _field_types() -> dict[str, Any]:
@@ -181,9 +185,13 @@ def _field_types() -> dict[str, Any]:
 def parse_value(name: str, raw: Any) -> Any:
     """Convert and validate one setting; errors list the valid names or values."""
     types = _field_types()
+    if name in RETIRED:
+        raise ConfigError(RETIRED[name])
     if name not in types:
         raise ConfigError(f"unknown setting {name!r}; valid settings: {', '.join(sorted(types))}")
     kind = types[name]
+    if name == "branches" and raw in ("none", ""):
+        raw = ()
     try:
         if kind is bool:
             if isinstance(raw, bool):
@@ -203,6 +211,9 @@ def parse_value(name: str, raw: Any) -> Any:
         elif kind == tuple[str, ...]:
             items = raw.split(",") if isinstance(raw, str) else list(raw)
             value = tuple(str(v).strip() for v in items if str(v).strip())
+        elif kind == tuple[float, ...]:
+            items = raw.split(",") if isinstance(raw, str) else list(raw)
+            value = tuple(float(v) for v in items if str(v).strip())
         else:
             value = str(raw)
     except (TypeError, ValueError):
@@ -210,6 +221,12 @@ def parse_value(name: str, raw: Any) -> Any:
     _validate(name, value)
     return value
 
+
+# Settings an older mirl had, with what replaces them.
+RETIRED: dict[str, str] = {
+    "control": "the control= setting is gone: controls are branches of the ticket's own levels now; "
+               "use --set branches=random_reinit,random_prune (docs/lottery.md)",
+}
 
 PATCH_MULTIPLE = 8  # PromptIR downsamples three times (pixel_unshuffle by 2 each)
 
@@ -245,6 +262,18 @@ def _validate(name: str, value: Any) -> None:
         raise ConfigError(f"bad value {value!r} for lr; it must be > 0")
     if name == "weight_decay" and value < 0:
         raise ConfigError(f"bad value {value!r} for weight_decay; it must be >= 0")
+    if name == "branches":
+        from mirl.branches import registry
+
+        unknown = [b for b in value if b not in registry()]
+        if unknown or len(set(value)) != len(value):
+            raise ConfigError(f"bad value {','.join(value)!r} for branches; give distinct names from: {', '.join(registry())}, or none")
+    if name == "stability_alphas" and (any(not 0.0 <= a <= 1.0 for a in value) or 0.0 not in value or 1.0 not in value
+                                       or list(value) != sorted(set(value))):
+        raise ConfigError(f"bad value {','.join(map(str, value))!r} for stability_alphas; increasing points in [0, 1] "
+                          "that include 0 and 1, e.g. 0,0.25,0.5,0.75,1")
+    if name == "stability_eval_limit" and value < 0:
+        raise ConfigError(f"bad value {value!r} for stability_eval_limit; it must be >= 0")
     if name == "tasks":
         from mirl.data import expand_tasks
 
@@ -295,10 +324,7 @@ def study_preset(
         values.update(load_config_file(config_file))
     values.update(overrides or {})
     parsed = {k: parse_value(k, v) for k, v in values.items()}
-    cfg = StudyConfig(**parsed)
-    if cfg.reset == "rewind" and cfg.control == "random_reinit":
-        raise ConfigError("control=random_reinit re-draws the weights, so reset=rewind has no meaning with it; pick one")
-    return cfg
+    return StudyConfig(**parsed)
 
 
 def non_default(cfg: StudyConfig) -> dict[str, Any]:
@@ -313,8 +339,12 @@ def dense_identity(cfg: StudyConfig) -> dict[str, Any]:
 
 
 def config_hash(cfg: StudyConfig) -> str:
-    """First 8 hex digits of the SHA-256 of the sorted non-default settings."""
-    blob = json.dumps(non_default(cfg), sort_keys=True, separators=(",", ":"))
+    """First 8 hex digits of the SHA-256 of the sorted non-default settings and the layout version
+    (so a study of another folder layout never shares a name with one of this layout)."""
+    from mirl.paths import LAYOUT_VERSION
+
+    identity = {**non_default(cfg), "layout": LAYOUT_VERSION}
+    blob = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:8]
 
 

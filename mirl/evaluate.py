@@ -188,23 +188,40 @@ def format_table(results_by_model: dict[str, dict[str, Any]]) -> str:
 
 
 def find_checkpoints(run_or_checkpoint: str | os.PathLike) -> list[tuple[str, Path]]:
-    """``[(name, path)]``: a checkpoint file itself, or each level's ``model.pt`` of a run folder
-    in level order (finished or not). A run folder with no level checkpoint is an error.
+    """``[(name, path)]``: a checkpoint file itself; a node folder's ``model.pt`` (a level of main
+    or a branch); or each level's ``model.pt`` of main in a replicate folder (a study folder: its
+    replicate 0), in level order. A level marked done without its ``model.pt`` is an error.
 
     Example:
-        >>> find_checkpoints("runs/smoke_49d0c140")[0][0]   # doctest: +SKIP
+        >>> find_checkpoints("runs/smoke_de4d1844")[0][0]   # doctest: +SKIP
         'level_0'
     """
     path = Path(run_or_checkpoint)
     if path.is_file():
         return [(path.stem if path.name != paths.model_file(".").name else path.parent.name, path)]
     if not path.is_dir():
-        raise MirlError(f"{path}: no such run folder or checkpoint file")
-    found = [paths.level_dir(path, k) for k in paths.level_numbers(path, finished_only=False)]
+        raise MirlError(f"{path}: no such study folder or checkpoint file")
+    if paths.level_number(path) is not None and (path / paths.MAIN).is_dir():
+        path = path / paths.MAIN
+    node = paths.node_of(path)
+    if node is not None or paths.model_file(path).is_file():
+        if not paths.model_file(path).is_file():
+            raise MirlError(f"{path}: no {paths.model_file(path).name} in this level folder yet; finish it with `mirl lottery`")
+        name = path.parent.name if path.name == paths.MAIN else f"{path.parent.name}/{path.name}"
+        return [(name, paths.model_file(path))]
+    replicate = path if paths.replicate_number(path) is not None else paths.replicate_dir(path, 0)
+    if paths.is_run_dir(path) and paths.old_layout(path) and not paths.replicate_numbers(path):
+        raise MirlError(f"{path}: a study of an older mirl layout (flat level_<k> folders); give its level_<k>/model.pt "
+                        "files, or recreate the study with `mirl lottery`")
+    found = [paths.level_dir(replicate, k) for k in paths.level_numbers(replicate, finished_only=False)]
+    for d in found:
+        if paths.is_finished(d) and not paths.model_file(d).is_file():
+            raise MirlError(f"{d}: the level is marked done but {paths.model_file(d).name} is missing; remove "
+                            f"{paths.done_file(d)} and run the study again")
     found = [d for d in found if paths.model_file(d).is_file()]
     if not found:
-        raise MirlError(f"{path}: no level_<k>/model.pt inside; pass a run folder (runs/<name>) or a checkpoint file")
-    return [(d.name, paths.model_file(d)) for d in found]
+        raise MirlError(f"{path}: no level_<k>/main/model.pt inside; pass a study folder (runs/<name>), a level folder or a checkpoint file")
+    return [(d.parent.name, paths.model_file(d)) for d in found]
 
 
 __all__ = ["evaluate_model", "find_checkpoints", "format_table", "mean_psnr", "results_rows", "write_results_table"]

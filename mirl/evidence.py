@@ -1,13 +1,14 @@
 """Evidence from studies: per-image scores across replicates, curves with 95% intervals, paired
 differences ticket - control with verdicts, and the levels where a network harms its input.
 
-A study variant (the ticket, or one control) is a list of run folders, one per replicate
-(independent seeds, see :func:`mirl.lottery.run_replicates`). Intervals come from
+A study variant (the ticket, or one control) is a list of chains, one per replicate: a chain is
+a replicate folder (its ``main`` chain, the ticket) or ``(replicate folder, branch)``
+(:func:`study_variants` lists a study's own). Intervals come from
 :mod:`mirl.stats`. Every table says what it rests on: ``images`` (per task, or summed over tasks
 for the ``mean`` row) and ``replicates``, and the interval ``method``.
 
 Example:
-    >>> scores = scores_table({"ticket": ticket_runs, "random re-init": control_runs})  # doctest: +SKIP
+    >>> scores = scores_table(study_variants("runs/quickstart_1a2b3c4d"))                  # doctest: +SKIP
     >>> curves = curve_table(scores, metric="gain")                                      # doctest: +SKIP
     >>> verdicts = verdict_table(paired_differences(scores, "ticket"))                   # doctest: +SKIP
 """
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from mirl.errors import MirlError
+from mirl.paths import MAIN as MAIN_BRANCH
 from mirl.stats import Interval, interval, verdict
 
 MEAN = "mean"  # the row/panel that averages the tasks (each task weighs the same)
@@ -34,42 +36,46 @@ SCORE_COLUMNS = ["label", "replicate", "seed", "run", "level", "remaining_prunab
                  "name", "psnr", "ssim", "input_psnr", "input_ssim", "gain", "convention"]
 
 
-CONTROL_NAMES: dict[str, str] = {
-    "none": "ticket",
-    "random_reinit": "random re-init",
-    "random_prune": "random pruning",
-    "one_shot": "one-shot pruning",
-}
+def _chain(chain: object) -> tuple[str | os.PathLike, str]:
+    return (chain[0], chain[1]) if isinstance(chain, tuple) else (chain, MAIN_BRANCH)  # type: ignore[index,return-value]
 
 
-def variant_label(settings: Mapping[str, object]) -> str:
-    """A short name for a study variant: ``{}`` -> ``"ticket"``, ``{"control": "random_reinit"}``
-    -> ``"random re-init"``; other settings are appended as ``key=value``.
+def study_variants(study: str | os.PathLike, branches: Sequence[str] | None = None, suffix: str = "") -> dict[str, list]:
+    """``{label: [(replicate folder, branch), ...]}`` for the ticket and every control branch of a
+    study (or only ``branches``, main first), one chain per replicate, labels with ``suffix``.
 
     Example:
-        >>> variant_label({"control": "random_prune", "scope": "global"})
-        'random pruning (scope=global)'
+        >>> study_variants("runs/smoke_de4d1844")      # doctest: +SKIP
+        {'ticket': [(.../replicate_0, 'main'), ...], 'random re-init': [(.../replicate_0, 'random_reinit'), ...]}
     """
-    rest = {k: v for k, v in settings.items() if k != "control"}
-    name = CONTROL_NAMES.get(str(settings.get("control", "none")), str(settings.get("control")))
-    return name + (f" ({', '.join(f'{k}={v}' for k, v in sorted(rest.items()))})" if rest else "")
+    from mirl import paths
+    from mirl.branches import branch_label, registry
+    from mirl.results import branches_of, study_dir
+
+    root = study_dir(study)
+    found = branches_of(root)
+    wanted = [MAIN_BRANCH, *(b for b in (branches if branches is not None else found)
+                             if b != MAIN_BRANCH and b in found and registry()[b].is_control)]
+    replicates = [paths.replicate_dir(root, r) for r in paths.replicate_numbers(root)]
+    return {branch_label(b) + suffix: [(rep, b) for rep in replicates] for b in wanted}
 
 
-def scores_table(variants: Mapping[str, Sequence[str | os.PathLike]]) -> pd.DataFrame:
+def scores_table(variants: Mapping[str, Sequence[object]]) -> pd.DataFrame:
     """Per-image scores of every finished level of every replicate of every variant.
 
-    ``variants`` maps a label (``"ticket"``, ``"random re-init"``) to its run folders, one per
-    replicate. ``gain`` is the PSNR over the degraded input's PSNR (> 0: the network restores).
+    ``variants`` maps a label (``"ticket"``, ``"random re-init"``) to its chains, one per
+    replicate (:func:`study_variants`). ``gain`` is the PSNR over the degraded input's PSNR (> 0: the network restores).
     Images whose PSNR is infinite (identical to the clean image) are left out, as in the means.
     """
     from mirl.results import levels, load_config, load_metrics
 
     rows = []
-    for label, run_dirs in variants.items():
-        for replicate, run_dir in enumerate(run_dirs):
+    for label, chains in variants.items():
+        for replicate, chain in enumerate(chains):
+            run_dir, branch = _chain(chain)
             seed = load_config(run_dir).get("seed")
-            for level in levels(run_dir):
-                metrics = load_metrics(run_dir, level)
+            for level in levels(run_dir, branch=branch):
+                metrics = load_metrics(run_dir, level, branch)
                 for task, scores in (metrics.get("tasks") or {}).items():
                     for item in scores.get("per_image", []):
                         if "input_psnr" not in item:
@@ -79,7 +85,7 @@ def scores_table(variants: Mapping[str, Sequence[str | os.PathLike]]) -> pd.Data
                         if not (np.isfinite(psnr) and np.isfinite(input_psnr)):
                             continue
                         rows.append({
-                            "label": label, "replicate": replicate, "seed": seed, "run": os.path.basename(os.fspath(run_dir)),
+                            "label": label, "replicate": replicate, "seed": seed, "run": f"{os.path.basename(os.path.dirname(os.path.abspath(run_dir)))}/{os.path.basename(os.fspath(run_dir))}/{branch}",
                             "level": level, "remaining_prunable": float(metrics["density_prunable"]),
                             "remaining_trainable": float(metrics["density_trainable"]), "task": task, "name": item["name"],
                             "psnr": psnr, "ssim": float(item["ssim"]), "input_psnr": input_psnr,
@@ -166,6 +172,26 @@ def paired_differences(scores: pd.DataFrame, ticket: str, metric: str = "psnr") 
     columns = ["control", "level", "remaining_prunable", "remaining_trainable", "task", "mean", "low", "high", "images",
                "replicates", "method", "verdict"]
     return pd.DataFrame(rows, columns=columns).assign(metric=metric)
+
+
+def paired_differences_by_study(scores: pd.DataFrame, variants: Mapping[str, Mapping[str, object]],
+                                metric: str = "psnr") -> pd.DataFrame:
+    """:func:`paired_differences` of every control against the ticket of its own study, for
+    several studies at once (``variants``: ``{suffix: study_variants(study, suffix=suffix)}``, the
+    first the reference study), plus each other study's ticket against the reference ticket (e.g.
+    reset to theta_0 - rewinding), all paired on seeds and test images.
+    """
+    parts = []
+    suffixes = list(variants)
+    for suffix in suffixes:
+        labels = list(variants[suffix])
+        if len(labels) > 1:
+            parts.append(paired_differences(scores[scores["label"].isin(labels)], "ticket" + suffix, metric))
+    for suffix in suffixes[1:]:
+        tickets = ["ticket" + suffixes[0], "ticket" + suffix]
+        parts.append(paired_differences(scores[scores["label"].isin(tickets)], tickets[0], metric))
+    parts = [p for p in parts if not p.empty]
+    return pd.concat(parts, ignore_index=True) if parts else paired_differences(scores.iloc[0:0], "ticket", metric)
 
 
 def _check_same_images(mine: pd.DataFrame, theirs: pd.DataFrame, ticket: str, control: str) -> None:
@@ -273,24 +299,44 @@ def interval_method(table: pd.DataFrame) -> str:
     return str(table["method"].iloc[0]) if len(table) else ""
 
 
-def compute_seconds(run_dirs: Sequence[str | os.PathLike]) -> float:
-    """Wall time (s, one decimal) that the finished levels of ``run_dirs`` took, all replicates together.
+def compute_seconds(studies: Sequence[str | os.PathLike]) -> float:
+    """Wall time (s, one decimal) that the finished nodes of ``studies`` took (each study once).
 
     Example:
-        >>> import json, tempfile
-        >>> from pathlib import Path
-        >>> run = Path(tempfile.mkdtemp()) / "smoke_0"
-        >>> from mirl import paths
-        >>> paths.level_dir(run, 0).mkdir(parents=True)
-        >>> _ = paths.run_config(run).write_text("{}")
-        >>> _ = paths.metrics_file(paths.level_dir(run, 0)).write_text(json.dumps({"train": {"level_seconds": 12.34}}))
-        >>> _ = paths.done_file(paths.level_dir(run, 0)).write_text("{}")
-        >>> compute_seconds([run, run])
-        24.7
+        >>> compute_seconds([])
+        0.0
     """
-    from mirl.results import study_seconds
+    from mirl.results import study_dir, study_seconds
 
-    return round(sum(study_seconds(r) for r in run_dirs), 1)
+    return round(sum(study_seconds(s) for s in dict.fromkeys(study_dir(s) for s in studies)), 1)
+
+
+def barrier_table(studies: Mapping[str, str | os.PathLike], denominator: str = "trainable") -> pd.DataFrame:
+    """The stability barrier (dB, :mod:`mirl.branches.stability`) of each study at each level: the
+    mean over replicates with its 95% t-interval across them and its n (path images x replicates).
+
+    ``studies`` maps a label (e.g. ``"reset to theta_0"``, ``"rewind to step 40"``) to a study
+    folder. Only levels whose stability branch every replicate finished are shown.
+    """
+    from mirl import paths
+    from mirl.results import load_metrics, study_dir
+    from mirl.stats import replicate_interval
+
+    rows = []
+    for label, study in studies.items():
+        root = study_dir(study)
+        replicates = [paths.replicate_dir(root, r) for r in paths.replicate_numbers(root)]
+        done = [set(paths.level_numbers(rep, branch="stability")) for rep in replicates]
+        for level in sorted(set.intersection(*done) if done else set()):
+            found = [load_metrics(rep, level, "stability") for rep in replicates]
+            iv = replicate_interval([m["barrier"] for m in found], images=int(found[0]["path"][0]["images"]))
+            rows.append({"label": label, "level": level,
+                         f"remaining {denominator} (%)": round(100 * float(found[0][f"density_{denominator}"]), 2),
+                         "mean": iv.mean, "low": iv.low, "high": iv.high, "barrier (dB)": iv.format("", signed=True),
+                         "n": iv.n, "method": iv.method,
+                         "alphas": ", ".join(f"{a:g}" for a in found[0]["alphas"])})
+    return pd.DataFrame(rows, columns=["label", "level", f"remaining {denominator} (%)", "mean", "low", "high",
+                                       "barrier (dB)", "n", "method", "alphas"])
 
 
 def harmful_levels(scores: pd.DataFrame) -> pd.DataFrame:
@@ -311,6 +357,6 @@ def harm_warnings(scores: pd.DataFrame) -> list[str]:
     return lines
 
 
-__all__ = ["CONTROL_NAMES", "MEAN", "METRICS", "compute_seconds", "conventions", "curve_table", "harm_warnings",
-           "harmful_levels", "headline", "interval_method", "paired_differences", "scores_table", "variant_label",
+__all__ = ["MEAN", "METRICS", "barrier_table", "compute_seconds", "conventions", "curve_table", "harm_warnings",
+           "harmful_levels", "headline", "interval_method", "paired_differences", "paired_differences_by_study", "scores_table", "study_variants",
            "verdict_table", "wide_table"]

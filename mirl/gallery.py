@@ -2,7 +2,7 @@
 
 Example:
     >>> from mirl.gallery import gallery_samples, load_level_model                   # doctest: +SKIP
-    >>> models = {f"level {k}": load_level_model("runs/smoke_49d0c140", k) for k in (0, 2)}  # doctest: +SKIP
+    >>> models = {f"level {k}": load_level_model("runs/smoke_de4d1844", k) for k in (0, 2)}  # doctest: +SKIP
     >>> samples = gallery_samples(models, "datasets/builtin_test64", ["derain"])     # doctest: +SKIP
 """
 
@@ -16,11 +16,13 @@ from mirl import paths
 PathLike = str | os.PathLike
 
 
-def load_level_model(run_dir: PathLike, level: int) -> Any:
-    """The trained (masked) network of one level, on the CPU, in eval mode."""
+def load_level_model(run_dir: PathLike, level: int, branch: str = paths.MAIN) -> Any:
+    """The trained (masked) network of one level of a study's chain (replicate 0 of a study
+    folder, or the replicate given), on the CPU, in eval mode."""
     from mirl.models import load_checkpoint
+    from mirl.results import chain_node
 
-    model, _ = load_checkpoint(paths.model_file(paths.level_dir(run_dir, level)))
+    model, _ = load_checkpoint(paths.model_file(chain_node(run_dir, level, branch)))
     return model.eval()
 
 

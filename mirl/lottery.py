@@ -1,29 +1,40 @@
-"""Iterative magnitude pruning with reset (lottery tickets), level by level, resumable.
+"""Iterative magnitude pruning with reset (lottery tickets) as one study tree, resumable.
 
-Level 0 trains the dense network from the stored initial weights theta_0 (``init.pt``). Each
-later level prunes ``fraction`` of the surviving weights of the previous level's trained network,
-resets the survivors to theta_0 (or rewinds to theta_k, or re-draws them for the
-``random_reinit`` control) and trains again with a fresh optimiser and schedule. Each level
-lives in ``runs/<preset>_<hash>/level_<k>/``; a level with ``done.json`` is skipped on re-run, and
-an interrupted level continues from its last periodic checkpoint.
+A study folder (:mod:`mirl.paths`) holds one replicate per seed. In each replicate, level 0 of
+the ``main`` chain trains the dense network from theta_0 (``init.pt``); main's level k prunes
+``fraction`` of the weights that survived its level k-1, resets the survivors to theta_0 (or
+rewinds them to theta_k) and trains again with a fresh optimiser and schedule. The branches of
+level k (:mod:`mirl.branches`: ``random_reinit``, ``random_prune``, ``one_shot``, ``stability``)
+start from main's saved mask and starting weights of that level and differ from it in one thing.
+
+Every node (one level of main, or one branch of one level) lives in
+``replicate_<r>/level_<k>/<branch>/``; a node with ``done.json`` is skipped on re-run, and an
+interrupted one continues from its last periodic checkpoint.
 
 Example:
-    >>> run_dir = run_study("smoke", out="/tmp/mirl-runs", progress=False)  # doctest: +SKIP
-    >>> sorted(p.name for p in run_dir.glob("level_*"))                    # doctest: +SKIP
-    ['level_0', 'level_1', 'level_2']
+    >>> study = run_study("smoke", {"branches": "random_reinit"}, out="/tmp/mirl-runs", progress=False)  # doctest: +SKIP
+    >>> sorted(p.name for p in (study / "replicate_0" / "level_2").iterdir())                          # doctest: +SKIP
+    ['main', 'random_reinit']
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shutil
+import tempfile
 import time
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 
-from mirl.config import StudyConfig, dense_identity, non_default, run_name, study_preset
+from mirl import paths
+from mirl.branches import Branch, BranchContext, branch_seed, get_branch
+from mirl.config import StudyConfig, config_hash, dense_identity, non_default, run_name, study_preset
 from mirl.data.resolve import dataset_root, parse_repeats
 from mirl.device import resolve_device
 from mirl.distributed import DistInfo, broadcast_mask, init_distributed
@@ -31,42 +42,66 @@ from mirl.errors import MirlError
 from mirl.fileio import atomic_write_json, remove_stale_temporaries
 from mirl.models import build_model, load_checkpoint, save_checkpoint
 from mirl.models.promptir import PromptIR
-from mirl import paths
-from mirl.paths import level_dir, runs_dir
-from mirl.pruning.controls import one_shot_fraction, random_prune
+from mirl.paths import MAIN, level_dir, replicate_dir, runs_dir
 from mirl.pruning.magnitude import magnitude_prune
 from mirl.pruning.mask import Mask, apply_mask, full_mask, load_mask, save_mask, write_sparsity_report
+from mirl.pruning.reset import reset_weights
 from mirl.runlock import RunLock
 from mirl.train import TrainSettings, train_level
 
 # The weights PromptIR defines but never calls (the network declares them).
 UNUSED = PromptIR.unused_in_forward
 
+Node = tuple[int, int, str]  # (replicate, level, branch)
 
-def _trained_weights(run_dir: Path, level: int) -> dict[str, torch.Tensor]:
-    model, _ = load_checkpoint(paths.model_file(level_dir(run_dir, level)))
+
+@dataclass
+class _Study:
+    """One study being run: its settings, folder, process group, device and data."""
+
+    cfg: StudyConfig
+    run_dir: Path
+    hash: str
+    dist: DistInfo
+    device: torch.device
+    data_root: Path
+    train_set: Any
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
+
+
+def _trained_weights(replicate: Path, level: int, branch: str = MAIN) -> dict[str, torch.Tensor]:
+    model, _ = load_checkpoint(paths.model_file(level_dir(replicate, level, branch)))
     return model.state_dict()
 
 
-def compute_mask(cfg: StudyConfig, run_dir: Path, level: int, template: Mapping[str, torch.Tensor]) -> Mask:
-    """The mask of ``level``: all ones at level 0, else pruned from the previous level."""
+def main_mask(cfg: StudyConfig, replicate: Path, level: int, template: Mapping[str, torch.Tensor]) -> Mask:
+    """Main's mask at ``level``: all ones at level 0, else magnitude-pruned from main's level - 1."""
+    full = full_mask(template, cfg.rule, UNUSED)
     if level == 0:
-        return full_mask(template, cfg.rule, UNUSED)
-    previous = load_mask(paths.mask_file(level_dir(run_dir, level - 1)))
-    if cfg.control == "one_shot":
-        return magnitude_prune(_trained_weights(run_dir, 0), None, one_shot_fraction(cfg.fraction, level), cfg.scope, cfg.rule, UNUSED)
-    mask = magnitude_prune(_trained_weights(run_dir, level - 1), previous, cfg.fraction, cfg.scope, cfg.rule, UNUSED)
-    if cfg.control == "random_prune":
-        mask = random_prune(previous, mask, torch.Generator().manual_seed(cfg.seed * 7919 + level))
-    return mask
+        return full
+    previous = load_mask(paths.mask_file(level_dir(replicate, level - 1)), expected=full)
+    return magnitude_prune(_trained_weights(replicate, level - 1), previous, cfg.fraction, cfg.scope, cfg.rule, UNUSED)
+
+
+def main_starting_weights(cfg: StudyConfig, replicate: Path, level: int, theta0: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Main's start at ``level``: theta_0 (or theta_k with ``reset=rewind``) for the reset tensors,
+    main's trained level - 1 for the rest (:mod:`mirl.pruning.reset`)."""
+    if level == 0:
+        return {n: t.clone() for n, t in theta0.items()}
+    if cfg.reset == "rewind":
+        source = load_checkpoint(paths.rewind_weights(replicate))[0].state_dict()
+    else:
+        source = dict(theta0)
+    return reset_weights(source, _trained_weights(replicate, level - 1), cfg.reset_params)
 
 
 def warn_collapse(level: int, empty: list[str], cfg: StudyConfig) -> None:
     """Say loudly when pruning removed whole layers that the forward pass uses."""
     if not empty:
         return
-    import warnings
-
     what = "output.weight is empty: the network now returns its input unchanged. " if "output.weight" in empty else ""
     warnings.warn(
         f"level {level}: {len(empty)} layer(s) fully pruned ({', '.join(empty[:4])}{', ...' if len(empty) > 4 else ''}). "
@@ -76,37 +111,12 @@ def warn_collapse(level: int, empty: list[str], cfg: StudyConfig) -> None:
     )
 
 
-def _is_reset(name: str, cfg: StudyConfig) -> bool:
-    return cfg.reset_params == "all" or "weight" in name or "bias" in name
-
-
-def starting_weights(cfg: StudyConfig, run_dir: Path, level: int, theta0: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """theta_0 (or theta_k, or a fresh draw) for the reset tensors; the rest from the previous level.
-
-    Upstream resets only tensors named ``*weight*``/``*bias*``: prompts and attention
-    temperatures carry their trained values into the next round (``reset_params=upstream``).
-    """
-    if level == 0:
-        return dict(theta0)
-    if cfg.control == "random_reinit":
-        torch.manual_seed(cfg.seed * 7919 + 104729 * level)
-        source = build_model(cfg.model).state_dict()
-    elif cfg.reset == "rewind":
-        source, _ = load_checkpoint(paths.rewind_weights(run_dir))
-        source = source.state_dict()
-    else:
-        source = theta0
-    previous = _trained_weights(run_dir, level - 1)
-    return {n: (source[n] if _is_reset(n, cfg) else previous[n]).clone() for n in theta0}
-
-
-def _evaluate(model: PromptIR, cfg: StudyConfig, data_root: Path, device: torch.device) -> dict[str, Any]:
+def _evaluate(net: torch.nn.Module, study: _Study, limit: int = 0) -> dict[str, Any]:
     from mirl.evaluate import evaluate_model
 
-    return evaluate_model(
-        model, data_root, list(cfg.tasks), device=device, convention=cfg.convention,
-        pad=cfg.test_pad, limit=cfg.eval_limit or None, progress=cfg.progress,
-    )
+    cfg = study.cfg
+    return evaluate_model(net, study.data_root, list(cfg.tasks), device=study.device, convention=cfg.convention,
+                          pad=cfg.test_pad, limit=(limit or cfg.eval_limit) or None, progress=cfg.progress)
 
 
 def _level_metrics(level: int, report: Mapping[str, Any], scores: Mapping[str, Any], train: Mapping[str, Any]) -> dict[str, Any]:
@@ -125,26 +135,15 @@ def _level_metrics(level: int, report: Mapping[str, Any], scores: Mapping[str, A
     }
 
 
-def run_replicates(
-    preset: str = "quickstart",
-    overrides: Mapping[str, Any] | None = None,
-    config_file: str | os.PathLike | None = None,
-    out: str | os.PathLike | None = None,
-    progress: bool = True,
-) -> list[Path]:
-    """Run (or resume) ``replicates`` independent studies, seeds ``seed .. seed + replicates - 1``,
-    and return their run folders in seed order. Each replicate is a study of its own
-    (:func:`run_study`): finished ones are reused, an interrupted one resumes.
+def study_nodes(cfg: StudyConfig) -> list[Node]:
+    """Every node of a study, in the order they run: per replicate and level, main, then its branches.
 
     Example:
-        >>> runs = run_replicates("smoke", {"replicates": 3}, progress=False)  # doctest: +SKIP
-        >>> [json.load(open(r / "config.json"))["seed"] for r in runs]       # doctest: +SKIP
-        [0, 1, 2]
+        >>> study_nodes(study_preset("smoke", {"rounds": 1, "branches": "stability,random_reinit"}))
+        [(0, 0, 'main'), (0, 0, 'stability'), (0, 1, 'main'), (0, 1, 'stability'), (0, 1, 'random_reinit')]
     """
-    values = dict(overrides or {})
-    cfg = study_preset(preset, {**values, "progress": progress}, config_file)
-    return [run_study(preset, {**values, "seed": cfg.seed + r}, config_file, out=out, progress=progress)
-            for r in range(cfg.replicates)]
+    return [(r, level, name) for r in range(cfg.replicates) for level in range(cfg.rounds + 1)
+            for name in (MAIN, *cfg.branches) if name == MAIN or get_branch(name).runs_at(level)]
 
 
 def run_study(
@@ -153,11 +152,15 @@ def run_study(
     config_file: str | os.PathLike | None = None,
     out: str | os.PathLike | None = None,
     progress: bool = True,
+    nodes: Iterable[Node] | None = None,
 ) -> Path:
-    """Run (or resume) a study and return its run directory ``<out>/<preset>_<hash>``.
+    """Run (or resume) a study, every replicate and branch, and return its folder ``<out>/<preset>_<hash>``.
+
+    ``nodes`` runs only those ``(replicate, level, branch)`` nodes (what they start from must be
+    finished); a node's files do not depend on the order nodes run in.
 
     Example:
-        >>> run_study("smoke", {"rounds": 1, "control": "random_reinit"}, progress=False)  # doctest: +SKIP
+        >>> run_study("smoke", {"replicates": 2, "branches": "random_reinit,stability"}, progress=False)  # doctest: +SKIP
     """
     values = dict(overrides or {})
     values.setdefault("progress", progress)
@@ -166,23 +169,26 @@ def run_study(
     device = resolve_device(cfg.device)
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", torch.cuda.current_device())
-    run_dir = Path(out).expanduser() if out is not None else runs_dir()
-    run_dir = run_dir / run_name(preset, cfg)
-    record = {"name": run_dir.name, "preset": preset, "non_default": non_default(cfg), **cfg.to_dict()}
+    run_dir = (Path(out).expanduser() if out is not None else runs_dir()) / run_name(preset, cfg)
+    record = {"format": paths.LAYOUT_VERSION, "name": run_dir.name, "preset": preset, "hash": config_hash(cfg),
+              "non_default": non_default(cfg), **cfg.to_dict()}
     _decided_by_main(dist, device, lambda: _check_same_config(run_dir, record) or 0)
-    # Everything that can refuse the run is checked before the run folder is created.
+    # Everything that can refuse the run is checked before the study folder is created.
     if dist.is_main:  # makes the built-in data set on first use
         dataset_root(cfg.data, cfg.max_test_side, build=True, progress=cfg.progress)
     dist.barrier()
     data_root = dataset_root(cfg.data, cfg.max_test_side, build=False)
+    fingerprint = _decided_fingerprint(dist, device, run_dir, data_root, cfg)
     from mirl.data.datasets import TrainDataset
 
     train_set = TrainDataset(data_root, list(cfg.tasks), patch_size=cfg.patch_size, repeats=parse_repeats(cfg.repeats), seed=cfg.seed)
+    study = _Study(cfg, run_dir, record["hash"], dist, device, data_root, train_set)
+    wanted = list(nodes) if nodes is not None else study_nodes(cfg)
     lock = RunLock(run_dir)
 
     def start() -> int:
-        """1: the run is finished (nothing to write); 0: locked and ready to write."""
-        if _is_finished(run_dir, cfg):
+        """1: every wanted node is finished (nothing to write); 0: locked and ready to write."""
+        if paths.is_run_dir(run_dir) and all(_finished_node(study, *node) for node in wanted):
             _tidy_finished(run_dir)
             return 1
         lock.acquire()
@@ -190,6 +196,8 @@ def run_study(
             _check_same_config(run_dir, record)  # another process may have started it meanwhile
             remove_stale_temporaries(run_dir)  # a killed run may have died inside an atomic write
             atomic_write_json(paths.run_config(run_dir), record)
+            if not paths.data_fingerprint(run_dir).exists():
+                atomic_write_json(paths.data_fingerprint(run_dir), fingerprint)
         except BaseException:
             lock.release()
             raise
@@ -198,126 +206,259 @@ def run_study(
     if _decided_by_main(dist, device, start) == 1:
         return run_dir
     try:
-        _run_levels(cfg, run_dir, dist, device, data_root, train_set)
+        theta = {}
+        for r, level, branch in wanted:
+            if r not in theta:
+                theta[r] = _initial_weights(study, r)
+                if dist.is_main:
+                    reuse_dense_level(study, r)
+                dist.barrier()
+            _run_node(study, r, level, branch, theta[r])
     finally:
         lock.release()
     return run_dir
 
 
-def _run_levels(cfg: StudyConfig, run_dir: Path, dist: DistInfo, device: torch.device, data_root: Path, train_set: Any) -> None:
-    """Train, prune and evaluate every level that is not done yet (rank 0 holds the run's lock)."""
-    theta0 = _initial_weights(cfg, run_dir, dist)
+def replicate_seed(cfg: StudyConfig, replicate: int) -> int:
+    """The seed of replicate ``r``: ``seed + r`` (its theta_0 and main's data order)."""
+    return cfg.seed + int(replicate)
 
-    if dist.is_main:
-        reuse_dense_level(cfg, run_dir)
-    dist.barrier()
-    for level in range(cfg.rounds + 1):
-        ldir = level_dir(run_dir, level)
-        if paths.is_finished(ldir):
-            continue
-        started = time.perf_counter()
-        mask_path = paths.mask_file(ldir)
-        if mask_path.exists():  # an interrupted level: its mask was saved before training began
-            mask = load_mask(mask_path)
+
+def _finished_node(study: _Study, r: int, level: int, branch: str) -> bool:
+    """Whether a node is done; a done node that is not this study's, or is incomplete, is an error."""
+    node = level_dir(replicate_dir(study.run_dir, r), level, branch)
+    if not paths.is_finished(node):
+        return False
+    done = _read_node_json(paths.done_file(node), "done marker")
+    if done.get("hash") != study.hash:
+        raise MirlError(f"{node}: these results were written by study {done.get('study', 'unknown')!r} (settings hash "
+                        f"{done.get('hash', 'none')}), not by {study.name}; move the folder {study.run_dir} away "
+                        "(it holds another study's files) and run again")
+    for file in (paths.model_file(node), paths.mask_file(node)):
+        if not file.is_file():
+            raise MirlError(f"{node}: the level is marked done but {file.name} is missing; remove {paths.done_file(node)} "
+                            "to train the level again")
+    metrics = _read_node_json(paths.metrics_file(node), "scores")
+    if branch != MAIN and not get_branch(branch).is_current(study.cfg, metrics):
+        raise MirlError(f"{node}: scored with other {branch} settings than these (see its metrics.json); remove the "
+                        "folder to redo it, or use the settings it was made with")
+    return True
+
+
+def _read_node_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        data = None
+    except (OSError, ValueError) as exc:
+        raise MirlError(f"{path}: the {what} of a finished level cannot be read ({str(exc)[:80]}); remove "
+                        f"{paths.done_file(path.parent)} to train and score the level again") from None
+    if not isinstance(data, dict):
+        raise MirlError(f"{path}: the {what} of a finished level is {'missing' if data is None else 'not a JSON object'}; "
+                        f"remove {paths.done_file(path.parent)} to train and score the level again")
+    return data
+
+
+def branch_context(cfg: StudyConfig, replicate: Path, level: int, branch: str,
+                   theta0: Mapping[str, torch.Tensor]) -> BranchContext:
+    """What ``branch`` of ``level`` starts from: main's saved mask and starting weights of that
+    level (main's level must be finished), the replicate's seed and the branch's own seed."""
+    node = level_dir(replicate, level, branch)
+    if not paths.is_finished(level_dir(replicate, level)):
+        raise MirlError(f"{node}: a branch starts from main's finished level {level}, which {level_dir(replicate, level)} "
+                        "does not hold yet; run main's levels first")
+    rep_seed = replicate_seed(cfg, paths.replicate_number(replicate) or 0)
+    return BranchContext(cfg=cfg, replicate=replicate, replicate_seed=rep_seed, level=level,
+                         seed=branch_seed(rep_seed, level, branch),
+                         main_mask=load_mask(paths.mask_file(level_dir(replicate, level)), expected=full_mask(theta0, cfg.rule, UNUSED)),
+                         main_start=main_starting_weights(cfg, replicate, level, theta0), unused=frozenset(UNUSED))
+
+
+def _run_node(study: _Study, r: int, level: int, branch: str, theta0: Mapping[str, torch.Tensor]) -> None:
+    """Train, save and score one node unless it is finished (rank 0 holds the study's lock)."""
+    cfg, dist, device = study.cfg, study.dist, study.device
+    replicate = replicate_dir(study.run_dir, r)
+    node = level_dir(replicate, level, branch)
+    if _decided_by_main(dist, device, lambda: int(_finished_node(study, r, level, branch))):
+        return
+    started = time.perf_counter()
+    rep_seed = replicate_seed(cfg, r)
+    rule: Branch | None = None if branch == MAIN else get_branch(branch)
+    ctx = branch_context(cfg, replicate, level, branch, theta0) if rule is not None else None
+    mask_path = paths.mask_file(node)
+    if mask_path.exists():  # an interrupted node: its mask was saved before training began
+        mask = load_mask(mask_path, expected=full_mask(theta0, cfg.rule, UNUSED))
+    else:
+        if dist.is_main:
+            mask = main_mask(cfg, replicate, level, theta0) if rule is None else rule.mask(ctx)
         else:
-            mask = compute_mask(cfg, run_dir, level, theta0) if dist.is_main else full_mask(theta0, cfg.rule, UNUSED)
-            mask = broadcast_mask(mask, dist, device)
-            if dist.is_main:
-                save_mask(mask_path, mask)
-        report = None
+            mask = full_mask(theta0, cfg.rule, UNUSED)
+        mask = broadcast_mask(mask, dist, device)
         if dist.is_main:
-            report = write_sparsity_report(paths.sparsity_file(ldir), mask, theta0, UNUSED, level=level, rule=cfg.rule, scope=cfg.scope, control=cfg.control)
-            warn_collapse(level, report["empty_tensors"], cfg)
-        net = build_model(cfg.model, impl=cfg.impl)
-        net.load_state_dict(starting_weights(cfg, run_dir, level, theta0))
-        apply_mask(net, mask)
-        net.to(device)
-        model: torch.nn.Module = net
-        if dist.enabled:
-            # The six convolutions upstream defines but never calls get no gradient (AdamW skips
-            # them either way); DDP needs them marked as such.
-            params = dict(net.named_parameters())
-            for name in UNUSED:
-                params[name].requires_grad_(False)
-            model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-        on_step = _rewind_hook(cfg, run_dir, dist) if level == 0 else None
-        summary = train_level(model, mask, train_set, TrainSettings.from_study(cfg), ldir, device, level=level, dist=dist,
-                              on_step=on_step)
-        if dist.is_main:
-            net.eval()
-            save_checkpoint(paths.model_file(ldir), net, metadata={"run": run_dir.name, "level": level, "density_prunable": report["prunable"]["density"]})
-            scores = _evaluate(net, cfg, data_root, device)
-            summary["level_seconds"] = round(time.perf_counter() - started, 2)
-            atomic_write_json(paths.metrics_file(ldir), _level_metrics(level, report, scores, summary))
-            paths.train_state_file(ldir).unlink(missing_ok=True)
-            atomic_write_json(paths.done_file(ldir), {"level": level, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
-        dist.barrier()
+            save_mask(mask_path, mask)
+    report = None
+    if dist.is_main:
+        report = write_sparsity_report(paths.sparsity_file(node), mask, theta0, UNUSED, level=level, rule=cfg.rule,
+                                       scope=cfg.scope, branch=branch)
+        warn_collapse(level, report["empty_tensors"], cfg)
+    net = build_model(cfg.model, impl=cfg.impl)
+    net.load_state_dict(main_starting_weights(cfg, replicate, level, theta0) if rule is None else rule.starting_weights(ctx))
+    apply_mask(net, mask)
+    net.to(device)
+    model: torch.nn.Module = net
+    if dist.enabled:
+        # The six convolutions upstream defines but never calls get no gradient (AdamW skips
+        # them either way); DDP needs them marked as such.
+        params = dict(net.named_parameters())
+        for name in UNUSED:
+            params[name].requires_grad_(False)
+        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    data_seed = rep_seed if rule is None else rule.data_seed(ctx)
+    study.train_set.seed = data_seed
+    settings = dataclasses.replace(TrainSettings.from_study(cfg), seed=data_seed)
+    on_step = _rewind_hook(cfg, replicate, dist) if (level == 0 and rule is None) else None
+    summary = train_level(model, mask, study.train_set, settings, node, device, level=level, dist=dist, on_step=on_step)
+    if dist.is_main:
+        net.eval()
+        save_checkpoint(paths.model_file(node), net, metadata={"run": study.name, "replicate": r, "level": level,
+                                                               "branch": branch, "density_prunable": report["prunable"]["density"]})
+        scores = _evaluate(net, study)
+        extra = rule.after_training(ctx, net, lambda n, limit: _evaluate(n, study, limit)) if rule is not None else {}
+        summary["level_seconds"] = round(time.perf_counter() - started, 2)
+        identity = {"study": study.name, "hash": study.hash, "replicate": r, "level": level, "branch": branch}
+        atomic_write_json(paths.metrics_file(node), {**_level_metrics(level, report, scores, summary), **identity,
+                                                      "seed": ctx.seed if ctx else rep_seed, "data_seed": data_seed, **extra})
+        paths.train_state_file(node).unlink(missing_ok=True)
+        atomic_write_json(paths.done_file(node), {**identity, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    dist.barrier()
 
 
-def reuse_dense_level(cfg: StudyConfig, run_dir: Path) -> Path | None:
-    """Copy a finished level 0 from a sibling run that differs only in pruning settings.
+def reuse_dense_level(study: _Study, r: int) -> Path | None:
+    """Copy a finished dense level 0 (main) from a sibling study's replicate with the same dense
+    settings and the same seed.
 
-    Level 0 (dense training from theta_0) does not depend on ``rounds``, ``fraction``,
-    ``scope``, ``control`` or ``reset_params``, so comparing e.g. global pruning with the
-    random re-initialisation control trains the dense network once. The copy is atomic and
-    ``level_0/reused.json`` names its source. Returns the source run, or ``None``.
+    Level 0 does not depend on ``rounds``, ``fraction``, ``scope`` or ``reset_params``, nor on
+    the branches, so e.g. the quickstart and the evidence study train seed 0's dense network once.
+    The copy is atomic and ``reused.json`` names its source; a sibling whose files are damaged is
+    passed over with a warning. Returns the source replicate folder, or ``None``.
     """
-    import json
-    import shutil
-    import tempfile
-
-    target = level_dir(run_dir, 0)
+    cfg = study.cfg
+    replicate = replicate_dir(study.run_dir, r)
+    target = level_dir(replicate, 0)
     if target.exists() or cfg.reset == "rewind":
         return None
-    wanted = dense_identity(cfg)
-    for sibling in sorted(Path(run_dir).parent.glob("*/" + paths.run_config(".").name)):
-        source = sibling.parent
-        if source == Path(run_dir) or not paths.is_finished(level_dir(source, 0)) or not paths.init_weights(source).exists():
+    wanted = (_without_seed(dense_identity(cfg)), replicate_seed(cfg, r))
+    for sibling in sorted(study.run_dir.parent.glob("*/" + paths.run_config(".").name)):
+        source_study = sibling.parent
+        if source_study == study.run_dir:
             continue
         try:
-            other = study_preset("paper", {k: v for k, v in json.loads(sibling.read_text())["non_default"].items()})
-        except (MirlError, KeyError, ValueError, TypeError):
+            record = json.loads(sibling.read_text())
+            if record.get("format") != paths.LAYOUT_VERSION:
+                continue
+            other = study_preset("paper", dict(record["non_default"]))
+        except (MirlError, KeyError, ValueError, TypeError, OSError):
             continue
-        if dense_identity(other) != wanted:
-            continue
-        tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=".level_0."))
-        try:
-            for name in paths.LEVEL_RESULT_FILES:
-                shutil.copy2(level_dir(source, 0) / name, tmp / name)
-            atomic_write_json(paths.reused_file(tmp), {"source": source.name, "reason": "same dense settings"})
-            shutil.copy2(paths.done_file(level_dir(source, 0)), paths.done_file(tmp))
-            if not paths.init_weights(run_dir).exists():
-                shutil.copy2(paths.init_weights(source), paths.init_weights(run_dir))
-            tmp.rename(target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return source
+        for rr in paths.replicate_numbers(source_study):
+            source = replicate_dir(source_study, rr)
+            if (_without_seed(dense_identity(other)), replicate_seed(other, rr)) != wanted:
+                continue
+            if not paths.is_finished(level_dir(source, 0)) or not paths.init_weights(source).is_file():
+                continue
+            try:
+                _copy_dense_level(study, source, replicate)
+            except (OSError, ValueError, MirlError) as exc:
+                warnings.warn(f"not reusing the dense level of {source}: {exc}", stacklevel=2)
+                continue
+            return source
     return None
+
+
+def _without_seed(identity: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in identity.items() if k != "seed"}
+
+
+def _copy_dense_level(study: _Study, source: Path, replicate: Path) -> None:
+    """Copy ``source``'s level 0 main (and theta_0) into ``replicate``, atomically."""
+    target = level_dir(replicate, 0)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    origin = level_dir(source, 0)
+    metrics = json.loads(paths.metrics_file(origin).read_text())
+    if not isinstance(metrics, dict):
+        raise ValueError(f"{paths.metrics_file(origin)} is not a JSON object")
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".main."))
+    try:
+        for name in paths.LEVEL_RESULT_FILES:
+            shutil.copy2(origin / name, tmp / name)
+        load_checkpoint(tmp / paths.model_file(".").name)  # a damaged file is refused here, not later
+        identity = {"study": study.name, "hash": study.hash, "replicate": paths.replicate_number(replicate), "level": 0,
+                    "branch": MAIN}
+        atomic_write_json(paths.metrics_file(tmp), {**metrics, **identity, "reused_from": str(source)})
+        atomic_write_json(paths.reused_file(tmp), {"source": str(source), "reason": "same dense settings and seed"})
+        atomic_write_json(paths.done_file(tmp), {**identity, "reused_from": str(source), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        init = paths.init_weights(replicate)
+        if not init.exists():
+            part = init.with_name(f".{init.name}.tmp")
+            shutil.copy2(paths.init_weights(source), part)
+            os.replace(part, init)
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _check_same_config(run_dir: Path, record: Mapping[str, Any]) -> None:
     existing = paths.run_config(run_dir)
     if not existing.exists():
+        if run_dir.is_dir() and (paths.replicate_numbers(run_dir) or paths.old_layout(run_dir)):
+            raise MirlError(f"{run_dir} holds results but no {existing.name}: it may be another study's folder under this "
+                            f"name; move it away, or restore its {existing.name}")
         return
     try:
         old = json.loads(existing.read_text())
+        if not isinstance(old, dict):
+            raise ValueError("not a JSON object")
     except (OSError, ValueError) as exc:
-        raise MirlError(f"{existing} cannot be read ({exc}); remove {run_dir} to start the run again") from None
-    if not isinstance(old, dict) or old.get("non_default") != record["non_default"]:
+        expected = existing.with_name(existing.name + ".expected")
+        try:
+            atomic_write_json(expected, record)
+            how = f"if {run_dir} holds this study, restore the file with `mv {expected} {existing}` (it is what this command would write)"
+        except (OSError, MirlError):
+            how = f"if {run_dir} holds this study, restore the file (`mirl lottery ... --list-settings` shows its settings)"
+        raise MirlError(f"{existing} cannot be read ({str(exc)[:80]}); {how}; the finished levels are kept") from None
+    if old.get("format") != paths.LAYOUT_VERSION:
+        raise MirlError(f"{run_dir} is a study of an older mirl layout (flat level_<k> folders); recreate it in the study "
+                        f"tree with `mirl lottery --preset {record['preset']} --out <new folder>`")
+    if old.get("non_default") != record["non_default"]:
         raise MirlError(f"{existing} holds a different configuration; remove {run_dir} or change the settings")
 
 
-def _is_finished(run_dir: Path, cfg: StudyConfig) -> bool:
-    """Every level is done and ``config.json`` is there: reading the run needs no write.
+def _decided_fingerprint(dist: DistInfo, device: torch.device, run_dir: Path, data_root: Path, cfg: StudyConfig) -> dict[str, Any]:
+    """The data's fingerprint; refused (on every rank) when it differs from the one the study recorded."""
+    from mirl.data.fingerprint import data_fingerprint, fingerprint_changes
 
-    (``config.json`` keeps the settings the run was made with; call :func:`_check_same_config` first.)
-    """
-    return paths.is_run_dir(run_dir) and all(paths.is_finished(level_dir(run_dir, level)) for level in range(cfg.rounds + 1))
+    found = data_fingerprint(data_root, list(cfg.tasks))
+
+    def check() -> int:
+        recorded = paths.data_fingerprint(run_dir)
+        if recorded.is_file():
+            try:
+                old = json.loads(recorded.read_text())
+            except (OSError, ValueError) as exc:
+                raise MirlError(f"{recorded} cannot be read ({str(exc)[:80]}); remove it to record the data as it is now") from None
+            changes = fingerprint_changes(old, found)
+            if changes:
+                raise MirlError(f"{run_dir}: its data folder {data_root} changed since the study began ({len(changes)} "
+                                f"file(s): {', '.join(changes[:4])}{', ...' if len(changes) > 4 else ''}); put the data back, "
+                                "or run the study in a new --out folder")
+        return 0
+
+    _decided_by_main(dist, device, check)
+    return found
 
 
 def _tidy_finished(run_dir: Path) -> None:
-    """Remove what killed atomic writes left in a finished run, when the folder is writable and
+    """Remove what killed atomic writes left in a finished study, when the folder is writable and
     free; otherwise leave it (the results are complete, and reading writes nothing)."""
     if not any(p.is_file() for p in run_dir.rglob(".*.tmp")):
         return
@@ -347,27 +488,29 @@ def _decided_by_main(dist: DistInfo, device: torch.device, decide: Callable[[], 
     return int(shared)
 
 
-def _initial_weights(cfg: StudyConfig, run_dir: Path, dist: DistInfo) -> dict[str, torch.Tensor]:
-    """theta_0, drawn once from ``cfg.seed`` and stored as ``init.pt`` (a mirl checkpoint)."""
-    path = paths.init_weights(run_dir)
+def _initial_weights(study: _Study, r: int) -> dict[str, torch.Tensor]:
+    """theta_0 of replicate ``r``, drawn once from its seed and stored as ``init.pt``."""
+    path = paths.init_weights(replicate_dir(study.run_dir, r))
     if not path.exists():
-        torch.manual_seed(cfg.seed)
-        model = build_model(cfg.model, impl=cfg.impl)
-        if dist.is_main:
-            save_checkpoint(path, model, metadata={"run": run_dir.name, "theta": 0})
-        dist.barrier()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(replicate_seed(study.cfg, r))
+            model = build_model(study.cfg.model, impl=study.cfg.impl)
+        if study.dist.is_main:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(path, model, metadata={"run": study.name, "replicate": r, "theta": 0})
+        study.dist.barrier()
         return model.state_dict()
     model, _ = load_checkpoint(path)
     return model.state_dict()
 
 
-def _rewind_hook(cfg: StudyConfig, run_dir: Path, dist: DistInfo):
-    """Snapshot theta_k (``rewind.pt``) after ``rewind_steps`` steps of the dense level."""
+def _rewind_hook(cfg: StudyConfig, replicate: Path, dist: DistInfo):
+    """Snapshot theta_k (``rewind.pt``) after ``rewind_steps`` steps of main's dense level."""
     if cfg.reset != "rewind" or not dist.is_main:
         return None
-    path = paths.rewind_weights(run_dir)
+    path = paths.rewind_weights(replicate)
     if cfg.rewind_steps == 0 and not path.exists():
-        model, _ = load_checkpoint(paths.init_weights(run_dir))
+        model, _ = load_checkpoint(paths.init_weights(replicate))
         save_checkpoint(path, model, metadata={"theta": 0})
 
     def hook(step: int, net: torch.nn.Module) -> None:
@@ -375,3 +518,18 @@ def _rewind_hook(cfg: StudyConfig, run_dir: Path, dist: DistInfo):
             save_checkpoint(path, net, metadata={"theta": step})  # type: ignore[arg-type]
 
     return hook
+
+
+def replicate_dirs(run_dir: str | os.PathLike, replicates: int | None = None) -> list[Path]:
+    """The replicate folders of a study, in seed order (the first ``replicates``, or all present).
+
+    Example:
+        >>> [p.name for p in replicate_dirs("runs/smoke_de4d1844", 2)]   # doctest: +SKIP
+        ['replicate_0', 'replicate_1']
+    """
+    numbers = range(replicates) if replicates is not None else paths.replicate_numbers(run_dir)
+    return [replicate_dir(run_dir, r) for r in numbers]
+
+
+__all__ = ["branch_context", "main_mask", "main_starting_weights", "replicate_dirs", "replicate_seed", "reuse_dense_level", "run_study",
+           "study_nodes"]

@@ -1,23 +1,25 @@
 """Where things live: the project's folders, and every file name of a run folder.
 
 The root is ``$MIRL_HOME`` when set, else the checkout that holds this package (an editable
-install), else the current directory. A run folder (written by :mod:`mirl.lottery`, read by
+install), else the current directory. A study folder (written by :mod:`mirl.lottery`, read by
 :mod:`mirl.results`, :mod:`mirl.evaluate`, :mod:`mirl.export` and the commands) looks like::
 
-    runs/<preset>_<hash8>/config.json          the settings (run_config)
-    runs/<preset>_<hash8>/init.pt              theta_0 (init_weights)
-    runs/<preset>_<hash8>/rewind.pt            theta_k, with reset=rewind (rewind_weights)
-    runs/<preset>_<hash8>/level_<k>/           one level (level_dir):
-        mask.pt, sparsity_report.json, model.pt, metrics.json, train_log.csv,
-        train_state.pt (while training), reused.json (a copied dense level), done.json (finished)
+    runs/<preset>_<hash8>/config.json            the settings (run_config), data.json
+    runs/<preset>_<hash8>/replicate_<r>/         one replicate (replicate_dir): init.pt, rewind.pt
+        level_<k>/main/                          the ticket chain (level_dir(rep, k))
+        level_<k>/<branch>/                      a branch of level k (level_dir(rep, k, branch)):
+            mask.pt, sparsity_report.json, model.pt, metrics.json, train_log.csv,
+            train_state.pt (while training), reused.json (a copied dense level), done.json (finished)
 
 No other module spells these names out; they ask here (as open_lth's ``foundations/paths.py``).
 
 Example:
     >>> runs_dir().name
     'runs'
-    >>> model_file(level_dir("runs/smoke_49d0c140", 2)).as_posix()
-    'runs/smoke_49d0c140/level_2/model.pt'
+    >>> model_file(level_dir(replicate_dir("runs/smoke_de4d1844", 0), 2)).as_posix()
+    'runs/smoke_de4d1844/replicate_0/level_2/main/model.pt'
+    >>> level_dir("runs/smoke_de4d1844/replicate_1", 3, "random_reinit").as_posix()
+    'runs/smoke_de4d1844/replicate_1/level_3/random_reinit'
     >>> builtin_dataset_dir(224, base="datasets").as_posix()
     'datasets/builtin_test224'
 """
@@ -67,36 +69,75 @@ def builtin_dataset_dir(max_test_side: int | None, base: PathLike | None = None)
     return root / (f"builtin_test{int(max_test_side)}" if max_test_side else "builtin")
 
 
-# ---- a run folder -------------------------------------------------------------------------
+# ---- a study folder -----------------------------------------------------------------------
+#
+#   runs/<preset>_<hash8>/config.json                 settings, layout version, hash (run_config)
+#   runs/<preset>_<hash8>/data.json                   fingerprint of the data it trained and tested on
+#   runs/<preset>_<hash8>/replicate_<r>/              seed = seed + r (replicate_dir)
+#       init.pt, rewind.pt                            theta_0, theta_k (init_weights, rewind_weights)
+#       level_<k>/main/                               the ticket chain (level_dir(rep, k))
+#       level_<k>/<branch>/                           a branch of level k (level_dir(rep, k, branch))
+#
+# Each node folder (main or a branch) holds mask.pt, sparsity_report.json, model.pt,
+# metrics.json, train_log.csv, train_state.pt (while training), reused.json, done.json.
+
+LAYOUT_VERSION = 2  # 1: flat runs/<name>/level_<k>/ folders (mirl before the study tree)
+MAIN = "main"  # the ticket chain's folder in every level
+
+_REPLICATE_RE = re.compile(r"^replicate_(\d+)$")
+
 
 def run_config(run_dir: PathLike) -> Path:
-    """``config.json``: the resolved settings of a run (its presence makes a folder a run)."""
+    """``config.json``: the resolved settings of a study (its presence makes a folder a study)."""
     return Path(run_dir) / "config.json"
 
 
-def init_weights(run_dir: PathLike) -> Path:
-    """``init.pt``: theta_0, the initial weights every level resets to."""
-    return Path(run_dir) / "init.pt"
-
-
-def rewind_weights(run_dir: PathLike) -> Path:
-    """``rewind.pt``: theta_k, the weights after ``rewind_steps`` (``reset=rewind``)."""
-    return Path(run_dir) / "rewind.pt"
+def data_fingerprint(run_dir: PathLike) -> Path:
+    """``data.json``: names and sizes of the training files, content hash of the test files."""
+    return Path(run_dir) / "data.json"
 
 
 def is_run_dir(path: PathLike) -> bool:
-    """Whether ``path`` is a run folder (it holds ``config.json``)."""
+    """Whether ``path`` is a study folder (it holds ``config.json``)."""
     return run_config(path).is_file()
 
 
 def run_hash(run_dir: PathLike) -> str:
-    """The settings hash in a run folder's name (``smoke_49d0c140`` -> ``49d0c140``)."""
+    """The settings hash in a study folder's name (``smoke_de4d1844`` -> ``de4d1844``)."""
     return Path(run_dir).name.rpartition("_")[2]
 
 
-def level_dir(run_dir: PathLike, level: int) -> Path:
-    """The folder of one level of a run: ``<run_dir>/level_<level>``."""
-    return Path(run_dir) / f"level_{int(level)}"
+def replicate_dir(run_dir: PathLike, replicate: int) -> Path:
+    """The folder of one replicate of a study: ``<run_dir>/replicate_<r>`` (seed ``seed + r``)."""
+    return Path(run_dir) / f"replicate_{int(replicate)}"
+
+
+def replicate_number(path: PathLike) -> int | None:
+    """``r`` for a folder named ``replicate_<r>``, else ``None``."""
+    match = _REPLICATE_RE.match(Path(path).name)
+    return int(match.group(1)) if match else None
+
+
+def replicate_numbers(run_dir: PathLike) -> list[int]:
+    """The replicates present in a study folder, ascending."""
+    root = Path(run_dir)
+    found = [replicate_number(c) for c in root.iterdir()] if root.is_dir() else []
+    return sorted(r for r in found if r is not None)
+
+
+def init_weights(replicate: PathLike) -> Path:
+    """``init.pt``: theta_0 of a replicate, the weights every level resets to."""
+    return Path(replicate) / "init.pt"
+
+
+def rewind_weights(replicate: PathLike) -> Path:
+    """``rewind.pt``: theta_k of a replicate, the weights after ``rewind_steps`` (``reset=rewind``)."""
+    return Path(replicate) / "rewind.pt"
+
+
+def level_dir(replicate: PathLike, level: int, branch: str = MAIN) -> Path:
+    """The node folder of one level of a replicate: ``<replicate>/level_<k>/<branch>``."""
+    return Path(replicate) / f"level_{int(level)}" / branch
 
 
 def level_number(path: PathLike) -> int | None:
@@ -105,17 +146,49 @@ def level_number(path: PathLike) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def level_numbers(run_dir: PathLike, finished_only: bool = True) -> list[int]:
-    """Level numbers present in ``run_dir``, ascending; by default only finished ones."""
+def level_numbers(replicate: PathLike, finished_only: bool = True, branch: str = MAIN) -> list[int]:
+    """Levels of a replicate that hold ``branch``, ascending; by default only finished ones."""
     found = []
-    root = Path(run_dir)
+    root = Path(replicate)
     if not root.is_dir():
         return found
     for child in root.iterdir():
         level = level_number(child)
-        if level is not None and child.is_dir() and (not finished_only or is_finished(child)):
+        node = child / branch
+        if level is not None and node.is_dir() and (not finished_only or is_finished(node)):
             found.append(level)
     return sorted(found)
+
+
+def branch_names(replicate: PathLike, level: int) -> list[str]:
+    """The node folders of one level: ``main`` first, then the branches, sorted."""
+    root = Path(replicate) / f"level_{int(level)}"
+    names = sorted(c.name for c in root.iterdir() if c.is_dir() and not c.name.startswith(".")) if root.is_dir() else []
+    return sorted(names, key=lambda n: n != MAIN)
+
+
+def study_of(path: PathLike) -> Path | None:
+    """The study folder that holds ``path`` (itself, or the nearest parent with ``config.json``)."""
+    here = Path(path).absolute()
+    for folder in (here, *here.parents):
+        if is_run_dir(folder):
+            return folder
+    return None
+
+
+def node_of(path: PathLike) -> tuple[Path, int, str] | None:
+    """``(replicate folder, level, branch)`` of a node folder ``.../replicate_<r>/level_<k>/<branch>``."""
+    node = Path(path)
+    level = level_number(node.parent)
+    if level is None or replicate_number(node.parent.parent) is None:
+        return None
+    return node.parent.parent, level, node.name
+
+
+def old_layout(run_dir: PathLike) -> bool:
+    """Whether a folder is a study of mirl's first layout (``level_<k>/`` right under it)."""
+    root = Path(run_dir)
+    return root.is_dir() and any(level_number(c) is not None and c.is_dir() for c in root.iterdir())
 
 
 # ---- a level folder -----------------------------------------------------------------------

@@ -1,6 +1,9 @@
 """Read study run directories (written by :mod:`mirl.lottery`) into pandas tables.
 
-The layout of a run folder is owned by :mod:`mirl.paths`. Comparing masks is
+The layout of a study folder is owned by :mod:`mirl.paths`. Functions that read one chain of
+levels take a replicate folder (``runs/<study>/replicate_<r>``) or a study folder, which means
+its replicate 0, and a ``branch`` (default ``main``, the ticket); a branch that has no level 0 of
+its own (every control) starts from main's dense level 0, which its curves include. Comparing masks is
 :mod:`mirl.mask_compare`; restoring images for galleries is :mod:`mirl.gallery`; which data set a
 run used is :mod:`mirl.data.resolve`.
 
@@ -24,37 +27,96 @@ from typing import Any, Iterable, Iterator, Mapping
 import pandas as pd
 
 from mirl import paths
-from mirl.paths import level_dir
+from mirl.errors import MirlError
+from mirl.paths import MAIN
 
 PathLike = str | os.PathLike
 
 
 def _read_json(path: Path) -> Any:
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise MirlError(f"{path} cannot be read ({str(exc)[:80]}); if it belongs to a finished level, remove that level's "
+                        "done.json and run the study again to redo it") from None
+
+
+def study_dir(path: PathLike) -> Path:
+    """The study folder that holds ``path``; a study of mirl's first layout is refused in one line."""
+    study = paths.study_of(path)
+    if study is None:
+        raise FileNotFoundError(f"{path} is not inside a study folder: no {paths.run_config('.').name} in it or above it")
+    if paths.old_layout(study) and not paths.replicate_numbers(study):
+        config = _read_json(paths.run_config(study))
+        raise MirlError(f"{study} is a study of an older mirl layout (flat level_<k> folders); recreate it with "
+                        f"`mirl lottery --preset {config.get('preset', 'PRESET')} --out <new folder>`")
+    return study
+
+
+def replicate_of(path: PathLike) -> Path:
+    """The replicate folder a path means: itself, the one holding it, or a study folder's replicate 0.
+
+    Example:
+        >>> replicate_of("runs/smoke_de4d1844").name     # doctest: +SKIP
+        'replicate_0'
+    """
+    here = Path(path)
+    for folder in (here, *here.parents):
+        if paths.replicate_number(folder) is not None and paths.is_run_dir(folder.parent):
+            return folder
+    return paths.replicate_dir(study_dir(here), 0)
 
 
 def load_config(run_dir: PathLike) -> dict[str, Any]:
-    """The resolved study configuration of a run (``config.json``).
+    """The resolved study configuration (``config.json``) of a study, replicate or node folder;
+    for a replicate or node, ``replicate`` and ``seed`` are that replicate's.
 
     Example:
-        >>> load_config("runs/quickstart_1a2b3c4d")["name"]   # doctest: +SKIP
-        'quickstart'
+        >>> load_config("runs/quickstart_1a2b3c4d/replicate_1")["seed"]   # doctest: +SKIP
+        1
     """
-    path = paths.run_config(run_dir)
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run directory: no {path.name}")
-    return _read_json(path)
+    config = dict(_read_json(paths.run_config(study_dir(run_dir))))
+    for folder in (Path(run_dir), *Path(run_dir).parents):
+        replicate = paths.replicate_number(folder)
+        if replicate is not None:
+            config["replicate"], config["seed"] = replicate, int(config.get("seed", 0)) + replicate
+            break
+    return config
 
 
-def levels(run_dir: PathLike, finished_only: bool = True) -> list[int]:
-    """Level numbers present in ``run_dir``, ascending; by default only finished ones.
+def chain_node(run_dir: PathLike, level: int, branch: str = MAIN) -> Path:
+    """The node folder of ``branch`` at ``level``: a branch without a level 0 of its own reads main's."""
+    replicate = replicate_of(run_dir)
+    node = paths.level_dir(replicate, level, branch)
+    return node if (level != 0 or node.is_dir() or branch == MAIN) else paths.level_dir(replicate, 0)
+
+
+def levels(run_dir: PathLike, finished_only: bool = True, branch: str = MAIN) -> list[int]:
+    """Level numbers of one chain (``branch`` of a replicate), ascending; by default only finished ones.
 
     Example:
         >>> levels("runs/quickstart_1a2b3c4d")   # doctest: +SKIP
         [0, 1, 2, 3]
     """
-    return paths.level_numbers(run_dir, finished_only)
+    replicate = replicate_of(run_dir)
+    found = set(paths.level_numbers(replicate, finished_only, branch))
+    if branch != MAIN and 0 not in found and found and 0 in paths.level_numbers(replicate, finished_only):
+        found.add(0)
+    return sorted(found)
+
+
+def branches_of(run_dir: PathLike) -> list[str]:
+    """The branches (``main`` first) that have a finished node in any replicate of a study."""
+    study = study_dir(run_dir)
+    found = {MAIN}
+    for r in paths.replicate_numbers(study):
+        replicate = paths.replicate_dir(study, r)
+        for level in paths.level_numbers(replicate, finished_only=False):
+            found.update(b for b in paths.branch_names(replicate, level) if paths.is_finished(paths.level_dir(replicate, level, b)))
+    return sorted(found, key=lambda b: (b != MAIN, b))
 
 
 def _flatten(value: Any) -> str:
@@ -92,7 +154,8 @@ def run_label(run_dir_or_config: PathLike | Mapping[str, Any]) -> str:
 
 
 def list_runs(root: PathLike = "runs") -> pd.DataFrame:
-    """One row per run directory under ``root``: name, hash, label, finished levels, path.
+    """One row per study folder under ``root``: name, hash, label, replicates, branches, the
+    finished levels of replicate 0's main chain, path.
 
     Example:
         >>> list_runs("runs")[["label", "levels"]]   # doctest: +SKIP
@@ -109,33 +172,37 @@ def list_runs(root: PathLike = "runs") -> pd.DataFrame:
                 "name": config.get("name", child.name),
                 "hash": paths.run_hash(child),
                 "label": run_label(config),
+                "replicates": len(paths.replicate_numbers(child)),
+                "branches": branches_of(child),
                 "levels": done,
                 "last_level": done[-1] if done else None,
                 "path": str(child),
             })
-    return pd.DataFrame(rows, columns=["name", "hash", "label", "levels", "last_level", "path"])
+    return pd.DataFrame(rows, columns=["name", "hash", "label", "replicates", "branches", "levels", "last_level", "path"])
 
 
-def load_metrics(run_dir: PathLike, level: int) -> dict[str, Any]:
-    """The ``metrics.json`` of one level."""
-    return _read_json(paths.metrics_file(level_dir(run_dir, level)))
+def load_metrics(run_dir: PathLike, level: int, branch: str = MAIN) -> dict[str, Any]:
+    """The ``metrics.json`` of one level of one chain."""
+    return _read_json(paths.metrics_file(chain_node(run_dir, level, branch)))
 
 
-def load_sparsity(run_dir: PathLike, level: int) -> dict[str, Any]:
-    """The ``sparsity_report.json`` of one level."""
-    return _read_json(paths.sparsity_file(level_dir(run_dir, level)))
+def load_sparsity(run_dir: PathLike, level: int, branch: str = MAIN) -> dict[str, Any]:
+    """The ``sparsity_report.json`` of one level of one chain."""
+    return _read_json(paths.sparsity_file(chain_node(run_dir, level, branch)))
 
 
-def _level_files(run_dir: PathLike, file: Any) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(level, parsed JSON)`` of ``file(level folder)`` (a :mod:`mirl.paths` function) in every
-    finished level that has it."""
-    for level in levels(run_dir):
-        path = file(level_dir(run_dir, level))
-        if path.is_file():
-            yield level, _read_json(path)
+def _level_files(run_dir: PathLike, file: Any, branch: str = MAIN) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(level, parsed JSON)`` of ``file(node folder)`` (a :mod:`mirl.paths` function) in every
+    finished level of the chain; a finished level without the file is an error that names it."""
+    for level in levels(run_dir, branch=branch):
+        path = file(chain_node(run_dir, level, branch))
+        if not path.is_file():
+            raise MirlError(f"{path} is missing from a finished level; remove {paths.done_file(path.parent)} and run the "
+                            "study again to redo that level")
+        yield level, _read_json(path)
 
 
-def metrics_table(run_dir: PathLike, label: str | None = None) -> pd.DataFrame:
+def metrics_table(run_dir: PathLike, label: str | None = None, branch: str = MAIN) -> pd.DataFrame:
     """Long table of scores: one row per (level, task) with both densities and the convention.
 
     Columns: run, label, level, remaining_prunable, remaining_trainable (fractions in [0, 1]),
@@ -145,13 +212,13 @@ def metrics_table(run_dir: PathLike, label: str | None = None) -> pd.DataFrame:
         >>> t = metrics_table("runs/smoke_1a2b3c4d")       # doctest: +SKIP
         >>> t.pivot(index="level", columns="task", values="psnr")   # doctest: +SKIP
     """
-    run_dir = Path(run_dir)
+    run_dir = replicate_of(run_dir)
     label = label or run_label(run_dir)
     rows = []
-    for level, metrics in _level_files(run_dir, paths.metrics_file):
+    for level, metrics in _level_files(run_dir, paths.metrics_file, branch):
         for task, scores in (metrics.get("tasks") or {}).items():
             rows.append({
-                "run": run_dir.name,
+                "run": run_dir.parent.name,
                 "label": label,
                 "level": level,
                 "remaining_prunable": float(metrics.get("density_prunable", float("nan"))),
@@ -169,9 +236,9 @@ def metrics_table(run_dir: PathLike, label: str | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def per_image_table(run_dir: PathLike, level: int) -> pd.DataFrame:
+def per_image_table(run_dir: PathLike, level: int, branch: str = MAIN) -> pd.DataFrame:
     """Per-image PSNR/SSIM of one level: columns task, name, psnr, ssim, convention."""
-    metrics = load_metrics(run_dir, level)
+    metrics = load_metrics(run_dir, level, branch)
     rows = [
         {"task": task, "name": item.get("name"), "psnr": item.get("psnr"), "ssim": item.get("ssim"),
          "convention": metrics.get("convention", "unknown")}
@@ -181,13 +248,13 @@ def per_image_table(run_dir: PathLike, level: int) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["task", "name", "psnr", "ssim", "convention"])
 
 
-def sparsity_table(run_dir: PathLike) -> pd.DataFrame:
+def sparsity_table(run_dir: PathLike, branch: str = MAIN) -> pd.DataFrame:
     """Per-tensor kept/total counts for every finished level (from ``sparsity_report.json``).
 
     Columns: level, tensor, kept, total, density.
     """
     rows = []
-    for level, report in _level_files(run_dir, paths.sparsity_file):
+    for level, report in _level_files(run_dir, paths.sparsity_file, branch):
         for name, counts in (report.get("tensors") or {}).items():
             total = int(counts["total"])
             rows.append({"level": level, "tensor": name, "kept": int(counts["kept"]), "total": total,
@@ -195,24 +262,24 @@ def sparsity_table(run_dir: PathLike) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["level", "tensor", "kept", "total", "density"])
 
 
-def level_mask(run_dir: PathLike, level: int) -> dict[str, Any]:
+def level_mask(run_dir: PathLike, level: int, branch: str = MAIN) -> dict[str, Any]:
     """The mask of one level: ``{parameter name: bool tensor}`` (loaded with ``weights_only=True``).
 
     A level without a mask gives an empty dict. (:func:`mirl.pruning.load_mask` reads a mask file.)
 
     Example:
-        >>> mask = level_mask("runs/smoke_49d0c140", 2)           # doctest: +SKIP
+        >>> mask = level_mask("runs/smoke_de4d1844", 2)           # doctest: +SKIP
         >>> sum(int(m.sum()) for m in mask.values())              # doctest: +SKIP
     """
     from mirl.pruning import load_mask
 
-    path = paths.mask_file(level_dir(run_dir, level))
+    path = paths.mask_file(chain_node(run_dir, level, branch))
     return load_mask(path) if path.is_file() else {}
 
 
-def density_evolution(run_dir: PathLike, tensors: Iterable[str] | None = None) -> pd.DataFrame:
+def density_evolution(run_dir: PathLike, tensors: Iterable[str] | None = None, branch: str = MAIN) -> pd.DataFrame:
     """Density of each tensor (rows) at each finished level (columns), from the sparsity reports."""
-    table = sparsity_table(run_dir)
+    table = sparsity_table(run_dir, branch)
     if table.empty:
         return pd.DataFrame()
     wide = table.pivot(index="tensor", columns="level", values="density")
@@ -224,11 +291,20 @@ def density_evolution(run_dir: PathLike, tensors: Iterable[str] | None = None) -
 
 
 def study_seconds(run_dir: PathLike) -> float:
-    """Wall time the finished levels took (training and evaluation), from their ``metrics.json``.
-
-    A level copied from a sibling run (a shared dense level) counts at its original cost.
+    """Wall time the finished nodes of a study took (training and scoring, every replicate and
+    branch), from their ``metrics.json``. A dense level copied from a sibling study counts at its
+    original cost.
     """
-    return sum(float((m.get("train") or {}).get("level_seconds") or 0.0) for _, m in _level_files(run_dir, paths.metrics_file))
+    study = study_dir(run_dir)
+    total = 0.0
+    for r in paths.replicate_numbers(study):
+        replicate = paths.replicate_dir(study, r)
+        for level in paths.level_numbers(replicate, finished_only=False):
+            for branch in paths.branch_names(replicate, level):
+                node = paths.level_dir(replicate, level, branch)
+                if paths.is_finished(node):
+                    total += float((_read_json(paths.metrics_file(node)).get("train") or {}).get("level_seconds") or 0.0)
+    return total
 
 
 def tasks_of(run_dir: PathLike) -> list[str]:
@@ -253,4 +329,4 @@ def resolve_checkpoint(checkpoint: PathLike | None, preset: str = "quickstart", 
     from mirl.lottery import run_study
 
     run_dir = run_study(preset, dict(overrides or {}), out=runs_dir or "runs", progress=progress)
-    return paths.model_file(level_dir(run_dir, levels(run_dir)[-1]))
+    return paths.model_file(chain_node(run_dir, levels(run_dir)[-1]))

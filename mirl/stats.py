@@ -114,6 +114,30 @@ def interval(values: Values, confidence: float = CONFIDENCE) -> Interval:
     return Interval(mean=mean, low=low, high=high, images=images, replicates=len(reps), method=method_name(len(reps)))
 
 
+def replicate_interval(per_replicate: Sequence[float], images: int, confidence: float = CONFIDENCE) -> Interval:
+    """Mean and t-interval of one number per replicate (e.g. a stability barrier), each computed
+    from ``images`` test images; one replicate gives no interval (low = high = the value).
+
+    Example:
+        >>> iv = replicate_interval([0.1, 0.3, 0.2], images=40)
+        >>> round(iv.mean, 2), iv.n, iv.low < 0.2 < iv.high
+        (0.2, '40 images x 3 replicates', True)
+    """
+    from scipy import stats
+
+    values = np.asarray(per_replicate, dtype=np.float64)
+    if values.size == 0 or not np.isfinite(values).all():
+        raise ValueError("replicate_interval needs at least one finite value")
+    mean = float(values.mean())
+    if values.size >= 2 and np.ptp(values) > 0:
+        ci = stats.ttest_1samp(values, 0.0).confidence_interval(confidence)
+        low, high = float(ci.low), float(ci.high)
+    else:
+        low = high = mean
+    method = method_name(values.size) if values.size >= 2 else "one replicate: no interval"
+    return Interval(mean=mean, low=low, high=high, images=int(images), replicates=int(values.size), method=method)
+
+
 RESOLVED_ONE_SEED = "resolved over these test images (1 replicate: seed noise not covered)"
 
 
@@ -131,4 +155,4 @@ def verdict(difference: Interval) -> str:
     return "resolved" if difference.replicates > 1 else RESOLVED_ONE_SEED
 
 
-__all__ = ["CONFIDENCE", "RESOLVED_ONE_SEED", "Interval", "interval", "method_name", "verdict"]
+__all__ = ["CONFIDENCE", "RESOLVED_ONE_SEED", "Interval", "interval", "method_name", "replicate_interval", "verdict"]

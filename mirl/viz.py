@@ -7,7 +7,7 @@ benchmark.
 
 Example:
     >>> from mirl import evidence, viz                                  # doctest: +SKIP
-    >>> scores = evidence.scores_table({"ticket": ["runs/smoke_49d0c140"]})  # doctest: +SKIP
+    >>> scores = evidence.scores_table({"ticket": ["runs/smoke_de4d1844"]})  # doctest: +SKIP
     >>> fig = viz.interval_curves(evidence.curve_table(scores, "gain"), demo=True)  # doctest: +SKIP
     >>> png = viz.fig_to_png(fig)                                       # doctest: +SKIP
 """
@@ -149,6 +149,33 @@ def interval_curves(
     fig.suptitle(f"{METRICS[metric]} vs remaining {denominator} weights\nline: mean; band: {method}", fontsize=10)
     if demo:
         add_demo_label(fig)
+    return fig
+
+
+def barrier_figure(barriers: pd.DataFrame, denominator: str = "trainable") -> Any:
+    """The stability barrier (dB) against the remaining weights, one line per study (e.g. reset to
+    theta_0 beside rewinding), mean over replicates with its 95% interval as error bars.
+
+    ``barriers`` is :func:`mirl.evidence.barrier_table`'s output.
+    """
+    column = f"remaining {denominator} (%)"
+    fig = _figure(6.4, 3.6)
+    ax = fig.subplots()
+    for i, (label, group) in enumerate(barriers.groupby("label", sort=False)):
+        group = group.sort_values(column, ascending=False)
+        errors = np.vstack([group["mean"] - group["low"], group["high"] - group["mean"]])
+        ax.errorbar(group[column], group["mean"], yerr=errors, fmt="o-", color=f"C{i % 10}", ms=4, lw=1.5, capsize=3,
+                    label=f"{label} (n = {group['n'].iloc[0]})")
+    ax.axhline(0.0, color="0.25", ls=":", lw=1.2, label="0: linearly connected (stable)")
+    ax.set_xscale("log")
+    _percent_ticks(ax, barriers[column])
+    ax.invert_xaxis()
+    ax.set_xlabel(f"remaining {denominator} parameters (%)", fontsize=8)
+    ax.set_ylabel("barrier on the linear path (dB)", fontsize=8)
+    ax.grid(True, alpha=0.3)
+    ax.tick_params(labelsize=8)
+    ax.legend(fontsize=7.5)
+    ax.set_title(f"Instability of the ticket's level (Frankle et al. 2020); bars: {barriers['method'].iloc[0]}", fontsize=9)
     return fig
 
 

@@ -59,9 +59,9 @@ def test_every_setting_is_explained_where_it_is_declared(capsys):
 
 def test_run_hash_is_pinned():
     # A refactor must not silently rename existing runs: this literal is the smoke preset's hash.
-    assert config_hash(study_preset("smoke")) == "49d0c140"
-    assert config_hash(study_preset("smoke", {"device": "cpu", "progress": False})) == "49d0c140"
-    assert config_hash(study_preset("smoke", {"rounds": 3})) != "49d0c140"
+    assert config_hash(study_preset("smoke")) == "de4d1844"  # layout 2 (the study tree); layout 1 was 49d0c140
+    assert config_hash(study_preset("smoke", {"device": "cpu", "progress": False})) == "de4d1844"
+    assert config_hash(study_preset("smoke", {"rounds": 3})) != "de4d1844"
 
 
 def test_overrides_are_validated():

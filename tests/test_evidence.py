@@ -18,10 +18,12 @@ IMAGES = 16
 
 def write_run(root: Path, name: str, seed: int, offset: float, levels: int = 3, noise: float = 0.2,
               input_psnr: float = 25.0, harm_task: str | None = None) -> Path:
-    """A finished run folder as mirl.lottery writes it: per-image PSNR = 28 - level + offset + noise."""
-    run = root / name
-    run.mkdir(parents=True)
-    paths.run_config(run).write_text(json.dumps({"name": name, "preset": "smoke", "seed": seed}))
+    """A finished study (one replicate, main chain) as mirl.lottery writes it; returns its
+    replicate folder. Per-image PSNR = 28 - level + offset + noise."""
+    study_dir = root / name
+    study_dir.mkdir(parents=True)
+    paths.run_config(study_dir).write_text(json.dumps({"format": paths.LAYOUT_VERSION, "name": name, "preset": "smoke", "seed": seed}))
+    run = paths.replicate_dir(study_dir, 0)
     rng = np.random.default_rng([seed, sum(map(ord, name))])
     for level in range(levels):
         tasks = {}
@@ -33,7 +35,7 @@ def write_run(root: Path, name: str, seed: int, offset: float, levels: int = 3, 
                           "input_psnr": input_psnr, "input_ssim": 0.7} for i in range(IMAGES)]
             tasks[task] = {"psnr": float(np.mean([p["psnr"] for p in per_image])), "images": IMAGES, "per_image": per_image}
         d = paths.level_dir(run, level)
-        d.mkdir()
+        d.mkdir(parents=True)
         paths.metrics_file(d).write_text(json.dumps({
             "level": level, "convention": "upstream", "density_prunable": 0.5 ** level,
             "density_trainable": 0.9 * 0.5 ** level + 0.1, "tasks": tasks}))
@@ -97,7 +99,8 @@ def test_networks_worse_than_their_input_are_flagged(tmp_path):
 
 
 def test_report_tables_keep_the_variant_order_and_state_n(tmp_path):
-    from mirl.evidence import headline, variant_label, wide_table
+    from mirl.branches import branch_label
+    from mirl.evidence import headline, wide_table
 
     scores = scores_table(study(tmp_path, 1.0))
     wide = wide_table(curve_table(scores, "gain"))
@@ -106,7 +109,7 @@ def test_report_tables_keep_the_variant_order_and_state_n(tmp_path):
     numbers = headline(scores, "ticket")
     assert all("(n = 32 images x 3 replicates)" in v for k, v in numbers.items() if "mean PSNR gain" in k)
     assert numbers["ticket - random re-init, last level"].endswith("above random re-init: resolved")
-    assert variant_label({}) == "ticket" and variant_label({"control": "random_reinit"}) == "random re-init"
+    assert branch_label("main") == "ticket" and branch_label("random_reinit") == "random re-init"
 
 
 def test_variants_scored_on_different_images_are_not_paired(tmp_path):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Sequence
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mirl.config import HELP, parse_assignments, study_preset
-    from mirl.lottery import run_replicates
+    from mirl.lottery import run_study
 
     overrides = parse_assignments(args.set)
     if args.seed is not None:
@@ -36,27 +35,38 @@ def run(args: argparse.Namespace) -> int:
         for key, value in settings.items():
             print(f"{key:{width}s} {value!r:28s} {HELP.get(key, '')}")
         return 0
-    run_dirs = run_replicates(args.preset, overrides, args.config, out=args.out, progress=not args.no_progress)
+    study = run_study(args.preset, overrides, args.config, out=args.out, progress=not args.no_progress)
     if os.environ.get("RANK", "0") == "0":
-        print_summary(run_dirs)
-        for run_dir in run_dirs:
-            print(f"run: {run_dir}")
+        print_summary(study)
+        print(f"study: {study}")
     return 0
 
 
-def print_summary(run_dirs: Sequence[str | os.PathLike]) -> None:
-    """One line per level finished by every replicate: remaining weights (both denominators), the
-    mean PSNR over tasks against the degraded input's, and the gain with its 95% interval and n;
-    then a warning for every task and level where the network makes images worse than its input."""
-    from mirl.evidence import MEAN, curve_table, harm_warnings, scores_table, variant_label
-    from mirl.results import load_config
+def print_summary(study: str | os.PathLike) -> None:
+    """Per variant (the ticket, then each control branch), one line per level finished by every
+    replicate: remaining weights (both denominators), the mean PSNR over tasks against the degraded
+    input's, and the gain with its 95% interval and n; then each stability barrier, and a warning
+    for every task and level where a network makes images worse than its input."""
+    from mirl.evidence import barrier_table, scores_table, study_variants
 
-    label = variant_label({"control": load_config(run_dirs[0]).get("control", "none")})
-    scores = scores_table({label: list(run_dirs)})
+    scores = scores_table(study_variants(study))
     if scores.empty:
         return
+    for label, group in scores.groupby("label", sort=False):
+        _print_variant(label, group)
+    barriers = barrier_table({"": study})
+    if not barriers.empty:
+        print(f"stability barrier (dB; 0 = linearly connected), {barriers['method'].iloc[0]}:")
+        for _, row in barriers.iterrows():
+            print(f"  level {row['level']}  {row['remaining trainable (%)']:7.2f}% trainable  {row['barrier (dB)']} dB  n = {row['n']}")
+
+
+def _print_variant(label: str, scores: "pd.DataFrame") -> None:  # noqa: F821
+    from mirl.evidence import MEAN, curve_table, harm_warnings
+
     psnr, gain = (c[c["task"] == MEAN].set_index("level") for c in (curve_table(scores, m) for m in ("psnr", "gain")))
     convention = ", ".join(sorted(set(scores["convention"])))
+    print(f"{label}:")
     print(f"level  prunable  trainable  mean PSNR  input PSNR  gain over the input [95% interval]  n"
           f"   (metric convention: {convention}; {gain['method'].iloc[0]})")
     for level, row in gain.iterrows():

@@ -72,6 +72,7 @@ def task_sigma(task: str) -> int | None:
 _LAZY: dict[str, str] = {
     **dict.fromkeys(["Photo", "corpus_photos", "load_photo"], "corpus"),
     **dict.fromkeys(["DatasetError", "Sample", "TestDataset", "TrainDataset", "discover", "task_family"], "datasets"),
+    **dict.fromkeys(["data_fingerprint", "fingerprint_changes"], "fingerprint"),
     **dict.fromkeys(["add_gaussian_noise", "add_haze", "add_rain", "social_upload"], "degrade"),
     **dict.fromkeys(["BadImageError", "list_images", "read_image", "write_image"], "imageio"),
     **dict.fromkeys(["BUILTIN", "DataFolderError", "available_tasks", "dataset_root", "is_builtin_dataset", "parse_repeats",

@@ -88,7 +88,7 @@ def run_data_root(run_dir: PathLike) -> Path:
         >>> run_data_root("runs/quickstart_68b428ae")   # doctest: +SKIP
         PosixPath('.../datasets/builtin_test224')
     """
-    config = _read_json(paths.run_config(run_dir))
+    config = _read_json(paths.run_config(paths.study_of(run_dir) or run_dir))
     return dataset_root(config.get("data", BUILTIN), int(config.get("max_test_side") or 0) or None, build=False)
 
 
@@ -101,7 +101,7 @@ def uses_builtin_corpus(run: PathLike | Mapping[str, Any] | None) -> bool:
     """
     if run is None:
         return False
-    config = run if isinstance(run, Mapping) else _read_json(paths.run_config(run))
+    config = run if isinstance(run, Mapping) else _read_json(paths.run_config(paths.study_of(run) or run))
     return str(config.get("data", BUILTIN)) == BUILTIN
 
 

@@ -78,32 +78,49 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _finished_levels(run_dir: Path) -> list[int]:
-    return [k for k in paths.level_numbers(run_dir) if paths.model_file(paths.level_dir(run_dir, k)).is_file()]
+def _last_finished_node(replicate: Path) -> Path:
+    levels = paths.level_numbers(replicate)
+    if not levels:
+        raise MirlError(f"{replicate}: no finished level yet; finish one with `mirl lottery` or give a checkpoint")
+    node = paths.level_dir(replicate, levels[-1])
+    if not paths.model_file(node).is_file():
+        raise MirlError(f"{node}: the level is marked done but {paths.model_file(node).name} is missing; remove "
+                        f"{paths.done_file(node)} and run the study again, or give another level")
+    return node
 
 
 def resolve_source(source: str | os.PathLike) -> tuple[Path, Path | None]:
-    """``(checkpoint file, level folder or None)`` for a level folder, run folder or file.
+    """``(checkpoint file, node folder or None)`` for what ``source`` means: a checkpoint file; a
+    node folder (``level_<k>/main`` or a branch); a level folder (its ``main``); a replicate
+    (its last finished level of main); a study folder (replicate 0's).
 
     Example:
         >>> resolve_source("runs/quickstart_1a2b3c4d")          # doctest: +SKIP
-        (PosixPath('runs/quickstart_1a2b3c4d/level_4/model.pt'), PosixPath('runs/quickstart_1a2b3c4d/level_4'))
+        (PosixPath('runs/quickstart_1a2b3c4d/replicate_0/level_2/main/model.pt'), PosixPath('runs/.../level_2/main'))
     """
     path = Path(source)
+    hint = "give a level folder (runs/<study>/replicate_<r>/level_<k>[/<branch>]), a study folder or a checkpoint"
     if not path.exists():
-        raise MirlError(f"{path}: no such file or folder; give a level folder (runs/<run>/level_<k>), a run folder or a checkpoint")
+        raise MirlError(f"{path}: no such file or folder; {hint}")
     if path.is_file():
-        level_dir = path.parent if paths.level_number(path.parent) is not None else None
-        return path, level_dir
+        return path, (path.parent if paths.node_of(path.parent) is not None else None)
+    if paths.level_number(path) is not None and (path / paths.MAIN).is_dir():
+        path = path / paths.MAIN
     if paths.model_file(path).is_file():
         return paths.model_file(path), path
+    if paths.node_of(path) is not None and paths.is_finished(path):
+        raise MirlError(f"{path}: the level is marked done but {paths.model_file(path).name} is missing; remove "
+                        f"{paths.done_file(path)} and run the study again, or give another level")
+    if paths.replicate_number(path) is not None:
+        node = _last_finished_node(path)
+        return paths.model_file(node), node
     if paths.is_run_dir(path):
-        levels = _finished_levels(path)
-        if not levels:
-            raise MirlError(f"{path}: this run has no finished level yet; finish one with `mirl lottery` or give a checkpoint")
-        level_dir = paths.level_dir(path, levels[-1])
-        return paths.model_file(level_dir), level_dir
-    raise MirlError(f"{path}: a folder without model.pt; give a level folder (runs/<run>/level_<k>), a run folder or a checkpoint file")
+        if paths.old_layout(path) and not paths.replicate_numbers(path):
+            raise MirlError(f"{path}: a study of an older mirl layout (flat level_<k> folders); give one of its level "
+                            "folders, or recreate the study with `mirl lottery`")
+        node = _last_finished_node(paths.replicate_dir(path, 0))
+        return paths.model_file(node), node
+    raise MirlError(f"{path}: a folder without model.pt; {hint}")
 
 
 def load_ticket(
@@ -132,7 +149,7 @@ def load_ticket(
     if mask is not None:
         found, how = load_mask(mask), str(mask)
     elif level_dir is not None and Path(source).is_dir() and paths.mask_file(level_dir).is_file():
-        found, how = load_mask(paths.mask_file(level_dir)), f"{level_dir.name}/{paths.mask_file(level_dir).name}"
+        found, how = load_mask(paths.mask_file(level_dir)), f"{level_dir.parent.name}/{level_dir.name}/{paths.mask_file(level_dir).name}"
     elif "mask" in meta:
         found, how = dict(meta.pop("mask")), "the sparse export's mask"
     else:
@@ -146,11 +163,12 @@ def load_ticket(
     model.load_state_dict(ticket.state_dict())  # pruned weights are zeros in every export
     ticket.densities = density_summary(model.state_dict(), rule, model.unused_in_forward)
     if level_dir is not None:
-        ticket.level = paths.level_number(level_dir)
+        ticket.level = paths.level_number(level_dir.parent)
         ticket.metrics = _read_json(paths.metrics_file(level_dir))
-        if paths.is_run_dir(level_dir.parent):
-            ticket.run_dir = level_dir.parent
-            ticket.run_config = _read_json(paths.run_config(level_dir.parent))
+        study = paths.study_of(level_dir)
+        if study is not None:
+            ticket.run_dir = study
+            ticket.run_config = _read_json(paths.run_config(study))
     if ticket.level is None and isinstance(meta.get("metadata", {}).get("level"), int):
         ticket.level = int(meta["metadata"]["level"])
     return ticket

@@ -13,7 +13,7 @@ from mirl.models.sparse import densify, export_sparse
 
 from .controls import one_shot_fraction, random_prune
 from .magnitude import SCOPES, magnitude_prune
-from .mask import (Mask, MaskApplier, apply_mask, count_kept, full_mask, load_mask, mask_gradients, masks_equal,
+from .mask import (Mask, MaskApplier, apply_mask, check_mask_fits, count_kept, full_mask, load_mask, mask_gradients, masks_equal,
                    save_mask, sparsity_report, write_sparsity_report)
 from .rules import RULES, density_summary, is_prunable, prunable_names
 
@@ -23,6 +23,7 @@ __all__ = [
     "RULES",
     "SCOPES",
     "apply_mask",
+    "check_mask_fits",
     "count_kept",
     "densify",
     "density_summary",

@@ -107,15 +107,53 @@ def save_mask(path: str | os.PathLike, mask: Mapping[str, torch.Tensor]) -> None
     atomic_torch_save({n: m.detach().to("cpu", torch.bool) for n, m in mask.items()}, path)
 
 
-def load_mask(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Mask:
-    """Load a mask written by :func:`save_mask`."""
+def load_mask(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+              expected: Mapping[str, torch.Tensor] | None = None) -> Mask:
+    """Load a mask written by :func:`save_mask`; with ``expected`` (a mask or weights), its names
+    and shapes must be exactly those (:func:`check_mask_fits`).
+
+    Example:
+        >>> import tempfile, torch
+        >>> path = tempfile.mkdtemp() + "/mask.pt"
+        >>> save_mask(path, {"w": torch.tensor([True, False])})
+        >>> load_mask(path, expected={"w": torch.zeros(2)})["w"].tolist()
+        [True, False]
+    """
     try:
         mask = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # damaged or foreign file
         raise MirlError(f"{path}: not a readable mask file ({str(exc).splitlines()[0][:120]})") from None
     if not isinstance(mask, dict) or not all(isinstance(v, torch.Tensor) and v.dtype == torch.bool for v in mask.values()):
         raise MirlError(f"{path}: not a mask (expected a dict of bool tensors)")
+    if expected is not None:
+        check_mask_fits(mask, expected, path)
     return mask
+
+
+def check_mask_fits(mask: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], source: str | os.PathLike) -> None:
+    """Refuse a mask whose tensor names or shapes differ from ``expected``'s (a mask of the same
+    rule, or the network's weights restricted to the mask's names): a wrong shape would be
+    broadcast by ``copy_`` and leave the tensor unpruned.
+
+    Example:
+        >>> check_mask_fits({"w": torch.ones(3, 3, dtype=torch.bool)}, {"w": torch.ones(4)}, "mask.pt")
+        Traceback (most recent call last):
+        ...
+        mirl.errors.MirlError: mask.pt: the mask does not fit the network: w has shape (3, 3), the network's is (4,); remove the file to compute the mask again
+    """
+    missing = [n for n in expected if n not in mask]
+    extra = [n for n in mask if n not in expected]
+    shapes = [n for n in mask if n in expected and tuple(mask[n].shape) != tuple(expected[n].shape)]
+    if shapes:
+        n = shapes[0]
+        problem = f"{n} has shape {tuple(mask[n].shape)}, the network's is {tuple(expected[n].shape)}" + (
+            f" (and {len(shapes) - 1} more)" if len(shapes) > 1 else "")
+    elif missing or extra:
+        problem = (f"it lacks {len(missing)} tensor(s) (e.g. {missing[0]})" if missing else "") + (
+            "; " if missing and extra else "") + (f"it names {len(extra)} unknown tensor(s) (e.g. {extra[0]})" if extra else "")
+    else:
+        return
+    raise MirlError(f"{source}: the mask does not fit the network: {problem}; remove the file to compute the mask again")
 
 
 def write_sparsity_report(path: str | os.PathLike, mask: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor],
