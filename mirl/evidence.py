@@ -308,7 +308,7 @@ def compute_seconds(studies: Sequence[str | os.PathLike]) -> float:
     """
     from mirl.results import study_dir, study_seconds
 
-    return round(sum(study_seconds(s) for s in dict.fromkeys(study_dir(s) for s in studies)), 1)
+    return round(float(sum(study_seconds(s) for s in dict.fromkeys(study_dir(s) for s in studies))), 1)
 
 
 def barrier_table(studies: Mapping[str, str | os.PathLike], denominator: str = "trainable") -> pd.DataFrame:

@@ -67,7 +67,7 @@ def mask_collection(run_dirs: Sequence[PathLike]) -> dict[str, dict[str, Any]]:
     With one run labels are ``level k``; with several they start with the run's label.
 
     Example:
-        >>> masks = mask_collection(["runs/smoke_49d0c140"])   # doctest: +SKIP
+        >>> masks = mask_collection(["runs/smoke_de4d1844"])   # doctest: +SKIP
         >>> list(masks)                                         # doctest: +SKIP
         ['level 0', 'level 1', 'level 2']
     """

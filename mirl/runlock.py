@@ -5,7 +5,7 @@ file names its holder (pid, host, since when), so a second command can say who h
 
 Example:
     >>> import tempfile
-    >>> with RunLock(Path(tempfile.mkdtemp()) / "smoke_49d0c140") as lock:
+    >>> with RunLock(Path(tempfile.mkdtemp()) / "smoke_de4d1844") as lock:
     ...     lock.path.name
     '.mirl.lock'
 """
@@ -72,7 +72,7 @@ class RunLock:
 
     Example:
         >>> import tempfile
-        >>> with RunLock(Path(tempfile.mkdtemp()) / "smoke_49d0c140") as lock:
+        >>> with RunLock(Path(tempfile.mkdtemp()) / "smoke_de4d1844") as lock:
         ...     lock.path.name
         '.mirl.lock'
     """

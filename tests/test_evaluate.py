@@ -1,4 +1,4 @@
-"""evaluate_model, results tables naming the convention, run folders, and `mirl evaluate`."""
+"""evaluate_model, results tables naming the convention, study folders, and `mirl evaluate`."""
 
 from __future__ import annotations
 
@@ -90,23 +90,40 @@ def test_results_table_names_convention(data, tmp_path):
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
 
 
+def _study(root: Path) -> Path:
+    """An empty study folder of the current layout: its config.json, and replicate 0's folder."""
+    study = root / "demo_00000000"
+    study.mkdir(parents=True)
+    paths.run_config(study).write_text(json.dumps({"format": paths.LAYOUT_VERSION, "name": study.name, "preset": "smoke"}))
+    return study
+
+
 def test_find_checkpoints_level_order(tmp_path):
-    run = tmp_path / "runs" / "demo"
+    study = _study(tmp_path / "runs")
+    replicate = paths.replicate_dir(study, 0)
     for k in (10, 2, 0):
-        paths.level_dir(run, k).mkdir(parents=True)
-        paths.model_file(paths.level_dir(run, k)).write_bytes(b"x")
-    paths.level_dir(run, 5).mkdir()  # no checkpoint yet: not listed
-    assert [n for n, _ in find_checkpoints(run)] == ["level_0", "level_2", "level_10"]
-    with pytest.raises(MirlError, match="level_<k>/model.pt"):
+        paths.level_dir(replicate, k).mkdir(parents=True)
+        paths.model_file(paths.level_dir(replicate, k)).write_bytes(b"x")
+    paths.level_dir(replicate, 5).mkdir(parents=True)  # no checkpoint yet: not listed
+    paths.level_dir(replicate, 2, "random_reinit").mkdir()  # a branch: not part of the ticket chain
+    paths.model_file(paths.level_dir(replicate, 2, "random_reinit")).write_bytes(b"x")
+    assert [n for n, _ in find_checkpoints(study)] == ["level_0", "level_2", "level_10"]
+    assert [n for n, _ in find_checkpoints(replicate)] == ["level_0", "level_2", "level_10"]
+    assert find_checkpoints(replicate / "level_2") == [("level_2", paths.model_file(paths.level_dir(replicate, 2)))]
+    assert find_checkpoints(paths.level_dir(replicate, 2, "random_reinit")) == [
+        ("level_2/random_reinit", paths.model_file(paths.level_dir(replicate, 2, "random_reinit")))]
+    with pytest.raises(MirlError, match="no model.pt in this level folder"):
+        find_checkpoints(paths.level_dir(replicate, 5))
+    with pytest.raises(MirlError, match="level_<k>/main/model.pt"):
         find_checkpoints(tmp_path)
     with pytest.raises(MirlError, match="no such"):
         find_checkpoints(tmp_path / "missing")
 
 
 def test_cli_evaluate_run(data, tmp_path, capsys):
-    run = tmp_path / "runs" / "demo"
+    run = _study(tmp_path / "runs")
     for k in (0, 1):
-        save_checkpoint(paths.model_file(paths.level_dir(run, k)), build_model("tiny"))
+        save_checkpoint(paths.model_file(paths.level_dir(paths.replicate_dir(run, 0), k)), build_model("tiny"))
     rc = main(["evaluate", str(run), "--data", str(data), "--tasks", "derain", "denoise_25", "--out", str(tmp_path / "res"),
                "--device", "cpu", "--no-progress", "--limit", "1"])
     assert rc == 0

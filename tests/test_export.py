@@ -28,13 +28,21 @@ _CACHE: dict[str, Any] = {}
 
 
 def smoke_level(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The last level (2) of the smoke study (tiny network), made once per session."""
+    """The last level (2) of the smoke study's ticket chain (tiny network, replicate 0, main),
+    made once per session."""
     if "level" not in _CACHE:
         from mirl.lottery import run_study
 
         run = run_study("smoke", out=tmp_path_factory.mktemp("export_runs"), progress=False)
-        _CACHE["level"] = paths.level_dir(run, 2)
+        _CACHE["level"] = paths.level_dir(paths.replicate_dir(run, 0), 2)
     return _CACHE["level"]
+
+
+def _study(level: Path) -> Path:
+    """The study folder holding a node folder (``<study>/replicate_<r>/level_<k>/<branch>``)."""
+    study = paths.study_of(level)
+    assert study is not None and study == level.parents[2]
+    return study
 
 
 def onnx_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -106,7 +114,7 @@ def test_sparse_stays_the_default_and_gets_a_card(level: Path, tmp_path: Path, c
     assert meta["format"] == "mirl.sparse" and meta["preset"] == "tiny"
     card = (tmp_path / "ticket.sparse.pt.md").read_text()
     assert "model card: " in capsys.readouterr().out
-    run = level.parent
+    run = _study(level)
     metrics = json.loads(paths.metrics_file(level).read_text())
     for needed in ("preset **tiny**", "implementation", "prunable weights (upstream rule)", "all trainable parameters",
                    f"{metrics['density_prunable']:.2%}", f"{metrics['density_trainable']:.2%}",
@@ -118,10 +126,15 @@ def test_sparse_stays_the_default_and_gets_a_card(level: Path, tmp_path: Path, c
 
 
 def test_run_folder_means_its_last_level(level: Path) -> None:
+    """A study folder means replicate 0's last finished level of main; a replicate its own; a
+    level folder its main node; a node folder itself."""
     from mirl.export import resolve_source
 
-    checkpoint, level_dir = resolve_source(level.parent)
-    assert level_dir == level and checkpoint == paths.model_file(level)
+    for source in (_study(level), level.parents[1], level.parent, level):
+        checkpoint, level_dir = resolve_source(source)
+        assert level_dir == level and checkpoint == paths.model_file(level), source
+    dense = paths.level_dir(level.parents[1], 0)
+    assert resolve_source(dense.parent) == (paths.model_file(dense), dense)
 
 
 def test_bad_sources_and_options_are_clear_errors(level: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -158,8 +171,8 @@ def test_lightning_export_loads_the_published_way(tmp_path: Path, paper_recipe: 
     from mirl.pruning.magnitude import magnitude_prune
     from mirl.pruning.mask import save_mask
 
-    level = paths.level_dir(tmp_path, 3)
-    level.mkdir()
+    level = paths.level_dir(paths.replicate_dir(tmp_path / "study", 0), 3)  # no config.json: not in a study
+    level.mkdir(parents=True)
     model = build_model("paper")
     model.load_state_dict(paper_recipe)
     mask = magnitude_prune(model.state_dict(), None, 0.5)
@@ -212,7 +225,7 @@ def test_onnx_matches_torch_on_two_sizes(level: Path, onnx_file: Path) -> None:
     assert dims == [1, 3, "height", "width"]
     session = inference_session(onnx_file, threads=1)
     meta = session.get_modelmeta().custom_metadata_map
-    assert meta["mirl.preset"] == "tiny" and meta["mirl.level"] == "2" and meta["mirl.run"] == level.parent.name
+    assert meta["mirl.preset"] == "tiny" and meta["mirl.level"] == "2" and meta["mirl.run"] == _study(level).name
     model = _ticket_model(level)
     for h, w in ((64, 64), (40, 96)):
         x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(h))
@@ -242,7 +255,7 @@ def test_onnx_float16_weights_halve_the_file(level: Path, onnx_file: Path) -> No
 
 def test_web_page_refuses_an_onnx_file_of_another_ticket(level: Path, onnx_file: Path, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture) -> None:
-    dense = paths.level_dir(level.parent, 0)  # same run, another level: another function
+    dense = paths.level_dir(level.parents[1], 0)  # same replicate, another level: another function
     assert main(["export", str(dense), "--format", "web", "--onnx", str(onnx_file), "--out", str(tmp_path / "site")]) == 2
     assert "does not compute this ticket's function" in capsys.readouterr().err
     assert not (tmp_path / "site").exists()
@@ -276,13 +289,15 @@ def test_report_builds_the_study_page_once_and_links_it(level: Path, onnx_file: 
     monkeypatch.setattr(onnx_model, "onnx_bytes", lambda *a, **k: calls.append(1) or onnx_file.read_bytes())
     out = tmp_path / "reports"
     notes: list[str] = []
-    assert study_web_page(level.parent.parent, "smoke", out, log=notes.append) == out / "web"
+    runs = _study(level).parent
+    assert study_web_page(runs, "smoke", out, log=notes.append) == out / "web"
     record = json.loads((out / "web" / "ticket.json").read_text())
-    assert record["provenance"]["run"] == level.parent.name and record["provenance"]["level"] == 2
+    assert record["provenance"]["run"] == _study(level).name and record["provenance"]["level"] == 2
+    assert record["provenance"]["checkpoint"] == paths.model_file(level).relative_to(runs.parent).as_posix()
     assert (out / "web.md").is_file() and (out / "web" / "model_card.md").is_file()
     index = build_index(out).read_text()
     assert 'href="web/index.html"' in index and "mirl serve" in index
-    assert study_web_page(level.parent.parent, "smoke", out, log=notes.append) == out / "web"
+    assert study_web_page(runs, "smoke", out, log=notes.append) == out / "web"
     assert len(calls) == 1 and "up to date" in notes[-1], notes
     assert study_web_page(tmp_path / "no_runs", "smoke", out, log=notes.append) is None
     assert "no smoke study" in notes[-1]

@@ -72,5 +72,5 @@ def test_study_on_a_full_disk_says_so_and_resumes_after_space_is_freed(small_tmp
     ballast.unlink()
     subprocess.run(["mount", "-o", "remount,size=64m", str(small_tmpfs)], check=True)
     assert main(args) == 0
-    runs = list((small_tmpfs / "runs").glob("*/level_2/done.json"))
+    runs = list((small_tmpfs / "runs").glob("*/replicate_0/level_2/main/done.json"))
     assert runs, "the study did not finish after space was freed"

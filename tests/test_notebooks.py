@@ -47,11 +47,12 @@ def smoke_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     base = tmp_path_factory.mktemp("mirl_smoke")
     runs = base / "runs"
     run_dir = run_study("smoke", out=runs, progress=False)
-    ckpt = write_lightning_ckpt(paths.model_file(paths.level_dir(run_dir, results.levels(run_dir)[-1])), base / "smoke_last.ckpt")
+    ckpt = write_lightning_ckpt(paths.model_file(results.chain_node(run_dir, results.levels(run_dir)[-1])), base / "smoke_last.ckpt")
     sets = [
         {"preset": "smoke", "notebooks": ["01", "03", "04"]},
-        # two runs on one figure: the study above and a one-round random re-initialisation control
-        {"preset": "smoke", "notebooks": ["02"], "variants": [{}, {"control": "random_reinit", "rounds": 1}]},
+        # the ticket and a control on one figure: the study above grows a random re-initialisation
+        # branch in place (branches are not part of its hash), after 01, 03 and 04 read it
+        {"preset": "smoke", "notebooks": ["02"], "branches": ["random_reinit"]},
         {"notebooks": ["05"], "checkpoint": str(ckpt), "data_root": str(run_data_root(run_dir)),
          "tasks": ["derain"], "limit": 1, "n_images": 1},
     ]
@@ -88,6 +89,8 @@ def test_every_notebook_has_parameters_cell() -> None:
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
         assert len(tagged) == 1, f"{path}: needs exactly one cell tagged 'parameters'"
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{path}: commit without outputs"
+        ids = [c.get("id") for c in json.loads(path.read_text(encoding="utf-8"))["cells"]]  # nbformat renames duplicates on read
+        assert len(set(ids)) == len(ids), f"{path}: duplicate cell ids {sorted({i for i in ids if ids.count(i) > 1})}"
         params = notebook_parameters(path)
         assigned = {line.split("=")[0].strip() for line in tagged[0].source.splitlines() if re.match(r"^\w+\s*=", line)}
         assert set(params) == assigned, f"{path}: papermill cannot parse the parameters {sorted(assigned - set(params))}"
@@ -103,7 +106,7 @@ def test_study_notebook(smoke: dict[str, Any]) -> None:
     assert re.fullmatch(r"[+-]\d+\.\d\d \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\] \(n = \d+ images? x 1 replicate\)", dense), dense
     assert any(k.startswith("ticket, level 2 (") for k in head)  # smoke: dense + 2 rounds
     assert head["study compute time (s)"] > 0
-    assert data["runs"] == [Path(smoke["run_dir"]).name]
+    assert data["runs"] == [f"{Path(smoke['run_dir']).name}/replicate_0"]
     levels = sorted({row["level"] for row in data["table"]})
     assert levels == [0, 1, 2] and all(row["low"] <= row["mean"] <= row["high"] for row in data["table"])
     assert all(row["replicates"] == 1 and row["images"] >= 1 for row in data["table"])
@@ -114,10 +117,11 @@ def test_sparsity_vs_psnr_notebook(smoke: dict[str, Any]) -> None:
     from mirl.stats import RESOLVED_ONE_SEED
 
     data = _results(smoke, "02_sparsity_vs_psnr")
-    assert list(data["runs"]) == ["ticket", "random re-init (rounds=1)"]
+    study = Path(smoke["run_dir"]).name
+    assert data["runs"] == {"ticket": [f"{study}/replicate_0/main"], "random re-init": [f"{study}/replicate_0/random_reinit"]}
     assert {row["label"] for row in data["table"]} == set(data["runs"])
     assert data["verdicts"] and all(v["verdict"] in ("resolved", "not resolved", RESOLVED_ONE_SEED) for v in data["verdicts"])
-    assert data["verdicts"][0]["sentence"].startswith("at ") and "random re-init (rounds=1)" in data["verdicts"][0]["sentence"]
+    assert data["verdicts"][0]["sentence"].startswith("at ") and "random re-init" in data["verdicts"][0]["sentence"]
     assert all("(n = " in v or k.endswith("last level") for k, v in data["headline"].items())
 
 

@@ -18,18 +18,20 @@ from tests.test_notebooks import smoke_reports
 
 
 def make_synthetic_run(root: Path, name: str = "synthetic", levels: int = 3, seed: int = 0) -> Path:
-    """SYNTHETIC run directory (tests only): made-up scores and random masks, not a study result."""
+    """SYNTHETIC study folder (tests only; one replicate, its main chain): made-up scores and
+    random masks, not a study result."""
     import torch
 
     g = torch.Generator().manual_seed(seed)
     run = root / f"{name}_{seed:08x}"
     run.mkdir(parents=True)
-    paths.run_config(run).write_text(json.dumps({"name": run.name, "non_default": {"synthetic": True}, "data": "builtin"}))
+    paths.run_config(run).write_text(json.dumps({"format": paths.LAYOUT_VERSION, "name": run.name,
+                                                 "non_default": {"synthetic": True}, "data": "builtin"}))
     shapes = {"conv1.weight": (8, 4, 3, 3), "conv2.weight": (16, 8, 3, 3), "norm.weight": (8,)}
     magnitudes = {k: torch.rand(s, generator=g) for k, s in shapes.items()}
     for k in range(levels):
-        d = paths.level_dir(run, k)
-        d.mkdir()
+        d = paths.level_dir(paths.replicate_dir(run, 0), k)
+        d.mkdir(parents=True)
         mask = {n: m >= torch.quantile(m.flatten(), 1 - 0.8**k) for n, m in magnitudes.items()}
         torch.save(mask, paths.mask_file(d))
         tensors = {n: {"kept": int(m.sum()), "total": m.numel()} for n, m in mask.items()}
@@ -59,9 +61,10 @@ def test_results_tables_and_figures_on_synthetic_run(tmp_path: Path) -> None:
     from mirl.data import uses_builtin_corpus
 
     run = make_synthetic_run(tmp_path / "runs")
-    assert results.levels(run) == [0, 1, 2]
+    assert results.levels(run) == [0, 1, 2] == results.levels(paths.replicate_dir(run, 0))
     runs = results.list_runs(tmp_path / "runs")
     assert list(runs["path"]) == [str(run)] and list(runs["hash"]) == ["00000000"]  # from the folder name
+    assert list(runs["replicates"]) == [1] and list(runs["branches"]) == [["main"]]
     table = results.metrics_table(run)
     assert set(table["convention"]) == {"upstream"} and len(table) == 6
     assert uses_builtin_corpus(run)

@@ -116,18 +116,25 @@ def test_conventions_and_interval_method() -> None:
 
 
 def test_compute_seconds_sums_finished_levels_of_every_replicate(tmp_path: Path) -> None:
-    runs = []
-    for r, seconds in enumerate(((10.0, 20.04), (5.0, None))):
-        run = tmp_path / f"smoke_{r}"
-        for level, value in enumerate(seconds):
-            d = paths.level_dir(run, level)
-            d.mkdir(parents=True)
-            paths.metrics_file(d).write_text(json.dumps({"train": {"level_seconds": value}}))
+    """Every finished node of a study counts (every replicate, main and its branches), each study
+    once however many of its folders are given; an unfinished node does not."""
+    study = tmp_path / "smoke_0"
+    study.mkdir()
+    paths.run_config(study).write_text(json.dumps({"format": paths.LAYOUT_VERSION, "preset": "smoke"}))
+
+    def node(replicate: int, level: int, seconds: float | None, branch: str = paths.MAIN, done: bool = True) -> None:
+        d = paths.level_dir(paths.replicate_dir(study, replicate), level, branch)
+        d.mkdir(parents=True)
+        paths.metrics_file(d).write_text(json.dumps({"train": {"level_seconds": seconds}}))
+        if done:
             paths.done_file(d).write_text("{}")
-        paths.run_config(run).write_text("{}")
-        runs.append(run)
-    unfinished = paths.level_dir(runs[0], 2)
-    unfinished.mkdir()
-    paths.metrics_file(unfinished).write_text(json.dumps({"train": {"level_seconds": 1000.0}}))  # no done.json
-    assert evidence.compute_seconds(runs) == 35.0
+
+    for r, seconds in enumerate(((10.0, 20.04), (5.0, None))):
+        for level, value in enumerate(seconds):
+            node(r, level, value)
+    node(0, 1, 2.5, "random_reinit")
+    node(0, 2, 1000.0, done=False)  # no done.json
+    node(1, 1, 1000.0, "random_reinit", done=False)
+    assert evidence.compute_seconds([study]) == 37.5
+    assert evidence.compute_seconds([study, paths.replicate_dir(study, 1), paths.level_dir(paths.replicate_dir(study, 0), 1)]) == 37.5
     assert evidence.compute_seconds([]) == 0

@@ -36,11 +36,11 @@ def _set_writable(root: Path, writable: bool) -> bool:
 
 
 def _unfinished_copy(smoke_run: Path, tmp_path: Path) -> Path:
-    """A copy of the smoke run whose last level is not done (its mask is kept: a resume)."""
+    """A copy of the smoke study whose last level (replicate 0, main) is not done (its mask is kept: a resume)."""
     run = tmp_path / "runs" / smoke_run.name
     shutil.copytree(smoke_run, run)
     for file in (paths.done_file, paths.metrics_file, paths.model_file):
-        file(paths.level_dir(run, 2)).unlink()
+        file(paths.level_dir(paths.replicate_dir(run, 0), 2)).unlink()
     return run
 
 
@@ -49,7 +49,7 @@ def test_reading_a_finished_run_writes_nothing(smoke_run, demo_data, tmp_path):
     also when a setting that is not part of the run's identity (device) differs."""
     run = tmp_path / "ro" / smoke_run.name
     shutil.copytree(smoke_run, run)
-    stale = paths.level_dir(run, 1) / ".metrics.json.k1ll3d.tmp"  # left by a killed write: harmless here
+    stale = paths.level_dir(paths.replicate_dir(run, 0), 1) / ".metrics.json.k1ll3d.tmp"  # left by a killed write: harmless here
     stale.write_text("{")
     if not _set_writable(run.parent, False):  # running as root: the folder stays writable, so
         stale.unlink()                        # the stale file would be tidied away (that is fine)
@@ -103,7 +103,7 @@ def test_second_writer_refuses_while_the_run_is_locked(smoke_run, demo_data, tmp
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait()
     assert run_study("smoke", {"data": str(demo_data), **FAST}, out=run.parent) == run
-    assert paths.done_file(paths.level_dir(run, 2)).exists()
+    assert paths.done_file(paths.level_dir(paths.replicate_dir(run, 0), 2)).exists()
     assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == [], "the lock file stayed behind"
 
 

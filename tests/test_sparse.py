@@ -13,7 +13,7 @@ from mirl import paths
 def test_sparse_export_round_trip(smoke_run, tmp_path):
     from mirl.cli import main
 
-    level = paths.level_dir(smoke_run, 2)
+    level = paths.level_dir(paths.replicate_dir(smoke_run, 0), 2)
     out = tmp_path / "level2.sparse.pt"
     assert main(["export", str(level), "--out", str(out)]) == 0
     dense_model, _ = load_checkpoint(paths.model_file(level))

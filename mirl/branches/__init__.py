@@ -94,7 +94,7 @@ def branch_seed(replicate_seed: int, level: int, branch: str) -> int:
 
     Example:
         >>> branch_seed(0, 1, "stability")
-        1380336017
+        1936822810
     """
     digest = hashlib.sha256(f"mirl-branch/{int(replicate_seed)}/{int(level)}/{branch}".encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF

@@ -13,7 +13,7 @@ CONVENTION_CHOICES = ("upstream", "y")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
 
-    parser.add_argument("target", metavar="RUN_OR_CHECKPOINT", help="runs/<name> (every level_<k>/model.pt) or a checkpoint file")
+    parser.add_argument("target", metavar="RUN_OR_CHECKPOINT", help="a study folder runs/<name> (replicate 0: every level_<k>/main/model.pt), a replicate folder, a level or branch folder, or a checkpoint file")
     parser.add_argument("--data", required=True, help="dataset root holding test/ (published layout or 'mirl make-dataset' output)")
     parser.add_argument("--tasks", nargs="+", default=["all_in_one"], help="tasks or aliases (all_in_one, denoise); default all_in_one")
     parser.add_argument("--out", default=None, help="folder for results.csv and results.json")

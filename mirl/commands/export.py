@@ -28,7 +28,7 @@ DTYPES = ("float32", "float16", "bfloat16")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = ("export a ticket: a compact sparse checkpoint (the default), the published Lightning checkpoint, "
                           "ONNX, or a web page that restores photos offline; a model card (OUT.md) beside each")
-    parser.add_argument("source", help="a level folder (runs/<run>/level_<k>), a run folder (its last level) or a checkpoint")
+    parser.add_argument("source", help="a level folder (runs/<study>/replicate_<r>/level_<k>: its main; or .../level_<k>/<branch>), a replicate or study folder (its last finished level of main; a study: replicate 0) or a checkpoint")
     parser.add_argument("--out", required=True, help="output file (sparse, lightning, onnx) or folder (web)")
     parser.add_argument("--format", default="sparse", choices=FORMATS,
                         help="sparse (default): mirl's compact file; lightning: the published .ckpt layout (paper preset only); "

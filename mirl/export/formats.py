@@ -7,7 +7,7 @@
 
 Example:
     >>> from mirl.export import export_ticket, load_ticket
-    >>> result = export_ticket(load_ticket("runs/quickstart_abc/level_4"), "onnx", "ticket.onnx")  # doctest: +SKIP
+    >>> result = export_ticket(load_ticket("runs/quickstart_abc/replicate_0/level_2"), "onnx", "ticket.onnx")  # doctest: +SKIP
     >>> result.card.name                                                                            # doctest: +SKIP
     'ticket.onnx.md'
 """
@@ -89,7 +89,7 @@ def web_info(ticket: Ticket, dtype: str, impl: str, tile: int, overlap: int) -> 
     import mirl
 
     d = ticket.densities
-    # as the checkpoint is usually named: runs/<run>/level_<k>/model.pt
+    # as the checkpoint is usually named: runs/<study>/replicate_<r>/level_<k>/<branch>/model.pt
     name = ticket.checkpoint.name if ticket.run_dir is None else ticket.checkpoint.relative_to(ticket.run_dir.parent.parent).as_posix()
     return {
         "format": "mirl.web",

@@ -1,12 +1,13 @@
 """What an export starts from: a ticket (pruned network), its mask and where it came from.
 
-``SOURCE`` of ``mirl export`` is a level folder (``runs/<run>/level_<k>``), a run folder (its
-last finished level is used), or any checkpoint that :func:`mirl.models.load_checkpoint` reads.
-When the checkpoint sits in a level folder of a run, the run's settings and the level's metrics
-are picked up for the model card.
+``SOURCE`` of ``mirl export`` is a node folder (``runs/<study>/replicate_<r>/level_<k>/main`` or
+a branch), a level folder (its ``main``), a replicate or study folder (the last finished level of
+main; a study: replicate 0), or any checkpoint that :func:`mirl.models.load_checkpoint` reads.
+When the checkpoint sits in a node folder of a study, the study's settings and the level's
+metrics are picked up for the model card.
 
 Example:
-    >>> ticket = load_ticket("runs/quickstart_1a2b3c4d/level_4")       # doctest: +SKIP
+    >>> ticket = load_ticket("runs/quickstart_1a2b3c4d/replicate_0/level_2")  # doctest: +SKIP
     >>> ticket.preset, round(ticket.densities["density_prunable"], 3)  # doctest: +SKIP
     ('small', 0.062)
 """
