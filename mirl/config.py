@@ -23,7 +23,6 @@ import math
 import os
 import typing
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping
 
 from mirl.errors import MirlError
@@ -283,29 +282,27 @@ def _validate(name: str, value: Any) -> None:
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, str]:
-    """``["rounds=3", "scope=layerwise"]`` -> ``{"rounds": "3", "scope": "layerwise"}``."""
+    """``["rounds=3", "scope=layerwise"]`` -> ``{"rounds": "3", "scope": "layerwise"}``.
+
+    Values are kept as typed (``#`` and line breaks included; only spaces and tabs around them
+    go); a setting given twice with two values is refused.
+    """
     out: dict[str, str] = {}
     for pair in pairs:
         if "=" not in pair:
             raise ConfigError(f"override {pair!r} is not key=value, e.g. --set rounds=3 fraction=0.2")
-        key, value = pair.split("=", 1)
-        out[key.strip()] = value.strip()
+        key, value = (part.strip(" \t") for part in pair.split("=", 1))
+        if out.get(key, value) != value:
+            raise ConfigError(f"{key} is set twice ({out[key]!r} and {value!r}); give it once")
+        out[key] = value
     return out
 
 
 def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """Read settings from a YAML or JSON mapping."""
-    import yaml
+    from mirl.yamlio import read_yaml_file
 
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a text file; --config expects a YAML or JSON file of setting: value") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML/JSON ({str(exc).splitlines()[0]})") from None
+    data = read_yaml_file(path, "--config", "a YAML or JSON file of setting: value", ConfigError)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of setting: value")
     return data

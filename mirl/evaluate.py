@@ -25,6 +25,12 @@ from mirl import paths
 from mirl.errors import MirlError
 
 
+def check_limit(limit: int | None) -> None:
+    """Refuse a negative image limit (``None`` and 0 mean every image, as the study's ``eval_limit``)."""
+    if limit is not None and limit < 0:
+        raise MirlError(f"--limit must be 0 (every image, as the study's eval_limit) or a positive number of images per task, got {limit}")
+
+
 def evaluate_model(
     model: nn.Module,
     data_root: str | os.PathLike,
@@ -45,7 +51,7 @@ def evaluate_model(
 
     Returns ``{"convention", "test_crop", "seed", "tasks": {task: {"psnr", "ssim", "input_psnr",
     "input_ssim", "images", "per_image": [{"name", "psnr", "ssim", "input_psnr", "input_ssim"}]}}}``;
-    ``input_*`` score the degraded input itself, the baseline that restoration must beat. ``limit`` caps images per task; ``save_dir``
+    ``input_*`` score the degraded input itself, the baseline that restoration must beat. ``limit`` caps images per task (``None`` or 0: all); ``save_dir``
     writes restored PNGs (atomically) as ``save_dir/<task>/<name>.png``.
     """
     from tqdm.auto import tqdm
@@ -59,6 +65,7 @@ def evaluate_model(
 
     if convention not in CONVENTIONS:
         raise MirlError(f"unknown metric convention {convention!r}; valid: {', '.join(CONVENTIONS)}")
+    check_limit(limit)
     dev = resolve_device(device)
     model = model.to(dev).eval()
     results: dict[str, Any] = {
@@ -75,7 +82,7 @@ def evaluate_model(
         with warnings.catch_warnings():  # skipped files are listed in results and by format_table, not as raw warnings
             warnings.filterwarnings("ignore", message="skipping ", category=UserWarning)
             ds = TestDataset(data_root, task, crop_multiple=crop_multiple, pad=pad, seed=seed, skip_bad=skip_bad)
-        n = len(ds) if limit is None else min(limit, len(ds))
+        n = min(limit, len(ds)) if limit else len(ds)
         per_image = []
         for i in tqdm(range(n), desc=f"evaluate {task}", unit="img", disable=not progress):
             item = ds[i]
@@ -224,4 +231,4 @@ def find_checkpoints(run_or_checkpoint: str | os.PathLike) -> list[tuple[str, Pa
     return [(d.parent.name, paths.model_file(d)) for d in found]
 
 
-__all__ = ["evaluate_model", "find_checkpoints", "format_table", "mean_psnr", "results_rows", "write_results_table"]
+__all__ = ["check_limit", "evaluate_model", "find_checkpoints", "format_table", "mean_psnr", "results_rows", "write_results_table"]

@@ -101,17 +101,25 @@ def load_param_sets(path: PathLike) -> list[dict[str, Any]]:
         >>> load_param_sets(p)
         [{'preset': 'smoke', 'scope': 'global'}, {'preset': 'smoke', 'scope': 'layerwise'}]
     """
-    import yaml
+    from mirl.yamlio import check_json_values, read_yaml_file
 
-    text = Path(path).read_text(encoding="utf-8")
-    data = yaml.safe_load(text)  # JSON is YAML
-    defaults: dict[str, Any] = {}
+    data = read_yaml_file(path, "--params", "a YAML or JSON file of parameter sets (docs/reports.md)", ReportError)
+    shape = "expected a list of parameter sets, e.g. - {notebooks: [4], level_a: 0}, or a mapping of defaults and sets"
+    defaults: Any = {}
     if isinstance(data, Mapping):
-        defaults = dict(data.get("defaults") or {})
-        data = data.get("sets", [{}])
-    if not isinstance(data, list) or not all(isinstance(s, Mapping) for s in data):
-        raise ReportError(f"{path}: expected a list of parameter sets (mappings), or defaults + sets")
-    return [{**defaults, **dict(s)} for s in data]
+        if set(data) - {"defaults", "sets"}:
+            raise ReportError(f"{path}: unknown key(s) {sorted(map(str, set(data) - {'defaults', 'sets'}))}; {shape}")
+        defaults, data = data.get("defaults") or {}, data.get("sets", [{}])
+    if not isinstance(defaults, Mapping) or not isinstance(data, list) or not all(isinstance(s, Mapping) for s in data):
+        raise ReportError(f"{path}: {shape}")
+    sets = [{**defaults, **dict(s)} for s in data]
+    for number, params in enumerate(sets, 1):
+        check_json_values(params, f"{path}: set {number}", ReportError)
+        try:
+            select_notebooks(params.get("notebooks"))
+        except ReportError as exc:
+            raise ReportError(f"{path}: set {number}: {exc}") from None
+    return sets
 
 
 def _slug(value: Any) -> str:
@@ -149,9 +157,23 @@ def report_name(stem: str, parameters: Mapping[str, Any]) -> str:
     parts += [f"{_slug(k)}-{_slug(v)}" for k, v in sorted(params.items())]
     name = "--".join(parts)
     if len(name) > 120:
-        digest = hashlib.sha1(json.dumps(jsonable(parameters), sort_keys=True).encode()).hexdigest()[:8]
-        name = f"{name[:100]}--{digest}"
+        name = f"{name[:100]}--{_digest(parameters)}"
     return name
+
+
+def _digest(parameters: Mapping[str, Any]) -> str:
+    """8 hex digits that tell parameter sets apart."""
+    return hashlib.sha1(json.dumps(jsonable(parameters), sort_keys=True).encode()).hexdigest()[:8]
+
+
+def _unique_name(out: Path, name: str, parameters: Mapping[str, Any], passed: Mapping[str, Any]) -> str:
+    """``name``, or ``name--<digest of the parameters>`` when ``out`` holds a report of that name
+    run with other parameters (paths that differ only in their folders give one name)."""
+    try:
+        previous = json.loads((out / name / "report.json").read_text(encoding="utf-8"))["parameters"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return name
+    return name if previous == json.loads(json.dumps(jsonable(passed))) else f"{name}--{_digest(parameters)}"
 
 
 def notebook_parameters(path: PathLike) -> dict[str, Any]:
@@ -195,7 +217,8 @@ def execute_report(
     if not src.is_file():
         raise ReportError(f"notebook not found: {src}")
     declared = notebook_parameters(src)
-    name = report_name(spec.stem, parameters)
+    passed = {k: v for k, v in parameters.items() if k in declared}
+    name = _unique_name(out, report_name(spec.stem, parameters), parameters, passed)
     # Build in a hidden sibling folder; the previous report stays whole until the swap.
     work = _new_build_folder(out, name)
     try:
@@ -307,8 +330,8 @@ def _swap_in(work: Path, final: Path) -> None:
         shutil.rmtree(aside, ignore_errors=True)
 
 
-def select_notebooks(names: Iterable[str] | None) -> list[NotebookSpec]:
-    """The notebooks named (by stem, prefix like ``04`` or number ``4``), or all of them.
+def select_notebooks(names: Iterable[str | int] | str | int | None) -> list[NotebookSpec]:
+    """The notebooks named (by stem, prefix like ``04`` or number ``4``; one name or a list), or all of them.
 
     Example:
         >>> [s.stem for s in select_notebooks(["4", "01_study"])]
@@ -316,6 +339,10 @@ def select_notebooks(names: Iterable[str] | None) -> list[NotebookSpec]:
     """
     if not names:
         return list(NOTEBOOKS)
+    if isinstance(names, (str, int)):
+        names = [names]
+    if isinstance(names, Mapping) or not isinstance(names, Iterable):
+        raise ReportError(f"notebooks must be a list of notebook names or numbers, e.g. [01_study, 4]; got {names!r}")
     chosen = []
     for name in names:
         key = Path(str(name)).stem
@@ -377,7 +404,11 @@ def run_reports(
             build_index(out)  # the index follows every finished report
     from mirl.export.study_page import study_web_page  # the study's last ticket as an offline web page
 
-    if preset is not None and study_web_page(runner["runs_dir"], preset, out, log=log):
+    failed = sum(r["status"] != "ok" for r in records)
+    if preset is not None and failed:  # a failed build never touches the page
+        if log:
+            log(f"mirl report: the study's web page is left as it was: {failed} report(s) failed")
+    elif preset is not None and study_web_page(runner["runs_dir"], preset, out, log=log):
         build_index(out)  # now with the link to it
     if not records:
         build_index(out)

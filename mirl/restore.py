@@ -258,22 +258,35 @@ def check_outputs_spare_inputs(pairs: Sequence[tuple[Path, Path]], inputs: Seque
                                 "beside the originals; pass an output folder outside it")
 
 
+def check_no_existing_outputs(pairs: Sequence[tuple[Path, Path]], out_dir: str | os.PathLike) -> None:
+    """Refuse outputs that already exist (a :class:`MirlError` naming the first and the count)."""
+    existing = [Path(out_dir) / rel for _, rel in pairs if (Path(out_dir) / rel).is_file()]
+    if existing:
+        more = f" and {len(existing) - 1} other output(s)" if len(existing) > 1 else ""
+        raise MirlError(f"{existing[0]}{more} already exist(s) and would be replaced; pass --overwrite to replace "
+                        "them, or another --out")
+
+
 def plan_restore(
     inputs: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
     tile: int | None = None,
     overlap: int = DEFAULT_OVERLAP,
     skip_bad: bool = False,
+    overwrite: bool = False,
 ) -> tuple[list[tuple[Path, Path]], list[tuple[str, str]]]:
     """Check every setting and path before any work (the model need not be loaded yet).
 
     Returns :func:`collect_inputs`'s ``(pairs, skipped)``; raises :class:`MirlError` for bad
-    ``tile`` / ``overlap``, an unusable ``out_dir`` or an output that would touch an input.
+    ``tile`` / ``overlap``, an unusable ``out_dir``, an output that would touch an input, or
+    (unless ``overwrite``) an output file that already exists.
     """
     check_tiling(tile, overlap)
     check_out_dir(out_dir)
     pairs, skipped = collect_inputs(inputs, skip_bad)
     check_outputs_spare_inputs(pairs, inputs, out_dir)
+    if not overwrite:
+        check_no_existing_outputs(pairs, out_dir)
     return pairs, skipped
 
 
@@ -287,11 +300,15 @@ def restore_files(
     progress: bool = True,
     precision: str = "fp32",
     warn_skipped: bool = True,
+    overwrite: bool = False,
+    max_pixels: int | None = None,
 ) -> RestoreSummary:
     """Restore every image in ``inputs`` (files or folders) into ``out_dir`` as PNG, atomically.
 
     Settings and paths are checked first (:func:`plan_restore`): an output never overwrites an
-    input nor lands inside an input folder or beside an input file. Every input is decoded before
+    input nor lands inside an input folder or beside an input file, and replaces an existing file
+    only with ``overwrite``. Images above ``max_pixels`` pixels (default: Pillow's decompression-bomb
+    limit, :data:`mirl.data.imageio.MAX_PIXELS`; 0: none) are bad inputs. Every input is decoded before
     any restoration starts, so a corrupt file stops the run early (or, with ``skip_bad``, is
     skipped, counted in ``skipped`` and, with ``warn_skipped``, warned about). Grayscale inputs are
     written back as grayscale, RGBA inputs keep their alpha, 16-bit inputs are written as 8-bit,
@@ -304,14 +321,15 @@ def restore_files(
 
     from tqdm.auto import tqdm
 
-    from mirl.data.imageio import BadImageError, read_alpha, read_image, to_tensor, to_uint8, write_image
+    from mirl.data.imageio import MAX_PIXELS, BadImageError, read_alpha, read_image, to_tensor, to_uint8, write_image
 
-    pairs, skipped = plan_restore(inputs, out_dir, tile, overlap, skip_bad)
+    pairs, skipped = plan_restore(inputs, out_dir, tile, overlap, skip_bad, overwrite)
+    limit = MAX_PIXELS if max_pixels is None else max_pixels
     summary = RestoreSummary(skipped=list(skipped))
     good: list[tuple[Path, Path]] = []
     for src, rel in tqdm(pairs, desc="checking", unit="img", disable=not progress, leave=False):
         try:
-            read_image(src)
+            read_image(src, limit)
             good.append((src, rel))
         except BadImageError as exc:
             if not skip_bad:
@@ -325,13 +343,13 @@ def restore_files(
     out_dir = Path(out_dir)
     bar = tqdm(good, desc="restore", unit="img", disable=not progress)
     for src, rel in bar:
-        arr, notes = read_image(src)
+        arr, notes = read_image(src, limit)
         for note in notes:
             summary.notes.append((str(src), note))
             bar.write(f"note: {src}: {note}")
         restored = to_uint8(restore_image(model, to_tensor(arr), tile=tile, overlap=overlap, progress=progress, precision=precision))
         grayscale = any("grayscale" in n for n in notes if not n.startswith("decoder warning"))
-        alpha = read_alpha(src)
+        alpha = read_alpha(src, limit)
         if grayscale:
             from PIL import Image
 
@@ -353,6 +371,7 @@ def restore_files(
 __all__ = [
     "PRECISIONS",
     "RestoreSummary",
+    "check_no_existing_outputs",
     "check_out_dir",
     "check_outputs_spare_inputs",
     "check_tiling",

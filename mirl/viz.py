@@ -5,6 +5,11 @@ Every function returns a :class:`matplotlib.figure.Figure` (or an array) and nev
 the label :data:`DEMO_LABEL` (pass ``demo=True``): those numbers are a demonstration, not a
 benchmark.
 
+Text in reports is user input (paths, run names, parameters): HTML built here escapes it
+(:func:`html_escape`, :func:`code`), and every notebook calls :func:`escape_tables` first, so
+pandas ``Styler`` tables escape their cells and labels (a ``.format(...)`` call that sets its own
+formatter needs ``escape="html"`` too).
+
 Example:
     >>> from mirl import evidence, viz                                  # doctest: +SKIP
     >>> scores = evidence.scores_table({"ticket": ["runs/smoke_de4d1844"]})  # doctest: +SKIP
@@ -56,11 +61,38 @@ def collapsible(content: Any, summary: str) -> Any:
     return HTML(f"<details><summary>{html_escape(summary)}</summary>{inner}</details>")
 
 
-def html_escape(text: str) -> str:
-    """Escape text for HTML."""
+def escape_tables() -> None:
+    """Make pandas ``Styler`` tables escape their cells and labels as HTML: in a report, a table
+    cell is text (an image name, a path), never markup.
+
+    Example:
+        >>> escape_tables(); pd.get_option("styler.format.escape")
+        'html'
+    """
+    pd.set_option("styler.format.escape", "html")
+
+
+def html_escape(text: Any) -> str:
+    """``str(text)`` escaped for HTML (quotes included).
+
+    Example:
+        >>> html_escape("x`<img src=x onerror=alert(1)>`.pt")
+        'x`&lt;img src=x onerror=alert(1)&gt;`.pt'
+    """
     import html
 
-    return html.escape(text)
+    return html.escape(str(text))
+
+
+def code(text: Any) -> str:
+    """``str(text)`` as an HTML ``<code>`` span, escaped: for paths and names in ``display(HTML(...))``
+    (a Markdown code span ends at the first backtick of the text, and Markdown passes HTML through).
+
+    Example:
+        >>> code("runs/a<b>.pt")
+        '<code>runs/a&lt;b&gt;.pt</code>'
+    """
+    return f"<code>{html_escape(text)}</code>"
 
 
 def add_demo_label(fig: Any, text: str = DEMO_LABEL) -> Any:

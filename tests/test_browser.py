@@ -76,6 +76,38 @@ def test_static_report_slider_switches_mask_image(browser: Any, smoke: dict[str,
     page.close()
 
 
+def test_names_holding_html_run_no_script_in_reports(browser: Any, tmp_path: Path) -> None:
+    """A checkpoint and a data folder named with HTML (issue 23): ``mirl report --notebooks 05``
+    shows both names as text in the report and the index; in Chromium no dialog fires and no
+    injected element exists (the checkpoint's name used to close a Markdown code span)."""
+    import torch
+
+    from mirl.cli import main
+    from mirl.data.make_dataset import make_dataset
+    from mirl.models import build_model
+
+    checkpoint = tmp_path / "x`<img src=x onerror=alert(1)>`.pt"
+    torch.save(build_model("tiny").state_dict(), checkpoint)
+    data = tmp_path / "d<img src=x onerror=alert(2)>"
+    make_dataset(data, seed=0, max_test_side=64, progress=False)
+    out = tmp_path / "reports"
+    assert main(["report", "--notebooks", "05", "--set", f"checkpoint={checkpoint}", "--set", f"data_root={data}",
+                 "--set", "tasks=[derain]", "--set", "limit=1", "--set", "n_images=1", "--out", str(out),
+                 "--runs", str(tmp_path / "runs"), "--data", str(tmp_path / "datasets")]) == 0
+    [report] = out.glob("05_any_checkpoint*.html")
+    for html in (report, out / "index.html"):
+        page = browser.new_page()
+        dialogs: list[str] = []
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        page.goto(html.as_uri())
+        page.wait_for_timeout(1000)  # a broken <img> fires its onerror within milliseconds
+        text = page.inner_text("body")
+        assert dialogs == [], f"{html.name}: a script ran: {dialogs}"
+        assert page.locator("img[onerror]").count() == 0, f"{html.name}: an injected element exists"
+        assert checkpoint.name in text and data.name in text, f"{html.name} does not show the names as text"
+        page.close()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -87,3 +87,17 @@ def test_replicates_do_not_change_the_run_hash():
     assert config_hash(study_preset("smoke", {"replicates": 3})) == config_hash(study_preset("smoke"))
     with pytest.raises(ConfigError, match="replicates; it must be >= 1"):
         study_preset("smoke", {"replicates": 0})
+
+
+def test_repeated_set_is_merged_and_values_are_kept_as_typed(capsys):
+    """``--set`` given twice adds to the first (it replaced it), values keep their ``#`` and line
+    breaks (only spaces around them go), and one setting given two values is refused."""
+    data = "/photos #2\nnew "
+    assert main(["lottery", "--preset", "smoke", "--set", "rounds=5", "--set", "scope=layerwise", f"data= {data}",
+                 "--list-settings"]) == 0
+    settings = {line.split()[0]: line.split(None, 1)[1] for line in capsys.readouterr().out.splitlines()}
+    assert settings["rounds"].startswith("5 ") and settings["scope"].startswith("'layerwise' ")
+    assert settings["data"].startswith(repr(data.strip(" ")))
+    assert main(["lottery", "--preset", "smoke", "--set", "rounds=5", "--set", "rounds=3", "--list-settings"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "mirl lottery: error: rounds is set twice ('5' and '3'); give it once"

@@ -186,6 +186,28 @@ def test_truncated_image_names_the_file(layout):
         ds[0]
 
 
+@pytest.mark.parametrize("split", ["test", "train"])
+def test_duplicate_stems_are_refused_naming_both_files(layout, split):
+    """``0.png`` beside ``0.jpg``, or two rainy inputs for one ``_gt``, would be scored twice under
+    one name: refused, naming both files; with skip_bad the second is skipped (issue 23, case 9)."""
+    denoise = layout / split / "denoise" / ("BSD68" if split == "test" else "BSD400")
+    write_image(denoise / "0.jpg", rgb(72, 90, 0))
+    with pytest.raises(DatasetError, match=r"0\.png: same name as \S*0\.jpg"):
+        discover(layout, split, "denoise_25")
+    with pytest.warns(UserWarning, match=r"0\.png"):
+        samples, skipped = discover(layout, split, "denoise_25", skip_bad=True)
+    assert len({s.name for s in samples}) == len(samples) == 2 and len(skipped) == 1
+    rain = layout / split / "derain" / "Rain100L" / "input"
+    write_image(rain / "rain-0_rainy.jpg", rgb(72, 90, 20))
+    with pytest.raises(DatasetError, match=r"rain-0_rainy\.png: same name as \S*rain-0_rainy\.jpg"):
+        discover(layout, split, "derain")
+    (rain / "rain-0_rainy.jpg").unlink()
+    write_image(rain / "rain-1.png", rgb(72, 90, 21))  # pairs with rain-1_gt as rain-1_rainy.png does
+    with pytest.raises(DatasetError, match=r"rain-1_rainy\.png: a second input for rain-1_gt\.png, beside \S*rain-1\.png"):
+        discover(layout, split, "derain")
+    assert len(discover(layout, split, "dehaze")[0]) == 2  # hazy inputs still share their target
+
+
 def test_image_smaller_than_patch(layout):
     write_image(layout / "train/denoise/BSD400/tiny.png", rgb(20, 30, 3))
     with pytest.raises(DatasetError, match=r"tiny.png.*30x20.*patch size 64"):

@@ -170,6 +170,23 @@ def test_evaluate_refuses_bad_tiles_before_loading(tmp_path, capsys):
         assert "--tile" in err and "no-such.ckpt" not in err and "Traceback" not in err
 
 
+def test_limit_zero_means_every_image_and_negative_is_refused(data, tmp_path, capsys):
+    """``--limit 0`` scores every image, as the study's ``eval_limit=0`` does; ``--limit -1`` is a
+    one-line error before loading; neither is a ZeroDivisionError (issue 23, case 17)."""
+    assert evaluate_model(Identity(), data, ["derain"], device="cpu", limit=0, progress=False)["tasks"]["derain"]["images"] == 3
+    save_checkpoint(tmp_path / "tiny.pt", build_model("tiny"))
+    argv = ["evaluate", str(tmp_path / "tiny.pt"), "--data", str(data), "--tasks", "derain", "--device", "cpu", "--no-progress"]
+    assert main([*argv, "--limit", "0"]) == 0
+    assert "derain" in capsys.readouterr().out
+    missing = tmp_path / "no-such.ckpt"
+    assert main(["evaluate", str(missing), "--data", str(data), "--limit", "-1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("mirl evaluate: error: --limit must be 0 (every image, as the study's eval_limit) or a positive number "
+                   "of images per task, got -1\n")
+    with pytest.raises(MirlError, match="got -2"):
+        evaluate_model(Identity(), data, ["derain"], device="cpu", limit=-2, progress=False)
+
+
 def test_a_network_that_makes_images_worse_is_named_in_the_table(data):
     class Darken(Identity):
         def forward(self, x: torch.Tensor) -> torch.Tensor:

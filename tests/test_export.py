@@ -278,9 +278,9 @@ def test_missing_onnx_extra_says_how_to_install(monkeypatch: pytest.MonkeyPatch)
 
 def test_report_builds_the_study_page_once_and_links_it(level: Path, onnx_file: Path, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """``mirl report --preset smoke`` builds reports/web for the smoke study's last level, links it
-    from the index, and keeps it while the checkpoint is unchanged. The ONNX export itself is
-    tested above; here it hands back that file, and counts the calls."""
+    """``mirl report --preset smoke`` builds reports/web-<run name> for the smoke study's last level,
+    links it from the index, and keeps it while the checkpoint is unchanged. The ONNX export itself
+    is tested above; here it hands back that file, and counts the calls."""
     from mirl.export import onnx_model
     from mirl.export.study_page import study_web_page
     from mirl.report_index import build_index
@@ -290,14 +290,15 @@ def test_report_builds_the_study_page_once_and_links_it(level: Path, onnx_file: 
     out = tmp_path / "reports"
     notes: list[str] = []
     runs = _study(level).parent
-    assert study_web_page(runs, "smoke", out, log=notes.append) == out / "web"
-    record = json.loads((out / "web" / "ticket.json").read_text())
+    page = out / f"web-{_study(level).name}"
+    assert study_web_page(runs, "smoke", out, log=notes.append) == page
+    record = json.loads((page / "ticket.json").read_text())
     assert record["provenance"]["run"] == _study(level).name and record["provenance"]["level"] == 2
     assert record["provenance"]["checkpoint"] == paths.model_file(level).relative_to(runs.parent).as_posix()
-    assert (out / "web.md").is_file() and (out / "web" / "model_card.md").is_file()
+    assert (out / f"{page.name}.md").is_file() and (page / "model_card.md").is_file()
     index = build_index(out).read_text()
-    assert 'href="web/index.html"' in index and "mirl serve" in index
-    assert study_web_page(runs, "smoke", out, log=notes.append) == out / "web"
+    assert f'href="{page.name}/index.html"' in index and "mirl serve" in index
+    assert study_web_page(runs, "smoke", out, log=notes.append) == page
     assert len(calls) == 1 and "up to date" in notes[-1], notes
     assert study_web_page(tmp_path / "no_runs", "smoke", out, log=notes.append) is None
     assert "no smoke study" in notes[-1]

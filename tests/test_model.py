@@ -83,6 +83,24 @@ def test_fast_path_equals_reference_forward_and_grads(name):
         torch.testing.assert_close(p_fast.grad, p_ref.grad, rtol=1e-4, atol=1e-6, msg=n)
 
 
+def test_fast_path_runs_in_float64_and_matches_reference():
+    """Double precision (gradient and parity checks) runs on the fast path and agrees with the
+    reference path within 1e-9, forward and gradients (issue 23, case 10)."""
+    torch.manual_seed(2)
+    ref = build_model("tiny", impl="reference").double()
+    fast = build_model("tiny", impl="fast").double()
+    fast.load_state_dict(ref.state_dict())
+    x = torch.rand(1, 3, 16, 24, dtype=torch.float64)
+    out_ref, out_fast = ref(x), fast(x)
+    assert out_fast.dtype == torch.float64
+    torch.testing.assert_close(out_fast, out_ref, rtol=0, atol=1e-9)
+    out_ref.square().mean().backward()
+    out_fast.square().mean().backward()
+    for (n, p_ref), (_, p_fast) in zip(ref.named_parameters(), fast.named_parameters()):
+        if p_ref.grad is not None:
+            torch.testing.assert_close(p_fast.grad, p_ref.grad, rtol=0, atol=1e-9, msg=n)
+
+
 def test_odd_sizes_need_multiples_of_8():
     model = build_model("tiny").eval()
     with torch.no_grad():

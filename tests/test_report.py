@@ -212,7 +212,7 @@ def test_default_locations_follow_the_project_root(tmp_path: Path, monkeypatch: 
 # ------------------------------------------------------------------ nothing lost when a report dies
 
 
-def _tiny_notebooks(folder: Path, stems: tuple[str, ...]) -> Path:
+def _tiny_notebooks(folder: Path, stems: tuple[str, ...], parameters: str = "output_dir = None\nversion = 0") -> Path:
     """Minimal notebooks with a parameters cell, standing in for the study notebooks."""
     import nbformat
 
@@ -221,7 +221,7 @@ def _tiny_notebooks(folder: Path, stems: tuple[str, ...]) -> Path:
         nb = nbformat.v4.new_notebook()
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nb.metadata["language_info"] = {"name": "python"}
-        cell = nbformat.v4.new_code_cell("output_dir = None\nversion = 0")
+        cell = nbformat.v4.new_code_cell(parameters)
         cell.metadata["tags"] = ["parameters"]
         nb.cells = [cell]
         nbformat.write(nb, folder / f"{stem}.ipynb")
@@ -347,3 +347,126 @@ def test_a_parameter_no_notebook_declares_is_refused_before_anything_runs(tmp_pa
     with pytest.raises(ReportError, match=r"\['presett'\] are not parameters of notebook\(s\) \['01_study'\]; valid: .*preset"):
         run_reports(param_sets=[{"notebooks": ["01"], "presett": "smoke"}], out=tmp_path / "reports", log=None)
     assert not (tmp_path / "reports").exists()
+
+
+# ------------------------------------------------------------------ careless input (issue 23)
+
+
+def test_sets_differing_only_in_a_folder_get_a_report_each(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two sets whose paths differ only in their folders slug to one name: the second gets a
+    short hash instead of replacing the first, and a rerun replaces each report, only its own."""
+    import shutil
+
+    import papermill
+
+    from mirl import report
+
+    notebooks = _tiny_notebooks(tmp_path / "notebooks", ("01_study",))
+    monkeypatch.setattr(papermill, "execute_notebook", lambda src, dst, parameters, **kwargs: shutil.copy(src, dst))
+    out = tmp_path / "reports"
+    sets = [{"version": "/a/x/ck.pt"}, {"version": "/b/x/ck.pt"}]
+
+    def run() -> list[str]:
+        records = report.run_reports(param_sets=sets, notebooks=["01"], out=out, runs_dir=tmp_path / "runs",
+                                     notebooks_path=notebooks, log=None)
+        return [r["name"] for r in records]
+
+    names = run()
+    assert names[0] == "01_study--version-ck.pt" and names[1].startswith(names[0] + "--") and len(set(names)) == 2
+    assert [json.loads((out / n / "report.json").read_text())["parameters"] for n in names] == sets
+    assert run() == names
+    assert sorted(p.name for p in out.glob("*.html")) == sorted([f"{n}.html" for n in names] + ["index.html"])
+
+
+def test_a_report_never_replaces_another_studys_web_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A study's web page lives in its own folder, ``web-<run name>``; a report of another
+    preset leaves it (and the index keeps linking it), and a failed report builds no page."""
+    import papermill
+
+    from mirl import report
+    from mirl.export import study_page
+
+    out = tmp_path / "reports"
+    other = study_page.page_folder(out, tmp_path / "runs" / "quickstart_0123abcd")
+    assert other == out / "web-quickstart_0123abcd"
+    other.mkdir(parents=True)
+    (other / "index.html").write_text("the quickstart study's page")
+    notebooks = _tiny_notebooks(tmp_path / "notebooks", ("01_study",), "output_dir = None\npreset = 'quickstart'")
+
+    def fail(src: str, dst: str, parameters: dict, **kwargs: Any) -> None:
+        raise papermill.PapermillExecutionError(0, 1, "", "RuntimeError", "boom", [])
+
+    built: list[str] = []
+    monkeypatch.setattr(papermill, "execute_notebook", fail)
+    monkeypatch.setattr(study_page, "study_web_page", lambda runs, preset, out, log=None: built.append(preset))
+    records = report.run_reports(preset="smoke", notebooks=["01"], out=out, runs_dir=tmp_path / "runs",
+                                 notebooks_path=notebooks, log=None)
+    assert [r["status"] for r in records] == ["failed"] and built == [], "a failed report built the web page"
+    assert (other / "index.html").read_text() == "the quickstart study's page"
+    assert 'href="web-quickstart_0123abcd/index.html"' in (out / "index.html").read_text()
+
+
+@pytest.fixture()
+def nothing_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Input that must be refused never reaches the notebooks (``{notebooks: 7}`` ran them all)."""
+    from mirl import report
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("refused input reached run_reports")
+
+    monkeypatch.setattr(report, "run_reports", refuse)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("sets: [\n", r"not valid YAML/JSON \(line 2: .*\); --params expects a YAML or JSON file"),
+    (None, r"cannot read it \(No such file or directory\); --params expects"),
+    (b"\x89PNG\r\n\x1a\n\x00\xff\xfe", r"not a text file; --params expects a YAML or JSON file"),
+    ("{notebooks: 7}\n", r"unknown key\(s\) \['notebooks'\]; expected a list of parameter sets, e\.g\. - \{notebooks: \[4\]"),
+    ("- {notebooks: 7}\n", r"set 1: unknown notebook 7; known: "),
+    ("- {data_root: !!binary aGk=}\n", r"set 1: YAML reads a binary"),
+])
+def test_a_bad_params_file_is_one_line_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture, nothing_runs: None,
+                                                   content: Any, message: str) -> None:
+    """``mirl report --params`` given bad YAML, a missing or binary file, or a mapping that is not
+    defaults + sets (``{notebooks: 7}`` ran every notebook of the quickstart study): one line naming
+    the file, exit 2, nothing made."""
+    import re
+
+    from mirl.cli import main
+
+    params = tmp_path / "batch.yaml"
+    if isinstance(content, str):
+        params.write_text(content)
+    elif content is not None:
+        params.write_bytes(content)
+    out = tmp_path / "reports"
+    assert main(["report", "--params", str(params), "--out", str(out), "--runs", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert re.match(rf"mirl report: error: {re.escape(str(params))}: {message}", err), err
+    assert not out.exists()
+
+
+def test_set_values_are_kept_or_refused_never_changed(tmp_path: Path, capsys: pytest.CaptureFixture, nothing_runs: None) -> None:
+    """``mirl report --set``: a date stays the text typed (it was a date, then a traceback), ``#``
+    and line breaks are kept where YAML keeps them and refused where YAML would drop them."""
+    from mirl.cli import main
+    from mirl.commands.report import _parse_sets
+    from mirl.report import ReportError
+
+    kept = ["data_root=2024-01-01", "checkpoint=/photos/a#2.pt", "tasks=[derain, dehaze]", 'data_dir="/photos #2\\nnew"']
+    assert _parse_sets(kept) == {"data_root": "2024-01-01", "checkpoint": "/photos/a#2.pt", "tasks": ["derain", "dehaze"],
+                                 "data_dir": "/photos #2\nnew"}
+    for item, message in [("checkpoint=/photos #2.pt", "comment"), ("tasks=[derain] # two", "comment"),
+                          ("checkpoint=/photos\nnew.pt", "join its lines"), ('checkpoint="/photos\nnew.pt"', "join its lines"),
+                          ("data_root=!!timestamp 2024-01-01", "YAML reads a date")]:
+        with pytest.raises(ReportError, match=message):
+            _parse_sets([item])
+    with pytest.raises(ReportError, match="given twice"):
+        _parse_sets(["limit=1", "limit=2"])
+    out = tmp_path / "reports"
+    assert main(["report", "--notebooks", "05", "--set", "checkpoint=/photos #2.pt", "--out", str(out),
+                 "--runs", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mirl report: error: --set checkpoint='/photos #2.pt': YAML reads ' #'") and err.count("\n") == 1
+    assert not out.exists()

@@ -95,16 +95,20 @@ def test_tile_starts_and_bad_settings(tiny):
         restore_image(tiny, torch.rand(2, 3, 16, 16))
 
 
-def write_png16_rgb(path: Path, arr: np.ndarray) -> None:
-    """A minimal 16-bit RGB PNG writer (PIL cannot write one)."""
-    h, w, _ = arr.shape
-    raw = b"".join(b"\x00" + arr[y].astype(">u2").tobytes() for y in range(h))
+def write_png(path: Path, w: int, h: int, depth: int, color: int, raw: bytes) -> None:
+    """A minimal PNG writer: IHDR, one IDAT of ``raw`` (filtered rows), IEND."""
 
     def chunk(tag: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
 
-    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    ihdr = struct.pack(">IIBBBBB", w, h, depth, color, 0, 0, 0)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def write_png16_rgb(path: Path, arr: np.ndarray) -> None:
+    """A minimal 16-bit RGB PNG writer (PIL cannot write one)."""
+    h, w, _ = arr.shape
+    write_png(path, w, h, 16, 2, b"".join(b"\x00" + arr[y].astype(">u2").tobytes() for y in range(h)))
 
 
 def test_modes_are_converted_with_notes(tmp_path, tiny):
@@ -127,6 +131,23 @@ def test_modes_are_converted_with_notes(tmp_path, tiny):
     notes = {Path(p).name: n for p, n in summary.notes}
     assert "16-bit" in notes["deep.png"] and "16-bit" in notes["deepgray.png"] and "grayscale" in notes["gray.png"]
     assert "alpha" in notes["alpha.png"] and "photo.jpg" not in notes
+
+
+def test_float_tiff_is_read_by_its_range_or_refused(tmp_path):
+    """A 32-bit float TIFF (mode F) with values 0..1 is read as 0 black to 1 white, not as 0/1 of
+    255; one outside 0..1 (e.g. 0..255, or NaN) is refused, naming it (issue 23, case 6)."""
+    ramp = np.linspace(0, 1, 24 * 32, dtype=np.float32).reshape(24, 32)
+    Image.fromarray(ramp, "F").save(tmp_path / "unit.tif")
+    arr, notes = read_image(tmp_path / "unit.tif")
+    assert arr.shape == (24, 32, 3) and arr.min() == 0 and arr.max() == 255
+    assert np.array_equal(arr[:, :, 0], np.round(ramp * 255).astype(np.uint8)) and "32-bit float, 0..1" in notes[0]
+    Image.fromarray(ramp * 255, "F").save(tmp_path / "wide.tif")
+    with pytest.raises(BadImageError, match=r"wide.tif: 32-bit float image with values 0 to 255; .*0 \(black\) to 1 \(white\)"):
+        read_image(tmp_path / "wide.tif")
+    ramp[0, 0] = np.nan
+    Image.fromarray(ramp, "F").save(tmp_path / "nan.tif")
+    with pytest.raises(BadImageError, match=r"nan.tif: 32-bit float image with 1 NaN or infinite value"):
+        read_image(tmp_path / "nan.tif")
 
 
 def make_bad(folder: Path) -> dict[str, Path]:
@@ -280,6 +301,49 @@ def test_read_only_out_is_refused_before_loading(tmp_path, ckpt, monkeypatch, ca
         assert "locked is not writable" in err
     finally:
         locked.chmod(0o755)
+
+
+def test_existing_outputs_are_refused_unless_overwrite(tmp_path, ckpt, monkeypatch, capsys):
+    """An unrelated ``edited/photo.png`` is never replaced silently: refused before loading, naming
+    it; ``--overwrite`` replaces it (issue 23, case 12)."""
+    _photo(tmp_path / "raw/photo.jpg")
+    edited = tmp_path / "edited" / "photo.png"
+    _photo(edited, seed=5)
+    before = edited.read_bytes()
+    err = _refuse_before_loading(monkeypatch, [str(ckpt), str(tmp_path / "raw/photo.jpg"), "--out", str(tmp_path / "edited")], capsys)
+    assert f"{edited} already exist(s) and would be replaced; pass --overwrite" in err
+    assert edited.read_bytes() == before
+    monkeypatch.undo()
+    assert main(["restore", str(ckpt), str(tmp_path / "raw/photo.jpg"), "--out", str(tmp_path / "edited"), "--overwrite",
+                 "--device", "cpu", "--no-progress"]) == 0
+    assert edited.read_bytes() != before and read_image(edited)[0].shape == (24, 24, 3)
+
+
+def test_max_pixels_lifts_the_decompression_bomb_limit(tmp_path, ckpt, capsys):
+    """A 108 MP photo is refused with a message naming ``--max-pixels``; the flag raises the limit
+    (on a small photo here: decoding 108 MP is too slow for a test) (issue 23, case 18)."""
+    big = tmp_path / "big" / "pano.png"
+    big.parent.mkdir()
+    write_png(big, 12_000, 9_000, 8, 0, b"")  # the header is enough: the size is checked before decoding
+    with pytest.raises(BadImageError, match=r"pano.png: 12000x9000 is 108,000,000 pixels, more than the limit of 89,478,485 .*"
+                                            r"decompression bombs; if you trust the file, raise the limit: mirl restore --max-pixels 108000000"):
+        read_image(big)
+    with pytest.raises(BadImageError, match="corrupt or truncated"):  # past the size check: the (empty) pixel data
+        read_image(big, max_pixels=108_000_000)
+    assert main(["restore", str(ckpt), str(big), "--out", str(tmp_path / "o1"), "--device", "cpu", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mirl restore: error: ") and err.count("\n") == 1 and "--max-pixels 108000000" in err
+    _photo(tmp_path / "small/a.png", size=(30, 40))
+    argv = ["restore", str(ckpt), str(tmp_path / "small/a.png"), "--device", "cpu", "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path / "o2"), "--max-pixels", "1000"]) == 2
+    assert "40x30 is 1,200 pixels, more than the limit of 1,000" in capsys.readouterr().err
+    assert main([*argv, "--out", str(tmp_path / "o3"), "--max-pixels", "1200"]) == 0
+    assert main([*argv, "--out", str(tmp_path / "o4"), "--max-pixels", "-1"]) == 2
+    assert "--max-pixels must be 0 (no limit) or more, got -1" in capsys.readouterr().err
+    from mirl.commands import restore as restore_cmd
+    from mirl.data import imageio
+
+    assert restore_cmd.MAX_PIXELS == imageio.MAX_PIXELS == Image.MAX_IMAGE_PIXELS  # literal copy; Pillow's default
 
 
 def test_write_failure_is_a_clear_error(tmp_path, tiny):

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="bf16 autocast: faster on recent GPUs; see docs/benchmarks.md for its PSNR cost")
     parser.add_argument("--pad", action="store_true", help="pad test images to a multiple of 16 instead of centre-cropping")
     parser.add_argument("--tile", type=int, default=None, help="tile size for large test images")
-    parser.add_argument("--limit", type=int, default=None, help="at most this many images per task")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many images per task (default and 0: all, as the study's eval_limit)")
     parser.add_argument("--seed", type=int, default=0, help="test-noise seed (default 0)")
     parser.add_argument("--save-images", action="store_true", help="also write restored PNGs under --out/images/<model>/")
     parser.add_argument("--skip-bad", action="store_true", help="skip bad test files with a warning instead of stopping")
@@ -36,12 +36,13 @@ def run(args: argparse.Namespace) -> int:
     from mirl.data import expand_tasks
     from mirl.device import resolve_device
     from mirl.errors import MirlError
-    from mirl.evaluate import evaluate_model, find_checkpoints, format_table, write_results_table
+    from mirl.evaluate import check_limit, evaluate_model, find_checkpoints, format_table, write_results_table
     from mirl.models import load_checkpoint
 
     from mirl.restore import DEFAULT_OVERLAP, check_tiling
 
     check_tiling(args.tile, DEFAULT_OVERLAP)  # evaluation tiles overlap as restore's do
+    check_limit(args.limit)
     tasks = expand_tasks(args.tasks)
     device = resolve_device(args.device)
     if args.save_images and not args.out:

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = ("export a ticket: a compact sparse checkpoint (the default), the published Lightning checkpoint, "
                           "ONNX, or a web page that restores photos offline; a model card (OUT.md) beside each")
     parser.add_argument("source", help="a level folder (runs/<study>/replicate_<r>/level_<k>: its main; or .../level_<k>/<branch>), a replicate or study folder (its last finished level of main; a study: replicate 0) or a checkpoint")
-    parser.add_argument("--out", required=True, help="output file (sparse, lightning, onnx) or folder (web)")
+    parser.add_argument("--out", required=True, help="output file (sparse, lightning, onnx) or folder (web), outside any study folder")
     parser.add_argument("--format", default="sparse", choices=FORMATS,
                         help="sparse (default): mirl's compact file; lightning: the published .ckpt layout (paper preset only); "
                              "onnx: ONNX with dynamic height/width; web: a static page that restores photos offline")
@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rule", default="upstream", choices=["upstream", "conv"], help="prunable tensors when the mask comes from non-zeros")
     parser.add_argument("--impl", default="fast", choices=["fast", "reference"], help="implementation the ONNX graph is traced from (onnx, web)")
     parser.add_argument("--tile", type=int, default=256, help="web: default tile size of the page in px (default 256)")
-    parser.add_argument("--overlap", type=int, default=32, help="web: tile overlap in px (default 32, as mirl restore)")
+    parser.add_argument("--overlap", type=int, default=32, help="web: tile overlap in px, under half of --tile (default 32, as mirl restore)")
     parser.add_argument("--no-examples", action="store_true", help="web: leave out the three degraded example photos")
     parser.add_argument("--onnx", metavar="FILE", help="web: build the page around this ONNX file, exported earlier from the "
                                                         "same SOURCE with --format onnx (skips the export; checked by one forward pass)")

@@ -11,7 +11,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--preset", default="quickstart", choices=sorted(STUDY_PRESETS), help="starting configuration (default: quickstart)")
     parser.add_argument("--config", help="YAML/JSON file of settings, applied after the preset")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override settings, e.g. --set rounds=3 fraction=0.2 scope=layerwise")
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="override settings, e.g. --set rounds=3 fraction=0.2 scope=layerwise (repeatable)")
     parser.add_argument("--out", help="folder that holds the runs (default: <project>/runs)")
     parser.add_argument("--seed", type=int, help="shorthand for --set seed=N")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="shorthand for --set device=...")

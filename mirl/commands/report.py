@@ -29,16 +29,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _parse_sets(items: list[str]) -> dict:
-    import yaml
-
+    """``--set`` items as notebook parameters (YAML values; nothing YAML would drop or turn into a
+    date); a parameter given twice with two values is refused."""
     from mirl.report import ReportError
+    from mirl.yamlio import parse_yaml_value
 
     parsed = {}
     for item in items:
         if "=" not in item:
             raise ReportError(f"--set expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        parsed[key.strip()] = yaml.safe_load(value)
+        key, text = item.split("=", 1)
+        key = key.strip()
+        value = parse_yaml_value(key, text, ReportError)
+        if parsed.get(key, value) != value:
+            raise ReportError(f"--set {key} is given twice ({parsed[key]!r} and {value!r}); give it once")
+        parsed[key] = value
     return parsed
 
 

@@ -8,6 +8,7 @@ from mirl.commands import add_checkpoint_arguments
 
 # literal copies (kept in sync by tests) so that building the parser does not import torch
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+MAX_PIXELS = 89_478_485  # mirl.data.imageio.MAX_PIXELS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,22 +21,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="bf16 autocast: faster on recent GPUs; see docs/benchmarks.md for its PSNR cost")
     parser.add_argument("--skip-bad", action="store_true", help="skip unreadable or non-image files (listed at the end) instead of stopping")
+    parser.add_argument("--overwrite", action="store_true", help="replace restored PNGs that already exist in --out (refused otherwise)")
+    parser.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                        help=f"largest image accepted, in pixels (default {MAX_PIXELS:,}, Pillow's decompression-bomb limit; 0: no limit)")
     add_checkpoint_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
     from mirl.device import resolve_device
+    from mirl.errors import MirlError
     from mirl.models import load_checkpoint
     from mirl.restore import plan_restore, restore_files
 
     # every setting and path is checked before the checkpoint is loaded; outputs never touch inputs
-    plan_restore(args.inputs, args.out, tile=args.tile, overlap=args.overlap, skip_bad=args.skip_bad)
+    if args.max_pixels is not None and args.max_pixels < 0:
+        raise MirlError(f"--max-pixels must be 0 (no limit) or more, got {args.max_pixels}")
+    plan_restore(args.inputs, args.out, tile=args.tile, overlap=args.overlap, skip_bad=args.skip_bad, overwrite=args.overwrite)
     device = resolve_device(args.device)
     model, meta = load_checkpoint(args.checkpoint, map_location=device, allow_pickle=args.allow_pickle, config=args.preset)
     model.eval()
     summary = restore_files(model, args.inputs, args.out, tile=args.tile, overlap=args.overlap, skip_bad=args.skip_bad,
-                            progress=not args.no_progress, precision=args.precision, warn_skipped=False)
+                            progress=not args.no_progress, precision=args.precision, warn_skipped=False,
+                            overwrite=args.overwrite, max_pixels=args.max_pixels)
     print(f"restored {len(summary.written)} image(s) into {args.out} with {meta['preset']} on {device}")
     if summary.skipped:
         print(f"skipped {len(summary.skipped)} bad input(s):")

@@ -9,8 +9,9 @@ Layout (``root`` is the folder that holds ``train/`` and ``test/``)::
 
 Inputs pair with targets by stem (``X_rainy`` with ``X_gt``; for haze ``X_0.8_1.2_hazy`` with
 ``X_gt``; several hazy inputs may share one target). An input without a target, a target without an
-input, a non-image file, an unreadable image or one smaller than the patch size is an error naming
-the file, or with ``skip_bad=True`` a warning, counted in ``skipped``. Images are read as they
+input, two files under one name (``a.png`` beside ``a.jpg``; two rainy inputs for one target), a
+non-image file, an unreadable image or one smaller than the patch size is an error naming the file
+(both files for a duplicate), or with ``skip_bad=True`` a warning, counted in ``skipped``. Images are read as they
 display (:mod:`mirl.data.imageio` applies EXIF orientation), on both sides of a pair.
 
 Randomness: a training item draws its patch, flip/rotation and noise from
@@ -110,6 +111,16 @@ def _files(folder: Path, problems: _Problems) -> list[Path]:
     return out
 
 
+def _claim(seen: dict[str, Path], name: str, path: Path, problems: _Problems, what: str) -> bool:
+    """Record ``path`` under ``name``; a second file under one name is a problem naming both
+    (it would be scored twice under one name). Returns whether ``path`` was recorded."""
+    first = seen.setdefault(name, path)
+    if first != path:
+        problems.report(path, f"{what} {first} (both would count as {name!r}); keep one of them")
+        return False
+    return True
+
+
 def _subsets(task_dir: Path) -> list[Path]:
     if not task_dir.is_dir():
         raise DatasetError(f"{task_dir}: folder not found; expected the published layout (see docs/data.md)")
@@ -132,11 +143,13 @@ def discover(root: str | os.PathLike, split: str, task: str, skip_bad: bool = Fa
     task_dir = Path(root) / split / folder
     problems = _Problems(skip_bad)
     samples: list[Sample] = []
+    names: dict[str, Path] = {}
     for subset in _subsets(task_dir):
         if family == "denoise":
             for p in _files(subset, problems):
-                rel = p.relative_to(subset).with_suffix("")
-                samples.append(Sample(task, f"{subset.name}/{rel.as_posix()}", p))
+                name = f"{subset.name}/{p.relative_to(subset).with_suffix('').as_posix()}"
+                if _claim(names, name, p, problems, "same name as"):
+                    samples.append(Sample(task, name, p))
             continue
         inp, tgt = subset / "input", subset / "target"
         if not inp.is_dir() or not tgt.is_dir():
@@ -148,15 +161,19 @@ def discover(root: str | os.PathLike, split: str, task: str, skip_bad: bool = Fa
                 problems.report(p, f"second target for {key!r} (also {targets[key].name})")
                 continue
             targets[key] = p
-        used: set[str] = set()
+        used: dict[str, Path] = {}
         for p in _files(inp, problems):
-            key = _key(p.stem, suffix, family)
+            key, name = _key(p.stem, suffix, family), f"{subset.name}/{p.stem}"
             if key not in targets:
                 problems.report(p, f"input without a target (expected {tgt}/{key}_gt.*)")
                 continue
-            used.add(key)
-            samples.append(Sample(task, f"{subset.name}/{p.stem}", targets[key], p))
-        for key in sorted(set(targets) - used):
+            # several hazy inputs (airlight, beta) share one target, as in SOTS and OTS; other tasks pair one to one
+            if not _claim(names, name, p, problems, "same name as") or (
+                    family != "dehaze" and not _claim(used, key, p, problems, f"a second input for {targets[key].name}, beside")):
+                continue
+            used[key] = p
+            samples.append(Sample(task, name, targets[key], p))
+        for key in sorted(set(targets) - set(used)):
             problems.report(targets[key], f"target without an input (expected {inp}/{key}{suffix}.*)")
     if not samples:
         raise DatasetError(f"{task_dir}: no usable images for task {task!r}")

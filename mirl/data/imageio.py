@@ -1,7 +1,8 @@
 """Safe image reading and writing: clear errors naming the file, atomic writes.
 
 Reading converts any mode to 8-bit RGB and says what it converted (grayscale, RGBA, palette,
-16-bit): ``read_image`` returns ``(array, notes)``. Images are read as they display: an EXIF
+16-bit, 32-bit float read as 0..1; a float image outside 0..1 is refused): ``read_image`` returns
+``(array, notes)``. Images are read as they display: an EXIF
 orientation tag (phone photos) is applied, so ``read_image``, ``read_alpha`` and ``image_size``
 give the upright picture (for PNG, only an eXIf chunk before the pixel data counts, as Pillow
 writes it). Warnings the decoder raises become notes, never loose ``UserWarning`` lines.
@@ -18,9 +19,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -28,6 +32,7 @@ from mirl.errors import MirlError
 from mirl.fileio import atomic_open
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+MAX_PIXELS = 89_478_485  # Pillow's decompression-bomb limit (about 89 MP); `mirl restore --max-pixels` raises it
 
 
 class BadImageError(MirlError):
@@ -52,8 +57,27 @@ def is_image_name(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def _open(path: Path):
-    """Open ``path`` lazily; returns ``(image, notes)``, decoder warnings as notes."""
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _own_pixel_limit() -> Iterator[None]:
+    """Turn Pillow's decompression-bomb check off while a header is read (one thread at a time, so
+    the limit always comes back): ``_open`` checks ``max_pixels`` itself, with a message that says
+    how to raise it."""
+    from PIL import Image
+
+    with _PILLOW_LIMIT_LOCK:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _open(path: Path, max_pixels: int | None = MAX_PIXELS):
+    """Open ``path`` lazily; returns ``(image, notes)``, decoder warnings as notes. An image of more
+    than ``max_pixels`` pixels (``None`` or 0: no limit) is refused as a possible decompression bomb."""
     from PIL import Image, ImageFile, UnidentifiedImageError
 
     ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -64,14 +88,19 @@ def _open(path: Path):
     if path.stat().st_size == 0:
         raise BadImageError(path, "empty file (0 bytes)", "replace or remove it")
     try:
-        with warnings.catch_warnings(record=True) as caught:
+        with _own_pixel_limit(), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(path)
     except UnidentifiedImageError:
         raise BadImageError(path, "not a readable image (unknown format)", _SKIP_HINT) from None
-    except (OSError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+    except OSError as exc:
         raise BadImageError(path, f"cannot open image ({exc})", _SKIP_HINT) from None
+    pixels = im.size[0] * im.size[1]
+    if max_pixels and pixels > max_pixels:
+        im.close()
+        raise BadImageError(path, f"{im.size[0]}x{im.size[1]} is {pixels:,} pixels, more than the limit of {max_pixels:,} "
+                                  "that guards against decompression bombs",
+                            f"if you trust the file, raise the limit: mirl restore --max-pixels {pixels}")
     return im, [f"decoder warning: {w.message}" for w in caught]
 
 
@@ -113,20 +142,21 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
         return (h, w) if _orientation(im) >= 5 else (w, h)
 
 
-def read_image(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
+def read_image(path: str | os.PathLike, max_pixels: int | None = MAX_PIXELS) -> tuple[np.ndarray, list[str]]:
     """Decode ``path`` fully into a uint8 RGB array ``[H, W, 3]``; also return conversion notes.
 
-    Corrupt, truncated and non-image files raise :class:`BadImageError` naming the file. An EXIF
-    orientation is applied (the array is the picture as displayed) and noted; decoder warnings
-    (e.g. a damaged EXIF block) are returned as notes.
+    Corrupt, truncated and non-image files, and images of more than ``max_pixels`` pixels (``None``
+    or 0: no limit), raise :class:`BadImageError` naming the file. An EXIF orientation is applied
+    (the array is the picture as displayed) and noted; decoder warnings (e.g. a damaged EXIF block)
+    are returned as notes.
 
     Example:
         >>> img, notes = read_image("photo.png")  # doctest: +SKIP
     """
-    path = Path(path)
     from PIL import Image
 
-    opened, notes = _open(path)
+    path = Path(path)
+    opened, notes = _open(path, max_pixels)
     im = opened
     try:
         tile = im.tile[0] if getattr(im, "tile", None) else None  # read before load() clears it
@@ -136,7 +166,6 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
         orientation = _orientation(im)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            warnings.simplefilter("error", Image.DecompressionBombWarning)  # treat bombs as errors
             im.load()
             if orientation in _TRANSPOSE:
                 stored = im.size
@@ -148,10 +177,22 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
         return arr, notes
     except BadImageError:
         raise
-    except (OSError, ValueError, SyntaxError, Warning) as exc:
+    except (OSError, ValueError, SyntaxError, Warning, Image.DecompressionBombError) as exc:  # a frame larger than the header
         raise BadImageError(path, f"corrupt or truncated image ({exc})", "replace it, remove it, or pass --skip-bad") from None
     finally:
         opened.close()
+
+
+def _check_unit_floats(arr: np.ndarray, path: Path) -> None:
+    """Refuse a float image whose values are not 0..1 (0 black, 1 white; within the metrics' tolerance)."""
+    from mirl.metrics import RANGE_TOLERANCE
+
+    finite = arr[np.isfinite(arr)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    if finite.size < arr.size or lo < -RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
+        bad = f"{arr.size - finite.size} NaN or infinite value(s)" if finite.size < arr.size else f"values {lo:.4g} to {hi:.4g}"
+        raise BadImageError(path, f"32-bit float image with {bad}; mirl reads float images as 0 (black) to 1 (white)",
+                            "scale it to 0..1, or save it with 8 or 16 bits per channel")
 
 
 def _to_rgb(im, rawmode: str, path: Path) -> tuple[np.ndarray, list[str]]:
@@ -160,9 +201,14 @@ def _to_rgb(im, rawmode: str, path: Path) -> tuple[np.ndarray, list[str]]:
     mode = im.mode
     if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(im).astype(np.float64)
-        top = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        if mode == "F":
+            _check_unit_floats(arr, path)
+            top, depth = 1.0, "32-bit float, 0..1"
+        else:
+            top = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+            depth = "16-bit" if top > 255 else "8-bit"
         arr = np.clip(np.round(arr / top * 255.0), 0, 255).astype(np.uint8)
-        notes.append(f"{mode} grayscale ({'16' if top > 255 else '8'}-bit) converted to 8-bit RGB")
+        notes.append(f"{mode} grayscale ({depth}) converted to 8-bit RGB")
         arr = np.repeat(arr[:, :, None], 3, axis=2)
         return np.ascontiguousarray(arr), notes
     if ";16" in str(rawmode):
@@ -182,9 +228,9 @@ def _to_rgb(im, rawmode: str, path: Path) -> tuple[np.ndarray, list[str]]:
     return np.ascontiguousarray(arr, dtype=np.uint8), notes
 
 
-def read_alpha(path: str | os.PathLike) -> np.ndarray | None:
+def read_alpha(path: str | os.PathLike, max_pixels: int | None = MAX_PIXELS) -> np.ndarray | None:
     """The alpha channel (uint8 ``[H, W]``, EXIF orientation applied) of an image that has one, else ``None``."""
-    im, _ = _open(Path(path))
+    im, _ = _open(Path(path), max_pixels)
     try:
         if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
             orientation = _orientation(im)
@@ -248,6 +294,7 @@ def to_uint8(tensor) -> np.ndarray:
 __all__ = [
     "BadImageError",
     "IMAGE_EXTENSIONS",
+    "MAX_PIXELS",
     "image_size",
     "is_image_name",
     "list_images",

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mirl import paths
 from mirl.errors import MirlError
 
 from .card import card_path, metrics_summary, model_card, sha256, write_card
@@ -50,6 +51,25 @@ def _check_dtype(fmt: str, dtype: str) -> None:
     allowed = DTYPES_BY_FORMAT[fmt]
     if dtype not in allowed:
         raise MirlError(f"--format {fmt} stores weights as {' or '.join(allowed)}, not {dtype!r}")
+
+
+def check_out_of_studies(out: str | os.PathLike) -> None:
+    """Refuse an export path inside a study folder (it could replace a level's ``model.pt`` or
+    ``init.pt``, and a study holds only what ``mirl lottery`` wrote)."""
+    study = paths.study_of(Path(out).resolve())
+    if study is not None:
+        raise MirlError(f"--out {out} is inside the study folder {study}: an export never writes into a study "
+                        "(it could replace a level's model.pt or init.pt); pass a path outside it")
+
+
+def check_web_tiling(tile: int, overlap: int) -> None:
+    """Refuse a page tiling that is not a multiple of 8, or whose overlap is half the tile or more
+    (each tile would advance by ``tile - overlap`` px: 2.8 M tiles for a 2000x1500 photo at 64/63)."""
+    from .web import DEFAULT_OVERLAP, DEFAULT_TILE
+
+    if tile < 8 or tile % 8 or not 0 <= 2 * overlap < tile:
+        raise MirlError(f"--tile must be a multiple of 8 (at least 8) and --overlap from 0 to under half of --tile; got "
+                        f"tile={tile}, overlap={overlap} (the defaults are --tile {DEFAULT_TILE} --overlap {DEFAULT_OVERLAP})")
 
 
 def onnx_metadata(ticket: Ticket, impl: str, dtype: str = "float32") -> dict[str, str]:
@@ -134,6 +154,7 @@ def export_ticket(
     if onnx_file is not None and fmt != "web":
         raise MirlError("--onnx only applies to --format web (it reuses an ONNX file for the page)")
     _check_dtype(fmt, dtype)
+    check_out_of_studies(out)
     out = Path(out)
     source_bytes = os.path.getsize(ticket.checkpoint)
     if fmt == "sparse":
@@ -173,8 +194,7 @@ def _export_web(ticket: Ticket, out: Path, dtype: str, impl: str, tile: int, ove
     from .onnx_model import onnx_bytes, reuse_onnx
     from .web import CARD_FILE, build_web_folder, check_target, folder_size
 
-    if tile < 8 or tile % 8 or not 0 <= overlap < tile:
-        raise MirlError(f"--tile must be a multiple of 8 (at least 8) and 0 <= --overlap < --tile; got tile={tile}, overlap={overlap}")
+    check_web_tiling(tile, overlap)
     check_target(out)
     if onnx_file is not None:
         data, found = reuse_onnx(onnx_file, ticket.model)
@@ -195,4 +215,5 @@ def _export_web(ticket: Ticket, out: Path, dtype: str, impl: str, tile: int, ove
     return ExportResult(out, "web", size, card_file, lines + [f"model card: {card_file}"], record)
 
 
-__all__ = ["DTYPES_BY_FORMAT", "ExportResult", "FORMATS", "card_path", "export_ticket", "onnx_metadata", "web_info"]
+__all__ = ["DTYPES_BY_FORMAT", "ExportResult", "FORMATS", "card_path", "check_out_of_studies", "check_web_tiling", "export_ticket",
+           "onnx_metadata", "web_info"]

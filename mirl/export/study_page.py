@@ -1,4 +1,5 @@
-"""The web page that ``mirl report --preset P`` builds for the study's last level (``reports/web``).
+"""The web page that ``mirl report --preset P`` builds for the study's last level
+(``reports/web-<run name>``: one folder per study, so a report never replaces another study's page).
 
 The study is the run of preset ``P`` with its default settings (``runs/<P>_<hash>``), as the
 notebooks read it. The page is rebuilt only when that level's checkpoint or the page's own files
@@ -6,7 +7,7 @@ changed. A missing ONNX extra, runtime or run is a note in the log, never a fail
 
 Example:
     >>> study_web_page("runs", "quickstart", "reports")      # doctest: +SKIP
-    PosixPath('reports/web')
+    PosixPath('reports/web-quickstart_5520eaf8')
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ import json
 import os
 from pathlib import Path
 from typing import Callable
+from urllib.parse import quote
 
 from mirl import paths
 from mirl.errors import MirlError
 
-FOLDER = "web"
+FOLDER = "web"  # a study's page is <reports>/web-<run name>
 
 
 def _page_hash() -> str:
@@ -44,9 +46,14 @@ def study_run(runs_dir: str | os.PathLike, preset: str) -> Path | None:
     return path if paths.is_run_dir(path) else None
 
 
+def page_folder(out: str | os.PathLike, run: str | os.PathLike) -> Path:
+    """The folder of ``run``'s page in the reports folder ``out``: ``out/web-<run name>``."""
+    return Path(out) / f"{FOLDER}-{Path(run).name}"
+
+
 def study_web_page(runs_dir: str | os.PathLike, preset: str, out: str | os.PathLike,
                    log: Callable[[str], None] | None = print) -> Path | None:
-    """Build (or keep, when up to date) ``out/web`` for the last finished level of the preset's study.
+    """Build (or keep, when up to date) ``out/web-<run name>`` for the last finished level of the preset's study.
 
     Returns the folder, or ``None`` with a note in ``log`` when it cannot be built.
     """
@@ -57,11 +64,11 @@ def study_web_page(runs_dir: str | os.PathLike, preset: str, out: str | os.PathL
     from .web import TICKET_FILE, runtime_missing
 
     say = log or (lambda _text: None)
-    target = Path(out) / FOLDER
     run = study_run(runs_dir, preset)
     if run is None:
         say(f"mirl report: no web page: no {preset} study in {runs_dir} (run `mirl lottery --preset {preset}`)")
         return None
+    target = page_folder(out, run)
     try:
         require_onnx()
         if runtime_missing():
@@ -87,19 +94,23 @@ def study_web_page(runs_dir: str | os.PathLike, preset: str, out: str | os.PathL
 
 
 def study_page_link(out: str | os.PathLike) -> str:
-    """An HTML paragraph linking ``out/web/index.html`` for the reports index, or ``""`` when absent."""
-    folder = Path(out) / FOLDER
-    if not (folder / "index.html").is_file():
-        return ""
+    """HTML paragraphs linking every study's page (``out/web-<run name>/index.html``) for the
+    reports index, or ``""`` when there is none."""
+    return "".join(_page_link(folder) for folder in sorted(Path(out).glob(f"{FOLDER}-*"))
+                   if (folder / "index.html").is_file())
+
+
+def _page_link(folder: Path) -> str:
     title = ""
     try:
         record = json.loads((folder / "ticket.json").read_text(encoding="utf-8"))
         title = f" ({html.escape(str(record.get('title', '')))}, {100 * record['density']['prunable']:.1f}% of the prunable weights)"
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    return (f'<p class=note><strong><a href="{FOLDER}/index.html">Restore your own photos with the study\'s last ticket</a></strong>'
+    return (f'<p class=note><strong><a href="{html.escape(quote(folder.name))}/index.html">Restore your own photos with the last '
+            f"ticket of {html.escape(folder.name[len(FOLDER) + 1:])}</a></strong>"
             f"{title}: a page that runs the network in the browser, offline. It needs a local web server: "
             f"<code>mirl serve {html.escape(str(folder))}</code> (opening it from disk shows how).</p>")
 
 
-__all__ = ["FOLDER", "study_page_link", "study_run", "study_web_page"]
+__all__ = ["FOLDER", "page_folder", "study_page_link", "study_run", "study_web_page"]

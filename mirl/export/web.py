@@ -3,7 +3,8 @@
 Layout of the folder (everything the page fetches is inside it)::
 
     index.html  app.js  restore.js  png.js  style.css     the page (mirl/templates/web)
-    ticket.json                                           facts the page shows, tiling settings
+    ticket.json                                           facts the page shows, tiling settings, and
+                                                          the manifest (``files``: what the export wrote)
     model.onnx.gz                                         the ticket as ONNX, gzipped
     model_card.md                                         the model card
     examples/*.png                                        degraded test photos of the demo corpus
@@ -103,9 +104,37 @@ def _write_examples(folder: Path) -> list[dict[str, str]]:
     return out
 
 
+def manifest(examples: list[dict[str, str]]) -> list[str]:
+    """The files a web export writes (relative paths), given the examples it wrote."""
+    return sorted([*PAGE_FILES, *(f"ort/{name}" for name in RUNTIME_FILES[:2]), f"ort/{RUNTIME_FILES[2]}.gz",
+                   MODEL_FILE, TICKET_FILE, CARD_FILE, *(example["file"] for example in examples)])
+
+
+def foreign_files(folder: str | os.PathLike) -> list[str]:
+    """What lies in an earlier web export that the export did not write (relative paths; folders
+    end in ``/``). Its manifest is ``ticket.json``'s ``files``, or for an export made before that
+    list, the layout. Raises :class:`MirlError` when ``folder`` holds no readable ``ticket.json``."""
+    folder = Path(folder)
+    try:
+        record = json.loads((folder / TICKET_FILE).read_text(encoding="utf-8"))
+        files = record["files"] if "files" in record else manifest(record.get("examples") or [])
+        written = {str(name) for name in files}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        raise MirlError(f"{folder}: exists and is not an earlier web export (no readable {TICKET_FILE}); "
+                        "give a new or empty folder") from None
+    kept = written | {parent.as_posix() for name in written for parent in Path(name).parents}
+    foreign: list[str] = []
+    for path in sorted(folder.rglob("*")):  # a folder comes before what it holds
+        rel = path.relative_to(folder)
+        if rel.as_posix() not in kept and not any(f"{q.as_posix()}/" in foreign for q in rel.parents):
+            foreign.append(rel.as_posix() + ("/" if path.is_dir() and not path.is_symlink() else ""))
+    return foreign
+
+
 def check_target(out: str | os.PathLike) -> None:
-    """Refuse a target that is a file or a non-empty folder other than an earlier web export,
-    and a missing runtime: both before the (slow) ONNX export starts."""
+    """Refuse a target that is a file, a non-empty folder other than an earlier web export, or an
+    earlier export holding files it did not write (a re-export replaces the whole folder), and a
+    missing runtime: all before the (slow) ONNX export starts."""
     missing = runtime_missing()
     if missing:
         raise MirlError(
@@ -113,8 +142,14 @@ def check_target(out: str | os.PathLike) -> None:
             "run `make setup` (it fetches it from the npm registry with npm pack)"
         )
     out = Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / TICKET_FILE).is_file())):
+    if out.exists() and not out.is_dir():
         raise MirlError(f"{out}: exists and is not an earlier web export; give a new or empty folder")
+    if out.is_dir() and any(out.iterdir()):
+        foreign = foreign_files(out)
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise MirlError(f"{out}: holds files that the earlier web export did not write ({shown}); a re-export "
+                            "replaces the whole folder: move them out, or give another folder")
 
 
 def build_web_folder(
@@ -127,8 +162,9 @@ def build_web_folder(
     """Write the static folder ``out`` (replaced whole, atomically: built beside it, then renamed).
 
     ``info`` is the page's ``ticket.json`` without the parts this function fills in (model sizes,
-    runtime, examples). Returns the final ``ticket.json`` record. ``out`` may be a new path, an
-    empty folder or an earlier web export; anything else is refused rather than overwritten.
+    runtime, examples, the manifest ``files``). Returns the final ``ticket.json`` record. ``out``
+    may be a new path, an empty folder or an earlier web export holding only what it wrote;
+    anything else is refused rather than overwritten.
     """
     check_target(out)
     out = Path(out)
@@ -150,6 +186,7 @@ def build_web_folder(
                              "wasm": f"ort/{RUNTIME_FILES[2]}.gz", "wasm_bytes": (vendor_dir() / RUNTIME_FILES[2]).stat().st_size,
                              "wasm_gzip_bytes": len(wasm_gz)}
         record["examples"] = _write_examples(tmp) if examples else []
+        record["files"] = manifest(record["examples"])
         (tmp / TICKET_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         (tmp / CARD_FILE).write_text(card, encoding="utf-8")
         os.chmod(tmp, 0o755)
@@ -173,4 +210,4 @@ def folder_size(folder: str | os.PathLike) -> int:
 
 
 __all__ = ["check_target", "DEFAULT_OVERLAP", "DEFAULT_TILE", "ORT_WEB_VERSION", "RUNTIME_FILES", "build_web_folder", "folder_size",
-           "runtime_missing", "template_dir", "vendor_dir"]
+           "foreign_files", "manifest", "runtime_missing", "template_dir", "vendor_dir"]

@@ -194,9 +194,10 @@ class Attention(nn.Module, _ImplMixin):
         if self.impl == "fast":
             # q/|q| . k/|k| == (q . k) / (|q| |k|): scale the small (c/heads)^2 product instead of
             # writing (and keeping for backward) normalised copies of q and k
-            # (norms accumulated in fp32 whatever autocast does with q and k)
-            q_norm = torch.linalg.vector_norm(q, dim=-1, keepdim=True, dtype=torch.float32).clamp_min(1e-12)
-            k_norm = torch.linalg.vector_norm(k, dim=-1, keepdim=True, dtype=torch.float32).clamp_min(1e-12)
+            # (norms accumulated in at least fp32 whatever autocast does with q and k; fp64 stays fp64)
+            acc = torch.promote_types(q.dtype, torch.float32)
+            q_norm = torch.linalg.vector_norm(q, dim=-1, keepdim=True, dtype=acc).clamp_min(1e-12)
+            k_norm = torch.linalg.vector_norm(k, dim=-1, keepdim=True, dtype=acc).clamp_min(1e-12)
             scores = (q @ k.transpose(-2, -1)) / (q_norm * k_norm.transpose(-2, -1))
         else:
             scores = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)

@@ -2,12 +2,12 @@
 // photos tile by tile, show before/after, the time taken, and offer the PNG. Everything it
 // fetches lies in this folder.
 import * as ort from "./ort/ort.wasm.min.mjs";
-import { plan, restoreRGBA } from "./restore.js";
+import { plan, restoreRGBA, tileChoices, tilingWarning } from "./restore.js";
 import { encodePNG } from "./png.js";
 
 const $ = (id) => document.getElementById(id);
 const MAX_PIXELS = 40e6; // accumulators need ~16 bytes per pixel
-const page = { ticket: null, session: null, busy: false, last: null, threads: 1 };
+const page = { ticket: null, session: null, busy: false, last: null, threads: 1, warned: null };
 // For tests and benchmarks: resolves when the model is ready; `last` holds the last result.
 window.mirlWeb = { page, ready: null, restoreFile: null };
 
@@ -80,8 +80,7 @@ function describeTicket(t) {
 
 function fillTileChoices(t) {
   const select = $("tile");
-  const sizes = [...new Set([128, 192, 256, 384, 512, t.tiling.tile])].sort((a, b) => a - b);
-  for (const size of sizes) {
+  for (const size of tileChoices(t.tiling.tile, t.tiling.overlap)) {
     const option = new Option(`${size} px`, String(size));
     if (size === t.tiling.tile) option.selected = true;
     select.append(option);
@@ -197,6 +196,19 @@ async function restoreFile(file) {
     showError(`"${file.name}" has ${(width * height / 1e6).toFixed(0)} megapixels; this page restores up to ${MAX_PIXELS / 1e6} megapixels. Shrink it first.`);
     return;
   }
+  const tile = Number($("tile").value);
+  const overlap = page.ticket.tiling.overlap;
+  const p = plan(height, width, tile, overlap);
+  const warning = tilingWarning(p, tile);
+  const request = `${file.name} ${file.size} ${tile}`;
+  if (warning && page.warned !== request) {  // the same photo and tile size again: restore anyway
+    page.warned = request;
+    bitmap.close();
+    showError(warning);
+    status(`Not started: ${file.name} (${width}×${height}).`);
+    setState("tiles-warning");
+    return;
+  }
   page.busy = true;
   setState("restoring");
   try {
@@ -211,9 +223,6 @@ async function restoreFile(file) {
     fitCompare(width, height);
     $("download").hidden = true;
     $("timing").textContent = "";
-    const tile = Number($("tile").value);
-    const overlap = page.ticket.tiling.overlap;
-    const p = plan(height, width, tile, overlap);
     const bar = $("progress");
     bar.max = p.count;
     bar.value = 0;

@@ -5,11 +5,14 @@
 // clamped to [0, 1] and rounded to 8 bits.
 
 export const MULTIPLE = 8;
+// Above this many tiles the page warns before restoring (hours on a laptop's CPU).
+export const MAX_TILES = 1000;
 
 // Start offsets of tiles of `tile` px covering `size` px with at least `overlap` px shared.
 export function tileStarts(size, tile, overlap) {
   if (tile >= size) return [0];
   const stride = tile - overlap;
+  if (stride <= 0) throw new Error(`the overlap (${overlap} px) must be smaller than the tile (${tile} px)`);
   const starts = [];
   for (let s = 0; s < size - tile; s += stride) starts.push(s);
   starts.push(size - tile);
@@ -39,6 +42,19 @@ export function plan(height, width, tile, overlap) {
   const ys = tileStarts(height, th, ov);
   const xs = tileStarts(width, tw, ov);
   return { th, tw, overlap: ov, ys, xs, count: ys.length * xs.length };
+}
+
+// The tile sizes the page offers: the usual ones and the export's, each more than twice the
+// overlap (as mirl export --format web requires of its own).
+export function tileChoices(defaultTile, overlap) {
+  return [...new Set([128, 192, 256, 384, 512, defaultTile])].filter((s) => s > 2 * overlap).sort((a, b) => a - b);
+}
+
+// The warning for a plan of more than MAX_TILES tiles, else "".
+export function tilingWarning(p, tile) {
+  if (p.count <= MAX_TILES) return "";
+  return `This photo needs ${p.count} tiles of ${tile} px, which may take hours. Pick a larger tile size ` +
+         "(or \"whole image\" for a photo that fits in memory), or drop the same photo again to restore it anyway.";
 }
 
 // Source row/column of padded index i in a side of `size` px (reflect or replicate).
