@@ -182,3 +182,26 @@ def test_the_page_asks_before_thousands_of_tiles(browser: Any, tiny: Path, tmp_p
         page.close()
         server.shutdown()
         server.server_close()
+
+
+def test_a_finished_level_without_its_model_is_named_not_skipped(tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Issue 23, case 8: a level marked done whose model.pt is gone stops `export` and `evaluate`
+    with the missing file named; neither falls back to the level before it."""
+    study = tmp_path / "runs" / "smoke_de4d1844"
+    study.mkdir(parents=True)
+    paths.run_config(study).write_text(json.dumps({"format": paths.LAYOUT_VERSION, "name": study.name, "preset": "smoke"}))
+    replicate = paths.replicate_dir(study, 0)
+    for level in (0, 1, 2):
+        node = paths.level_dir(replicate, level)
+        node.mkdir(parents=True)
+        shutil.copyfile(tiny, paths.model_file(node))
+        paths.done_file(node).write_text("{}")
+    lost = paths.model_file(paths.level_dir(replicate, 2))
+    lost.unlink()
+    for source in (study, replicate, paths.level_dir(replicate, 2)):
+        err = _error(["export", str(source), "--out", str(tmp_path / "ticket.pt")], capsys)
+        assert f"the level is marked done but {lost.name} is missing" in err and str(lost.parent) in err, err
+    assert not (tmp_path / "ticket.pt").exists()
+    assert main(["evaluate", str(study), "--data", str(tmp_path / "no_data"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"{lost.parent}: the level is marked done but {lost.name} is missing" in err, err
