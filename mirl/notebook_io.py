@@ -101,6 +101,22 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def headline_html(headline: Mapping[str, Any], title: str = "Headline numbers") -> Any:
+    """The headline numbers as a two-column HTML table (escaped), the last thing a report shows,
+    instead of the raw dict.
+
+    Example:
+        >>> headline_html({"dense gain (dB)": "+4.31 [+3.98, +4.64] (n = 100 images x 1 replicate)"}).data[:40]
+        '<table class="mirl-headline"><caption>Hea'
+    """
+    from IPython.display import HTML
+
+    from mirl.viz import html_escape
+
+    rows = "".join(f"<tr><th>{html_escape(key)}</th><td>{html_escape(value)}</td></tr>" for key, value in headline.items())
+    return HTML(f'<table class="mirl-headline"><caption>{html_escape(title)}</caption>{rows}</table>')
+
+
 def save_results(
     output_dir: PathLike,
     headline: Mapping[str, Any],
@@ -140,5 +156,5 @@ def save_results(
     return path
 
 
-__all__ = ["MAIN_FIGURE", "RESULTS_FILE", "jsonable", "resolve_data_dir", "resolve_output_dir", "resolve_runs_dir",
+__all__ = ["MAIN_FIGURE", "RESULTS_FILE", "headline_html", "jsonable", "resolve_data_dir", "resolve_output_dir", "resolve_runs_dir",
            "save_results", "study_overrides"]

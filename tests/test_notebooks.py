@@ -151,3 +151,12 @@ def test_any_checkpoint_notebook(smoke: dict[str, Any]) -> None:
     assert data["table"][0]["task"] == "derain" and data["table"][0]["images"] == 1
     assert data["table"][0]["convention"] == "upstream"
     assert all(math.isfinite(v) for v in data["headline"].values())
+
+
+def test_reports_end_with_a_headline_table_not_a_raw_dict(smoke: dict[str, Any]) -> None:
+    """Issue 21, part 5: no report prints a Python dict; the headline is an escaped table."""
+    for stem, record in smoke["records"].items():
+        assert record["status"] == "ok", stem
+        page = (smoke["reports"] / f"{record['name']}.html").read_text(encoding="utf-8")
+        assert 'class="mirl-headline"' in page, stem
+        assert not re.search(r"\{'[^'<]{1,200}': ", page), f"{stem}: a raw dict in the report"

@@ -18,10 +18,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="shorthand for --set device=...")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--list-settings", action="store_true", help="print every setting with its value for this preset and exit")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the plan (replicates, levels, branches, job graph, data, steps) and the estimated compute, "
+                             "timed from a few training steps on this device; write nothing")
+    parser.add_argument("--no-timing", action="store_true", help="with --dry-run: do not time steps; use --seconds-per-step")
+    parser.add_argument("--seconds-per-step", type=float, default=None, metavar="S",
+                        help="with --dry-run: seconds one training step takes, instead of timing it")
 
 
 def run(args: argparse.Namespace) -> int:
     from mirl.config import HELP, parse_assignments, study_preset
+    from mirl.errors import MirlError
     from mirl.lottery import run_study
 
     overrides = parse_assignments(args.set)
@@ -36,10 +43,32 @@ def run(args: argparse.Namespace) -> int:
         for key, value in settings.items():
             print(f"{key:{width}s} {value!r:28s} {HELP.get(key, '')}")
         return 0
+    if args.dry_run:
+        return _dry_run(args, overrides)
+    if args.no_timing or args.seconds_per_step is not None:
+        raise MirlError("--no-timing and --seconds-per-step go with --dry-run")
     study = run_study(args.preset, overrides, args.config, out=args.out, progress=not args.no_progress)
     if os.environ.get("RANK", "0") == "0":
         print_summary(study)
         print(f"study: {study}")
+    return 0
+
+
+def _dry_run(args: argparse.Namespace, overrides: dict) -> int:
+    """Print the plan and the bill of the study; nothing is written."""
+    from mirl.errors import MirlError
+    from mirl.study_plan import format_plan, plan_study, seconds_per_step
+
+    if args.seconds_per_step is not None and not args.seconds_per_step > 0:
+        raise MirlError(f"--seconds-per-step must be a positive number, got {args.seconds_per_step}")
+    plan = plan_study(args.preset, overrides, args.config, out=args.out)
+    if args.seconds_per_step is not None:
+        step, where = args.seconds_per_step, "given time"
+    elif args.no_timing:
+        step, where = None, ""
+    else:
+        step, where = seconds_per_step(plan.cfg)
+    print(format_plan(plan, step, where))
     return 0
 
 
