@@ -106,8 +106,9 @@ def headline_html(headline: Mapping[str, Any], title: str = "Headline numbers") 
     instead of the raw dict.
 
     Example:
-        >>> headline_html({"dense gain (dB)": "+4.31 [+3.98, +4.64] (n = 100 images x 1 replicate)"}).data[:40]
-        '<table class="mirl-headline"><caption>Hea'
+        >>> html = headline_html({"gain (dB)": "+4.31 [+3.98, +4.64] (n = 100 images x 1 replicate)", "<b>": 1}).data
+        >>> html.startswith('<table class="mirl-headline">'), "<th>&lt;b&gt;</th><td>1</td>" in html
+        (True, True)
     """
     from IPython.display import HTML
 
