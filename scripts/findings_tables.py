@@ -30,6 +30,30 @@ def seed_table(scores: pd.DataFrame) -> pd.DataFrame:
     return per_seed.round(2).reset_index()
 
 
+def path_shape(study: Path) -> pd.DataFrame:
+    """Per level, means over replicates of what the barrier is made of: half the gap between the
+    end points, |P(1) - P(0)| / 2 (a lower bound of the barrier), and the largest dip below the
+    straight line between them, max over alpha of [(1 - alpha) P(0) + alpha P(1) - P(alpha)]."""
+    from mirl import paths
+    from mirl.results import load_metrics
+
+    rows = []
+    replicates = [paths.replicate_dir(study, r) for r in paths.replicate_numbers(study)]
+    done = [set(paths.level_numbers(rep, branch="stability")) for rep in replicates]
+    for level in sorted(set.intersection(*done) if done else set()):
+        gaps, dips, ends = [], [], []
+        for rep in replicates:
+            path = {float(p["alpha"]): float(p["psnr"]) for p in load_metrics(rep, level, "stability")["path"]}
+            p0, p1 = path[0.0], path[1.0]
+            gaps.append(abs(p1 - p0) / 2)
+            dips.append(max((1 - a) * p0 + a * p1 - v for a, v in path.items()))
+            ends.append((p0, p1))
+        rows.append({"level": level, "half end-point gap (dB)": f"{sum(gaps) / len(gaps):.2f}",
+                     "largest dip below the straight line (dB)": f"{sum(dips) / len(dips):.2f}",
+                     "P(0) / P(1) per replicate (dB)": "; ".join(f"{a:.2f} / {b:.2f}" for a, b in ends)})
+    return pd.DataFrame(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     from mirl import evidence, viz
 
@@ -58,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     barriers = evidence.barrier_table({"reset to theta_0": args.study})
     print("\n## Stability barrier (dB)\n")
     print(markdown(barriers.drop(columns=["mean", "low", "high"])))
+    print("\n## What the barrier is made of (means over replicates)\n")
+    print(markdown(path_shape(args.study)))
     print("\n## Harm (restored below the degraded input)\n")
     print("\n".join(f"* {w}" for w in evidence.harm_warnings(scores)) or "none")
     print(f"\ncompute: {evidence.compute_seconds([args.study]) / 3600:.2f} h of finished nodes")
