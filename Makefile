@@ -29,6 +29,7 @@ evidence: setup
 
 # Its rewinding sibling (survivors restart from the weights after 40 of the dense level's 375 steps,
 # about 10%); notebook 02 sets reset's and rewinding's barriers side by side (reports/evidence-rewind/).
+# Not run yet: 66 more trainings with nothing to reuse, about 2 hours on 2 cores.
 evidence-rewind: setup
 	$(PYTHON) -m mirl lottery --preset evidence
 	$(PYTHON) -m mirl lottery --preset evidence --set reset=rewind rewind_steps=40
