@@ -207,7 +207,7 @@ def barrier_figure(barriers: pd.DataFrame, denominator: str = "trainable") -> An
     ax.grid(True, alpha=0.3)
     ax.tick_params(labelsize=8)
     ax.legend(fontsize=7.5)
-    ax.set_title(f"Instability of the ticket's level (Frankle et al. 2020); bars: {barriers['method'].iloc[0]}", fontsize=9)
+    ax.set_title(f"Instability of the ticket's level (Frankle et al. 2020)\nbars: {barriers['method'].iloc[0]}", fontsize=9)
     return fig
 
 
