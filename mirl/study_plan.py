@@ -58,16 +58,13 @@ def _steps_and_data(cfg: StudyConfig) -> tuple[int | None, int | None, dict[str,
     """(steps per node, training samples, test images per task, note) from the data as it is now."""
     from mirl.data.resolve import BUILTIN, DataFolderError, dataset_root, parse_repeats
 
-    def uses_builtin(cfg: StudyConfig) -> bool:
-        return str(cfg.data) == BUILTIN
-
     fixed = cfg.epochs * cfg.steps_per_epoch if cfg.steps_per_epoch > 0 else None
     assumed = ""
     if fixed is None and cfg.model == "paper":
         fixed = cfg.epochs * (PUBLISHED_SAMPLES_PER_EPOCH // cfg.batch_size)
         assumed = (f"; steps assume the published data: {PUBLISHED_SAMPLES_PER_EPOCH:,} samples per epoch (BSD400 + WED, "
                    f"Rain100L, OTS with the published repeats) / batch {cfg.batch_size} x {cfg.epochs} epochs")
-    if uses_builtin(cfg) and not paths.builtin_dataset_dir(cfg.max_test_side).is_dir():
+    if str(cfg.data) == BUILTIN and not paths.builtin_dataset_dir(cfg.max_test_side).is_dir():
         return fixed, None, {}, f"data: the built-in corpus, made at {paths.builtin_dataset_dir(cfg.max_test_side)} on the first run{assumed}"
     try:
         root = dataset_root(cfg.data, cfg.max_test_side, build=False)
