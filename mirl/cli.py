@@ -12,6 +12,7 @@ import sys
 from typing import Sequence
 
 from mirl.errors import MirlError
+from mirl.runlog import configure_cli_logging
 
 # sub-command -> (module, one-line help). Modules import their heavy dependencies inside run().
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -33,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(module_name)
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(sub_parser)
+        loudness = sub_parser.add_mutually_exclusive_group()
+        loudness.add_argument("-v", "--verbose", action="store_const", const=1, dest="verbosity", default=0,
+                              help="log debug detail as well")
+        loudness.add_argument("-q", "--quiet", action="store_const", const=-1, dest="verbosity",
+                              help="log only warnings and errors (the run's log.txt still gets every note)")
         sub_parser.set_defaults(_run=module.run)
     return parser
 
@@ -40,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_cli_logging(args.verbosity)
     try:
         return int(args._run(args) or 0)
     except MirlError as exc:

@@ -19,8 +19,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -47,12 +49,15 @@ from mirl.pruning.magnitude import magnitude_prune
 from mirl.pruning.mask import Mask, apply_mask, full_mask, load_mask, save_mask, write_sparsity_report
 from mirl.pruning.reset import reset_weights
 from mirl.runlock import RunLock
+from mirl.runlog import TENSORBOARD_DIR, ScalarLog, run_log
 from mirl.train import TrainSettings, train_level
 
 # The weights PromptIR defines but never calls (the network declares them).
 UNUSED = PromptIR.unused_in_forward
 
 Node = tuple[int, int, str]  # (replicate, level, branch)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -206,14 +211,16 @@ def run_study(
     if _decided_by_main(dist, device, start) == 1:
         return run_dir
     try:
-        theta = {}
-        for r, level, branch in wanted:
-            if r not in theta:
-                theta[r] = _initial_weights(study, r)
-                if dist.is_main:
-                    reuse_dense_level(study, r)
-                dist.barrier()
-            _run_node(study, r, level, branch, theta[r])
+        with run_log(run_dir) if dist.is_main else contextlib.nullcontext():
+            log.info("%s: %d node(s) to run or check on %s (settings hash %s)", run_dir.name, len(wanted), device, study.hash)
+            theta = {}
+            for r, level, branch in wanted:
+                if r not in theta:
+                    theta[r] = _initial_weights(study, r)
+                    if dist.is_main:
+                        reuse_dense_level(study, r)
+                    dist.barrier()
+                _run_node(study, r, level, branch, theta[r])
     finally:
         lock.release()
     return run_dir
@@ -282,6 +289,8 @@ def _run_node(study: _Study, r: int, level: int, branch: str, theta0: Mapping[st
     if _decided_by_main(dist, device, lambda: int(_finished_node(study, r, level, branch))):
         return
     started = time.perf_counter()
+    if dist.is_main:
+        log.info("replicate %d, level %d, %s: training in %s", r, level, branch, node)
     rep_seed = replicate_seed(cfg, r)
     rule: Branch | None = None if branch == MAIN else get_branch(branch)
     ctx = branch_context(cfg, replicate, level, branch, theta0) if rule is not None else None
@@ -325,12 +334,25 @@ def _run_node(study: _Study, r: int, level: int, branch: str, theta0: Mapping[st
         scores = _evaluate(net, study)
         extra = rule.after_training(ctx, net, lambda n, limit: _evaluate(n, study, limit)) if rule is not None else {}
         summary["level_seconds"] = round(time.perf_counter() - started, 2)
+        _log_scores(node, f"replicate {r}, level {level}, {branch}", scores, summary)
         identity = {"study": study.name, "hash": study.hash, "replicate": r, "level": level, "branch": branch}
         atomic_write_json(paths.metrics_file(node), {**_level_metrics(level, report, scores, summary), **identity,
                                                       "seed": ctx.seed if ctx else rep_seed, "data_seed": data_seed, **extra})
         paths.train_state_file(node).unlink(missing_ok=True)
         atomic_write_json(paths.done_file(node), {**identity, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
     dist.barrier()
+
+
+def _log_scores(node: Path, what: str, scores: Mapping[str, Any], summary: Mapping[str, Any]) -> None:
+    """The node's test PSNR per task as TensorBoard scalars at its last step, and one log line."""
+    tasks = scores["tasks"]
+    gains = {t: v["psnr"] - v["input_psnr"] for t, v in tasks.items()}
+    scalars = ScalarLog(node)
+    scalars.add({**{f"test/psnr/{t}": v["psnr"] for t, v in tasks.items()},
+                 **{f"test/gain_over_input/{t}": g for t, g in gains.items()}}, step=int(summary["steps"]))
+    scalars.close()
+    log.info("%s: done in %.0f s; test PSNR %s", what, summary["level_seconds"],
+             ", ".join(f"{t} {v['psnr']:.2f} dB ({gains[t]:+.2f} over the input)" for t, v in tasks.items()))
 
 
 def reuse_dense_level(study: _Study, r: int) -> Path | None:
@@ -390,6 +412,8 @@ def _copy_dense_level(study: _Study, source: Path, replicate: Path) -> None:
     try:
         for name in paths.LEVEL_RESULT_FILES:
             shutil.copy2(origin / name, tmp / name)
+        if (origin / TENSORBOARD_DIR).is_dir():  # its curves, for TensorBoard
+            shutil.copytree(origin / TENSORBOARD_DIR, tmp / TENSORBOARD_DIR)
         load_checkpoint(tmp / paths.model_file(".").name)  # a damaged file is refused here, not later
         identity = {"study": study.name, "hash": study.hash, "replicate": paths.replicate_number(replicate), "level": 0,
                     "branch": MAIN}

@@ -186,6 +186,16 @@ def notebook_parameters(path: PathLike) -> dict[str, Any]:
 # --------------------------------------------------------------------------- execution
 
 
+def _kernel_config() -> Any:
+    """Ask for CurveZMQ keys where the kernel supports them: the kernel then runs without warning
+    that its local TCP sockets are unencrypted (ipykernel >= 7.3); older clients ignore the setting."""
+    from traitlets.config import Config
+
+    config = Config()
+    config.KernelManager.transport_encryption = "auto"
+    return config
+
+
 def _now() -> str:
     return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
@@ -255,7 +265,7 @@ def _execute_into(
         papermill.execute_notebook(
             str(src), str(executed), parameters=full, kernel_name=kernel_name, cwd=str(work),
             progress_bar=False, log_output=False, request_save_on_cell_execute=False,
-            execution_timeout=timeout,
+            execution_timeout=timeout, config=_kernel_config(),
         )
     except papermill.PapermillExecutionError as exc:
         status, error = "failed", f"{exc.ename}: {exc.evalue}"

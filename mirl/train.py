@@ -26,6 +26,7 @@ from mirl.config import StudyConfig
 from mirl.distributed import DistInfo
 from mirl.errors import MirlError
 from mirl.fileio import atomic_torch_save, atomic_write_text
+from mirl.runlog import ScalarLog
 from mirl.train_step import StepOptions, build_train_step, uncompile_blocks
 
 LOG_FIELDS = ("step", "epoch", "loss", "lr", "images_per_s", "seconds")
@@ -219,6 +220,7 @@ def train_level(
         net.load_state_dict(resumed["model"])
         optimizer.load_state_dict(resumed["optimizer"])
         step, rows = int(resumed["step"]), list(resumed["log"])
+    scalars = ScalarLog(level_dir, enabled=dist.is_main, purge_step=step + 1 if resumed else None)
     progress = None
     if settings.progress and dist.is_main:
         from tqdm.auto import tqdm
@@ -249,6 +251,7 @@ def train_level(
             ips = window_images / elapsed if elapsed > 0 else 0.0
             rows.append({"step": at_step, "epoch": epoch, "loss": round(value, 6), "lr": lr,
                          "images_per_s": round(ips, 2), "seconds": round(time.perf_counter() - started, 3)})
+            scalars.add({"train/loss": value, "train/lr": lr, "train/images_per_s": ips}, at_step)
             last_loss = value
         if progress is not None:
             progress.update(len(pending))
@@ -295,6 +298,7 @@ def train_level(
         flush()
     finally:
         uncompile_blocks(compiled)
+        scalars.close()
         if progress is not None:
             progress.close()
     if dist.is_main:

@@ -194,15 +194,16 @@ def test_full_size_test_keeps_one_image_per_photo(tmp_path):
     assert read_image(tmp_path / "ds/test/denoise/Corpus/china.png")[0].shape == full.shape
 
 
-def test_older_version_is_remade_other_settings_refused(tmp_path, capsys):
+def test_older_version_is_remade_other_settings_refused(tmp_path, caplog):
     out = tmp_path / "ds"
     mk.make_dataset(out, max_test_side=64, photos=["china"], progress=False)
     manifest = json.loads((out / mk.MANIFEST).read_text())
     manifest["settings"]["version"] = mk.VERSION - 1
     (out / mk.MANIFEST).write_text(json.dumps(manifest))
     (out / "test/denoise/Corpus/china.png").write_bytes(b"old")  # the old layout: one centre crop
-    m = mk.make_dataset(out, max_test_side=64, photos=["china"], progress=False)
-    assert not m["reused"] and "remaking it" in capsys.readouterr().out
+    with caplog.at_level("INFO", logger="mirl"):
+        m = mk.make_dataset(out, max_test_side=64, photos=["china"], progress=False)
+    assert not m["reused"] and "remaking it" in caplog.text
     assert json.loads((out / mk.MANIFEST).read_text())["settings"]["version"] == mk.VERSION
     assert not (out / "test/denoise/Corpus/china.png").exists() and (out / "test/denoise/Corpus/china-r0c0.png").is_file()
     assert [p.name for p in tmp_path.iterdir()] == ["ds"]  # no temporary or old folder left

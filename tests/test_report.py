@@ -470,3 +470,21 @@ def test_set_values_are_kept_or_refused_never_changed(tmp_path: Path, capsys: py
     err = capsys.readouterr().err
     assert err.startswith("mirl report: error: --set checkpoint='/photos #2.pt': YAML reads ' #'") and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_notebook_kernels_start_without_the_transport_warning(tmp_path, capfd) -> None:
+    """Issue 21, part 5: ipykernel >= 7.3 warns on every start over unencrypted TCP; mirl's
+    kernels get CurveZMQ keys, so `make study` prints no such line."""
+    import nbformat
+    import papermill
+
+    from mirl.report import _kernel_config
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "in.ipynb")
+    papermill.execute_notebook(str(tmp_path / "in.ipynb"), str(tmp_path / "out.ipynb"), kernel_name="python3",
+                               progress_bar=False, config=_kernel_config())
+    out = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    assert out.cells[0].outputs[0]["text"] == "42\n"
+    assert "without encryption" not in capfd.readouterr().err

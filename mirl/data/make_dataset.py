@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -37,6 +38,8 @@ import numpy as np
 
 from mirl.errors import MirlError
 from mirl.fileio import atomic_write_text
+
+log = logging.getLogger(__name__)
 
 from . import DEMO_REPEATS
 from .corpus import PHOTOS, Photo, corpus_photos, load_photo, motorcycle_depth, unavailable_photos
@@ -217,14 +220,14 @@ def make_dataset(
         stale = _older_version(old, settings)
         if not stale:
             raise DatasetExistsError(f"{out} already holds a dataset made with other settings {old.get('settings')}; choose another --out or delete it")
-        print(f"note: {out} was made by an older mirl (dataset version {old['settings']['version']}, now {VERSION}); remaking it")
+        log.info("%s was made by an older mirl (dataset version %s, now %s); remaking it", out, old["settings"]["version"], VERSION)
     if not stale and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DatasetExistsError(f"{out} exists and is not an empty folder nor a mirl dataset; choose another --out")
     if not selected:
         raise MirlError("no corpus photo is available: install scikit-image, matplotlib, scikit-learn (see docs/data.md)")
     missing = [(p, why) for p, why in unavailable_photos("all") if photos is None or p.name in photos]
     for photo, why in missing:
-        print(f"note: corpus photo {photo.name} unavailable: {why}")
+        log.warning("corpus photo %s unavailable: %s", photo.name, why)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
