@@ -128,25 +128,38 @@ def mean_psnr(values: Sequence[float]) -> tuple[float, int]:
     return (sum(finite) / len(finite) if finite else float("inf")), len(values) - len(finite)
 
 
-TABLE_COLUMNS = ("model", "task", "psnr", "input_psnr", "gain", "ssim", "images", "psnr_identical", "convention", "test_crop")
+TABLE_COLUMNS = ("model", "task", "psnr", "input_psnr", "gain", "ssim", "images", "psnr_identical", "trained", "convention", "test_crop")
 IDENTICAL_NOTE = ("{n} image(s) equal their clean image (PSNR +inf) and are left out of the PSNR means "
                   "(the published code averages +inf in); see psnr_identical")
 
 
 def results_rows(results: dict[str, Any], model_name: str = "model") -> list[dict[str, Any]]:
     """Flatten :func:`evaluate_model` output into table rows (one per task, plus ``average``), each
-    with the degraded input's PSNR and the gain over it (negative: the network made images worse)."""
+    with the degraded input's PSNR and the gain over it (negative: the network made images worse).
+
+    ``results["trained_tasks"]``, when set, marks the other tasks ``trained=False``: they are shown,
+    and left out of the average.
+
+    Example:
+        >>> task = {"psnr": 30.0, "input_psnr": 28.0, "ssim": 0.9, "images": 4}
+        >>> rows = results_rows({"convention": "upstream", "test_crop": "full", "trained_tasks": ["derain"],
+        ...                      "tasks": {"derain": task, "jpeg": {**task, "psnr": 20.0}}})
+        >>> [(r["task"], r["trained"], r["gain"]) for r in rows]
+        [('derain', True, 2.0), ('jpeg', False, -8.0), ('average', True, 2.0)]
+    """
+    trained = results.get("trained_tasks")
     rows = []
     for task, r in results["tasks"].items():
         rows.append({"model": model_name, "task": task, "psnr": r["psnr"], "input_psnr": r["input_psnr"],
                      "gain": r["psnr"] - r["input_psnr"], "ssim": r["ssim"], "images": r["images"],
-                     "psnr_identical": r.get("psnr_identical", 0),
+                     "psnr_identical": r.get("psnr_identical", 0), "trained": trained is None or task in trained,
                      "convention": results["convention"], "test_crop": results["test_crop"]})
-    if len(rows) > 1:
-        mean = lambda key: sum(r[key] for r in rows) / len(rows)  # noqa: E731
+    averaged = [r for r in rows if r["trained"]]
+    if len(rows) > 1 and averaged:
+        mean = lambda key: sum(r[key] for r in averaged) / len(averaged)  # noqa: E731
         rows.append({"model": model_name, "task": "average", "psnr": mean("psnr"), "input_psnr": mean("input_psnr"),
-                     "gain": mean("gain"), "ssim": mean("ssim"), "images": sum(r["images"] for r in rows),
-                     "psnr_identical": sum(r["psnr_identical"] for r in rows),
+                     "gain": mean("gain"), "ssim": mean("ssim"), "images": sum(r["images"] for r in averaged),
+                     "psnr_identical": sum(r["psnr_identical"] for r in averaged), "trained": True,
                      "convention": results["convention"], "test_crop": results["test_crop"]})
     return rows
 
@@ -180,8 +193,8 @@ def format_table(results_by_model: dict[str, dict[str, Any]]) -> str:
     lines = [head, f"{'model':<{width}}  {'task':<11} {'PSNR':>8} {'input':>8} {'gain':>7} {'SSIM':>7} {'images':>6}"]
     for r in rows:
         lines.append(f"{r['model']:<{width}}  {r['task']:<11} {r['psnr']:8.2f} {r['input_psnr']:8.2f} {r['gain']:+7.2f} "
-                     f"{r['ssim']:7.4f} {r['images']:6d}")
-    worse = [f"{r['model']} {r['task']} ({r['gain']:+.2f} dB)" for r in rows if r["task"] != "average" and r["gain"] < 0]
+                     f"{r['ssim']:7.3f} {r['images']:6d}{'' if r['trained'] else '  not trained on; not in the average'}")
+    worse = [f"{r['model']} {r['task']} ({r['gain']:+.2f} dB)" for r in rows if r["task"] != "average" and r["trained"] and r["gain"] < 0]
     if worse:
         lines.append("warning: restored images score below the degraded input: " + ", ".join(worse))
     identical = sum(r["psnr_identical"] for r in rows if r["task"] != "average")

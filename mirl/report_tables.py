@@ -118,34 +118,44 @@ def mask_pair_headline(table: pd.DataFrame, label_a: str, label_b: str) -> dict[
 
 
 def checkpoint_headline(table: pd.DataFrame, convention: str) -> dict[str, float]:
-    """The PSNR gain over the degraded input (dB, 3 decimals) per task of a checkpoint's scores
+    """The PSNR gain over the degraded input (dB, 2 decimals) per task of a checkpoint's scores
     table (one row per task, as :func:`mirl.evaluate.results_rows` makes; its ``average`` row is
-    recomputed), then the mean PSNR and the mean gain.
+    recomputed), then the mean PSNR, the mean gain and the mean SSIM (3 decimals). Tasks marked
+    ``trained == False`` are left out: the checkpoint was not trained on them.
 
     Example:
-        >>> table = pd.DataFrame({"task": ["derain", "dehaze"], "psnr": [30.0, 27.0], "input_psnr": [28.0, 28.0]})
+        >>> table = pd.DataFrame({"task": ["derain", "dehaze", "jpeg"], "psnr": [30.0, 27.0, 20.0],
+        ...                       "input_psnr": [28.0, 28.0, 26.0], "ssim": [0.9, 0.8, 0.5], "trained": [True, True, False]})
         >>> checkpoint_headline(table, "upstream")  # doctest: +NORMALIZE_WHITESPACE
         {'derain: PSNR gain over the degraded input (dB, upstream)': 2.0,
          'dehaze: PSNR gain over the degraded input (dB, upstream)': -1.0,
-         'mean PSNR (dB, upstream)': 28.5, 'mean PSNR gain over the degraded input (dB, upstream)': 0.5}
+         'mean PSNR (dB, upstream)': 28.5, 'mean PSNR gain over the degraded input (dB, upstream)': 0.5,
+         'mean SSIM (upstream)': 0.85}
     """
     table = table[table["task"] != "average"]
+    if "trained" in table:
+        table = table[table["trained"].astype(bool)]
     gain = table["psnr"] - table["input_psnr"]
-    numbers = {f"{task}: PSNR gain over the degraded input (dB, {convention})": round(float(g), 3)
+    numbers = {f"{task}: PSNR gain over the degraded input (dB, {convention})": round(float(g), 2)
                for task, g in zip(table["task"], gain)}
-    numbers[f"mean PSNR (dB, {convention})"] = round(float(table["psnr"].mean()), 3)
-    numbers[f"mean PSNR gain over the degraded input (dB, {convention})"] = round(float(gain.mean()), 3)
+    numbers[f"mean PSNR (dB, {convention})"] = round(float(table["psnr"].mean()), 2)
+    numbers[f"mean PSNR gain over the degraded input (dB, {convention})"] = round(float(gain.mean()), 2)
+    if "ssim" in table:
+        numbers[f"mean SSIM ({convention})"] = round(float(table["ssim"].mean()), 3)
     return numbers
 
 
 def below_input(table: pd.DataFrame) -> list[str]:
-    """One warning per task whose restored images score below the degraded input, on average.
+    """One warning per task (of those it was trained on) whose restored images score below the
+    degraded input, on average.
 
     Example:
         >>> below_input(pd.DataFrame({"task": ["derain", "dehaze"], "psnr": [30.0, 27.0], "input_psnr": [28.0, 28.0]}))
         ['dehaze: the restored images score 1.00 dB below the degraded input']
     """
     table = table[table["task"] != "average"]
+    if "trained" in table:
+        table = table[table["trained"].astype(bool)]  # a task it was not trained on is shown apart, not warned about
     return [f"{task}: the restored images score {inp - out:.2f} dB below the degraded input"
             for task, out, inp in zip(table["task"], table["psnr"], table["input_psnr"]) if out < inp]
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -315,6 +316,37 @@ def tasks_of(run_dir: PathLike) -> list[str]:
     from mirl.data import expand_tasks
 
     return expand_tasks(list(load_config(run_dir).get("tasks") or ["all_in_one"]))
+
+
+@dataclass(frozen=True)
+class CheckpointOrigin:
+    """Where a checkpoint comes from: its study folder (``None`` outside one) and the tasks it was
+    trained on (outside a study: the published network's three-task all-in-one set)."""
+
+    study: Path | None
+    trained_tasks: tuple[str, ...]
+
+    def data_root(self) -> Path | None:
+        """The data set the study trained and scored on (``None`` outside a study)."""
+        from mirl.data.resolve import run_data_root
+
+        return run_data_root(self.study) if self.study is not None else None
+
+
+def checkpoint_origin(checkpoint: PathLike) -> CheckpointOrigin:
+    """What the defaults of scoring ``checkpoint`` (a file or a study's folder) should be
+    (notebook 05, ``mirl evaluate``).
+
+    Example:
+        >>> checkpoint_origin("published/mir-l.ckpt").trained_tasks[-1]
+        'dehaze'
+    """
+    from mirl.data import ALL_IN_ONE, expand_tasks
+
+    study = paths.study_of(checkpoint)
+    if study is None:
+        return CheckpointOrigin(None, tuple(ALL_IN_ONE))
+    return CheckpointOrigin(study, tuple(expand_tasks(list(load_config(study).get("tasks") or ["all_in_one"]))))
 
 
 def resolve_checkpoint(checkpoint: PathLike | None, preset: str = "quickstart", runs_dir: PathLike | None = None,

@@ -135,6 +135,29 @@ def test_cli_evaluate_run(data, tmp_path, capsys):
     assert "deblur" in capsys.readouterr().err
 
 
+def test_cli_evaluate_defaults_to_the_studys_data_and_tasks(data, tmp_path, capsys):
+    """Issue 21: a study's checkpoint is scored on the study's own test set and tasks; a task it
+    was not trained on is shown apart and left out of the average."""
+    run = tmp_path / "runs" / "demo_00000000"
+    run.mkdir(parents=True)
+    paths.run_config(run).write_text(json.dumps({"format": paths.LAYOUT_VERSION, "name": run.name, "preset": "smoke",
+                                                 "data": str(data), "max_test_side": 0, "tasks": ["derain"]}))
+    save_checkpoint(paths.model_file(paths.level_dir(paths.replicate_dir(run, 0), 0)), build_model("tiny"))
+    assert main(["evaluate", str(run), "--device", "cpu", "--no-progress", "--limit", "1", "--out", str(tmp_path / "a")]) == 0
+    rows = list(csv.DictReader((tmp_path / "a/results.csv").open()))
+    assert [(r["task"], r["trained"]) for r in rows] == [("derain", "True")]
+    argv = ["evaluate", str(run), "--tasks", "derain", "denoise_25", "--device", "cpu", "--no-progress", "--limit", "1"]
+    assert main([*argv, "--out", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "denoise_25" in out and "not trained on; not in the average" in out
+    rows = {r["task"]: r for r in csv.DictReader((tmp_path / "b/results.csv").open())}
+    assert rows["denoise_25"]["trained"] == "False" and rows["average"]["psnr"] == rows["derain"]["psnr"]
+    outside = tmp_path / "tiny.pt"
+    save_checkpoint(outside, build_model("tiny"))
+    assert main(["evaluate", str(outside), "--no-progress"]) == 2
+    assert "give --data DIR" in capsys.readouterr().err
+
+
 def test_cli_choices_match_library():
     from mirl.commands import evaluate as ev_cmd, restore as re_cmd
     from mirl.device import DEVICE_CHOICES

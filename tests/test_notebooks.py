@@ -53,12 +53,15 @@ def smoke_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         # the ticket and a control on one figure: the study above grows a random re-initialisation
         # branch in place (branches are not part of its hash), after 01, 03 and 04 read it
         {"preset": "smoke", "notebooks": ["02"], "branches": ["random_reinit"]},
-        {"notebooks": ["05"], "checkpoint": str(ckpt), "data_root": str(run_data_root(run_dir)),
-         "tasks": ["derain"], "limit": 1, "n_images": 1},
+        # a published-format checkpoint outside any study, on every task of a data folder
+        {"notebooks": ["05"], "checkpoint": str(ckpt), "data_root": str(run_data_root(run_dir)), "limit": 1, "n_images": 1},
+        # the study's own checkpoint: its test set and tasks by default (issue 21)
+        {"preset": "smoke", "notebooks": ["05"], "limit": 1, "n_images": 1},
     ]
-    records = report.run_reports(param_sets=sets, out=base / "reports", runs_dir=runs, log=None)
-    _CACHE["smoke"] = {"base": base, "runs": runs, "reports": base / "reports", "run_dir": run_dir,
-                       "records": {r["notebook"]: r for r in records}}
+    records: dict[str, Any] = {}
+    for record in report.run_reports(param_sets=sets, out=base / "reports", runs_dir=runs, log=None):
+        records[record["notebook"] + ("@study" if record["notebook"] in records else "")] = record
+    _CACHE["smoke"] = {"base": base, "runs": runs, "reports": base / "reports", "run_dir": run_dir, "records": records}
     return _CACHE["smoke"]
 
 
@@ -146,11 +149,32 @@ def test_mask_explorer_notebook(smoke: dict[str, Any]) -> None:
 
 
 def test_any_checkpoint_notebook(smoke: dict[str, Any]) -> None:
+    from mirl.data import ALL_IN_ONE
+
     data = _results(smoke, "05_any_checkpoint")
     assert data["checkpoint"].endswith(".ckpt")
-    assert data["table"][0]["task"] == "derain" and data["table"][0]["images"] == 1
-    assert data["table"][0]["convention"] == "upstream"
-    assert all(math.isfinite(v) for v in data["headline"].values())
+    trained = {row["task"]: row["trained"] for row in data["table"] if row["task"] != "average"}
+    assert {t for t, ok in trained.items() if ok} == set(ALL_IN_ONE) and trained["jpeg"] is False
+    assert all(row["images"] == 1 and row["convention"] == "upstream" for row in data["table"] if row["task"] != "average")
+    head = data["headline"]
+    assert not any(k.startswith("jpeg") for k in head)  # not trained on: in no mean, not in the headline
+    assert all(math.isfinite(v) and round(v, 3) == v for v in head.values())
+    gains = [v for k, v in head.items() if k.endswith("gain over the degraded input (dB, upstream)") and not k.startswith("mean")]
+    assert len(gains) == len(ALL_IN_ONE)
+    page = (smoke["reports"] / f"{smoke['records']['05_any_checkpoint']['name']}.html").read_text(encoding="utf-8")
+    assert "Not trained on (jpeg)" in page
+
+
+def test_any_checkpoint_notebook_defaults_to_the_studys_test_set_and_tasks(smoke: dict[str, Any]) -> None:
+    from mirl.data import run_data_root
+    from mirl.results import tasks_of
+
+    record = smoke["records"]["05_any_checkpoint@study"]
+    assert record["status"] == "ok", record["error"]
+    data = json.loads((smoke["reports"] / record["name"] / "results.json").read_text())
+    assert Path(data["parameters"]["data_root"]) == run_data_root(smoke["run_dir"])
+    assert [row["task"] for row in data["table"] if row["task"] != "average"] == tasks_of(smoke["run_dir"])
+    assert all(row["trained"] for row in data["table"])
 
 
 def test_reports_end_with_a_headline_table_not_a_raw_dict(smoke: dict[str, Any]) -> None:

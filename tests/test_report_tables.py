@@ -95,13 +95,17 @@ def test_mask_pair_headline_matches_the_former_notebook_cell() -> None:
 
 
 def test_checkpoint_headline_reads_every_score_against_the_input() -> None:
-    table = pd.DataFrame({"task": ["derain", "dehaze", "denoise_25", "average"], "psnr": [30.12345, 27.0, 29.5, 0.0],
-                          "input_psnr": [28.0, 28.0, 20.0, 0.0]})
+    table = pd.DataFrame({"task": ["derain", "dehaze", "denoise_25", "jpeg", "average"], "psnr": [30.12345, 27.0, 29.5, 20.0, 0.0],
+                          "input_psnr": [28.0, 28.0, 20.0, 25.0, 0.0], "ssim": [0.91234, 0.8, 0.7, 0.1, 0.0],
+                          "trained": [True, True, True, False, True]})
     numbers = report_tables.checkpoint_headline(table, "upstream")
     gain = "PSNR gain over the degraded input (dB, upstream)"
-    assert list(numbers) == [f"derain: {gain}", f"dehaze: {gain}", f"denoise_25: {gain}", "mean PSNR (dB, upstream)", f"mean {gain}"]
-    assert numbers[f"derain: {gain}"] == 2.123 and numbers[f"dehaze: {gain}"] == -1.0
-    assert numbers["mean PSNR (dB, upstream)"] == round((30.12345 + 27.0 + 29.5) / 3, 3)  # the average row is left out
+    assert list(numbers) == [f"derain: {gain}", f"dehaze: {gain}", f"denoise_25: {gain}", "mean PSNR (dB, upstream)", f"mean {gain}",
+                             "mean SSIM (upstream)"]
+    assert numbers[f"derain: {gain}"] == 2.12 and numbers[f"dehaze: {gain}"] == -1.0
+    # the average row and the task it was not trained on (jpeg) are left out
+    assert numbers["mean PSNR (dB, upstream)"] == 28.87 and numbers[f"mean {gain}"] == round((2.12345 - 1.0 + 9.5) / 3, 2)
+    assert numbers["mean SSIM (upstream)"] == round((0.91234 + 0.8 + 0.7) / 3, 3)
     assert report_tables.below_input(table) == ["dehaze: the restored images score 1.00 dB below the degraded input"]
 
 

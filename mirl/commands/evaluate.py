@@ -14,8 +14,10 @@ CONVENTION_CHOICES = ("upstream", "y")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("target", metavar="RUN_OR_CHECKPOINT", help="a study folder runs/<name> (replicate 0: every level_<k>/main/model.pt), a replicate folder, a level or branch folder, or a checkpoint file")
-    parser.add_argument("--data", required=True, help="dataset root holding test/ (published layout or 'mirl make-dataset' output)")
-    parser.add_argument("--tasks", nargs="+", default=["all_in_one"], help="tasks or aliases (all_in_one, denoise); default all_in_one")
+    parser.add_argument("--data", default=None, help="dataset root holding test/ (published layout or 'mirl make-dataset' output); "
+                        "default: the study's own data set, for a checkpoint of a study")
+    parser.add_argument("--tasks", nargs="+", default=None, help="tasks or aliases (all_in_one, denoise); default: the tasks "
+                        "the checkpoint was trained on (a study's tasks; all_in_one outside a study). Others are shown apart")
     parser.add_argument("--out", default=None, help="folder for results.csv and results.json")
     parser.add_argument("--convention", default="upstream", choices=CONVENTION_CHOICES, help="metric convention (default upstream)")
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
@@ -38,12 +40,17 @@ def run(args: argparse.Namespace) -> int:
     from mirl.errors import MirlError
     from mirl.evaluate import check_limit, evaluate_model, find_checkpoints, format_table, write_results_table
     from mirl.models import load_checkpoint
+    from mirl.results import checkpoint_origin
 
     from mirl.restore import DEFAULT_OVERLAP, check_tiling
 
     check_tiling(args.tile, DEFAULT_OVERLAP)  # evaluation tiles overlap as restore's do
     check_limit(args.limit)
-    tasks = expand_tasks(args.tasks)
+    origin = checkpoint_origin(args.target)
+    data = args.data or origin.data_root()
+    if data is None:
+        raise MirlError(f"{args.target} is not inside a study folder, so there is no study data set to default to; give --data DIR")
+    tasks = expand_tasks(args.tasks or list(origin.trained_tasks))
     device = resolve_device(args.device)
     if args.save_images and not args.out:
         raise MirlError("--save-images needs --out DIR")
@@ -51,10 +58,11 @@ def run(args: argparse.Namespace) -> int:
     for name, path in find_checkpoints(args.target):
         model, _ = load_checkpoint(path, map_location=device, allow_pickle=args.allow_pickle, config=args.preset)
         save_dir = Path(args.out) / "images" / name if args.save_images else None
-        results[name] = evaluate_model(model, args.data, tasks, device=device, convention=args.convention, pad=args.pad,
+        results[name] = evaluate_model(model, data, tasks, device=device, convention=args.convention, pad=args.pad,
                                        tile=args.tile, limit=args.limit, save_dir=save_dir, progress=not args.no_progress,
                                        seed=args.seed, skip_bad=args.skip_bad, precision=args.precision)
         results[name]["checkpoint"] = str(path)
+        results[name]["trained_tasks"] = list(origin.trained_tasks)
     print(format_table(results))
     if args.out:
         csv_path, json_path = write_results_table(args.out, results)
