@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 from typing import Any, Mapping, Sequence
 
 from mirl import paths
@@ -50,20 +51,59 @@ def _to_hwc(tensor: Any) -> Any:
     return tensor.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
 
 
+def photo_of(name: str) -> str:
+    """The photo a test image comes from: built-in test crops are named ``<photo>-r<row>c<col>``.
+
+    Example:
+        >>> photo_of("china-r0c1"), photo_of("0013_rainy")
+        ('china', '0013_rainy')
+    """
+    match = re.fullmatch(r"(.+)-r\d+c\d+", name)
+    return match.group(1) if match else name
+
+
+def one_crop_per_photo(dataset: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Indices of one test image per photo: of a photo's crops, the one whose clean image varies
+    most (the most texture; all-sky crops say little). Chosen from the clean images alone,
+    before any network sees them; photos keep the data set's order.
+
+    Example:
+        >>> import torch
+        >>> items = [{"name": n, "clean": torch.full((3, 4, 4), v)} for n, v in [("a-r0c0", 0.5), ("b-r0c0", 0.1)]]
+        >>> items[0]["clean"][0, 0, 0] = 1.0  # a-r0c1 is flat, a-r0c0 is not
+        >>> one_crop_per_photo(items + [{"name": "a-r0c1", "clean": torch.full((3, 4, 4), 0.5)}])
+        [0, 1]
+    """
+    best: dict[str, tuple[float, int]] = {}
+    for index in range(len(dataset)):
+        item = dataset[index]
+        spread = float(item["clean"].float().std())
+        photo = photo_of(item["name"])
+        if photo not in best or spread > best[photo][0]:
+            best[photo] = (spread, index)
+    return [index for _, index in best.values()]
+
+
 def gallery_samples(
     models: Mapping[str, Any],
     data_root: PathLike,
     tasks: Sequence[str],
-    n_images: int = 1,
+    n_images: int | None = 1,
     tile: int | None = None,
     convention: str = "upstream",
     seed: int = 0,
+    per_photo: bool = False,
 ) -> list[dict[str, Any]]:
-    """Restore the first ``n_images`` test images of each task with every model, for a gallery.
+    """Restore test images of each task with every model, for a gallery: the first ``n_images``,
+    or with ``per_photo`` one crop of every held-out photo (:func:`one_crop_per_photo`), at most
+    ``n_images`` of them (``None``: all).
 
     Returns samples for :func:`mirl.viz.gallery`: panels ``degraded input``, one per model (in
     the mapping's order) and ``clean``, each with its PSNR against the clean image under
     ``convention`` (``None`` for the clean panel).
+
+    Example:
+        >>> samples = gallery_samples({"level 2": model}, "datasets/builtin_test224", ["derain"], n_images=None, per_photo=True)  # doctest: +SKIP
     """
     import torch
 
@@ -75,7 +115,8 @@ def gallery_samples(
     samples = []
     for task in expand_tasks(list(tasks)):
         dataset = TestDataset(data_root, task, seed=seed)
-        for index in range(min(n_images, len(dataset))):
+        indices = one_crop_per_photo(dataset) if per_photo else list(range(len(dataset)))
+        for index in indices[:n_images]:
             item = dataset[index]
             clean, degraded = item["clean"], item["degraded"]
             panels = [{"label": "degraded input", "image": _to_hwc(degraded), "psnr": psnr(degraded, clean, convention=convention)}]
@@ -86,3 +127,18 @@ def gallery_samples(
             panels.append({"label": "clean", "image": _to_hwc(clean), "psnr": None})
             samples.append({"task": task, "name": item["name"], "panels": panels, "convention": convention})
     return samples
+
+
+def one_per_task(samples: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """One sample per task for a summary figure, a different photo for each task where there are
+    several (task i shows its (i mod n)-th photo).
+
+    Example:
+        >>> s = [{"task": t, "name": n} for t in ("derain", "dehaze") for n in ("a", "b")]
+        >>> [(x["task"], x["name"]) for x in one_per_task(s)]
+        [('derain', 'a'), ('dehaze', 'b')]
+    """
+    by_task: dict[str, list[Mapping[str, Any]]] = {}
+    for sample in samples:
+        by_task.setdefault(sample["task"], []).append(sample)
+    return [shown[i % len(shown)] for i, shown in enumerate(by_task.values())]

@@ -233,7 +233,7 @@ def _percent_ticks(ax: Any, values: pd.Series) -> None:
 # --------------------------------------------------------------------------- galleries
 
 
-def _crop_box(height: int, width: int, size: int | None = None) -> tuple[int, int, int]:
+def crop_box(height: int, width: int, size: int | None = None) -> tuple[int, int, int]:
     """A square crop (top, left, side) around the image centre, a quarter of the short side."""
     side = size or max(8, min(height, width) // 4)
     side = min(side, height, width)
@@ -269,7 +269,7 @@ def gallery(
     axes = fig.subplots(2 * len(samples), ncols, squeeze=False)
     for s_index, sample in enumerate(samples):
         first = np.asarray(sample["panels"][0]["image"])
-        top, left, side = _crop_box(first.shape[0], first.shape[1], crop)
+        top, left, side = crop_box(first.shape[0], first.shape[1], crop)
         for c in range(ncols):
             ax_full, ax_zoom = axes[2 * s_index, c], axes[2 * s_index + 1, c]
             for ax in (ax_full, ax_zoom):

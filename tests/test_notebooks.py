@@ -49,10 +49,11 @@ def smoke_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     run_dir = run_study("smoke", out=runs, progress=False)
     ckpt = write_lightning_ckpt(paths.model_file(results.chain_node(run_dir, results.levels(run_dir)[-1])), base / "smoke_last.ckpt")
     sets = [
-        {"preset": "smoke", "notebooks": ["01", "03", "04"]},
+        {"preset": "smoke", "notebooks": ["01", "04"]},
         # the ticket and a control on one figure: the study above grows a random re-initialisation
-        # branch in place (branches are not part of its hash), after 01, 03 and 04 read it
-        {"preset": "smoke", "notebooks": ["02"], "branches": ["random_reinit"]},
+        # branch in place (branches are not part of its hash), after 01 and 04 read it; the gallery
+        # then sets it beside the ticket
+        {"preset": "smoke", "notebooks": ["02", "03"], "branches": ["random_reinit"]},
         # a published-format checkpoint outside any study, on every task of a data folder
         {"notebooks": ["05"], "checkpoint": str(ckpt), "data_root": str(run_data_root(run_dir)), "limit": 1, "n_images": 1},
         # the study's own checkpoint: its test set and tasks by default (issue 21)
@@ -129,10 +130,25 @@ def test_sparsity_vs_psnr_notebook(smoke: dict[str, Any]) -> None:
 
 
 def test_gallery_notebook(smoke: dict[str, Any]) -> None:
+    from mirl.data.datasets import TestDataset
+    from mirl.gallery import photo_of
+    from mirl.results import tasks_of
+
     data = _results(smoke, "03_gallery")
     panels = {row["panel"] for row in data["images"]}
-    assert {"degraded input", "dense (level 0)"} <= panels and any(p.startswith("level ") for p in panels)
+    assert {"degraded input", "dense (level 0)", "level 2", "level 2, random re-init"} <= panels
     assert all(math.isfinite(row["psnr"]) for row in data["images"])
+    assert data["parameters"]["branches"] == ["random_reinit"]
+    # every held-out photo of every task, one crop each
+    from mirl.data import run_data_root
+
+    for task in tasks_of(smoke["run_dir"]):
+        dataset = TestDataset(run_data_root(smoke["run_dir"]), task)
+        photos = {photo_of(dataset[i]["name"]) for i in range(len(dataset))}
+        shown = {photo_of(row["image"]) for row in data["images"] if row["task"] == task and row["panel"] == "level 2"}
+        assert shown == photos and len(photos) > 1, task
+    page = (smoke["reports"] / f"{smoke['records']['03_gallery']['name']}.html").read_text(encoding="utf-8")
+    assert page.count("mirl-gallery-page") >= len(data["images"]) // len(panels)  # a pre-rendered page per image
 
 
 def test_mask_explorer_notebook(smoke: dict[str, Any]) -> None:
