@@ -339,6 +339,26 @@ def barrier_table(studies: Mapping[str, str | os.PathLike], denominator: str = "
                                        "barrier (dB)", "n", "method", "alphas"])
 
 
+def barrier_headline(barriers: pd.DataFrame, denominator: str = "trainable") -> dict[str, str]:
+    """The stability barrier of each study (reset, rewinding, ...) at its dense and its last level,
+    with interval and n, for the report index (a :func:`barrier_table`).
+
+    Example:
+        >>> table = pd.DataFrame({"label": ["this study"] * 2, "level": [0, 2], "remaining trainable (%)": [100.0, 14.2],
+        ...                       "barrier (dB)": ["+0.76 [+0.41, +1.11]", "+0.03 [-0.10, +0.16]"], "n": ["4 images x 3 replicates"] * 2})
+        >>> barrier_headline(table)["this study: stability barrier, level 2 (14.2% trainable) (dB)"]
+        '+0.03 [-0.10, +0.16] (n = 4 images x 3 replicates)'
+    """
+    out: dict[str, str] = {}
+    for label, group in barriers.groupby("label", sort=False):
+        group = group.sort_values("level")
+        for _, row in (group.iloc[[0, -1]] if len(group) > 1 else group).iterrows():
+            remaining = row[f"remaining {denominator} (%)"]
+            where = "dense" if row["level"] == 0 else f"level {int(row['level'])} ({remaining:.3g}% {denominator})"
+            out[f"{label}: stability barrier, {where} (dB)"] = f"{row['barrier (dB)']} (n = {row['n']})"
+    return out
+
+
 def harmful_levels(scores: pd.DataFrame) -> pd.DataFrame:
     """Variant, level and task where the restored images score below the degraded input on
     average (mean PSNR gain < 0): each is a failure to look into, not a data point."""
@@ -357,6 +377,6 @@ def harm_warnings(scores: pd.DataFrame) -> list[str]:
     return lines
 
 
-__all__ = ["MEAN", "METRICS", "barrier_table", "compute_seconds", "conventions", "curve_table", "harm_warnings",
+__all__ = ["MEAN", "METRICS", "barrier_headline", "barrier_table", "compute_seconds", "conventions", "curve_table", "harm_warnings",
            "harmful_levels", "headline", "interval_method", "paired_differences", "paired_differences_by_study", "scores_table", "study_variants",
            "verdict_table", "wide_table"]

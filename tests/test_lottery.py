@@ -142,6 +142,22 @@ def test_stability_path_starts_at_the_ticket(tree):
             assert stab["data_seed"] != main["data_seed"]
 
 
+def test_the_barrier_reaches_the_report_index_with_its_interval(tree):
+    """Issue 21, part 4: the barrier at the dense and the last level, over both replicates."""
+    from mirl import evidence
+    from mirl.stats import replicate_interval
+
+    barriers = evidence.barrier_table({"reset": tree})
+    assert list(barriers["level"]) == [0, 1, 2]
+    numbers = evidence.barrier_headline(barriers)
+    assert list(numbers) == ["reset: stability barrier, dense (dB)",
+                             f"reset: stability barrier, level 2 ({barriers.iloc[-1]['remaining trainable (%)']:.3g}% trainable) (dB)"]
+    found = [json.loads(paths.metrics_file(paths.level_dir(paths.replicate_dir(tree, r), 2, "stability")).read_text()) for r in (0, 1)]
+    expected = replicate_interval([m["barrier"] for m in found], images=int(found[0]["path"][0]["images"]))
+    assert numbers[list(numbers)[-1]] == f"{expected.format('', signed=True)} (n = {expected.n})"
+    assert "x 2 replicates" in numbers[list(numbers)[-1]]
+
+
 def test_a_second_copy_with_the_tickets_own_seed_has_no_barrier(demo_data, tmp_path, monkeypatch):
     from mirl.branches.stability import Stability
 
