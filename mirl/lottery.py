@@ -347,7 +347,7 @@ def _log_scores(node: Path, what: str, scores: Mapping[str, Any], summary: Mappi
     """The node's test PSNR per task as TensorBoard scalars at its last step, and one log line."""
     tasks = scores["tasks"]
     gains = {t: v["psnr"] - v["input_psnr"] for t, v in tasks.items()}
-    scalars = ScalarLog(node)
+    scalars = ScalarLog(node, "test")
     scalars.add({**{f"test/psnr/{t}": v["psnr"] for t, v in tasks.items()},
                  **{f"test/gain_over_input/{t}": g for t, g in gains.items()}}, step=int(summary["steps"]))
     scalars.close()

@@ -86,18 +86,23 @@ def run_log(folder: str | os.PathLike) -> Iterator[Path]:
 
 
 class ScalarLog:
-    """TensorBoard scalars of one node, in ``<node>/tensorboard/``; a no-op when ``enabled`` is
-    false (other ranks of a distributed run). Resuming at ``step`` drops events after it.
+    """TensorBoard scalars of one node, in ``<node>/tensorboard/<part>/`` (``train``: per step;
+    ``test``: the scores at the end); a no-op when ``enabled`` is false (other ranks of a
+    distributed run). Resuming with ``purge_step`` drops the earlier file's events from that step on.
+
+    One writer per part and process: TensorBoard reads a folder's event files in name order, and
+    names start with the creation second, so a second writer in the same second could sort first.
 
     Example:
-        >>> log = ScalarLog(Path(tempfile.mkdtemp()))
-        >>> log.add({"loss": 0.1, "lr": 2e-4}, step=1); log.close()
-        >>> sorted(p.name.split(".")[0] for p in (log.folder).iterdir())
-        ['events']
+        >>> import tempfile
+        >>> log = ScalarLog(Path(tempfile.mkdtemp()), "train")
+        >>> log.add({"train/loss": 0.1, "train/lr": 2e-4}, step=1); log.close()
+        >>> [p.name.split(".")[0] for p in log.folder.iterdir()], log.folder.name
+        (['events'], 'train')
     """
 
-    def __init__(self, node: Path, enabled: bool = True, purge_step: int | None = None) -> None:
-        self.folder = Path(node) / TENSORBOARD_DIR
+    def __init__(self, node: Path, part: str, enabled: bool = True, purge_step: int | None = None) -> None:
+        self.folder = Path(node) / TENSORBOARD_DIR / part
         self._writer: Any = None
         if enabled:
             from torch.utils.tensorboard import SummaryWriter

@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import math
 import time
@@ -180,6 +181,71 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
+@dataclass(frozen=True)
+class PendingStep:
+    """A finished optimiser step whose loss has not been read from the device yet."""
+
+    step: int
+    epoch: int
+    lr: float
+    loss: torch.Tensor
+    images: int
+
+
+class LossRecord:
+    """The training log of one level: reads pending losses in one device sync, stops on a
+    non-finite loss, and writes each step to the CSV rows, TensorBoard and the progress bar.
+
+    Example:
+        >>> record = LossRecord(rows=[], scalars=ScalarLog(Path("."), "train", enabled=False), progress=None, level=0,
+        ...                     advice="lower lr")
+        >>> record.add(PendingStep(1, 0, 1e-3, torch.tensor(0.5), images=8)); record.flush()
+        >>> record.rows[0]["loss"], record.last_loss
+        (0.5, 0.5)
+    """
+
+    def __init__(self, rows: list[dict[str, Any]], scalars: ScalarLog, progress: Any, level: int, advice: str) -> None:
+        self.rows, self.scalars, self.progress, self.level = rows, scalars, progress, level
+        self.advice = advice  # what the divergence error tells the user to do
+        self.pending: list[PendingStep] = []
+        self.last_loss = float("nan")
+        self.started = time.perf_counter()
+        self.window_start, self.window_images = self.started, 0
+
+    def add(self, pending: PendingStep) -> None:
+        """Queue a step; its loss is read at the next :meth:`flush`."""
+        self.pending.append(pending)
+
+    def stop_if_not_finite(self, step: int, epoch: int, lr: float, loss: torch.Tensor) -> None:
+        """Raise :class:`TrainingDiverged` before the update when ``loss`` is NaN or infinite."""
+        if not torch.isfinite(loss):
+            self.add(PendingStep(step, epoch, lr, loss, 0))
+            self.flush()
+
+    def flush(self) -> None:
+        """Read every queued loss (one sync), check it, and record it."""
+        if not self.pending:
+            return
+        values = torch.stack([p.loss for p in self.pending]).float().tolist()
+        for pending, value in zip(self.pending, values):
+            if not math.isfinite(value):
+                raise TrainingDiverged(f"loss became {value} at level {self.level}, epoch {pending.epoch}, step {pending.step}; {self.advice}")
+            self.window_images += pending.images
+            elapsed = time.perf_counter() - self.window_start
+            speed = self.window_images / elapsed if elapsed > 0 else 0.0
+            self.rows.append({"step": pending.step, "epoch": pending.epoch, "loss": round(value, 6), "lr": pending.lr,
+                              "images_per_s": round(speed, 2), "seconds": round(time.perf_counter() - self.started, 3)})
+            self.scalars.add({"train/loss": value, "train/lr": pending.lr, "train/images_per_s": speed}, pending.step)
+            self.last_loss = value
+        if self.progress is not None:
+            self.progress.update(len(self.pending))
+            last = self.rows[-1]
+            self.progress.set_postfix(loss=f"{self.last_loss:.4f}", lr=f"{last['lr']:.2e}", img_s=f"{last['images_per_s']:.1f}")
+        self.pending.clear()
+        if time.perf_counter() - self.window_start > 30:  # images/s over the last half minute or so
+            self.window_start, self.window_images = time.perf_counter(), 0
+
+
 def train_level(
     model: nn.Module,
     mask: Mapping[str, torch.Tensor],
@@ -207,9 +273,8 @@ def train_level(
     level_dir = Path(level_dir)
     net = _unwrap(model)
     options = settings.step_options(device, dist)
-    graph, channels_last = options.cuda_graph, options.channels_last
     train_step = build_train_step(model, mask, device, options, lr=settings.lr, weight_decay=settings.weight_decay)
-    optimizer, compiled = train_step.optimizer, train_step.compiled_blocks
+    optimizer = train_step.optimizer
     state_file = TrainState(paths.train_state_file(level_dir))
     log_path = paths.train_log_file(level_dir)
     steps_per_epoch = len(epoch_batches(len(dataset), settings.batch_size, settings.seed, level, 0, dist, settings.steps_per_epoch))
@@ -220,57 +285,17 @@ def train_level(
         net.load_state_dict(resumed["model"])
         optimizer.load_state_dict(resumed["optimizer"])
         step, rows = int(resumed["step"]), list(resumed["log"])
-    scalars = ScalarLog(level_dir, enabled=dist.is_main, purge_step=step + 1 if resumed else None)
     progress = None
     if settings.progress and dist.is_main:
         from tqdm.auto import tqdm
 
         progress = tqdm(total=total_steps, initial=step, desc=f"level {level}", unit="step", dynamic_ncols=True)
-    model.train()
-    last_loss = float("nan")
-    started = time.perf_counter()
-    window_start, window_images = time.perf_counter(), 0
+    record = LossRecord(rows, ScalarLog(level_dir, "train", enabled=dist.is_main, purge_step=step + 1 if resumed else None), progress,
+                        level, advice=f"the last good checkpoint ({state_file.path}) is kept. Lower lr (now {settings.lr}) or check the data.")
     # Reading the loss forces a host-device sync; on CUDA do it every few steps, always before a
     # checkpoint, so a NaN never reaches a saved state and the GPU is not stalled every step.
     sync_every = sync_interval(device)
-    pending: list[tuple[int, int, float, torch.Tensor, int]] = []
-
-    def flush() -> None:
-        nonlocal last_loss, window_start, window_images
-        if not pending:
-            return
-        values = torch.stack([loss for *_, loss, _ in pending]).float().tolist()
-        for (at_step, epoch, lr, _, images), value in zip(pending, values):
-            if not math.isfinite(value):
-                raise TrainingDiverged(
-                    f"loss became {value} at level {level}, epoch {epoch}, step {at_step}; "
-                    f"the last good checkpoint ({state_file.path}) is kept. Lower lr (now {settings.lr}) or check the data."
-                )
-            window_images += images
-            elapsed = time.perf_counter() - window_start
-            ips = window_images / elapsed if elapsed > 0 else 0.0
-            rows.append({"step": at_step, "epoch": epoch, "loss": round(value, 6), "lr": lr,
-                         "images_per_s": round(ips, 2), "seconds": round(time.perf_counter() - started, 3)})
-            scalars.add({"train/loss": value, "train/lr": lr, "train/images_per_s": ips}, at_step)
-            last_loss = value
-        if progress is not None:
-            progress.update(len(pending))
-            progress.set_postfix(loss=f"{last_loss:.4f}", lr=f"{rows[-1]['lr']:.2e}", img_s=f"{rows[-1]['images_per_s']:.1f}")
-        pending.clear()
-        if time.perf_counter() - window_start > 30:
-            window_start, window_images = time.perf_counter(), 0
-
-    def stop_on_nan(loss: torch.Tensor) -> None:  # raises TrainingDiverged before the update
-        if not torch.isfinite(loss):
-            pending.append((step + 1, epoch, lr, loss, 0))
-            flush()
-
-    def checkpoint() -> None:
-        flush()
-        if dist.is_main:
-            state_file.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "log": rows})
-            _write_log(log_path, rows)
-
+    model.train()
     try:
         while step < total_steps:
             epoch, offset = divmod(step, steps_per_epoch)
@@ -285,27 +310,31 @@ def train_level(
             for degraded, clean, _task in loader:
                 degraded = degraded.to(device, non_blocking=True)
                 clean = clean.to(device, non_blocking=True)
-                loss = train_step(degraded, clean, before_backward=stop_on_nan if sync_every == 1 else None)
+                check = functools.partial(record.stop_if_not_finite, step + 1, epoch, lr) if sync_every == 1 else None
+                loss = train_step(degraded, clean, before_backward=check)
                 step += 1
-                pending.append((step, epoch, lr, loss.detach(), degraded.shape[0] * dist.world_size))
+                record.add(PendingStep(step, epoch, lr, loss.detach(), degraded.shape[0] * dist.world_size))
                 if on_step is not None:
-                    flush()
+                    record.flush()
                     on_step(step, net)
                 if step % settings.checkpoint_every == 0 and step < total_steps:
-                    checkpoint()
-                elif len(pending) >= sync_every:
-                    flush()
-        flush()
+                    record.flush()
+                    if dist.is_main:
+                        state_file.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "log": rows})
+                        _write_log(log_path, rows)
+                elif len(record.pending) >= sync_every:
+                    record.flush()
+        record.flush()
     finally:
-        uncompile_blocks(compiled)
-        scalars.close()
+        uncompile_blocks(train_step.compiled_blocks)
+        record.scalars.close()
         if progress is not None:
             progress.close()
     if dist.is_main:
         _write_log(log_path, rows)
-    seconds = time.perf_counter() - started
-    return {"steps": step, "epochs": settings.epochs, "final_loss": last_loss, "seconds": round(seconds, 2),
+    return {"steps": step, "epochs": settings.epochs, "final_loss": record.last_loss,
+            "seconds": round(time.perf_counter() - record.started, 2),
             "resumed_from": int(resumed["step"]) if resumed else 0,
-            "execution": {"device": device.type, "bf16": train_step.amp, "cuda_graph": graph,
-                          "channels_last": channels_last, "compile": settings.compile,
-                          **({"compile_memory_budget": settings.compile_memory_budget} if compiled else {})}}
+            "execution": {"device": device.type, "bf16": train_step.amp, "cuda_graph": options.cuda_graph,
+                          "channels_last": options.channels_last, "compile": settings.compile,
+                          **({"compile_memory_budget": settings.compile_memory_budget} if train_step.compiled_blocks else {})}}

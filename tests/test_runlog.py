@@ -25,7 +25,7 @@ def test_every_node_writes_loss_lr_speed_and_test_psnr(smoke_run: Path) -> None:
     nodes = [done.parent for done in smoke_run.glob("replicate_*/level_*/*/done.json")]
     assert nodes
     for node in nodes:
-        scalars = _scalars(node / TENSORBOARD_DIR)
+        scalars = {**_scalars(node / TENSORBOARD_DIR / "train"), **_scalars(node / TENSORBOARD_DIR / "test")}
         log = [line.split(",") for line in paths.train_log_file(node).read_text().splitlines()[1:]]
         assert [s for s, _ in scalars["train/loss"]] == [int(row[0]) for row in log]
         assert [v for _, v in scalars["train/loss"]] == pytest.approx([float(row[2]) for row in log], abs=1e-6)
@@ -78,19 +78,22 @@ def test_quiet_terminal_still_fills_the_log_file(tmp_path: Path, capfd: pytest.C
 
 
 def test_resuming_drops_the_steps_after_the_checkpoint(tmp_path: Path) -> None:
-    first = ScalarLog(tmp_path)
+    import time
+
+    first = ScalarLog(tmp_path, "train")
     first.add({"train/loss": 1.0}, step=1)
     first.add({"train/loss": 0.9}, step=2)
     first.add({"train/loss": 0.8}, step=3)  # trained after the last checkpoint (step 2), then killed
     first.close()
-    resumed = ScalarLog(tmp_path, purge_step=3)
+    time.sleep(1.1)  # a resumed run starts in a later second (event files sort by their creation second)
+    resumed = ScalarLog(tmp_path, "train", purge_step=3)
     resumed.add({"train/loss": 0.7}, step=3)
     resumed.close()
-    assert _scalars(tmp_path / TENSORBOARD_DIR)["train/loss"] == [(1, 1.0), (2, pytest.approx(0.9)), (3, pytest.approx(0.7))]
+    assert _scalars(tmp_path / TENSORBOARD_DIR / "train")["train/loss"] == [(1, 1.0), (2, pytest.approx(0.9)), (3, pytest.approx(0.7))]
 
 
 def test_a_disabled_log_writes_nothing(tmp_path: Path) -> None:
-    log = ScalarLog(tmp_path, enabled=False)
+    log = ScalarLog(tmp_path, "train", enabled=False)
     log.add({"train/loss": 1.0}, step=1)
     log.close()
     assert not (tmp_path / TENSORBOARD_DIR).exists()
