@@ -23,7 +23,7 @@ import math
 import os
 import typing
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from mirl.errors import MirlError
 
@@ -32,9 +32,96 @@ class ConfigError(MirlError):
     """A bad setting name or value."""
 
 
-def _setting(default: Any, help: str) -> Any:
-    """A study setting: its default and its meaning, declared together (``--list-settings`` shows both)."""
-    return dataclasses.field(default=default, metadata={"help": help})
+PATCH_MULTIPLE = 8  # PromptIR downsamples three times (pixel_unshuffle by 2 each)
+
+Check = Callable[[Any], "str | None"]  # a value -> what is wrong with it (None: nothing)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The range a number setting must lie in, declared beside it; ``example`` completes the message.
+
+    Example:
+        >>> Limits(above=0, below=1, example="0.2").problem(1.5)
+        'it must be in (0, 1), e.g. 0.2'
+        >>> Limits(at_least=0).problem(-1), Limits(at_least=0).problem(3)
+        ('it must be >= 0', None)
+    """
+
+    at_least: float | None = None
+    above: float | None = None
+    at_most: float | None = None
+    below: float | None = None
+    example: str = ""
+
+    def problem(self, value: float) -> str | None:
+        """What is wrong with ``value`` (``None``: it is in range)."""
+        low, low_open = (self.above, True) if self.above is not None else (self.at_least, False)
+        high, high_open = (self.below, True) if self.below is not None else (self.at_most, False)
+        if (low is None or value > low or (value == low and not low_open)) and \
+           (high is None or value < high or (value == high and not high_open)):
+            return None
+        show = lambda x: f"{x:g}"  # noqa: E731
+        if low is not None and high is not None:
+            text = f"it must be in {'(' if low_open else '['}{show(low)}, {show(high)}{')' if high_open else ']'}"
+        elif low is not None:
+            text = f"it must be {'>' if low_open else '>='} {show(low)}"
+        else:
+            text = f"it must be {'<' if high_open else '<='} {show(high)}"
+        return text + (f", e.g. {self.example}" if self.example else "")
+
+
+def _setting(default: Any, help: str, limits: Limits | None = None, check: Check | None = None) -> Any:
+    """A study setting: its default, its meaning (``--list-settings`` shows both), its range and
+    any further check, declared together."""
+    return dataclasses.field(default=default, metadata={"help": help, "limits": limits, "check": check})
+
+
+def _multiple_of_patch(value: int) -> str | None:
+    if value % PATCH_MULTIPLE:
+        return (f"it must be a multiple of {PATCH_MULTIPLE} (the network halves it three times), "
+                f"e.g. {max(PATCH_MULTIPLE, value - value % PATCH_MULTIPLE)}")
+    return None
+
+
+def _test_side(value: int) -> str | None:
+    return "0 (full size) or at least 16 (test images are cropped to a multiple of 16)" if 0 < value < 16 else None
+
+
+def _repeats(value: str) -> str | None:
+    from mirl.data.resolve import parse_repeats
+
+    try:
+        parse_repeats(value)
+    except MirlError as exc:
+        return str(exc)
+    return None
+
+
+def _branches(value: tuple[str, ...]) -> str | None:
+    from mirl.branches import registry
+
+    if any(b not in registry() for b in value) or len(set(value)) != len(value):
+        return f"give distinct names from: {', '.join(registry())}, or none"
+    return None
+
+
+def _alphas(value: tuple[float, ...]) -> str | None:
+    if any(not 0.0 <= a <= 1.0 for a in value) or 0.0 not in value or 1.0 not in value or list(value) != sorted(set(value)):
+        return "increasing points in [0, 1] that include 0 and 1, e.g. 0,0.25,0.5,0.75,1"
+    return None
+
+
+def _tasks(value: tuple[str, ...]) -> str | None:
+    from mirl.data import expand_tasks
+
+    if not value:
+        return "give at least one task, e.g. tasks=denoise_25,derain"
+    expand_tasks(list(value))  # raises with the valid task names
+    return None
+
+
+NON_NEGATIVE, POSITIVE_COUNT = Limits(at_least=0), Limits(at_least=1)
 
 
 @dataclass
@@ -46,43 +133,43 @@ class StudyConfig:
     impl: str = _setting("fast", "'fast' (same maths, less memory and time) or 'reference' (the published operations)")
     # data
     data: str = _setting("builtin", "'builtin' (the demo corpus, made on first use) or a folder in the published layout")
-    tasks: tuple[str, ...] = _setting(("all_in_one",), "tasks to train and test, or aliases: all_in_one (5 tasks), denoise; e.g. denoise_25,derain")
-    repeats: str = _setting("published", "'published' (denoise x3, derain x120, dehaze x1), 'demo' (balanced for the built-in corpus), or task=factor,...")
-    patch_size: int = _setting(64, "side of the square training crops in px (a multiple of 8)")
-    max_test_side: int = _setting(0, "crop built-in test photos into tiles of at most this many px per side (0 = full size)")
+    tasks: tuple[str, ...] = _setting(("all_in_one",), "tasks to train and test, or aliases: all_in_one (5 tasks), denoise; e.g. denoise_25,derain", check=_tasks)
+    repeats: str = _setting("published", "'published' (denoise x3, derain x120, dehaze x1), 'demo' (balanced for the built-in corpus), or task=factor,...", check=_repeats)
+    patch_size: int = _setting(64, "side of the square training crops in px (a multiple of 8)", POSITIVE_COUNT, _multiple_of_patch)
+    max_test_side: int = _setting(0, "crop built-in test photos into tiles of at most this many px per side (0 = full size)", NON_NEGATIVE, _test_side)
     # training (per level)
-    batch_size: int = _setting(8, "training crops per step (per process under torchrun)")
-    epochs: int = _setting(120, "training epochs per level; every level trains from its reset weights")
-    warmup_epochs: int = _setting(15, "epochs of linear learning-rate warm-up before the cosine decay")
-    steps_per_epoch: int = _setting(0, "training steps per epoch (0 = one pass over the training set)")
-    lr: float = _setting(2e-4, "peak learning rate of AdamW")
-    weight_decay: float = _setting(0.01, "AdamW weight decay")
+    batch_size: int = _setting(8, "training crops per step (per process under torchrun)", POSITIVE_COUNT)
+    epochs: int = _setting(120, "training epochs per level; every level trains from its reset weights", POSITIVE_COUNT)
+    warmup_epochs: int = _setting(15, "epochs of linear learning-rate warm-up before the cosine decay", NON_NEGATIVE)
+    steps_per_epoch: int = _setting(0, "training steps per epoch (0 = one pass over the training set)", NON_NEGATIVE)
+    lr: float = _setting(2e-4, "peak learning rate of AdamW", Limits(above=0))
+    weight_decay: float = _setting(0.01, "AdamW weight decay", NON_NEGATIVE)
     amp: str = _setting("auto", "training precision on CUDA: 'auto' or 'bf16' (bf16 autocast), 'fp32'; the CPU always trains in fp32")
     # pruning
-    rounds: int = _setting(15, "pruning rounds after the dense level 0 (levels 1..rounds)")
-    fraction: float = _setting(0.2, "fraction of the surviving prunable weights removed per round, in (0, 1)")
+    rounds: int = _setting(15, "pruning rounds after the dense level 0 (levels 1..rounds)", NON_NEGATIVE)
+    fraction: float = _setting(0.2, "fraction of the surviving prunable weights removed per round, in (0, 1)", Limits(above=0, below=1, example="0.2"))
     scope: str = _setting("global", "'global' (one magnitude threshold) or 'layerwise' (one per tensor; keeps every layer alive)")
     rule: str = _setting("upstream", "prunable tensors: 'upstream' (every *weight*, as published) or 'conv' (convolution weights the forward uses)")
     reset: str = _setting("init", "where survivors restart: 'init' (theta_0, the paper) or 'rewind' (theta_k after rewind_steps)")
-    rewind_steps: int = _setting(0, "with reset=rewind: rewind to the weights after this many steps of the dense level")
+    rewind_steps: int = _setting(0, "with reset=rewind: rewind to the weights after this many steps of the dense level", NON_NEGATIVE)
     reset_params: str = _setting("upstream", "'upstream' resets only tensors named *weight*/*bias* to theta_0 (prompts and temperatures keep training), 'all' resets everything")
     # evaluation
-    eval_limit: int = _setting(0, "test images per task (0 = all)")
+    eval_limit: int = _setting(0, "test images per task (0 = all)", NON_NEGATIVE)
     convention: str = _setting("upstream", "metric convention: 'upstream' (RGB, as MIR-L/PromptIR) or 'y' (BT.601 luma, as BasicSR)")
     test_pad: bool = _setting(False, "reflect-pad test images to a multiple of 16 and score all pixels, instead of the published centre crop")
-    seed: int = _setting(0, "seed of replicate 0 (replicate r: seed + r): its theta_0 and training data order; branches derive theirs from it")
+    seed: int = _setting(0, "seed of replicate 0 (replicate r: seed + r): its theta_0 and training data order; branches derive theirs from it", NON_NEGATIVE)
     # not part of the study's identity: a study grows replicates and branches in place
-    replicates: int = _setting(1, "replicates of the study, seeds seed, seed+1, ... (folders replicate_0, replicate_1, ...; finished ones are reused)")
-    branches: tuple[str, ...] = _setting((), "branches of every pruned level of the ticket: random_reinit, random_prune, one_shot, stability (docs/lottery.md)")
-    stability_alphas: tuple[float, ...] = _setting((0.0, 0.25, 0.5, 0.75, 1.0), "points of the linear path the stability branch scores (must hold 0 and 1)")
-    stability_eval_limit: int = _setting(0, "test images per task for the stability branch's path (0 = eval_limit's)")
+    replicates: int = _setting(1, "replicates of the study, seeds seed, seed+1, ... (folders replicate_0, replicate_1, ...; finished ones are reused)", POSITIVE_COUNT)
+    branches: tuple[str, ...] = _setting((), "branches of every pruned level of the ticket: random_reinit, random_prune, one_shot, stability (docs/lottery.md)", check=_branches)
+    stability_alphas: tuple[float, ...] = _setting((0.0, 0.25, 0.5, 0.75, 1.0), "points of the linear path the stability branch scores (must hold 0 and 1)", check=_alphas)
+    stability_eval_limit: int = _setting(0, "test images per task for the stability branch's path (0 = eval_limit's)", NON_NEGATIVE)
     device: str = _setting("auto", "'auto' (CUDA when present), 'cpu' or 'cuda'")
-    num_workers: int = _setting(0, "data-loader worker processes (batches do not depend on it)")
-    checkpoint_every: int = _setting(100, "steps between the periodic checkpoints an interrupted level resumes from")
+    num_workers: int = _setting(0, "data-loader worker processes (batches do not depend on it)", NON_NEGATIVE)
+    checkpoint_every: int = _setting(100, "steps between the periodic checkpoints an interrupted level resumes from", POSITIVE_COUNT)
     progress: bool = _setting(True, "progress bars with throughput")
     cuda_graph: str = _setting("auto", "'auto' replays each training step as one CUDA graph on a single GPU; 'off' runs it eagerly")
     compile: str = _setting("none", "'regional' compiles each transformer block with torch.compile (minutes of warm-up per process; not yet measured on a GPU)")
-    compile_memory_budget: float = _setting(1.0, "with compile=regional: the fraction (0, 1] of its default activations the compiler may keep; less recomputes more in backward")
+    compile_memory_budget: float = _setting(1.0, "with compile=regional: the fraction (0, 1] of its default activations the compiler may keep; less recomputes more in backward", Limits(above=0, at_most=1, example="0.7"))
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -124,7 +211,8 @@ def choices() -> dict[str, tuple[str, ...]]:
 
 
 # The meaning of every setting, from its declaration.
-HELP: dict[str, str] = {f.name: f.metadata["help"] for f in dataclasses.fields(StudyConfig)}
+_FIELDS = {f.name: f for f in dataclasses.fields(StudyConfig)}
+HELP: dict[str, str] = {name: f.metadata["help"] for name, f in _FIELDS.items()}
 
 STUDY_PRESETS: dict[str, dict[str, Any]] = {
     # The published reference run (GPU): 15 rounds of 20%, 120 epochs each, batch 8, 64x64 patches.
@@ -227,58 +315,20 @@ RETIRED: dict[str, str] = {
                "use --set branches=random_reinit,random_prune (docs/lottery.md)",
 }
 
-PATCH_MULTIPLE = 8  # PromptIR downsamples three times (pixel_unshuffle by 2 each)
-
-
 def _validate(name: str, value: Any) -> None:
-    if name == "repeats":
-        from mirl.data.resolve import parse_repeats
-
-        try:
-            parse_repeats(value)
-        except MirlError as exc:
-            raise ConfigError(str(exc)) from None
+    """Refuse a value outside its declared choices, range or check, naming the setting."""
     allowed = choices().get(name)
     if allowed is not None and value not in allowed:
         raise ConfigError(f"bad value {value!r} for {name}; valid: {', '.join(allowed)}")
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"bad value {value!r} for {name}; it must be a finite number")
-    if name == "fraction" and not 0.0 < value < 1.0:
-        raise ConfigError(f"bad value {value!r} for fraction; it must be in (0, 1), e.g. 0.2")
-    if name in ("rounds", "rewind_steps", "steps_per_epoch", "eval_limit", "max_test_side", "warmup_epochs", "seed",
-                "num_workers") and value < 0:
-        raise ConfigError(f"bad value {value!r} for {name}; it must be >= 0")
-    if name in ("epochs", "batch_size", "patch_size", "checkpoint_every", "replicates") and value < 1:
-        raise ConfigError(f"bad value {value!r} for {name}; it must be >= 1")
-    if name == "patch_size" and value % PATCH_MULTIPLE:
-        raise ConfigError(f"bad value {value!r} for patch_size; it must be a multiple of {PATCH_MULTIPLE} "
-                          f"(the network halves it three times), e.g. {max(PATCH_MULTIPLE, value - value % PATCH_MULTIPLE)}")
-    if name == "max_test_side" and 0 < value < 16:
-        raise ConfigError(f"bad value {value!r} for max_test_side; 0 (full size) or at least 16 (test images are cropped to a multiple of 16)")
-    if name == "compile_memory_budget" and not 0.0 < value <= 1.0:
-        raise ConfigError(f"bad value {value!r} for compile_memory_budget; it must be in (0, 1], e.g. 0.7")
-    if name == "lr" and value <= 0:
-        raise ConfigError(f"bad value {value!r} for lr; it must be > 0")
-    if name == "weight_decay" and value < 0:
-        raise ConfigError(f"bad value {value!r} for weight_decay; it must be >= 0")
-    if name == "branches":
-        from mirl.branches import registry
-
-        unknown = [b for b in value if b not in registry()]
-        if unknown or len(set(value)) != len(value):
-            raise ConfigError(f"bad value {','.join(value)!r} for branches; give distinct names from: {', '.join(registry())}, or none")
-    if name == "stability_alphas" and (any(not 0.0 <= a <= 1.0 for a in value) or 0.0 not in value or 1.0 not in value
-                                       or list(value) != sorted(set(value))):
-        raise ConfigError(f"bad value {','.join(map(str, value))!r} for stability_alphas; increasing points in [0, 1] "
-                          "that include 0 and 1, e.g. 0,0.25,0.5,0.75,1")
-    if name == "stability_eval_limit" and value < 0:
-        raise ConfigError(f"bad value {value!r} for stability_eval_limit; it must be >= 0")
-    if name == "tasks":
-        from mirl.data import expand_tasks
-
-        if not value:
-            raise ConfigError("tasks is empty; give at least one task, e.g. tasks=denoise_25,derain")
-        expand_tasks(list(value))  # raises with the valid task names
+    declared = _FIELDS[name].metadata
+    problem = declared["limits"].problem(value) if declared["limits"] is not None else None
+    if problem is None and declared["check"] is not None:
+        problem = declared["check"](value)
+    if problem is not None:
+        shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+        raise ConfigError(f"bad value {shown!r} for {name}; {problem}")
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, str]:
