@@ -219,7 +219,7 @@ def verdict_table(differences: pd.DataFrame, ticket: str = "ticket", denominator
         density = 100 * getattr(row, f"remaining_{denominator}")
         rows.append({
             "control": row.control, "level": row.level, f"remaining {denominator} (%)": round(density, 2),
-            "ticket - control": iv.format(unit, signed=True), "n": iv.n, "verdict": row.verdict,
+            "ticket - control": iv.format(unit, signed=True), "n": iv.sample_size, "verdict": row.verdict,
             "sentence": f"at {density:.3g}% {denominator} the {ticket} is {iv.format(unit, signed=True)} {side} "
                         f"{row.control}: {row.verdict}",
         })
@@ -262,7 +262,7 @@ def headline(scores: pd.DataFrame, reference: str, metric: str = "gain") -> dict
 
     def put(key: str, row: pd.Series) -> None:
         iv = Interval(row["mean"], row["low"], row["high"], int(row["images"]), int(row["replicates"]), row["method"])
-        out[key] = f"{iv.format('', signed=metric == 'gain')} (n = {iv.n})"
+        out[key] = f"{iv.format('', signed=metric == 'gain')} (n = {iv.sample_size})"
 
     dense = means[(means["label"] == reference) & (means["level"] == 0)]
     if not dense.empty:
@@ -333,7 +333,7 @@ def barrier_table(studies: Mapping[str, str | os.PathLike], denominator: str = "
             rows.append({"label": label, "level": level,
                          f"remaining {denominator} (%)": round(100 * float(found[0][f"density_{denominator}"]), 2),
                          "mean": iv.mean, "low": iv.low, "high": iv.high, "barrier (dB)": iv.format("", signed=True),
-                         "n": iv.n, "method": iv.method,
+                         "n": iv.sample_size, "method": iv.method,
                          "alphas": ", ".join(f"{a:g}" for a in found[0]["alphas"])})
     return pd.DataFrame(rows, columns=["label", "level", f"remaining {denominator} (%)", "mean", "low", "high",
                                        "barrier (dB)", "n", "method", "alphas"])
@@ -371,7 +371,7 @@ def harm_warnings(scores: pd.DataFrame) -> list[str]:
     """One line per entry of :func:`harmful_levels`, for reports and the CLI."""
     lines = []
     for r in harmful_levels(scores).itertuples():
-        n = Interval(r.mean, r.low, r.high, r.images, r.replicates, "").n
+        n = Interval(r.mean, r.low, r.high, r.images, r.replicates, "").sample_size
         lines.append(f"{r.label}, level {r.level} ({100 * r.remaining_trainable:.3g}% trainable), {r.task}: restored images "
                      f"are {-r.mean:.2f} dB below the degraded input [{r.low:+.2f}, {r.high:+.2f}] (n = {n})")
     return lines

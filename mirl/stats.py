@@ -49,7 +49,7 @@ class Interval:
     method: str
 
     @property
-    def n(self) -> str:
+    def sample_size(self) -> str:
         """``"16 images x 3 replicates"``: what the interval rests on."""
         return f"{self.images} image{'s' if self.images != 1 else ''} x {self.replicates} replicate{'s' if self.replicates != 1 else ''}"
 
@@ -120,7 +120,7 @@ def replicate_interval(per_replicate: Sequence[float], images: int, confidence: 
 
     Example:
         >>> iv = replicate_interval([0.1, 0.3, 0.2], images=40)
-        >>> round(iv.mean, 2), iv.n, iv.low < 0.2 < iv.high
+        >>> round(iv.mean, 2), iv.sample_size, iv.low < 0.2 < iv.high
         (0.2, '40 images x 3 replicates', True)
     """
     from scipy import stats

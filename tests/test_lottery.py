@@ -154,7 +154,7 @@ def test_the_barrier_reaches_the_report_index_with_its_interval(tree):
                              f"reset: stability barrier, level 2 ({barriers.iloc[-1]['remaining trainable (%)']:.3g}% trainable) (dB)"]
     found = [json.loads(paths.metrics_file(paths.level_dir(paths.replicate_dir(tree, r), 2, "stability")).read_text()) for r in (0, 1)]
     expected = replicate_interval([m["barrier"] for m in found], images=int(found[0]["path"][0]["images"]))
-    assert numbers[list(numbers)[-1]] == f"{expected.format('', signed=True)} (n = {expected.n})"
+    assert numbers[list(numbers)[-1]] == f"{expected.format('', signed=True)} (n = {expected.sample_size})"
     assert "x 2 replicates" in numbers[list(numbers)[-1]]
 
 
