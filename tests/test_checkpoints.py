@@ -190,10 +190,14 @@ def test_incomplete_lightning_checkpoint_names_the_missing_keys(tmp_path, paper_
 
 
 def test_wrong_preset_advice_can_be_followed(tmp_path, capsys):
-    """The message offers --preset; `mirl info --preset` exists and applies it."""
+    """The message offers --model; `mirl info --model` exists and applies it; the old --preset names it."""
     save_checkpoint(tmp_path / "tiny.pt", build_model("tiny"))
-    with pytest.raises(CheckpointError, match="--preset paper|small|tiny"):
+    with pytest.raises(CheckpointError, match="--model paper|small|tiny"):
         load_checkpoint(tmp_path / "tiny.pt", config="small")
-    assert main(["info", str(tmp_path / "tiny.pt"), "--preset", "small"]) == 2
+    assert main(["info", str(tmp_path / "tiny.pt"), "--model", "small"]) == 2
     assert "does not fit PromptIR preset 'small' (given)" in capsys.readouterr().err
-    assert main(["info", str(tmp_path / "tiny.pt"), "--preset", "tiny"]) == 0
+    assert main(["info", str(tmp_path / "tiny.pt"), "--model", "tiny"]) == 0
+    with pytest.raises(SystemExit):
+        main(["info", str(tmp_path / "tiny.pt"), "--preset", "tiny"])
+    err = capsys.readouterr().err
+    assert "--preset tiny names a study preset" in err and "--model tiny here" in err and len(err.strip().splitlines()) == 1

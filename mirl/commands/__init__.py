@@ -9,8 +9,18 @@ import argparse
 MODEL_PRESET_NAMES: tuple[str, ...] = ("paper", "small", "tiny")
 
 
+class _RenamedToModel(argparse.Action):
+    """``--preset`` on a command that reads a checkpoint: one line naming ``--model``."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        parser.exit(2, f"{parser.prog}: error: {option_string} {values} names a study preset (mirl lottery, mirl report); "
+                       f"the network size is --model {values} here (one of {', '.join(MODEL_PRESET_NAMES)})\n")
+
+
 def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--preset`` and ``--allow-pickle``: how a command that reads a checkpoint reads it."""
-    parser.add_argument("--preset", default=None, choices=MODEL_PRESET_NAMES,
+    """``--model`` and ``--allow-pickle``: how a command that reads a checkpoint reads it."""
+    parser.add_argument("--model", default=None, choices=MODEL_PRESET_NAMES,
                         help="network size to load the weights into (default: recorded in the file, else inferred from its shapes)")
+    parser.add_argument("--preset", action=_RenamedToModel, help=argparse.SUPPRESS)
     parser.add_argument("--allow-pickle", action="store_true", help="allow arbitrary unpickling (trusted files only)")

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         raise MirlError("--save-images needs --out DIR")
     results = {}
     for name, path in find_checkpoints(args.target):
-        model, _ = load_checkpoint(path, map_location=device, allow_pickle=args.allow_pickle, config=args.preset)
+        model, _ = load_checkpoint(path, map_location=device, allow_pickle=args.allow_pickle, config=args.model)
         save_dir = Path(args.out) / "images" / name if args.save_images else None
         results[name] = evaluate_model(model, data, tasks, device=device, convention=args.convention, pad=args.pad,
                                        tile=args.tile, limit=args.limit, save_dir=save_dir, progress=not args.no_progress,

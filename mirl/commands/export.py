@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mirl.export import export_ticket, load_ticket
 
-    ticket = load_ticket(args.source, mask=args.mask, rule=args.rule, allow_pickle=args.allow_pickle, preset=args.preset)
+    ticket = load_ticket(args.source, mask=args.mask, rule=args.rule, allow_pickle=args.allow_pickle, preset=args.model)
     result = export_ticket(ticket, args.format, args.out, dtype=args.dtype, impl=args.impl, tile=args.tile,
                            overlap=args.overlap, examples=not args.no_examples, onnx_file=args.onnx)
     for line in result.lines:

@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     from mirl.models import load_checkpoint
     from mirl.pruning.rules import density_summary
 
-    model, meta = load_checkpoint(args.checkpoint, allow_pickle=args.allow_pickle, config=args.preset)
+    model, meta = load_checkpoint(args.checkpoint, allow_pickle=args.allow_pickle, config=args.model)
     summary = density_summary(model.state_dict(), rule=args.rule, unused=model.unused_in_forward)
     record = {"checkpoint": args.checkpoint, "format": meta["format"], "preset": meta["preset"], "rule": args.rule, **summary}
     if args.json:

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         raise MirlError(f"--max-pixels must be 0 (no limit) or more, got {args.max_pixels}")
     plan_restore(args.inputs, args.out, tile=args.tile, overlap=args.overlap, skip_bad=args.skip_bad, overwrite=args.overwrite)
     device = resolve_device(args.device)
-    model, meta = load_checkpoint(args.checkpoint, map_location=device, allow_pickle=args.allow_pickle, config=args.preset)
+    model, meta = load_checkpoint(args.checkpoint, map_location=device, allow_pickle=args.allow_pickle, config=args.model)
     model.eval()
     summary = restore_files(model, args.inputs, args.out, tile=args.tile, overlap=args.overlap, skip_bad=args.skip_bad,
                             progress=not args.no_progress, precision=args.precision, warn_skipped=False,

@@ -238,7 +238,7 @@ def check_state_dict(model: PromptIR, state: Mapping[str, torch.Tensor], assumed
         raise CheckpointError(
             f"{source}: does not fit PromptIR preset {assumed}; "
             + "; ".join(p for p in parts if p)
-            + f". If the file holds another PromptIR size, name it (CLI: --preset {'|'.join(MODEL_PRESETS)}; "
+            + f". If the file holds another PromptIR size, name it (CLI: --model {'|'.join(MODEL_PRESETS)}; "
             "Python: load_checkpoint(path, config=...)); otherwise the file is incomplete or not a PromptIR/MIR-L checkpoint."
         )
 
