@@ -62,6 +62,28 @@ def resolve_data_dir(data_dir: PathLike | None) -> Path:
 # --------------------------------------------------------------------------- parameters
 
 
+def resolve_checkpoint(checkpoint: PathLike | None, preset: str = "quickstart", runs_dir: PathLike | None = None,
+                       overrides: Mapping[str, Any] | None = None, progress: bool = False) -> Path:
+    """``checkpoint`` as a path, or (``None``) the last level's ``model.pt`` of the preset's study
+    (run or resumed with :func:`mirl.lottery.run_study`). Notebooks run studies; :mod:`mirl.results` only reads them.
+
+    Example:
+        >>> resolve_checkpoint(None, preset="smoke")  # doctest: +SKIP
+        PosixPath('.../runs/smoke_24da834f/replicate_0/level_2/main/model.pt')
+    """
+    if checkpoint is not None:
+        path = Path(checkpoint)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {path}")
+        return path
+    from mirl.lottery import run_study
+
+    run_dir = run_study(preset, dict(overrides or {}), out=runs_dir or "runs", progress=progress)
+    from mirl.results import chain_node, levels
+
+    return paths.model_file(chain_node(run_dir, levels(run_dir)[-1]))
+
+
 def study_overrides(base: Mapping[str, Any] | None = None, **settings: Any) -> dict[str, Any]:
     """Study overrides from notebook parameters: ``base`` plus every setting that is not ``None``.
 
@@ -157,5 +179,5 @@ def save_results(
     return path
 
 
-__all__ = ["MAIN_FIGURE", "RESULTS_FILE", "headline_html", "jsonable", "resolve_data_dir", "resolve_output_dir", "resolve_runs_dir",
+__all__ = ["MAIN_FIGURE", "RESULTS_FILE", "headline_html", "jsonable", "resolve_checkpoint", "resolve_data_dir", "resolve_output_dir", "resolve_runs_dir",
            "save_results", "study_overrides"]

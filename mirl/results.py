@@ -348,17 +348,3 @@ def checkpoint_origin(checkpoint: PathLike) -> CheckpointOrigin:
         return CheckpointOrigin(None, tuple(ALL_IN_ONE))
     return CheckpointOrigin(study, tuple(expand_tasks(list(load_config(study).get("tasks") or ["all_in_one"]))))
 
-
-def resolve_checkpoint(checkpoint: PathLike | None, preset: str = "quickstart", runs_dir: PathLike | None = None,
-                       overrides: Mapping[str, Any] | None = None, progress: bool = False) -> Path:
-    """``checkpoint`` as a path, or (``None``) the last level's ``model.pt`` of the preset's study
-    (run or resumed with :func:`mirl.lottery.run_study`)."""
-    if checkpoint is not None:
-        path = Path(checkpoint)
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint not found: {path}")
-        return path
-    from mirl.lottery import run_study
-
-    run_dir = run_study(preset, dict(overrides or {}), out=runs_dir or "runs", progress=progress)
-    return paths.model_file(chain_node(run_dir, levels(run_dir)[-1]))
