@@ -23,6 +23,7 @@ from torch import nn
 
 from mirl import paths
 from mirl.errors import MirlError
+from mirl.metrics import harm_warning
 
 
 def check_limit(limit: int | None) -> None:
@@ -194,9 +195,9 @@ def format_table(results_by_model: dict[str, dict[str, Any]]) -> str:
     for r in rows:
         lines.append(f"{r['model']:<{width}}  {r['task']:<11} {r['psnr']:8.2f} {r['input_psnr']:8.2f} {r['gain']:+7.2f} "
                      f"{r['ssim']:7.3f} {r['images']:6d}{'' if r['trained'] else '  not trained on; not in the average'}")
-    worse = [f"{r['model']} {r['task']} ({r['gain']:+.2f} dB)" for r in rows if r["task"] != "average" and r["trained"] and r["gain"] < 0]
-    if worse:
-        lines.append("warning: restored images score below the degraded input: " + ", ".join(worse))
+    for r in rows:
+        if r["task"] != "average" and r["trained"] and r["gain"] < 0:
+            lines.append("warning: " + harm_warning(f"{r['model']} {r['task']}", r["gain"]))
     identical = sum(r["psnr_identical"] for r in rows if r["task"] != "average")
     if identical:
         lines.append("note: " + IDENTICAL_NOTE.format(n=identical))

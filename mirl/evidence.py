@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from mirl.errors import MirlError
+from mirl.metrics import harm_warning
 from mirl.paths import MAIN as MAIN_BRANCH
 from mirl.stats import Interval, interval, verdict
 
@@ -372,8 +373,8 @@ def harm_warnings(scores: pd.DataFrame) -> list[str]:
     lines = []
     for r in harmful_levels(scores).itertuples():
         n = Interval(r.mean, r.low, r.high, r.images, r.replicates, "").sample_size
-        lines.append(f"{r.label}, level {r.level} ({100 * r.remaining_trainable:.3g}% trainable), {r.task}: restored images "
-                     f"are {-r.mean:.2f} dB below the degraded input [{r.low:+.2f}, {r.high:+.2f}] (n = {n})")
+        lines.append(harm_warning(f"{r.label}, level {r.level} ({100 * r.remaining_trainable:.3g}% trainable), {r.task}", r.mean,
+                                  f"[{r.low:+.2f}, {r.high:+.2f}] (n = {n})"))
     return lines
 
 

@@ -46,6 +46,17 @@ CONVENTIONS: dict[str, str] = {
 }
 
 
+def harm_warning(where: str, gain: float, evidence: str = "") -> str:
+    """The one sentence for restored images that score below their degraded input (``gain`` < 0,
+    dB), for every report and command; ``evidence`` adds an interval and n.
+
+    Example:
+        >>> harm_warning("derain", -1.234)
+        'derain: the restored images score 1.23 dB below the degraded input'
+    """
+    return f"{where}: the restored images score {-gain:.2f} dB below the degraded input{f' {evidence}' if evidence else ''}"
+
+
 def _check_convention(convention: str) -> None:
     if convention not in CONVENTIONS:
         raise MirlError(f"unknown metric convention {convention!r}; valid: {', '.join(CONVENTIONS)}")

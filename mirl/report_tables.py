@@ -156,8 +156,9 @@ def below_input(table: pd.DataFrame) -> list[str]:
     table = table[table["task"] != "average"]
     if "trained" in table:
         table = table[table["trained"].astype(bool)]  # a task it was not trained on is shown apart, not warned about
-    return [f"{task}: the restored images score {inp - out:.2f} dB below the degraded input"
-            for task, out, inp in zip(table["task"], table["psnr"], table["input_psnr"]) if out < inp]
+    from mirl.metrics import harm_warning
+
+    return [harm_warning(task, out - inp) for task, out, inp in zip(table["task"], table["psnr"], table["input_psnr"]) if out < inp]
 
 
 __all__ = ["below_input", "checkpoint_headline", "gallery_headline", "gallery_psnr_rows", "mask_pair_headline", "matrix_layers",

@@ -92,7 +92,7 @@ def test_networks_worse_than_their_input_are_flagged(tmp_path):
     assert set(bad.task) == {"derain"} and len(bad) == 6  # 2 variants x 3 levels
     assert (bad["mean"] < 0).all()
     lines = harm_warnings(scores)
-    assert lines[0].startswith("ticket, level 0 (100% trainable), derain: restored images are 2.")
+    assert lines[0].startswith("ticket, level 0 (100% trainable), derain: the restored images score 2.")
     assert "below the degraded input" in lines[0] and "n = 16 images x 1 replicate)" in lines[0]
     gains = curve_table(scores, "gain")
     assert gains[(gains.task == "denoise_25") & (gains.level == 0)]["mean"].iloc[0] == pytest.approx(3.0, abs=0.15)
