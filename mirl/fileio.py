@@ -97,6 +97,27 @@ def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
+def read_json(path: str | os.PathLike, advice: str = "replace or remove it") -> Any:
+    """The JSON value in ``path``. A missing file raises :class:`FileNotFoundError` (callers
+    decide what absence means); an unreadable or invalid one is a :class:`MirlError` that names
+    the file and gives ``advice``.
+
+    Example:
+        >>> path = os.path.join(tempfile.mkdtemp(), "broken.json")
+        >>> _ = open(path, "w").write("{")
+        >>> read_json(path, advice="run the level again")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        mirl.errors.MirlError: .../broken.json cannot be read (Expecting property name ...); run the level again
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise MirlError(f"{path} cannot be read ({str(exc)[:80]}); {advice}") from None
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to ``path`` atomically (load it back with ``weights_only=True``).
 

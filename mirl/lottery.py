@@ -41,7 +41,7 @@ from mirl.data.resolve import dataset_root, parse_repeats
 from mirl.device import resolve_device
 from mirl.distributed import DistInfo, broadcast_mask, init_distributed
 from mirl.errors import MirlError
-from mirl.fileio import atomic_write_json, remove_stale_temporaries
+from mirl.fileio import atomic_write_json, read_json, remove_stale_temporaries
 from mirl.models import build_model, load_checkpoint, save_checkpoint
 from mirl.models.promptir import PromptIR
 from mirl.paths import MAIN, level_dir, replicate_dir, runs_dir
@@ -254,12 +254,10 @@ def _finished_node(study: _Study, r: int, level: int, branch: str) -> bool:
 
 def _read_node_json(path: Path, what: str) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path, advice=f"it is the {what} of a finished level: remove {paths.done_file(path.parent)} to train "
+                                      "and score the level again")
     except FileNotFoundError:
         data = None
-    except (OSError, ValueError) as exc:
-        raise MirlError(f"{path}: the {what} of a finished level cannot be read ({str(exc)[:80]}); remove "
-                        f"{paths.done_file(path.parent)} to train and score the level again") from None
     if not isinstance(data, dict):
         raise MirlError(f"{path}: the {what} of a finished level is {'missing' if data is None else 'not a JSON object'}; "
                         f"remove {paths.done_file(path.parent)} to train and score the level again")

@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,20 +28,14 @@ import pandas as pd
 
 from mirl import paths
 from mirl.errors import MirlError
+from mirl.fileio import read_json
 from mirl.paths import MAIN
 
 PathLike = str | os.PathLike
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError) as exc:
-        raise MirlError(f"{path} cannot be read ({str(exc)[:80]}); if it belongs to a finished level, remove that level's "
-                        "done.json and run the study again to redo it") from None
+# What to do about a damaged file of a study folder.
+REDO_LEVEL = "if it belongs to a finished level, remove that level's done.json and run the study again to redo it"
 
 
 def study_dir(path: PathLike) -> Path:
@@ -51,7 +44,7 @@ def study_dir(path: PathLike) -> Path:
     if study is None:
         raise FileNotFoundError(f"{path} is not inside a study folder: no {paths.run_config('.').name} in it or above it")
     if paths.old_layout(study) and not paths.replicate_numbers(study):
-        config = _read_json(paths.run_config(study))
+        config = read_json(paths.run_config(study), REDO_LEVEL)
         raise MirlError(f"{study} is a study of an older mirl layout (flat level_<k> folders); recreate it with "
                         f"`mirl lottery --preset {config.get('preset', 'PRESET')} --out <new folder>`")
     return study
@@ -79,7 +72,7 @@ def load_config(run_dir: PathLike) -> dict[str, Any]:
         >>> load_config("runs/quickstart_1a2b3c4d/replicate_1")["seed"]   # doctest: +SKIP
         1
     """
-    config = dict(_read_json(paths.run_config(study_dir(run_dir))))
+    config = dict(read_json(paths.run_config(study_dir(run_dir)), REDO_LEVEL))
     for folder in (Path(run_dir), *Path(run_dir).parents):
         replicate = paths.replicate_number(folder)
         if replicate is not None:
@@ -184,12 +177,12 @@ def list_runs(root: PathLike = "runs") -> pd.DataFrame:
 
 def load_metrics(run_dir: PathLike, level: int, branch: str = MAIN) -> dict[str, Any]:
     """The ``metrics.json`` of one level of one chain."""
-    return _read_json(paths.metrics_file(chain_node(run_dir, level, branch)))
+    return read_json(paths.metrics_file(chain_node(run_dir, level, branch)), REDO_LEVEL)
 
 
 def load_sparsity(run_dir: PathLike, level: int, branch: str = MAIN) -> dict[str, Any]:
     """The ``sparsity_report.json`` of one level of one chain."""
-    return _read_json(paths.sparsity_file(chain_node(run_dir, level, branch)))
+    return read_json(paths.sparsity_file(chain_node(run_dir, level, branch)), REDO_LEVEL)
 
 
 def _level_files(run_dir: PathLike, file: Any, branch: str = MAIN) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -200,7 +193,7 @@ def _level_files(run_dir: PathLike, file: Any, branch: str = MAIN) -> Iterator[t
         if not path.is_file():
             raise MirlError(f"{path} is missing from a finished level; remove {paths.done_file(path.parent)} and run the "
                             "study again to redo that level")
-        yield level, _read_json(path)
+        yield level, read_json(path, REDO_LEVEL)
 
 
 def metrics_table(run_dir: PathLike, label: str | None = None, branch: str = MAIN) -> pd.DataFrame:
@@ -304,7 +297,7 @@ def study_seconds(run_dir: PathLike) -> float:
             for branch in paths.branch_names(replicate, level):
                 node = paths.level_dir(replicate, level, branch)
                 if paths.is_finished(node):
-                    total += float((_read_json(paths.metrics_file(node)).get("train") or {}).get("level_seconds") or 0.0)
+                    total += float((read_json(paths.metrics_file(node), REDO_LEVEL).get("train") or {}).get("level_seconds") or 0.0)
     return total
 
 

@@ -492,3 +492,12 @@ def test_a_run_that_cannot_start_leaves_no_folder(demo_data, tmp_path):
     assert not out.exists(), sorted(out.rglob("*"))
 
 
+
+
+def test_a_damaged_score_file_of_a_finished_level_is_named_with_what_to_do(demo_data, tmp_path):
+    study = run_study("smoke", {"data": str(demo_data), "rounds": 0, **FAST}, out=tmp_path)
+    node = paths.level_dir(paths.replicate_dir(study, 0), 0)
+    paths.metrics_file(node).write_text('{"level": 0, ')
+    with pytest.raises(MirlError, match=rf"{paths.metrics_file(node)} cannot be read .*the scores of a finished level: "
+                                         rf"remove {paths.done_file(node)} to train and score the level again"):
+        run_study("smoke", {"data": str(demo_data), "rounds": 0, **FAST}, out=tmp_path)

@@ -13,13 +13,13 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from mirl import paths
 from mirl.errors import MirlError
+from mirl.fileio import read_json
 
 from . import DEMO_REPEATS, PUBLISHED_REPEATS, TASKS, expand_tasks
 
@@ -88,7 +88,7 @@ def run_data_root(run_dir: PathLike) -> Path:
         >>> run_data_root("runs/quickstart_68b428ae")   # doctest: +SKIP
         PosixPath('.../datasets/builtin_test224')
     """
-    config = _read_json(paths.run_config(paths.study_of(run_dir) or run_dir))
+    config = read_json(paths.run_config(paths.study_of(run_dir) or run_dir))
     return dataset_root(config.get("data", BUILTIN), int(config.get("max_test_side") or 0) or None, build=False)
 
 
@@ -101,7 +101,7 @@ def uses_builtin_corpus(run: PathLike | Mapping[str, Any] | None) -> bool:
     """
     if run is None:
         return False
-    config = run if isinstance(run, Mapping) else _read_json(paths.run_config(paths.study_of(run) or run))
+    config = run if isinstance(run, Mapping) else read_json(paths.run_config(paths.study_of(run) or run))
     return str(config.get("data", BUILTIN)) == BUILTIN
 
 
@@ -109,7 +109,7 @@ def is_builtin_dataset(data_root: PathLike) -> bool:
     """Whether a data set folder was written by ``mirl make-dataset`` from the built-in corpus."""
     manifest = Path(data_root) / "mirl_dataset.json"
     try:
-        return manifest.is_file() and _read_json(manifest).get("format") == "mirl.dataset"
+        return manifest.is_file() and read_json(manifest).get("format") == "mirl.dataset"
     except (OSError, ValueError):
         return False
 
@@ -126,7 +126,3 @@ def available_tasks(data_root: PathLike, tasks: Sequence[str] | None = None) -> 
         raise DataFolderError(f"{data_root}: no test/<task> folders (expected the published layout, docs/data.md)")
     return found
 
-
-def _read_json(path: Path) -> Any:
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
