@@ -52,13 +52,14 @@ def _to_hwc(tensor: Any) -> Any:
 
 
 def photo_of(name: str) -> str:
-    """The photo a test image comes from: built-in test crops are named ``<photo>-r<row>c<col>``.
+    """The photo a test image comes from: built-in test crops are named
+    ``[<data set>/]<photo>-r<row>c<col>[_<degradation>]``; any other name is its own photo.
 
     Example:
-        >>> photo_of("china-r0c1"), photo_of("0013_rainy")
-        ('china', '0013_rainy')
+        >>> photo_of("Corpus/china-r0c1"), photo_of("SOTS/china-r0c0_0.95_0.8_hazy"), photo_of("Rain100L/0013_rainy")
+        ('china', 'china', 'Rain100L/0013_rainy')
     """
-    match = re.fullmatch(r"(.+)-r\d+c\d+", name)
+    match = re.fullmatch(r"(?:.*/)?(.+?)-r\d+c\d+(?:_.*)?", name)
     return match.group(1) if match else name
 
 

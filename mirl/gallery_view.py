@@ -3,7 +3,7 @@ pre-rendered pages (every panel's full view with the zoom box, the zoomed crop, 
 
 The controls are ``jslink``-ed to :class:`ipywidgets.Stack` widgets in the browser, so the gallery
 works the same live in JupyterLab and in an exported HTML report with no kernel. Full views are
-JPEG (quality 92, to keep reports small); zoomed crops, where the differences are, are lossless
+JPEG (quality 90, to keep reports small); zoomed crops, where the differences are, are lossless
 PNG shown with nearest-neighbour scaling. PSNR is computed on the restored images, never on the
 encoded ones.
 
@@ -24,10 +24,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from mirl.gallery import photo_of
 from mirl.viz import crop_box
 
 GALLERY_CLASS = "mirl-gallery-browser"
-PANEL_PX = 224
 
 
 def _encode(image: np.ndarray, fmt: str) -> str:
@@ -36,7 +36,7 @@ def _encode(image: np.ndarray, fmt: str) -> str:
     buffer = io.BytesIO()
     picture = Image.fromarray((np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8))
     if fmt == "JPEG":
-        picture.save(buffer, format="JPEG", quality=92, subsampling=0)
+        picture.save(buffer, format="JPEG", quality=90)
     else:
         picture.save(buffer, format="PNG", optimize=True)
     return f"data:image/{fmt.lower()};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
@@ -68,15 +68,17 @@ def sample_page(sample: Mapping[str, Any], crop: int | None = None) -> str:
         full = _encode(_with_box(image, top, left, side), "JPEG")
         zoom = _encode(image[top:top + side, left:left + side], "PNG")
         psnr = panel.get("psnr")
-        cells_full.append(f'<td><img src="{full}" style="width:{PANEL_PX}px;height:auto" alt="{html.escape(panel["label"])}"></td>')
-        cells_zoom.append(f'<td><img src="{zoom}" style="width:{PANEL_PX}px;height:auto;image-rendering:pixelated" '
+        cells_full.append(f'<td><img src="{full}" style="width:100%;height:auto" alt="{html.escape(panel["label"])}"></td>')
+        cells_zoom.append(f'<td><img src="{zoom}" style="width:100%;height:auto;image-rendering:pixelated" '
                           f'alt="zoom of {html.escape(panel["label"])}"></td>')
         score = "" if psnr is None else f"<br>{psnr:.2f} dB"
-        cells_label.append(f'<td style="text-align:center"><b>{html.escape(panel["label"])}</b>{score}</td>')
+        cells_label.append(f'<td style="text-align:center;vertical-align:bottom"><b>{html.escape(panel["label"])}</b>{score}</td>')
     caption = (f"{html.escape(sample['task'])} · {html.escape(sample.get('name', ''))}: PSNR against the clean image "
                f"({html.escape(sample.get('convention', 'upstream'))}); the red box is the zoomed crop")
     rows = "".join(f"<tr>{''.join(cells)}</tr>" for cells in (cells_label, cells_full, cells_zoom))
-    return f'<table class="mirl-gallery-page"><caption style="caption-side:top;text-align:left">{caption}</caption>{rows}</table>'
+    width = min(100, 18 * len(sample["panels"]))  # panels of at most about 2x their pixels on a wide screen
+    return (f'<table class="mirl-gallery-page" style="table-layout:fixed;width:{width}%">'
+            f'<caption style="caption-side:top;text-align:left">{caption}</caption>{rows}</table>')
 
 
 def gallery_browser(samples: Sequence[Mapping[str, Any]], crop: int | None = None) -> Any:
@@ -92,7 +94,7 @@ def gallery_browser(samples: Sequence[Mapping[str, Any]], crop: int | None = Non
     by_task: dict[str, list[Mapping[str, Any]]] = {}
     for sample in samples:
         by_task.setdefault(sample["task"], []).append(sample)
-    photo_lists = {tuple(s["name"] for s in shown) for shown in by_task.values()}
+    photo_lists = {tuple(photo_of(s["name"]) for s in shown) for shown in by_task.values()}
     layout = w.Layout(width="420px")
     if len(photo_lists) == 1:
         names = next(iter(photo_lists))
@@ -112,7 +114,7 @@ def gallery_browser(samples: Sequence[Mapping[str, Any]], crop: int | None = Non
         pages = w.Stack([w.HTML(sample_page(s, crop)) for s in samples], selected_index=0)
         w.jslink((menu, "index"), (pages, "selected_index"))
         controls = [menu]
-    note = w.HTML("<small>Pre-rendered: the menus work in the HTML report without a kernel. Full views JPEG (quality 92); "
+    note = w.HTML("<small>Pre-rendered: the menus work in the HTML report without a kernel. Full views JPEG (quality 90); "
                   "zoomed crops lossless.</small>")
     box = w.VBox([w.HBox(controls), pages, note])
     box.add_class(GALLERY_CLASS)

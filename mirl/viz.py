@@ -34,16 +34,23 @@ _DENOMINATORS = {
 }
 
 
-def _figure(width: float, height: float):
+def _figure(width: float, height: float, photos: bool = False):
     # The object-oriented API: no pyplot state, safe in any backend and in tests. The subclass
-    # gives the figure a PNG repr, so a notebook shows it as an image when it is a cell's value.
+    # gives the figure an image repr, so a notebook shows it when it is a cell's value: PNG, or
+    # JPEG for a figure of photographs (a fifth of the bytes in a report).
     from matplotlib.figure import Figure
 
     class MirlFigure(Figure):
         def _repr_png_(self) -> bytes:
             return fig_to_png(self)
 
-    return MirlFigure(figsize=(width, height), layout="constrained")
+    class MirlPhotoFigure(Figure):
+        def _repr_jpeg_(self) -> bytes:
+            buffer = io.BytesIO()
+            self.savefig(buffer, format="jpeg", dpi=100, pil_kwargs={"quality": 90})
+            return buffer.getvalue()
+
+    return (MirlPhotoFigure if photos else MirlFigure)(figsize=(width, height), layout="constrained")
 
 
 def collapsible(content: Any, summary: str) -> Any:
@@ -265,7 +272,7 @@ def gallery(
     if not samples:
         raise ValueError("gallery needs at least one sample")
     ncols = max(len(s["panels"]) for s in samples)
-    fig = _figure(2.3 * ncols, 4.6 * len(samples) + 0.5)
+    fig = _figure(2.3 * ncols, 4.6 * len(samples) + 0.5, photos=True)
     axes = fig.subplots(2 * len(samples), ncols, squeeze=False)
     for s_index, sample in enumerate(samples):
         first = np.asarray(sample["panels"][0]["image"])
