@@ -297,9 +297,7 @@ def gallery(
             if c == 0:
                 ax_full.set_ylabel(f"{sample['task']}\n{sample.get('name', '')}", fontsize=9)
                 ax_zoom.set_ylabel("zoom", fontsize=9)
-    fig.suptitle(title or "Restorations (PSNR per image vs clean)", fontsize=11)
-    if demo:
-        add_demo_label(fig)
+    fig.suptitle((title or "Restorations (PSNR per image vs clean)") + (f"\n{DEMO_LABEL}" if demo else ""), fontsize=11)
     return fig
 
 
