@@ -15,6 +15,7 @@ import json
 import math
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -32,28 +33,50 @@ def check_limit(limit: int | None) -> None:
         raise MirlError(f"--limit must be 0 (every image, as the study's eval_limit) or a positive number of images per task, got {limit}")
 
 
+@dataclass(frozen=True)
+class EvalSettings:
+    """How test images are scored: the metric convention, centre crop or padding to
+    ``crop_multiple``, tiling, images per task (``limit``: ``None`` or 0 = all), the test-noise
+    seed, the inference precision, and whether bad test files are skipped with a note.
+
+    Example:
+        >>> EvalSettings(convention="y", limit=4).test_crop
+        'center_crop_16'
+    """
+
+    convention: str = "upstream"
+    crop_multiple: int = 16
+    pad: bool = False
+    tile: int | None = None
+    limit: int | None = None
+    seed: int = 0
+    precision: str = "fp32"
+    skip_bad: bool = False
+
+    @property
+    def test_crop(self) -> str:
+        """How test images are fitted to the network: ``center_crop_16`` or ``pad_16``."""
+        return f"{'pad' if self.pad else 'center_crop'}_{self.crop_multiple}"
+
+
 def evaluate_model(
     model: nn.Module,
     data_root: str | os.PathLike,
     tasks: Sequence[str] | str,
+    settings: EvalSettings = EvalSettings(),
     device: str | torch.device = "auto",
-    convention: str = "upstream",
-    crop_multiple: int = 16,
-    pad: bool = False,
-    tile: int | None = None,
-    limit: int | None = None,
     save_dir: str | os.PathLike | None = None,
     progress: bool = True,
-    seed: int = 0,
-    skip_bad: bool = False,
-    precision: str = "fp32",
 ) -> dict[str, Any]:
     """Restore every test image of each task and average PSNR/SSIM per image.
 
     Returns ``{"convention", "test_crop", "seed", "tasks": {task: {"psnr", "ssim", "input_psnr",
     "input_ssim", "images", "per_image": [{"name", "psnr", "ssim", "input_psnr", "input_ssim"}]}}}``;
-    ``input_*`` score the degraded input itself, the baseline that restoration must beat. ``limit`` caps images per task (``None`` or 0: all); ``save_dir``
-    writes restored PNGs (atomically) as ``save_dir/<task>/<name>.png``.
+    ``input_*`` score the degraded input itself, the baseline that restoration must beat.
+    ``save_dir`` writes restored PNGs (atomically) as ``save_dir/<task>/<name>.png``.
+
+    Example:
+        >>> res = evaluate_model(model, "datasets/builtin_test224", ["derain"], EvalSettings(limit=2), progress=False)  # doctest: +SKIP
     """
     from tqdm.auto import tqdm
 
@@ -64,30 +87,32 @@ def evaluate_model(
     from mirl.metrics import CONVENTIONS, psnr, ssim
     from mirl.restore import restore_image
 
+    convention = settings.convention
     if convention not in CONVENTIONS:
         raise MirlError(f"unknown metric convention {convention!r}; valid: {', '.join(CONVENTIONS)}")
-    check_limit(limit)
+    check_limit(settings.limit)
     dev = resolve_device(device)
     model = model.to(dev).eval()
     results: dict[str, Any] = {
         "convention": convention,
         "convention_description": CONVENTIONS[convention],
-        "test_crop": f"{'pad' if pad else 'center_crop'}_{crop_multiple}",
-        "seed": seed,
-        "tile": tile,
-        "precision": precision,
+        "test_crop": settings.test_crop,
+        "seed": settings.seed,
+        "tile": settings.tile,
+        "precision": settings.precision,
         "data_root": str(data_root),
         "tasks": {},
     }
     for task in expand_tasks(tasks):
         with warnings.catch_warnings():  # skipped files are listed in results and by format_table, not as raw warnings
             warnings.filterwarnings("ignore", message="skipping ", category=UserWarning)
-            ds = TestDataset(data_root, task, crop_multiple=crop_multiple, pad=pad, seed=seed, skip_bad=skip_bad)
-        n = min(limit, len(ds)) if limit else len(ds)
+            ds = TestDataset(data_root, task, crop_multiple=settings.crop_multiple, pad=settings.pad, seed=settings.seed,
+                             skip_bad=settings.skip_bad)
+        n = min(settings.limit, len(ds)) if settings.limit else len(ds)
         per_image = []
         for i in tqdm(range(n), desc=f"evaluate {task}", unit="img", disable=not progress):
             item = ds[i]
-            out = restore_image(model, item["degraded"][None], tile=tile, precision=precision)[0].cpu()
+            out = restore_image(model, item["degraded"][None], tile=settings.tile, precision=settings.precision)[0].cpu()
             _, _, h, w = item["crop"]
             out = out[:, :h, :w]  # undo test-time padding (no-op for centre-cropped images)
             degraded = item["degraded"][:, :h, :w]
@@ -245,4 +270,4 @@ def find_checkpoints(run_or_checkpoint: str | os.PathLike) -> list[tuple[str, Pa
     return [(d.parent.name, paths.model_file(d)) for d in found]
 
 
-__all__ = ["check_limit", "evaluate_model", "find_checkpoints", "format_table", "mean_psnr", "results_rows", "write_results_table"]
+__all__ = ["EvalSettings", "check_limit", "evaluate_model", "find_checkpoints", "format_table", "mean_psnr", "results_rows", "write_results_table"]

@@ -117,11 +117,11 @@ def warn_collapse(level: int, empty: list[str], cfg: StudyConfig) -> None:
 
 
 def _evaluate(net: torch.nn.Module, study: _Study, limit: int = 0) -> dict[str, Any]:
-    from mirl.evaluate import evaluate_model
+    from mirl.evaluate import EvalSettings, evaluate_model
 
     cfg = study.cfg
-    return evaluate_model(net, study.data_root, list(cfg.tasks), device=study.device, convention=cfg.convention,
-                          pad=cfg.test_pad, limit=(limit or cfg.eval_limit) or None, progress=cfg.progress)
+    settings = EvalSettings(convention=cfg.convention, pad=cfg.test_pad, limit=(limit or cfg.eval_limit) or None)
+    return evaluate_model(net, study.data_root, list(cfg.tasks), settings, device=study.device, progress=cfg.progress)
 
 
 def _level_metrics(level: int, report: Mapping[str, Any], scores: Mapping[str, Any], train: Mapping[str, Any]) -> dict[str, Any]:

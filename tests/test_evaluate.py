@@ -15,7 +15,7 @@ from mirl import paths
 from mirl.cli import main
 from mirl.data.imageio import write_image
 from mirl.errors import MirlError
-from mirl.evaluate import evaluate_model, find_checkpoints, format_table, write_results_table
+from mirl.evaluate import EvalSettings, evaluate_model, find_checkpoints, format_table, write_results_table
 from mirl.metrics import psnr, ssim
 from mirl.models import build_model, save_checkpoint
 
@@ -60,7 +60,7 @@ def test_identity_scores_equal_input_scores(data):
 
 
 def test_pad_mode_scores_full_images(data):
-    res = evaluate_model(Identity(), data, ["derain"], device="cpu", pad=True, convention="y", progress=False)
+    res = evaluate_model(Identity(), data, ["derain"], EvalSettings(pad=True, convention="y"), device="cpu", progress=False)
     assert res["test_crop"] == "pad_16" and res["convention"] == "y"
     clean = rgb(40, 52, 1).astype(np.float64) / 255
     rainy = np.clip(rgb(40, 52, 1).astype(int) + 10, 0, 255) / 255
@@ -69,11 +69,11 @@ def test_pad_mode_scores_full_images(data):
 
 def test_tiny_model_all_denoise_limit_and_saving(data, tmp_path):
     model = build_model("tiny")
-    res = evaluate_model(model, data, ["denoise"], device="cpu", limit=2, save_dir=tmp_path / "gallery", progress=False)
+    res = evaluate_model(model, data, ["denoise"], EvalSettings(limit=2), device="cpu", save_dir=tmp_path / "gallery", progress=False)
     assert list(res["tasks"]) == ["denoise_15", "denoise_25", "denoise_50"]
     assert all(r["images"] == 2 for r in res["tasks"].values())
     assert sorted(p.name for p in (tmp_path / "gallery/denoise_25/BSD68").iterdir()) == ["0.png", "1.png"]
-    again = evaluate_model(model, data, ["denoise_50"], device="cpu", limit=2, progress=False)
+    again = evaluate_model(model, data, ["denoise_50"], EvalSettings(limit=2), device="cpu", progress=False)
     assert again["tasks"]["denoise_50"]["psnr"] == res["tasks"]["denoise_50"]["psnr"]  # noise is seeded
     assert res["tasks"]["denoise_50"]["input_psnr"] < res["tasks"]["denoise_15"]["input_psnr"]
 
@@ -196,7 +196,7 @@ def test_evaluate_refuses_bad_tiles_before_loading(tmp_path, capsys):
 def test_limit_zero_means_every_image_and_negative_is_refused(data, tmp_path, capsys):
     """``--limit 0`` scores every image, as the study's ``eval_limit=0`` does; ``--limit -1`` is a
     one-line error before loading; neither is a ZeroDivisionError (issue 23, case 17)."""
-    assert evaluate_model(Identity(), data, ["derain"], device="cpu", limit=0, progress=False)["tasks"]["derain"]["images"] == 3
+    assert evaluate_model(Identity(), data, ["derain"], EvalSettings(limit=0), device="cpu", progress=False)["tasks"]["derain"]["images"] == 3
     save_checkpoint(tmp_path / "tiny.pt", build_model("tiny"))
     argv = ["evaluate", str(tmp_path / "tiny.pt"), "--data", str(data), "--tasks", "derain", "--device", "cpu", "--no-progress"]
     assert main([*argv, "--limit", "0"]) == 0
@@ -207,7 +207,7 @@ def test_limit_zero_means_every_image_and_negative_is_refused(data, tmp_path, ca
     assert err == ("mirl evaluate: error: --limit must be 0 (every image, as the study's eval_limit) or a positive number "
                    "of images per task, got -1\n")
     with pytest.raises(MirlError, match="got -2"):
-        evaluate_model(Identity(), data, ["derain"], device="cpu", limit=-2, progress=False)
+        evaluate_model(Identity(), data, ["derain"], EvalSettings(limit=-2), device="cpu", progress=False)
 
 
 def test_a_network_that_makes_images_worse_is_named_in_the_table(data):

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from mirl.data import expand_tasks
     from mirl.device import resolve_device
     from mirl.errors import MirlError
-    from mirl.evaluate import check_limit, evaluate_model, find_checkpoints, format_table, write_results_table
+    from mirl.evaluate import EvalSettings, check_limit, evaluate_model, find_checkpoints, format_table, write_results_table
     from mirl.models import load_checkpoint
     from mirl.results import checkpoint_origin
 
@@ -54,13 +54,13 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     if args.save_images and not args.out:
         raise MirlError("--save-images needs --out DIR")
+    settings = EvalSettings(convention=args.convention, pad=args.pad, tile=args.tile, limit=args.limit, seed=args.seed,
+                            precision=args.precision, skip_bad=args.skip_bad)
     results = {}
     for name, path in find_checkpoints(args.target):
         model, _ = load_checkpoint(path, map_location=device, allow_pickle=args.allow_pickle, config=args.model)
         save_dir = Path(args.out) / "images" / name if args.save_images else None
-        results[name] = evaluate_model(model, data, tasks, device=device, convention=args.convention, pad=args.pad,
-                                       tile=args.tile, limit=args.limit, save_dir=save_dir, progress=not args.no_progress,
-                                       seed=args.seed, skip_bad=args.skip_bad, precision=args.precision)
+        results[name] = evaluate_model(model, data, tasks, settings, device=device, save_dir=save_dir, progress=not args.no_progress)
         results[name]["checkpoint"] = str(path)
         results[name]["trained_tasks"] = list(origin.trained_tasks)
     print(format_table(results))
