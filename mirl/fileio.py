@@ -15,6 +15,7 @@ import errno
 import io
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -84,6 +85,68 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs (on this machine)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def _tidy_leftovers(final: Path) -> None:
+    """Remove what killed builds of ``final`` left: temporary folders of processes that are gone,
+    and an old version set aside mid-swap (put back when ``final`` is missing)."""
+    from glob import escape
+
+    for leftover in sorted(final.parent.glob(f".{escape(final.name)}.*")):
+        kind, _, rest = leftover.name[len(final.name) + 2:].partition("-")
+        if kind == "old" and not final.exists():
+            leftover.rename(final)
+        elif kind == "old" or (kind == "tmp" and rest.split("-")[0].isdigit() and not pid_alive(int(rest.split("-")[0]))):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def build_folder(final: str | os.PathLike) -> Iterator[Path]:
+    """Build a folder aside (``.<name>.tmp-<pid>-<random>`` beside ``final``, with the usual
+    permissions) and put it in place of ``final`` when the block ends well: an earlier ``final``
+    stays whole until then, and a failed build leaves nothing. What killed builds left is
+    cleaned up first.
+
+    Example:
+        >>> target = Path(tempfile.mkdtemp()) / "report"
+        >>> with build_folder(target) as work:
+        ...     _ = (work / "index.html").write_text("<p>done</p>")
+        >>> sorted(p.name for p in target.parent.iterdir()), (target / "index.html").read_text()
+        (['report'], '<p>done</p>')
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    _tidy_leftovers(final)
+    work = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-{os.getpid()}-"))
+    work.chmod(0o777 & ~_umask())  # mkdtemp makes 0700
+    try:
+        yield work
+        aside = None
+        if final.exists():
+            aside = final.with_name(f".{final.name}.old-{os.getpid()}")
+            final.rename(aside)
+        try:
+            work.rename(final)
+        except BaseException:
+            if aside is not None:
+                aside.rename(final)
+            raise
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

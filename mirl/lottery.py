@@ -25,12 +25,11 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
 
@@ -41,7 +40,7 @@ from mirl.data.resolve import dataset_root, parse_repeats
 from mirl.device import resolve_device
 from mirl.distributed import DistInfo, broadcast_mask, init_distributed
 from mirl.errors import MirlError
-from mirl.fileio import atomic_write_json, read_json, remove_stale_temporaries
+from mirl.fileio import atomic_write_json, build_folder, read_json, remove_stale_temporaries
 from mirl.models import build_model, load_checkpoint, save_checkpoint
 from mirl.models.promptir import PromptIR
 from mirl.paths import MAIN, level_dir, replicate_dir, runs_dir
@@ -406,8 +405,7 @@ def _copy_dense_level(study: _Study, source: Path, replicate: Path) -> None:
     metrics = json.loads(paths.metrics_file(origin).read_text())
     if not isinstance(metrics, dict):
         raise ValueError(f"{paths.metrics_file(origin)} is not a JSON object")
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".main."))
-    try:
+    with build_folder(target) as tmp:
         for name in paths.LEVEL_RESULT_FILES:
             shutil.copy2(origin / name, tmp / name)
         if (origin / TENSORBOARD_DIR).is_dir():  # its curves, for TensorBoard
@@ -423,10 +421,6 @@ def _copy_dense_level(study: _Study, source: Path, replicate: Path) -> None:
             part = init.with_name(f".{init.name}.tmp")
             shutil.copy2(paths.init_weights(source), part)
             os.replace(part, init)
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _check_same_config(run_dir: Path, record: Mapping[str, Any]) -> None:

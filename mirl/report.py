@@ -34,16 +34,13 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
-from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from mirl.errors import MirlError
-from mirl.fileio import atomic_write_json, atomic_write_text
+from mirl.fileio import atomic_write_json, atomic_write_text, build_folder
 from mirl.html_export import export_html
 from mirl.notebook_io import RESULTS_FILE, jsonable, resolve_data_dir, resolve_runs_dir
 from mirl.paths import project_root
@@ -230,13 +227,8 @@ def execute_report(
     passed = {k: v for k, v in parameters.items() if k in declared}
     name = _unique_name(out, report_name(spec.stem, parameters), parameters, passed)
     # Build in a hidden sibling folder; the previous report stays whole until the swap.
-    work = _new_build_folder(out, name)
-    try:
+    with build_folder(out / name) as work:
         record = _execute_into(spec, parameters, declared, src, work, out / name, runner, kernel_name, timeout)
-        _swap_in(work, out / name)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     html_built = out / name / f"{name}.html"
     if html_built.is_file():
         os.replace(html_built, out / f"{name}.html")
@@ -295,49 +287,6 @@ def _execute_into(
         record["results"] = json.loads(results.read_text(encoding="utf-8"))
     atomic_write_json(work / "report.json", record)
     return record
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
-
-
-def _new_build_folder(out: Path, name: str) -> Path:
-    """A fresh ``out/.<name>.tmp-<pid>-<random>`` with the usual permissions, after removing what
-    killed builds of this report left (and restoring a report a kill left aside mid-swap)."""
-    out.mkdir(parents=True, exist_ok=True)
-    for leftover in sorted(out.glob(f".{glob_escape(name)}.*")):
-        kind, _, rest = leftover.name[len(name) + 2:].partition("-")
-        if kind == "old" and not (out / name).exists():
-            leftover.rename(out / name)
-        elif kind == "old" or (kind == "tmp" and rest.split("-")[0].isdigit() and not _pid_alive(int(rest.split("-")[0]))):
-            shutil.rmtree(leftover, ignore_errors=True)
-    work = Path(tempfile.mkdtemp(dir=out, prefix=f".{name}.tmp-{os.getpid()}-"))
-    umask = os.umask(0)
-    os.umask(umask)
-    work.chmod(0o777 & ~umask)  # mkdtemp makes 0700
-    return work
-
-
-def _swap_in(work: Path, final: Path) -> None:
-    """Put the folder ``work`` in place of ``final`` (two renames; the old one is then removed)."""
-    aside = None
-    if final.exists():
-        aside = final.with_name(f".{final.name}.old-{os.getpid()}")
-        final.rename(aside)
-    try:
-        work.rename(final)
-    except BaseException:
-        if aside is not None:
-            aside.rename(final)
-        raise
-    if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True)
 
 
 def select_notebooks(names: Iterable[str | int] | str | int | None) -> list[NotebookSpec]:

@@ -322,7 +322,7 @@ def test_what_a_killed_report_left_is_cleaned_up(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from mirl.report import _new_build_folder
+    from mirl.fileio import build_folder
     from mirl.report_index import build_index
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -336,9 +336,12 @@ def test_what_a_killed_report_left_is_cleaned_up(tmp_path: Path) -> None:
     alive.mkdir()
     build_index(out)
     assert json.loads((out / "index.json").read_text()) == []
-    work = _new_build_folder(out, name)
-    assert sorted(p.name for p in out.iterdir() if p.name.startswith(f".{name}")) == sorted([alive.name, work.name])
-    assert json.loads((out / name / "report.json").read_text())["status"] == "ok"
+    with build_folder(out / name) as work:
+        assert sorted(p.name for p in out.iterdir() if p.name.startswith(f".{name}")) == sorted([alive.name, work.name])
+        assert json.loads((out / name / "report.json").read_text())["status"] == "ok"  # put back
+        (work / "report.json").write_text(json.dumps({"name": name, "status": "ok", "html": "new.html"}))
+    assert json.loads((out / name / "report.json").read_text())["html"] == "new.html"
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(f".{name}")) == [alive.name]
 
 
 def test_a_parameter_no_notebook_declares_is_refused_before_anything_runs(tmp_path: Path) -> None:

@@ -28,16 +28,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from mirl.errors import MirlError
-from mirl.fileio import atomic_write_text
+from mirl.fileio import atomic_write_text, build_folder
 
 log = logging.getLogger(__name__)
 
@@ -228,9 +226,7 @@ def make_dataset(
     missing = [(p, why) for p, why in unavailable_photos("all") if photos is None or p.name in photos]
     for photo, why in missing:
         log.warning("corpus photo %s unavailable: %s", photo.name, why)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    try:
+    with build_folder(out) as tmp:  # an older version or an empty folder is replaced once the new one is whole
         records: list[dict] = []
         for photo in tqdm(selected, desc="make-dataset", unit="photo", disable=not progress):
             records += _write_photo(tmp, photo.split, photo, seed, max_test_side)
@@ -251,18 +247,6 @@ def make_dataset(
             "note": "built-in demo corpus: not a benchmark; never compare with paper numbers",
         }
         atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=1))
-        if stale:  # swap the old version out, the new one in, then delete the old one
-            aside = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
-            os.replace(out, aside / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(aside, ignore_errors=True)
-        else:
-            if out.exists():
-                out.rmdir()  # empty (checked above)
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     manifest["reused"] = False
     return manifest
 
