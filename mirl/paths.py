@@ -4,12 +4,13 @@ The root is ``$MIRL_HOME`` when set, else the checkout that holds this package (
 install), else the current directory. A study folder (written by :mod:`mirl.lottery`, read by
 :mod:`mirl.results`, :mod:`mirl.evaluate`, :mod:`mirl.export` and the commands) looks like::
 
-    runs/<preset>_<hash8>/config.json            the settings (run_config), data.json
+    runs/<preset>_<hash8>/config.json            the settings (run_config), data.json, log.txt (mirl.runlog)
     runs/<preset>_<hash8>/replicate_<r>/         one replicate (replicate_dir): init.pt, rewind.pt
         level_<k>/main/                          the ticket chain (level_dir(rep, k))
         level_<k>/<branch>/                      a branch of level k (level_dir(rep, k, branch)):
             mask.pt, sparsity_report.json, model.pt, metrics.json, train_log.csv,
-            train_state.pt (while training), reused.json (a copied dense level), done.json (finished)
+            train_state.pt (while training), reused.json (a copied dense level), done.json (finished),
+            tensorboard/{train,test}/ (event files: loss, lr, images/s; test PSNR per task)
 
 No other module spells these names out; they ask here (as open_lth's ``foundations/paths.py``).
 
