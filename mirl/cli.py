@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "make-dataset": ("mirl.commands.make_dataset", "write the built-in corpus, degraded, in the published layout"),
     "restore": ("mirl.commands.restore", "restore images of any size with a checkpoint"),
     "lottery": ("mirl.commands.lottery", "run (or resume) an iterative magnitude pruning study"),
+    "status": ("mirl.commands.status", "which levels and branches of a study are done, running or missing"),
     "evaluate": ("mirl.commands.evaluate", "score a run or checkpoint on a dataset folder"),
     "export": ("mirl.commands.export", "export a ticket: sparse file, published .ckpt, ONNX, or a web page"),
     "report": ("mirl.commands.report", "execute the notebooks and publish HTML reports"),

@@ -157,11 +157,14 @@ def run_study(
     out: str | os.PathLike | None = None,
     progress: bool = True,
     nodes: Iterable[Node] | None = None,
+    shared: bool = False,
 ) -> Path:
     """Run (or resume) a study, every replicate and branch, and return its folder ``<out>/<preset>_<hash>``.
 
     ``nodes`` runs only those ``(replicate, level, branch)`` nodes (what they start from must be
-    finished); a node's files do not depend on the order nodes run in.
+    finished); a node's files do not depend on the order nodes run in. ``shared``: other
+    processes run other nodes of the same study at the same time (the jobs of
+    :mod:`mirl.launch`): the study is locked only while its files are set up, each node while it runs.
 
     Example:
         >>> run_study("smoke", {"replicates": 2, "branches": "random_reinit,stability"}, progress=False)  # doctest: +SKIP
@@ -193,18 +196,22 @@ def run_study(
     def start() -> int:
         """1: every wanted node is finished (nothing to write); 0: locked and ready to write."""
         if paths.is_run_dir(run_dir) and all(_finished_node(study, *node) for node in wanted):
-            _tidy_finished(run_dir)
+            if not shared:
+                _tidy_finished(run_dir)
             return 1
-        lock.acquire()
+        lock.acquire(wait=120.0 if shared else 0.0)
         try:
             _check_same_config(run_dir, record)  # another process may have started it meanwhile
-            remove_stale_temporaries(run_dir)  # a killed run may have died inside an atomic write
+            if not shared:  # a killed run may have died inside an atomic write (shared: each node cleans its own)
+                remove_stale_temporaries(run_dir)
             atomic_write_json(paths.run_config(run_dir), record)
             if not paths.data_fingerprint(run_dir).exists():
                 atomic_write_json(paths.data_fingerprint(run_dir), fingerprint)
         except BaseException:
             lock.release()
             raise
+        if shared:
+            lock.release()  # from here on, each node is locked while it runs
         return 0
 
     if _decided_by_main(dist, device, start) == 1:
@@ -219,7 +226,11 @@ def run_study(
                     if dist.is_main:
                         reuse_dense_level(study, r)
                     dist.barrier()
-                _run_node(study, r, level, branch, theta[r])
+                node_lock = RunLock(level_dir(replicate_dir(run_dir, r), level, branch)) if shared and dist.is_main else None
+                with node_lock or contextlib.nullcontext():
+                    if node_lock is not None:
+                        remove_stale_temporaries(node_lock.run_dir)
+                    _run_node(study, r, level, branch, theta[r])
     finally:
         lock.release()
     return run_dir

@@ -28,6 +28,10 @@ except ImportError:  # Windows: no flock; runs there are not guarded against a s
     fcntl = None  # type: ignore[assignment]
 
 LOCK_FILE = ".mirl.lock"
+
+
+class HeldError(MirlError):
+    """Another process holds the lock."""
 _READ_ONLY_ERRNOS = tuple(getattr(errno, name) for name in ("EACCES", "EPERM", "EROFS") if hasattr(errno, name))
 _NO_LOCKS_ERRNOS = tuple(getattr(errno, name) for name in ("ENOLCK", "EOPNOTSUPP", "ENOTSUP") if hasattr(errno, name))
 
@@ -83,10 +87,19 @@ class RunLock:
         self._fd: int | None = None
         self._created: list[Path] = []
 
-    def acquire(self) -> "RunLock":
-        """Take the lock, or raise :class:`MirlError` naming the holder or the read-only folder."""
+    def acquire(self, wait: float = 0.0) -> "RunLock":
+        """Take the lock, or raise :class:`MirlError` naming the holder or the read-only folder;
+        with ``wait`` > 0, retry a held lock for up to that many seconds first."""
         if self._fd is not None:
             return self
+        deadline = time.monotonic() + wait
+        while wait > 0:
+            try:
+                return self.acquire()
+            except HeldError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
         try:
             self._created = _make_dirs(self.run_dir)
         except OSError as exc:
@@ -120,7 +133,7 @@ class RunLock:
             except BlockingIOError:
                 holder = self._holder(fd)
                 os.close(fd)
-                raise MirlError(f"{self.run_dir} is in use by another mirl process ({holder}); wait for it to finish "
+                raise HeldError(f"{self.run_dir} is in use by another mirl process ({holder}); wait for it to finish "
                                 "or stop it, then run again (a stopped run resumes where it was)") from None
             except OSError as exc:
                 if exc.errno not in _NO_LOCKS_ERRNOS:
@@ -178,4 +191,4 @@ class RunLock:
         self.release()
 
 
-__all__ = ["LOCK_FILE", "RunLock"]
+__all__ = ["LOCK_FILE", "HeldError", "RunLock"]

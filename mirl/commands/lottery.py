@@ -22,6 +22,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print the plan (replicates, levels, branches, job graph, data, steps) and the estimated compute, "
                              "timed from a few training steps on this device; write nothing")
     parser.add_argument("--no-timing", action="store_true", help="with --dry-run: do not time steps; use --seconds-per-step")
+    jobs = parser.add_argument_group("running as a job graph (a job per level of main, one per branch of a level)")
+    jobs.add_argument("--launcher", choices=("inline", "local", "slurm"), default="inline",
+                      help="inline: this process (default); local: --jobs processes here; slurm: submit with submitit")
+    jobs.add_argument("--jobs", type=int, default=2, metavar="N", help="local: processes at once (each its own GPU when there are several)")
+    jobs.add_argument("--partition", help="slurm: partition")
+    jobs.add_argument("--gpus-per-job", type=int, default=0, metavar="G", help="slurm: GPUs per job (more than one: one task per GPU, as torchrun)")
+    jobs.add_argument("--cpus-per-job", type=int, default=None, metavar="C", help="slurm: CPUs per task")
+    jobs.add_argument("--time", type=int, default=24 * 60, metavar="MIN", help="slurm: time limit per job in minutes; a job that hits it is requeued and resumes")
+    jobs.add_argument("--account", help="slurm: account to charge")
+    jobs.add_argument("--sbatch", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help="slurm: extra sbatch options, e.g. qos=high")
+    jobs.add_argument("--submitit-folder", default=None, metavar="DIR", help="slurm: submitit's logs and pickles (default: <out>/submitit)")
+    jobs.add_argument("--wait", action="store_true", help="slurm: wait until every job has ended, then print the summary")
     parser.add_argument("--seconds-per-step", type=float, default=None, metavar="S",
                         help="with --dry-run: seconds one training step takes, instead of timing it")
 
@@ -47,11 +59,51 @@ def run(args: argparse.Namespace) -> int:
         return _dry_run(args, overrides)
     if args.no_timing or args.seconds_per_step is not None:
         raise MirlError("--no-timing and --seconds-per-step go with --dry-run")
-    study = run_study(args.preset, overrides, args.config, out=args.out, progress=not args.no_progress)
+    if args.launcher != "inline":
+        study = _run_graph(args, overrides)
+        if study is None:
+            return 0
+    else:
+        study = run_study(args.preset, overrides, args.config, out=args.out, progress=not args.no_progress)
     if os.environ.get("RANK", "0") == "0":
         print_summary(study)
         print(f"study: {study}")
     return 0
+
+
+def _run_graph(args: argparse.Namespace, overrides: dict) -> "os.PathLike | None":
+    """Run the study as a job graph; the study folder once it is finished (None: submitted, not waited for)."""
+    from pathlib import Path
+
+    from mirl import launch
+    from mirl.config import parse_assignments, study_preset
+    from mirl.paths import runs_dir
+
+    cfg = study_preset(args.preset, overrides, args.config)
+    spec = launch.StudySpec(args.preset, overrides, args.config, str(Path(args.out or runs_dir()).resolve()))
+    graph = launch.job_graph(cfg)
+    if args.launcher == "local":
+        import torch
+
+        gpus = [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.device_count() > 1 else None
+        spec.run()
+        launch.run_local(spec, graph, args.jobs, gpus)
+        return spec.run()
+    options = launch.SlurmOptions(folder=args.submitit_folder or str(Path(spec.out) / "submitit"), partition=args.partition,
+                                  gpus_per_job=args.gpus_per_job, time_min=args.time, account=args.account,
+                                  cpus_per_job=args.cpus_per_job, sbatch=parse_assignments(args.sbatch))
+    ids = launch.submit_slurm(spec, graph, options)
+    study = spec.run()
+    print(f"submitted {len(ids)} SLURM job(s) for {study.name} ({len(graph) - len(ids)} already done); "
+          f"watch with: mirl status {study}")
+    if not args.wait:
+        return None
+    failed = {job: state for job, state in launch.wait_for_slurm(list(ids.values())).items() if state != "COMPLETED"}
+    if failed:
+        from mirl.errors import MirlError
+
+        raise MirlError(f"SLURM job(s) did not complete: {failed}; see {options.folder}, then run the same command again to resume")
+    return spec.run()
 
 
 def _dry_run(args: argparse.Namespace, overrides: dict) -> int:

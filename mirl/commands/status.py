@@ -1,0 +1,31 @@
+"""``mirl status RUN``: which levels and branches of a study are done, running (with their SLURM
+job) or missing."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("study", metavar="RUN", help="a study folder, runs/<preset>_<hash>")
+    parser.add_argument("--json", action="store_true", help="one JSON object per node instead of the table")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    from collections import Counter
+
+    from mirl.launch import node_states
+
+    rows = node_states(args.study)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return 0
+    print(f"{'replicate':>9} {'level':>5}  {'branch':<14} {'state':<8} {'SLURM job':<22} SLURM state")
+    for row in rows:
+        job = f"{row['job_id']} ({row['job']})" if row["job_id"] else "-"
+        print(f"{row['replicate']:>9} {row['level']:>5}  {row['branch']:<14} {row['state']:<8} {job:<22} {row['slurm_state'] or '-'}")
+    counts = Counter(row["state"] for row in rows)
+    print(", ".join(f"{n} {state}" for state, n in counts.items()) + f" of {len(rows)} nodes")
+    return 0
