@@ -1,5 +1,5 @@
 """The small tables and headline numbers of the single-run notebooks: per-image PSNR of a
-restoration gallery (03), a mask pair's overall densities and overlap (04), and a checkpoint's
+restoration gallery (03), a study's masks per block and per tensor (04), and a checkpoint's
 per-task scores (05).
 
 They summarise what :func:`mirl.gallery.gallery_samples` and :func:`mirl.mask_compare.mask_layer_table`
@@ -114,6 +114,146 @@ def mask_pair_headline(table: pd.DataFrame, label_a: str, label_b: str) -> dict[
             "overall density B (%)": round(100 * overall_density(table, "density_b"), 2)}
 
 
+def block_table(summary: pd.DataFrame, series: str, labels: Mapping[Any, str] | None = None,
+                value: str = "jaccard", expected: str | None = "random_jaccard") -> pd.DataFrame:
+    """Rows of :func:`mirl.mask_compare.overlap_summary` as a table to show: one row per block
+    (in network order), for each value of ``series`` (a branch, a level) a column ``value``
+    and, beside it, the random expectation.
+
+    Example:
+        >>> s = pd.DataFrame({"block": ["output", "latent"], "branch_b": "random_prune",
+        ...                   "jaccard": [0.41, 0.53], "random_jaccard": [0.42, 0.54]})
+        >>> block_table(s, "branch_b", {"random_prune": "random pruning"}).to_dict("split")["data"]
+        [[0.53, 0.54], [0.41, 0.42]]
+        >>> list(block_table(s, "branch_b").columns)
+        [('random_prune', 'Jaccard'), ('random_prune', 'random masks')]
+    """
+    from mirl.mask_compare import block_order
+
+    blocks = block_order(summary["block"])
+    frames = {}
+    for key in dict.fromkeys(summary[series]):
+        sub = summary[summary[series] == key].set_index("block").reindex(blocks)
+        name = (labels or {}).get(key, str(key))
+        frames[(name, "Jaccard" if value == "jaccard" else value)] = sub[value]
+        if expected:
+            frames[(name, "random masks")] = sub[expected]
+    table = pd.DataFrame(frames)
+    table.index.name = "block"
+    return table
+
+
+def tensor_table(scan: Any, level: int) -> pd.DataFrame:
+    """Per tensor at ``level`` (means over replicates): block, weights, kept (%), kept of the
+    previous level's kept weights (%), the Jaccard index with each branch, and between
+    replicates with its random expectation. Columns a study lacks are left out.
+
+    ``scan`` is :func:`mirl.mask_compare.scan_study` output.
+    """
+    from mirl.branches import branch_label
+    from mirl.mask_compare import BRANCH_PAIR, NEXT_LEVEL_PAIR, REPLICATE_PAIR, block_order
+    from mirl.paths import MAIN
+
+    nodes = scan.densities[(scan.densities["level"] == level) & (scan.densities["branch"] == MAIN)]
+    table = nodes.assign(density=nodes["kept"] / nodes["size"]).groupby("tensor", sort=False).agg(
+        block=("block", "first"), weights=("size", "first"), kept=("density", "mean"))
+    table["kept"] *= 100
+    pairs = scan.pairs[scan.pairs["level_b"] == level]
+    union = pairs["kept_a"] + pairs["kept_b"] - pairs["both"]
+    expected_both = pairs["kept_a"] * pairs["kept_b"] / pairs["size"]
+    pairs = pairs.assign(jaccard=(pairs["both"] / union.where(union > 0)).fillna(1.0),
+                         random=(expected_both / (pairs["kept_a"] + pairs["kept_b"] - expected_both).where(union > 0)).fillna(1.0),
+                         survival=100 * pairs["both"] / pairs["kept_a"].where(pairs["kept_a"] > 0))
+
+    def mean(rows: pd.DataFrame, column: str) -> pd.Series:
+        return rows.groupby("tensor", sort=False)[column].mean().reindex(table.index)
+
+    previous = pairs[pairs["kind"] == NEXT_LEVEL_PAIR]
+    if not previous.empty:
+        table[f"kept of level {int(previous['level_a'].iloc[0])}'s kept (%)"] = mean(previous, "survival")
+    for branch in sorted(set(pairs.loc[pairs["kind"] == BRANCH_PAIR, "branch_b"])):
+        rows = pairs[(pairs["kind"] == BRANCH_PAIR) & (pairs["branch_b"] == branch)]
+        table[f"Jaccard: ticket vs {branch_label(branch)}"] = mean(rows, "jaccard")
+    replicate = pairs[pairs["kind"] == REPLICATE_PAIR]
+    if not replicate.empty:
+        table["Jaccard: replicate vs replicate"] = mean(replicate, "jaccard")
+        table["Jaccard: random masks of those densities"] = mean(replicate, "random")
+    order = {b: i for i, b in enumerate(block_order(table["block"]))}
+    return table.sort_values("block", key=lambda c: c.map(order), kind="stable")
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 pair``, ``3 pairs``."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def mask_study_headline(scan: Any, overlap: pd.DataFrame, level: int) -> dict[str, Any]:
+    """Headline of the mask explorer at ``level``: replicates (n), the ticket's kept weights (%, 1
+    decimal), the Jaccard index between replicates and that of random masks of the same densities
+    (3 decimals; from 2 replicates), the ticket against random pruning and its random expectation
+    (when the study has that branch), and under global scope the block that keeps the fewest weights.
+
+    ``scan`` and ``overlap`` are :func:`mirl.mask_compare.scan_study` and
+    :func:`mirl.mask_compare.block_overlap` outputs.
+    """
+    from mirl.mask_compare import BRANCH_PAIR, REPLICATE_PAIR, WHOLE, block_densities, overlap_summary
+
+    at_level = scan.densities[(scan.densities["level"] == level) & (scan.densities["branch"] == "main")]
+    replicates = sorted(set(at_level["replicate"]))
+    density = block_densities(scan.densities).loc[level]
+    numbers: dict[str, Any] = {"replicates (n)": len(replicates),
+                               f"ticket at level {level}: weights kept (% of prunable)": round(100 * float(density[WHOLE]), 1)}
+    pairs = overlap_summary(overlap, REPLICATE_PAIR)
+    pairs = pairs[(pairs["level_b"] == level) & (pairs["block"] == WHOLE)]
+    if not pairs.empty:
+        row = pairs.iloc[0]
+        key = f"replicate vs replicate at level {level}"
+        numbers[f"{key}: Jaccard of kept weights (n = {len(replicates)} replicates, {_count(int(row['n']), 'pair')})"] = \
+            round(float(row["jaccard"]), 3)
+        numbers[f"{key}: Jaccard of random masks of the same densities"] = round(float(row["random_jaccard"]), 3)
+    branch = overlap_summary(overlap, BRANCH_PAIR)
+    branch = branch[(branch["level_b"] == level) & (branch["block"] == WHOLE) & (branch["branch_b"] == "random_prune")]
+    if not branch.empty:
+        row = branch.iloc[0]
+        key = f"ticket vs random pruning at level {level}"
+        numbers[f"{key}: Jaccard of kept weights (n = {_count(int(row['n']), 'replicate')})"] = round(float(row["jaccard"]), 3)
+        numbers[f"{key}: Jaccard of random masks of the same densities"] = round(float(row["random_jaccard"]), 3)
+    if scan.scope != "layerwise" and level > 0:
+        blocks = density.drop(WHOLE)
+        key = f"block keeping the fewest weights at level {level} ({scan.scope} scope)"
+        numbers[key] = f"{blocks.idxmin()}: {100 * blocks.min():.1f}%"
+    return numbers
+
+
+def scope_sentence(scan: Any, level: int) -> str:
+    """One sentence (Markdown) on what block densities mean under the study's scope at ``level``.
+
+    Example:
+        >>> import types
+        >>> d = pd.DataFrame({"replicate": 0, "level": 1, "branch": "main", "tensor": ["latent.w", "encoder_level1.w", "output.weight"],
+        ...                   "block": ["latent", "encoder 1", "output"], "size": [100, 100, 10], "kept": [30, 31, 6]})
+        >>> print(scope_sentence(types.SimpleNamespace(scope="layerwise", densities=d), 1))  # doctest: +NORMALIZE_WHITESPACE
+        Under **layer-wise** scope every tensor keeps the same fraction of its weights by construction (the output
+        convolution is pruned at half the rate), so the blocks keep equal shares: at level 1, 30.0–31.0% each
+        (output: 60.0%). What differs is *which* weights they keep: the sections below.
+    """
+    from mirl.mask_compare import WHOLE, block_densities
+
+    density = block_densities(scan.densities).loc[level].drop(WHOLE)
+    if (density >= 1.0).all():
+        return f"Level {level} is the dense network: every block keeps all its weights."
+    if scan.scope == "layerwise":
+        rest = density.drop("output", errors="ignore")
+        output = f" (output: {100 * density['output']:.1f}%)" if "output" in density else ""
+        return ("Under **layer-wise** scope every tensor keeps the same fraction of its weights by construction (the output "
+                f"convolution is pruned at half the rate), so the blocks keep equal shares: at level {level}, "
+                f"{100 * rest.min():.1f}–{100 * rest.max():.1f}% each{output}. What differs is *which* weights they keep: "
+                "the sections below.")
+    return (f"Under **{scan.scope}** scope one magnitude threshold runs over every prunable tensor, so the blocks lose weights "
+            f"at different rates: at level {level} they keep {100 * density.min():.1f}% ({density.idxmin()}) to "
+            f"{100 * density.max():.1f}% ({density.idxmax()}).")
+
+
 # --------------------------------------------------------------------------- checkpoint (notebook 05)
 
 
@@ -161,5 +301,5 @@ def below_input(table: pd.DataFrame) -> list[str]:
     return [harm_warning(task, out - inp) for task, out, inp in zip(table["task"], table["psnr"], table["input_psnr"]) if out < inp]
 
 
-__all__ = ["below_input", "checkpoint_headline", "gallery_headline", "gallery_psnr_rows", "mask_pair_headline", "matrix_layers",
-           "overall_density", "per_image_psnr"]
+__all__ = ["below_input", "block_table", "checkpoint_headline", "gallery_headline", "gallery_psnr_rows", "mask_pair_headline",
+           "mask_study_headline", "matrix_layers", "overall_density", "per_image_psnr", "scope_sentence", "tensor_table"]

@@ -397,15 +397,14 @@ def mask_view(mask: Any, reference: Any | None = None, title: str = "", labels: 
     fig = _figure(5.5, 4.2)
     ax = fig.subplots()
     ax.imshow(mask_rgb(mask, reference), interpolation="nearest", aspect="auto")
-    ax.set_title(title, fontsize=10)
     ax.set_xlabel("inputs x kernel positions", fontsize=8)
     ax.set_ylabel("output channels", fontsize=8)
     ax.tick_params(labelsize=7)
     density = float(mask_matrix(mask).mean())
-    text = f"density {labels[1]}: {density:.1%}"
+    text = f"kept: {labels[1]} {density:.1%}"
     if reference is not None:
-        text = f"density {labels[0]}: {float(mask_matrix(reference).mean()):.1%}, " + text
-    fig.text(0.5, 0.005, text, ha="center", va="bottom", fontsize=8)
+        text = f"kept: {labels[0]} {float(mask_matrix(reference).mean()):.1%}, {labels[1]} {density:.1%}"
+    ax.set_title(f"{title}\n{text}" if title else text, fontsize=9)  # a line of its own: no overlap with the x label
     return fig
 
 
@@ -514,4 +513,164 @@ def mask_comparison(table: pd.DataFrame, labels: tuple[str, str] = ("A", "B"), t
         ax.grid(True, axis="x", alpha=0.3)
         ax.tick_params(axis="x", labelsize=7)
     fig.suptitle(title or f"Masks {labels[0]} vs {labels[1]}", fontsize=10)
+    return fig
+
+
+# --------------------------------------------------------------------------- masks per block (notebook 04)
+#
+# Blocks of PromptIR run along the x axis (mirl.mask_compare.block_order), so every figure is
+# wider than tall however many tensors the network has.
+
+_EXPECTED_STYLE = dict(color="black", lw=1.6, zorder=4)
+
+
+def _block_axis(ax: Any, blocks: Sequence[str]) -> np.ndarray:
+    """Blocks on the x axis (slanted labels); a dotted line before a trailing whole-network column."""
+    x = np.arange(len(blocks))
+    ax.set_xticks(x, list(blocks), rotation=30, ha="right", rotation_mode="anchor", fontsize=8)
+    ax.set_xlim(-0.6, len(blocks) - 0.4)
+    if blocks and blocks[-1] == "whole network":
+        ax.axvline(len(blocks) - 1.5, color="0.5", ls=":", lw=1)
+    return x
+
+
+def _grouped_block_bars(ax: Any, blocks: Sequence[str], bars: Sequence[Mapping[str, Any]], ylabel: str,
+                        ylim: tuple[float, float], expected_label: str | None = None) -> None:
+    """Grouped vertical bars per block: each entry of ``bars`` is ``{"label", "values"}`` with
+    optional ``"expected"`` (a black tick per bar), ``"low"``/``"high"`` (a whisker) and ``"color"``."""
+    x = _block_axis(ax, blocks)
+    width = 0.8 / max(1, len(bars))
+    tick_drawn = False
+    for i, bar in enumerate(bars):
+        offset = x - 0.4 + width * (i + 0.5)
+        values = np.asarray(bar["values"], dtype=float)
+        ax.bar(offset, values, width=width * 0.92, color=bar.get("color", f"C{i % 10}"), label=bar["label"], zorder=2)
+        if bar.get("low") is not None and bar.get("high") is not None:
+            low, high = np.asarray(bar["low"], dtype=float), np.asarray(bar["high"], dtype=float)
+            spread = high - low > 1e-9
+            if spread.any():
+                ax.vlines(offset[spread], low[spread], high[spread], color="0.2", lw=1, zorder=3)
+        if bar.get("expected") is not None:
+            expected = np.asarray(bar["expected"], dtype=float)
+            ax.hlines(expected, offset - width * 0.46, offset + width * 0.46,
+                      label=None if tick_drawn else expected_label, **_EXPECTED_STYLE)
+            tick_drawn = True
+    ax.set_ylim(*ylim)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.grid(True, axis="y", alpha=0.3, zorder=0)
+    ax.tick_params(axis="y", labelsize=8)
+
+
+def block_heatmap(table: pd.DataFrame, title: str, label: str = "weights kept (%)", scale: float = 100.0,
+                  decimals: int = 1, vmin: float = 0.0, vmax: float = 100.0, row_label: str = "level") -> Any:
+    """An annotated heat map: rows = ``table``'s index (levels, or level transitions), columns =
+    blocks; each cell shows ``scale * value`` with ``decimals`` decimals. Wider than tall for any
+    number of rows up to three quarters of the width's worth.
+
+    Example:
+        >>> t = pd.DataFrame({"encoder 1": [1.0, 0.8], "latent": [1.0, 0.5]}, index=[0, 1])
+        >>> fig = block_heatmap(t, "density per block")
+        >>> w, h = fig.get_size_inches(); bool(w >= h)
+        True
+    """
+    if table.empty:
+        raise ValueError("block_heatmap: nothing to draw")
+    data = scale * table.to_numpy(dtype=float)
+    nrows, ncols = data.shape
+    width = max(8.0, 0.72 * ncols + 2.6)
+    fig = _figure(width, min(0.75 * width, 0.42 * nrows + 2.3))
+    ax = fig.subplots()
+    image = ax.imshow(data, aspect="auto", cmap="viridis", vmin=vmin, vmax=vmax, interpolation="nearest")
+    _block_axis(ax, [str(c) for c in table.columns])
+    ax.set_yticks(range(nrows), [str(i) for i in table.index], fontsize=8)
+    ax.set_ylabel(row_label, fontsize=8)
+    middle = (vmin + vmax) / 2
+    for r in range(nrows):
+        for c in range(ncols):
+            value = data[r, c]
+            if np.isfinite(value):
+                ax.text(c, r, f"{value:.{decimals}f}", ha="center", va="center", fontsize=7.5,
+                        color="black" if value > middle else "white")
+    fig.colorbar(image, ax=ax, label=label, shrink=0.8, pad=0.01)
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+def block_overlap_figure(summary: pd.DataFrame, series: str, title: str, value: str = "jaccard",
+                         expected: str | None = "random_jaccard", ylabel: str = "Jaccard index of kept weights",
+                         labels: Mapping[Any, str] | None = None,
+                         expected_label: str = "random masks of the same densities (expected)",
+                         colors: Mapping[Any, str] | None = None) -> Any:
+    """Overlap per block as grouped bars, one bar per value of the ``series`` column (a branch, a
+    level), with the random expectation as a black tick on each bar and, where ``jaccard_low`` and
+    ``jaccard_high`` differ (several replicates), their range as a whisker.
+
+    ``summary`` is :func:`mirl.mask_compare.overlap_summary` output (columns block, ``series``,
+    ``value``, ``expected``). ``labels`` and ``colors`` map series values to legend text and colours.
+
+    Example:
+        >>> s = pd.DataFrame({"block": ["latent", "output"] * 2, "branch_b": ["a", "a", "b", "b"],
+        ...                   "jaccard": [0.3, 0.4, 1.0, 1.0], "random_jaccard": [0.3, 0.35, 0.3, 0.35]})
+        >>> fig = block_overlap_figure(s, "branch_b", "ticket vs branches")
+        >>> w, h = fig.get_size_inches(); bool(w >= h), len(fig.axes)
+        (True, 1)
+    """
+    from mirl.mask_compare import block_order
+
+    if summary.empty:
+        raise ValueError("block_overlap_figure: nothing to draw")
+    blocks = block_order(summary["block"])
+    bars = []
+    for i, key in enumerate(dict.fromkeys(summary[series])):
+        sub = summary[summary[series] == key].set_index("block").reindex(blocks)
+        bars.append({"label": (labels or {}).get(key, str(key)), "values": sub[value],
+                     "expected": sub[expected] if expected else None,
+                     "low": sub["jaccard_low"] if value == "jaccard" and "jaccard_low" in sub else None,
+                     "high": sub["jaccard_high"] if value == "jaccard" and "jaccard_high" in sub else None,
+                     "color": (colors or {}).get(key, f"C{i % 10}")})
+    fig = _figure(11.5, 4.3)
+    ax = fig.subplots()
+    _grouped_block_bars(ax, blocks, bars, ylabel, (0, 1.04), expected_label if expected else None)
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize=7.5)
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+def node_block_figure(density: pd.Series, reference_density: pd.Series | None, overlap: pd.Series | None,
+                      expected: pd.Series | None, title: str, labels: tuple[str, str] = ("mask", "reference"),
+                      overlap_label: str = "Jaccard index with the reference") -> Any:
+    """One mask per block, in two panels side by side: the fraction of each block's weights it
+    keeps (bars; the reference mask's as a black tick) and its overlap with the reference (bars;
+    ``expected``, the random expectation, as a black tick). ``overlap=None``: the right panel
+    says there is nothing to compare.
+
+    Example:
+        >>> d = pd.Series({"latent": 0.5, "whole network": 0.5})
+        >>> fig = node_block_figure(d, d * 2, d, d / 2, "level 1")
+        >>> w, h = fig.get_size_inches(); bool(w >= h), len(fig.axes)
+        (True, 2)
+    """
+    fig = _figure(12.0, 3.9)
+    ax_d, ax_o = fig.subplots(1, 2)
+    blocks = list(density.index)
+    ref = reference_density.reindex(blocks) * 100 if reference_density is not None else None
+    # the y axes run past 100% (1.0), leaving a band above the bars for the legend
+    _grouped_block_bars(ax_d, blocks, [{"label": labels[0], "values": density * 100, "expected": ref, "color": "C0"}],
+                        "weights kept (%)", (0, 124), labels[1] if ref is not None else None)
+    ax_d.set_yticks(range(0, 101, 20))
+    ax_d.set_title("weights kept per block", fontsize=9)
+    ax_d.legend(fontsize=7, loc="upper left", ncols=2)
+    if overlap is not None:
+        exp = expected.reindex(blocks) if expected is not None else None
+        _grouped_block_bars(ax_o, blocks, [{"label": labels[0], "values": overlap.reindex(blocks), "expected": exp, "color": "C2"}],
+                            overlap_label, (0, 1.24), "random masks of the same densities" if exp is not None else None)
+        ax_o.set_yticks(np.linspace(0, 1, 6))
+        ax_o.set_title(overlap_label, fontsize=9)
+        if exp is not None:
+            ax_o.legend(fontsize=7, loc="upper left", ncols=2)
+    else:
+        _block_axis(ax_o, blocks)
+        ax_o.set_yticks([])
+        ax_o.text(0.5, 0.5, "nothing to compare", transform=ax_o.transAxes, ha="center", va="center", fontsize=10, color="0.4")
+    fig.suptitle(title, fontsize=10)
     return fig

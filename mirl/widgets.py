@@ -1,4 +1,8 @@
-"""Mask explorer widgets, in two flavours.
+"""Mask explorer widgets, in two flavours, for a whole study and for a list of masks.
+
+A study (notebook 04): :class:`StudyExplorer` (kernel) and :func:`static_study_explorer`
+(browser-side) choose a replicate, a level and a branch, and show that mask per block against its
+reference (:func:`mirl.mask_compare.compare_node`). A list of masks:
 
 * :class:`MaskExplorer` (kernel): dropdown/slider changes call back into Python, which
   recomputes the per-layer density bars, the overlap (Jaccard) bars and the chosen layer's mask
@@ -26,6 +30,7 @@ from typing import Any, Mapping, Sequence
 
 from mirl import viz
 from mirl.mask_compare import jaccard, mask_layer_table
+from mirl.paths import MAIN
 
 Mask = Mapping[str, Any]
 
@@ -210,3 +215,187 @@ def fallback_png(masks: Mapping[str, Mask], layer: str | None = None, reference:
     fig = viz.mask_view(masks[cmp_label][layer].bool(), masks[ref_label][layer].bool(),
                         title=f"{layer}: {cmp_label} vs {ref_label}", labels=(ref_label, cmp_label))
     return viz.fig_to_png(fig)
+
+
+# --------------------------------------------------------------------------- a whole study, per block (notebook 04)
+
+
+def node_figure(comparison: Any) -> Any:
+    """The figure of one :class:`mirl.mask_compare.NodeComparison`: kept weights per block beside
+    the overlap with its reference (:func:`mirl.viz.node_block_figure`)."""
+    from mirl.branches import branch_label
+
+    node, reference = comparison.node, comparison.reference
+    ref_label, node_label = _short_labels(node, reference)
+    return viz.node_block_figure(comparison.density, comparison.reference_density, comparison.overlap, comparison.expected,
+                                 node.label(), labels=(node_label if node.branch == MAIN else branch_label(node.branch), ref_label),
+                                 overlap_label=comparison.overlap_label)
+
+
+def _missing_text(replicate: int, level: int, branch: str) -> str:
+    from mirl.branches import branch_label
+
+    return (f"replicate {replicate} has no {branch_label(branch)} mask at level {level}"
+            + (" (branches start at level 1; level 0 is the dense network)" if level == 0 else ""))
+
+
+def _study_controls(scan: Any, description_width: str = "initial") -> tuple[Any, Any, Any]:
+    """Replicate and branch toggles and a level slider, set to replicate 0, the last level, the ticket."""
+    import ipywidgets as w
+
+    from mirl.branches import branch_label
+
+    style = {"description_width": description_width}
+    branches = [MAIN, *scan.branches]
+    replicate = w.ToggleButtons(options=[(f"{r}", i) for i, r in enumerate(scan.replicates)], index=0,
+                                description="replicate", style={**style, "button_width": "48px"})
+    level = w.SelectionSlider(options=[(f"level {k}", i) for i, k in enumerate(scan.levels)], index=len(scan.levels) - 1,
+                              description="level", continuous_update=True, style=style, layout=w.Layout(width="420px"))
+    branch = w.ToggleButtons(options=[(branch_label(b), i) for i, b in enumerate(branches)], index=0,
+                             description="branch", style={**style, "button_width": "150px"})
+    return replicate, level, branch
+
+
+def static_study_explorer(scan: Any, overlap: Any, dpi: int = 80) -> Any:
+    """Browser-side explorer of a study's masks: replicate, level and branch choose a pre-rendered
+    figure (kept weights per block, and the overlap with its reference; see
+    :func:`mirl.mask_compare.compare_node`) and its caption. Controls are ``jslink``-ed to nested
+    :class:`ipywidgets.Stack` widgets, so it works in an exported HTML report without a kernel.
+    Returns a ``VBox`` with the CSS class ``mirl-static-explorer``.
+
+    ``scan`` is :func:`mirl.mask_compare.scan_study` output, ``overlap`` its
+    :func:`mirl.mask_compare.block_overlap` table.
+
+    Example:
+        >>> from mirl import mask_compare                               # doctest: +SKIP
+        >>> scan = mask_compare.scan_study("runs/smoke_de4d1844")       # doctest: +SKIP
+        >>> static_study_explorer(scan, mask_compare.block_overlap(scan.pairs))  # doctest: +SKIP
+    """
+    import ipywidgets as w
+
+    from mirl.mask_compare import Node, compare_node, node_caption
+
+    replicate, level, branch = _study_controls(scan)
+    branches = [MAIN, *scan.branches]
+    per_replicate = []
+    for r in scan.replicates:
+        per_level = []
+        for k in scan.levels:
+            pages = []
+            for b in branches:
+                node = Node(r, k, b)
+                if node not in scan.nodes:
+                    pages.append(w.HTML(f"<p>{html.escape(_missing_text(r, k, b))}</p>"))
+                    continue
+                comparison = compare_node(scan, overlap, node)
+                png = viz.fig_to_png(node_figure(comparison), dpi=dpi)
+                pages.append(w.VBox([w.HTML(html.escape(node_caption(comparison))), _image(png, width="100%")]))
+            inner = w.Stack(pages, selected_index=0)
+            w.jslink((branch, "index"), (inner, "selected_index"))
+            per_level.append(inner)
+        middle = w.Stack(per_level, selected_index=len(scan.levels) - 1)
+        w.jslink((level, "index"), (middle, "selected_index"))
+        per_replicate.append(middle)
+    outer = w.Stack(per_replicate, selected_index=0)
+    w.jslink((replicate, "index"), (outer, "selected_index"))
+    legend = w.HTML("<small>Reference: a branch is compared with the ticket's mask of its replicate and level (Jaccard; black "
+                    "ticks: random masks of the same densities); the ticket with its own previous level (the fraction of "
+                    "those weights it still keeps). Pre-rendered: works in the HTML report without a kernel.</small>")
+    box = w.VBox([replicate, level, branch, outer, legend])
+    box.add_class(STATIC_CLASS)
+    return box
+
+
+class StudyExplorer:
+    """Kernel-backed explorer of a study's masks: choose a replicate, a level, a branch and a
+    tensor; Python redraws the per-block figure (as :func:`static_study_explorer` shows) and the
+    tensor's mask coloured against the reference (:func:`mirl.viz.mask_rgb`).
+
+    ``widget`` (CSS class ``mirl-kernel-explorer``) holds the controls, a status line (class
+    ``mirl-status``), the per-block figure and the tensor's image. Every change calls
+    :meth:`update` in the kernel, so it needs a live kernel.
+
+    Example:
+        >>> from mirl import mask_compare                                # doctest: +SKIP
+        >>> scan = mask_compare.scan_study("runs/smoke_de4d1844")        # doctest: +SKIP
+        >>> StudyExplorer(scan, mask_compare.block_overlap(scan.pairs)).widget  # doctest: +SKIP
+    """
+
+    def __init__(self, scan: Any, overlap: Any, dpi: int = 80) -> None:
+        import ipywidgets as w
+
+        from mirl.mask_compare import block_of
+
+        self.scan, self.overlap, self.dpi = scan, overlap, dpi
+        self.branches = [MAIN, *scan.branches]
+        self.updates = 0
+        self._masks: dict[Any, Any] = {}
+        self.replicate, self.level, self.branch = _study_controls(scan)
+        self.level.continuous_update = False
+        first = scan.densities.drop_duplicates("tensor")
+        largest = first.sort_values("size", ascending=False, kind="stable")["tensor"].tolist()
+        self.tensor = w.Dropdown(options=[(f"{block_of(t)} · {t}", t) for t in first["tensor"]],
+                                 value=largest[0] if largest else None, description="tensor",
+                                 style={"description_width": "initial"}, layout=w.Layout(width="560px"))
+        self.status = w.HTML()
+        self.status.add_class("mirl-status")
+        self.figure_image = _image(b"", width="100%")
+        self.tensor_image = _image(b"", width="440px")
+        for control in (self.replicate, self.level, self.branch, self.tensor):
+            control.observe(self._on_change, names="value")
+        self.widget = w.VBox([self.replicate, self.level, self.branch, self.status, self.figure_image,
+                              self.tensor, self.tensor_image])
+        self.widget.add_class(KERNEL_CLASS)
+        self.update()
+
+    def _on_change(self, change: Mapping[str, Any]) -> None:
+        self.update()
+
+    def _mask(self, node: Any) -> Mapping[str, Any]:
+        if node not in self._masks:
+            if len(self._masks) >= 4:
+                self._masks.pop(next(iter(self._masks)))
+            self._masks[node] = self.scan.mask(node)
+        return self._masks[node]
+
+    def selected(self) -> Any:
+        """The chosen :class:`mirl.mask_compare.Node`."""
+        from mirl.mask_compare import Node
+
+        return Node(self.scan.replicates[self.replicate.index], self.scan.levels[self.level.index],
+                    self.branches[self.branch.index])
+
+    def update(self) -> None:
+        """Recompute the view for the current choice (runs in the kernel)."""
+        from mirl.mask_compare import compare_node, node_caption
+
+        node = self.selected()
+        self.updates += 1
+        if node not in self.scan.nodes:
+            missing = html.escape(_missing_text(node.replicate, node.level, node.branch))
+            self.status.value = f"{missing} · update #{self.updates} (kernel)"
+            self.figure_image.value = b""
+            self.tensor_image.value = b""
+            return
+        comparison = compare_node(self.scan, self.overlap, node)
+        self.status.value = f"{html.escape(node_caption(comparison))} · update #{self.updates} (kernel)"
+        self.figure_image.value = viz.fig_to_png(node_figure(comparison), dpi=self.dpi)
+        name = self.tensor.value
+        mask = self._mask(node)[name].bool()
+        reference = comparison.reference
+        labels = _short_labels(node, reference)
+        fig = viz.mask_view(mask, self._mask(reference)[name].bool() if reference is not None else None,
+                            title=f"{name}\nA = {labels[0]}, B = {labels[1]}" if reference is not None else name, labels=labels)
+        self.tensor_image.value = viz.fig_to_png(fig, dpi=self.dpi)
+
+
+def _short_labels(node: Any, reference: Any | None) -> tuple[str, str]:
+    """Short names of a reference (A) and a node (B): ``level 1``/``level 2`` along the ticket,
+    ``ticket``/``random pruning`` for a branch."""
+    from mirl.branches import branch_label
+
+    if reference is None:
+        return "", f"level {node.level}"
+    if reference.branch == node.branch:
+        return f"level {reference.level}", f"level {node.level}"
+    return branch_label(reference.branch), branch_label(node.branch)

@@ -151,17 +151,62 @@ def test_gallery_notebook(smoke: dict[str, Any]) -> None:
     assert page.count("mirl-gallery-page") >= len(data["images"]) // len(panels)  # a pre-rendered page per image
 
 
+def _png_sizes(nb: Any) -> list[tuple[int, int]]:
+    """(width, height) of every PNG an executed notebook shows: cell outputs and the images held
+    in its widget state (the explorers' pre-rendered pages)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    blobs = [out["data"]["image/png"] for cell in nb.cells for out in cell.get("outputs", [])
+             if "image/png" in out.get("data", {})]
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    for model in state.values():
+        if model.get("model_name") == "ImageModel":
+            blobs += [b["data"] for b in model.get("buffers", []) if b.get("path") == ["value"] and b.get("data")]
+    return [Image.open(io.BytesIO(base64.b64decode(b))).size for b in blobs]
+
+
 def test_mask_explorer_notebook(smoke: dict[str, Any]) -> None:
+    """Issue 21, part 2, on the smoke study as notebook 04 sees it (1 replicate, global scope, no
+    branch yet): blocks, the scope's sentence, level against level, and no figure taller than wide."""
+    import nbformat
+    from PIL import Image
+
+    from mirl import mask_compare, results
+
     data = _results(smoke, "04_mask_explorer")
     head = data["headline"]
-    assert head["mask A"] == "level 1" and head["mask B"] == "level 2"
-    assert head["overall density B (%)"] < head["overall density A (%)"]
-    assert 0 < head["mean per-layer Jaccard A vs B"] <= 1
-    # the executed notebook carries widget state for the exported HTML
-    import nbformat
-
+    config = results.load_config(smoke["run_dir"])
+    last = results.levels(smoke["run_dir"])[-1]
+    assert data["level"] == last and data["replicates"] == [0] and data["branches"] == []
+    assert head["replicates (n)"] == 1
+    kept = head[f"ticket at level {last}: weights kept (% of prunable)"]
+    assert kept == pytest.approx(100 * (1 - config["fraction"]) ** last, abs=0.1) and round(kept, 1) == kept
+    assert not any(k.startswith(("replicate vs replicate", "ticket vs random pruning")) for k in head)  # one seed, no branch
+    fewest = head[f"block keeping the fewest weights at level {last} (global scope)"]
+    assert re.fullmatch(r"[a-z0-9 ]+: \d+\.\d%", fewest), fewest
+    density = {(row["level"], row["block"]): row["density"] for row in data["block_density"]}
+    assert {b for _, b in density} == set(mask_compare.BLOCKS) | {mask_compare.WHOLE}  # every block of PromptIR
+    assert density[(last, mask_compare.WHOLE)] == pytest.approx(kept / 100, abs=5e-4)
+    assert fewest.startswith(min((d, b) for (k, b), d in density.items() if k == last and b != mask_compare.WHOLE)[1] + ":")
+    step = [row for row in data["survival"] if row["level_b"] == last and row["block"] == mask_compare.WHOLE]
+    assert step[0]["survival"] == pytest.approx(1 - config["fraction"], abs=1e-3) and step[0]["revived"] == 0
+    # every figure the notebook saves or shows is wider than tall
+    assert set(data["figure_inches"]) == {"density", "survival"}
+    assert all(w >= h for w, h in data["figure_inches"].values()), data["figure_inches"]
+    main = Image.open(smoke["reports"] / smoke["records"]["04_mask_explorer"]["name"] / data["main_figure"])
+    assert main.size[0] >= main.size[1]
     nb = nbformat.read(smoke["reports"] / smoke["records"]["04_mask_explorer"]["executed_notebook"], as_version=4)
-    assert "application/vnd.jupyter.widget-state+json" in nb.metadata.get("widgets", {})
+    assert "application/vnd.jupyter.widget-state+json" in nb.metadata.get("widgets", {})  # for the exported HTML
+    sizes = _png_sizes(nb)
+    assert len(sizes) >= 2 + 3 + 2  # two heat maps, three pre-rendered levels, the kernel explorer's two images
+    assert all(w >= h for w, h in sizes), sizes
+    page = (smoke["reports"] / f"{smoke['records']['04_mask_explorer']['name']}.html").read_text(encoding="utf-8")
+    assert "one magnitude threshold runs over every prunable tensor" in page  # the global scope's sentence
+    assert "set the parameter <code>replicates</code> to 2 or more" in page
+    assert "Table: all " in page and "<details>" in page  # the per-tensor detail, folded
 
 
 def test_any_checkpoint_notebook(smoke: dict[str, Any]) -> None:

@@ -185,16 +185,16 @@ def test_cli_batch_params_file(smoke: dict[str, Any], tmp_path: Path) -> None:
     from mirl.cli import main
 
     params = tmp_path / "batch.yaml"
-    params.write_text("defaults: {preset: smoke}\nsets:\n  - {level_a: 0}\n  - {level_a: 1}\n")
+    params.write_text("defaults: {preset: smoke}\nsets:\n  - {level: 0}\n  - {level: 1}\n")
     out = tmp_path / "reports"
     rc = main(["report", "--params", str(params), "--notebooks", "04", "--runs", str(smoke["runs"]), "--out", str(out)])
     assert rc == 0
     for level in (0, 1):
-        name = f"04_mask_explorer--smoke--level_a-{level}"
+        name = f"04_mask_explorer--smoke--level-{level}"
         assert (out / f"{name}.html").is_file()
-        assert json.loads((out / name / "results.json").read_text())["headline"]["mask A"] == f"level {level}"
+        assert f"ticket at level {level}: weights kept (% of prunable)" in json.loads((out / name / "results.json").read_text())["headline"]
     assert main(["report", "--index-only", "--out", str(out)]) == 0
-    assert "04_mask_explorer--smoke--level_a-1.html" in (out / "index.html").read_text()
+    assert "04_mask_explorer--smoke--level-1.html" in (out / "index.html").read_text()
 
 
 def test_default_locations_follow_the_project_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
