@@ -184,12 +184,16 @@ def notebook_parameters(path: PathLike) -> dict[str, Any]:
 
 
 def _kernel_config() -> Any:
-    """Ask for CurveZMQ keys where the kernel supports them: the kernel then runs without warning
-    that its local TCP sockets are unencrypted (ipykernel >= 7.3); older clients ignore the setting."""
+    """The notebook kernels' settings: CurveZMQ keys where the kernel supports them (it then runs
+    without warning that its local TCP sockets are unencrypted, ipykernel >= 7.3; older clients
+    ignore the setting), and only critical kernel log lines on the terminal: jupyter_client
+    interrupts every kernel it shuts down, which ipykernel sometimes logs as an error. A cell's
+    error is never lost this way: it is in the notebook, the report and its record."""
     from traitlets.config import Config
 
     config = Config()
     config.KernelManager.transport_encryption = "auto"
+    config.NotebookClient.extra_arguments = ["--IPKernelApp.log_level=CRITICAL"]
     return config
 
 

@@ -490,4 +490,5 @@ def test_notebook_kernels_start_without_the_transport_warning(tmp_path, capfd) -
                                progress_bar=False, config=_kernel_config())
     out = nbformat.read(tmp_path / "out.ipynb", as_version=4)
     assert out.cells[0].outputs[0]["text"] == "42\n"
-    assert "without encryption" not in capfd.readouterr().err
+    err = capfd.readouterr().err
+    assert "without encryption" not in err and "[IPKernelApp]" not in err
