@@ -222,13 +222,20 @@ def run_study(
             theta = {}
             for r, level, branch in wanted:
                 if r not in theta:
-                    theta[r] = _initial_weights(study, r)
-                    if dist.is_main:
-                        reuse_dense_level(study, r)
-                    dist.barrier()
-                node_lock = RunLock(level_dir(replicate_dir(run_dir, r), level, branch)) if shared and dist.is_main else None
-                with node_lock or contextlib.nullcontext():
-                    if node_lock is not None:
+                    # theta_0 and the reused dense level are the replicate's: written once, under the study's lock
+                    with lock.acquire(wait=120.0) if shared and dist.is_main else contextlib.nullcontext():
+                        theta[r] = _initial_weights(study, r)
+                        if dist.is_main:
+                            reuse_dense_level(study, r)
+                        dist.barrier()
+                if _decided_by_main(dist, device, lambda: int(_finished_node(study, r, level, branch))):
+                    continue  # a finished node is not touched (not even by a lock file)
+                # Each node has its own lock too, so that jobs running other nodes of this study (shared)
+                # and a plain run of it never write one node at once; a requeued job may find its old
+                # process still exiting, hence the short wait.
+                node_lock = RunLock(level_dir(replicate_dir(run_dir, r), level, branch)) if dist.is_main else None
+                with node_lock.acquire(wait=30.0 if shared else 0.0) if node_lock is not None else contextlib.nullcontext():
+                    if node_lock is not None and shared:
                         remove_stale_temporaries(node_lock.run_dir)
                     _run_node(study, r, level, branch, theta[r])
     finally:

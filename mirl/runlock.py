@@ -32,6 +32,8 @@ LOCK_FILE = ".mirl.lock"
 
 class HeldError(MirlError):
     """Another process holds the lock."""
+
+
 _READ_ONLY_ERRNOS = tuple(getattr(errno, name) for name in ("EACCES", "EPERM", "EROFS") if hasattr(errno, name))
 _NO_LOCKS_ERRNOS = tuple(getattr(errno, name) for name in ("ENOLCK", "EOPNOTSUPP", "ENOTSUP") if hasattr(errno, name))
 
@@ -191,4 +193,32 @@ class RunLock:
         self.release()
 
 
-__all__ = ["LOCK_FILE", "HeldError", "RunLock"]
+def lock_holder(run_dir: str | os.PathLike) -> dict | None:
+    """Who holds ``run_dir``'s lock (``{"pid", "host", "since"}``), read from its lock file without
+    touching the lock; ``None`` when free, or when the holder was a process of this host that is gone
+    (a lock file left by a killed process on a file system without locks).
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> with RunLock(folder):
+        ...     lock_holder(folder)["pid"] == os.getpid()
+        True
+        >>> lock_holder(folder) is None
+        True
+    """
+    from mirl.fileio import pid_alive
+
+    try:
+        info = json.loads((Path(run_dir) / LOCK_FILE).read_text())
+        pid, host = int(info["pid"]), str(info["host"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"pid": None, "host": None, "since": None}  # being written: a holder is just starting
+    if host == socket.gethostname() and not pid_alive(pid):
+        return None
+    return {"pid": pid, "host": host, "since": info.get("since")}
+
+
+__all__ = ["LOCK_FILE", "HeldError", "RunLock", "lock_holder"]

@@ -1,15 +1,11 @@
-"""The study as a job graph (mirl.launch): its shape, and N local processes giving a serial run's files."""
+"""The study as a job graph (mirl.launch): its shape. Running it (N local processes, SLURM) is in
+tests/test_slurm.py, which ``pytest -k slurm`` selects."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from mirl.config import study_preset
-from mirl.launch import job_graph, node_states
-from mirl.lottery import run_study, study_nodes
-from tests.conftest import FAST, subprocess_env
-from tests.test_slurm import _same_files
+from mirl.launch import job_graph
+from mirl.lottery import study_nodes
 
 
 def test_the_graph_runs_every_node_once_after_what_it_starts_from() -> None:
@@ -25,12 +21,31 @@ def test_the_graph_runs_every_node_once_after_what_it_starts_from() -> None:
     assert not any(a.startswith("r1") for j in jobs if j.name.startswith("r0") for a in j.after)  # replicates side by side
 
 
-def test_local_jobs_give_the_files_of_a_serial_run(demo_data, tmp_path) -> None:
-    settings = {"data": str(demo_data), "replicates": 2, "rounds": 1, "branches": "random_reinit"}
-    serial = run_study("smoke", {**settings, **FAST}, out=tmp_path / "serial")
-    cmd = [sys.executable, "-m", "mirl", "lottery", "--preset", "smoke", "--set", *[f"{k}={v}" for k, v in settings.items()],
-           "--launcher", "local", "--jobs", "2", "--out", str(tmp_path / "local"), "--no-progress"]
-    done = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-2000:]
-    _same_files(serial, tmp_path / "local" / serial.name)
-    assert {row["state"] for row in node_states(tmp_path / "local" / serial.name)} == {"done"}
+
+def test_status_says_done_running_started_or_missing(tmp_path, capsys) -> None:
+    """``mirl status``: a node with done.json is done, one whose lock is held is running, one with
+    files is started, else missing; a recorded job id is shown."""
+    import json
+
+    from mirl import paths
+    from mirl.cli import main
+    from mirl.config import non_default
+    from mirl.fileio import atomic_write_json
+    from mirl.launch import JOBS_FILE, node_states
+    from mirl.runlock import RunLock
+
+    cfg = study_preset("smoke", {"rounds": 1, "branches": "random_reinit"})
+    study = tmp_path / "smoke_test"
+    atomic_write_json(paths.run_config(study), {"non_default": non_default(cfg), "replicates": 1, "branches": ["random_reinit"]})
+    replicate = paths.replicate_dir(study, 0)
+    atomic_write_json(paths.done_file(paths.level_dir(replicate, 0)), {})
+    atomic_write_json(paths.mask_file(paths.level_dir(replicate, 1, "random_reinit")), {})
+    atomic_write_json(study / JOBS_FILE, {"r0-L1-main": {"job_id": "999999", "nodes": [[0, 1, "main"]], "after": ["r0-L0-main"]}})
+    with RunLock(paths.level_dir(replicate, 1)):
+        assert [row["state"] for row in node_states(study)] == ["done", "running", "started"]
+        assert main(["status", str(study)]) == 0
+    shown = capsys.readouterr().out
+    assert "999999 (r0-L1-main)" in shown and "1 done, 1 running, 1 started of 3 nodes" in shown, shown
+    assert [row["state"] for row in node_states(study)] == ["done", "missing", "started"]
+    assert main(["status", str(tmp_path)]) == 2 and "is not a study folder" in capsys.readouterr().err
+    json.loads((study / JOBS_FILE).read_text())  # untouched

@@ -107,6 +107,26 @@ def test_second_writer_refuses_while_the_run_is_locked(smoke_run, demo_data, tmp
     assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == [], "the lock file stayed behind"
 
 
+def test_a_node_another_process_runs_is_refused(smoke_run, demo_data, tmp_path):
+    """Jobs of one study lock only their node (mirl.launch): a plain run refuses a node a job
+    holds, naming it; once the holder is gone, a job (shared) runs that node alone."""
+    from mirl.errors import MirlError
+
+    run = _unfinished_copy(smoke_run, tmp_path)
+    node = paths.level_dir(paths.replicate_dir(run, 0), 2)
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(node)], env=subprocess_env(), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(MirlError, match=rf"{node} is in use by another mirl process \(pid {holder.pid} "):
+            run_study("smoke", {"data": str(demo_data), **FAST}, out=run.parent)
+        assert not paths.is_finished(node)
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+    assert run_study("smoke", {"data": str(demo_data), **FAST}, out=run.parent, nodes=[(0, 2, "main")], shared=True) == run
+    assert paths.is_finished(node) and not list(run.rglob(".mirl.lock"))
+
+
 def test_finished_run_is_readable_while_locked(smoke_run, demo_data):
     from mirl.runlock import RunLock
 

@@ -1,6 +1,8 @@
 """A study's job graph on a real single-node SLURM (tests/slurm_cluster.py): every job COMPLETED in
 sacct, the same masks and scores as a serial run, and a job cancelled mid-level resumes to the same
-files. Skipped, with the reason, only where the machine cannot run SLURM (not root, not installed)."""
+files; the same graph in 2 local processes gives a serial run's files too. The cluster tests are
+skipped, with the reason, only where the machine cannot run SLURM (not root, not installed).
+Every test here is selected by ``pytest -k slurm`` (the module's name)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import pytest
 import torch
 
 from mirl import paths
-from mirl.launch import node_states, submitted_jobs
+from mirl.launch import node_states, submitted_jobs, wait_for_slurm
 from mirl.lottery import run_study
 from tests.conftest import FAST, subprocess_env
 from tests.slurm_cluster import Cluster, why_not_here
@@ -25,7 +27,7 @@ pytestmark = pytest.mark.slow
 GRAPH = {"replicates": 2, "rounds": 1, "branches": "random_reinit,stability"}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def slurm(tmp_path_factory: pytest.TempPathFactory):
     reason = why_not_here()
     if reason:
@@ -46,8 +48,13 @@ def slurm(tmp_path_factory: pytest.TempPathFactory):
 def _lottery(out: Path, settings: dict, *extra: str, timeout: int = 600) -> subprocess.CompletedProcess:
     sets = [f"{k}={v}" for k, v in settings.items()]
     cmd = [sys.executable, "-m", "mirl", "lottery", "--preset", "smoke", "--set", *sets, "--out", str(out), "--no-progress", *extra]
-    return subprocess.run(cmd, env=dict(subprocess_env(), SLURM_CONF=os.environ["SLURM_CONF"]), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=timeout)  # SLURM_CONF too
+
+
+@pytest.fixture(scope="module")
+def graph_serial(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The GRAPH study run serially in this process: what every launcher must reproduce."""
+    return run_study("smoke", {"data": str(demo_data), **GRAPH, **FAST}, out=tmp_path_factory.mktemp("serial"))
 
 
 def _same_files(a: Path, b: Path) -> None:
@@ -66,14 +73,18 @@ def _same_files(a: Path, b: Path) -> None:
         assert all(torch.equal(wa[k], wb[k]) for k in wa), node
 
 
-def test_slurm_graph_completes_and_matches_a_serial_run(slurm, demo_data, tmp_path):
-    settings = {"data": demo_data, **GRAPH}
-    serial = run_study("smoke", {**settings, **FAST}, out=tmp_path / "serial")
-    done = _lottery(tmp_path / "cluster", settings, "--launcher", "slurm", "--partition", "debug", "--wait")
+def test_slurm_graph_completes_and_matches_a_serial_run(slurm, demo_data, graph_serial, tmp_path):
+    settings, serial = {"data": demo_data, **GRAPH}, graph_serial
+    done = _lottery(tmp_path / "cluster", settings, "--launcher", "slurm", "--partition", "debug")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "submitted 10 SLURM job(s)" in done.stdout
     study = tmp_path / "cluster" / serial.name
     jobs = submitted_jobs(study)
+    # while they run, mirl status names each waiting node's job; the last branch job is still queued
+    waiting = [row for row in node_states(study) if row["state"] in ("pending", "running")]
+    assert waiting and all(row["job_id"] == jobs[row["job"]]["job_id"] for row in waiting), waiting
+    assert jobs["r1-L1-stability"]["job_id"] in {row["job_id"] for row in waiting}
+    assert set(wait_for_slurm([j["job_id"] for j in jobs.values()]).values()) == {"COMPLETED"}
     assert len(jobs) == 10 and {tuple(n) for j in jobs.values() for n in j["nodes"]} == {
         (r, k, b) for r in (0, 1) for k, b in [(0, "main"), (0, "stability"), (1, "main"), (1, "random_reinit"), (1, "stability")]}
     # a branch job waits for its level's main job, a level for the one before
@@ -109,9 +120,25 @@ def test_slurm_job_cancelled_mid_level_resumes_to_the_same_files(slurm, demo_dat
         assert time.monotonic() < deadline, slurm.sacct([job_id])
         time.sleep(0.5)
     assert not paths.is_finished(paths.level_dir(paths.replicate_dir(study, 0), 0))
-    print(slurm.sacct([job_id]))
     again = _lottery(tmp_path / "cluster", settings, "--launcher", "slurm", "--partition", "debug", "--wait")
     assert again.returncode == 0, again.stderr[-2000:]
+    assert "submitted 1 SLURM job(s)" in again.stdout  # the cancelled job is not waited for: it is submitted again
+    second = submitted_jobs(study)["r0-L0-main"]["job_id"]
+    table = slurm.sacct([job_id, second])
+    print(table)
+    assert second != job_id and {row.split()[0]: row.split()[2] for row in table.splitlines()[2:] if row.strip()} == {
+        job_id: "CANCELLED+", second: "COMPLETED"}, table
     resumed = json.loads(paths.metrics_file(paths.level_dir(paths.replicate_dir(study, 0), 0)).read_text())
     assert resumed["train"]["resumed_from"] > 0
     _same_files(serial, study)
+
+
+def test_slurm_graph_in_two_local_processes_gives_the_files_of_a_serial_run(demo_data, graph_serial, tmp_path) -> None:
+    """``--launcher local --jobs 2``: the jobs SLURM would run, two at a time here, lock only their node."""
+    settings, serial = {"data": str(demo_data), **GRAPH}, graph_serial
+    done = _lottery(tmp_path / "local", settings, "--launcher", "local", "--jobs", "2")
+    assert done.returncode == 0, done.stderr[-2000:]
+    study = tmp_path / "local" / serial.name
+    _same_files(serial, study)
+    assert {row["state"] for row in node_states(study)} == {"done"}
+    assert not list(study.rglob(".mirl.lock")), "a lock file stayed behind"

@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         return _dry_run(args, overrides)
     if args.no_timing or args.seconds_per_step is not None:
         raise MirlError("--no-timing and --seconds-per-step go with --dry-run")
+    _check_launcher_options(args)
     if args.launcher != "inline":
         study = _run_graph(args, overrides)
         if study is None:
@@ -69,6 +70,29 @@ def run(args: argparse.Namespace) -> int:
         print_summary(study)
         print(f"study: {study}")
     return 0
+
+
+def _check_launcher_options(args: argparse.Namespace) -> None:
+    """Refuse launcher options that do not fit together, naming the value."""
+    from mirl.errors import MirlError
+
+    if args.launcher != "slurm":
+        given = [flag for flag, value in (("--partition", args.partition), ("--gpus-per-job", args.gpus_per_job or None),
+                                          ("--cpus-per-job", args.cpus_per_job), ("--account", args.account),
+                                          ("--sbatch", args.sbatch or None), ("--submitit-folder", args.submitit_folder),
+                                          ("--wait", args.wait or None)) if value is not None]
+        given += ["--time"] if args.time != 24 * 60 else []
+        if given:
+            raise MirlError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for --launcher slurm, not --launcher "
+                            f"{args.launcher}; add --launcher slurm or leave {'it' if len(given) == 1 else 'them'} out")
+    if args.jobs < 1:
+        raise MirlError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.gpus_per_job < 0:
+        raise MirlError(f"--gpus-per-job must be 0 (CPU jobs) or more, got {args.gpus_per_job}")
+    if args.cpus_per_job is not None and args.cpus_per_job < 1:
+        raise MirlError(f"--cpus-per-job must be at least 1, got {args.cpus_per_job}")
+    if args.time < 1:
+        raise MirlError(f"--time is a job's limit in minutes and must be at least 1, got {args.time}")
 
 
 def _run_graph(args: argparse.Namespace, overrides: dict) -> "os.PathLike | None":
@@ -83,22 +107,20 @@ def _run_graph(args: argparse.Namespace, overrides: dict) -> "os.PathLike | None
     spec = launch.StudySpec(args.preset, overrides, args.config, str(Path(args.out or runs_dir()).resolve()))
     graph = launch.job_graph(cfg)
     if args.launcher == "local":
-        import torch
-
-        gpus = [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.device_count() > 1 else None
         spec.run()
-        launch.run_local(spec, graph, args.jobs, gpus)
+        launch.run_local(spec, graph, args.jobs, launch.local_devices())
         return spec.run()
     options = launch.SlurmOptions(folder=args.submitit_folder or str(Path(spec.out) / "submitit"), partition=args.partition,
                                   gpus_per_job=args.gpus_per_job, time_min=args.time, account=args.account,
                                   cpus_per_job=args.cpus_per_job, sbatch=parse_assignments(args.sbatch))
-    ids = launch.submit_slurm(spec, graph, options)
-    study = spec.run()
-    print(f"submitted {len(ids)} SLURM job(s) for {study.name} ({len(graph) - len(ids)} already done); "
-          f"watch with: mirl status {study}")
+    submission = launch.submit_slurm(spec, graph, options)
+    study = submission.study
+    done = len(graph) - len(submission.new) - len(submission.queued)
+    print(f"submitted {len(submission.new)} SLURM job(s) for {study.name} ({len(submission.queued)} still queued from before, "
+          f"{done} already done); watch with: mirl status {study}")
     if not args.wait:
         return None
-    failed = {job: state for job, state in launch.wait_for_slurm(list(ids.values())).items() if state != "COMPLETED"}
+    failed = {job: state for job, state in launch.wait_for_slurm(submission.job_ids).items() if state != "COMPLETED"}
     if failed:
         from mirl.errors import MirlError
 
@@ -121,6 +143,10 @@ def _dry_run(args: argparse.Namespace, overrides: dict) -> int:
     else:
         step, where = seconds_per_step(plan.cfg)
     print(format_plan(plan, step, where))
+    from mirl.launch import graph_summary, job_graph
+
+    for line in graph_summary(job_graph(plan.cfg), args.launcher, args.jobs, plan.finished):
+        print(f"  {line}")
     return 0
 
 
