@@ -1,29 +1,44 @@
-"""Export and the browser: ONNX sizes, page weight, time to first restored image, ms per tile.
+"""What a ticket costs where it runs: ONNX sizes, bytes as sent, multiply-accumulates, and ms per
+256x256 tile in torch, native onnxruntime (1 and 2 threads) and headless Chromium, for the dense
+network, the unstructured ticket and the refilled (structured, narrowed) ticket, as ratios against
+the dense network of the same preset measured in the same process run.
 
 For each case (a network and a mask) it exports the ONNX graph with ``mirl.export`` (as
-``mirl export --format onnx|web`` does), measures
+``mirl export --format onnx|web`` does: a ``refill`` ticket's graph is narrowed) and measures
 
-* the ``.onnx`` size raw and gzipped, float32 and float16 weights;
-* torch and onnxruntime CPU time for one 256x256 tile (same weights, same input);
+* the ``.onnx`` size raw and gzipped, float32 and float16 weights, and the weights it stores;
+* multiply-accumulates per 256x256 tile (torch's ``FlopCounterMode``; zeros count: they run);
+* torch CPU ms per tile; native onnxruntime ms per tile with 1 and with 2 threads, every case's
+  session taking turns run by run (``mirl.export.speed.tile_times``) so all see the same load;
+* the model's bytes as sent (the gzipped files the page fetches, as ``ticket.json`` records them):
+  the compact page (graph + bitmasks and float16 values, ``mirl.export.compact``) against the same
+  network stored dense (its whole ONNX file gzipped), and against the dense network of the preset;
 * the web folder: total bytes, bytes sent by a server that gzips (files already gzipped count as
-  they are), time from navigation to the model being ready, time to the first restored image
-  (the page's first example photo, 320x240: 2 tiles of 256 px), and ms per 256x256 tile in
-  headless Chromium (Debian's /usr/bin/chromium), with 2 threads (``mirl serve``'s cross-origin
-  isolation) and with 1 (a plain static host).
+  they are), time from navigation to the model being ready (inflating its weights included,
+  ``inflate_ms``), time to the first restored image (the page's first example photo, 320x240:
+  2 tiles of 256 px), and ms per 256x256 tile in headless Chromium (Debian's /usr/bin/chromium),
+  with 2 threads (``mirl serve``'s cross-origin isolation) and with 1 (a plain static host).
 
-Cases: ``tiny-ticket`` (the quickstart study's network at its last density, 9% of the prunable
-weights), ``small-ticket`` (the earlier quickstart's network at 6.25%), ``paper-dense`` and ``paper-ticket`` (15 rounds of 20%: 3.5% of
-the prunable weights, about 10% of all trainable parameters). Weights are seeded random draws
-pruned one-shot by magnitude: speed does not depend on their values, and the compressed size
-depends on how many are zero. ``--source CASE=PATH`` uses a real level folder or checkpoint.
+Every pruned row gets ``<measure>_vs_dense``: its value over the dense row of the same preset
+(times: the dense one over its own, a speed-up; sizes and operations: its own over the dense).
+
+Cases (seeded random weights pruned one-shot by layer-wise magnitude, then refilled for
+``*-refill``; speed does not depend on the weights' values, the compressed size on how many are
+zero): ``tiny-dense``, ``tiny-ticket`` and ``tiny-refill`` (the quickstart's network at its last
+density, 9% of the prunable weights), ``small-ticket``, ``paper-dense``, ``paper-ticket`` (15 rounds
+of 20%: 3.5%) and ``paper-refill`` (refilled at 10%). ``--study DIR`` takes ``tiny-dense``,
+``tiny-ticket`` and ``tiny-refill`` from a real study instead (replicate 0: level 0, and main and
+refill of the last level with a finished refill branch) and adds the paired PSNR difference
+refill - main per level on the study's test set, with its 95% interval and verdict.
+``--source CASE=PATH`` uses a real level folder or checkpoint for one case.
 
 ``export_s`` is the ONNX export (0 when ``--onnx-cache`` had the file). Every time depends on what
 else the machine runs: each row records the load average before and after.
 
 Example:
-    python -m benchmarks.export_web --json /tmp/export_web.json --onnx-cache /tmp/onnx_cache
-    python -m benchmarks.export_web --no-browser --threads 1 --onnx-cache /tmp/onnx_cache
-    python -m benchmarks.export_web --cases small-ticket --source small-ticket=runs/quickstart_1a2b3c4d
+    python -m benchmarks.export_web --study runs/quickstart_5520eaf8 --cases tiny-dense tiny-ticket tiny-refill --json /tmp/w.json
+    python -m benchmarks.export_web --cases paper-dense paper-refill --onnx-cache /tmp/onnx_cache
+    python -m benchmarks.export_web --no-browser --cases tiny-dense tiny-ticket tiny-refill
 """
 
 from __future__ import annotations
@@ -44,38 +59,85 @@ import torch
 
 from benchmarks.common import format_table
 
-CASES: dict[str, tuple[str, int]] = {  # name -> (preset, rounds of one-shot pruning; 0 = dense)
-    "tiny-ticket": ("tiny", 2),  # the quickstart study's network and last density (2 rounds of 70%)
-    "small-ticket": ("small", 4),
-    "paper-dense": ("paper", 0),
-    "paper-ticket": ("paper", 15),
+CASES: dict[str, tuple[str, float | None, bool]] = {  # name -> (preset, one-shot density (None: dense), refilled)
+    "tiny-dense": ("tiny", None, False),
+    "tiny-ticket": ("tiny", 0.09, False),  # the quickstart's last density (2 rounds of 70%)
+    "tiny-refill": ("tiny", 0.09, True),
+    "small-ticket": ("small", 0.0625, False),
+    "paper-dense": ("paper", None, False),
+    "paper-ticket": ("paper", 0.8 ** 15, False),  # the paper's 15 rounds of 20%
+    "paper-refill": ("paper", 0.10, True),
 }
-FRACTIONS = {"tiny": 0.7, "small": 0.5, "paper": 0.2}  # per round: the quickstart now prunes 70% (tiny), before 50% (small); the paper 20%
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+TIMES = ("torch_cpu_ms", "ort_ms_1t", "ort_ms_2t", "wasm_tile_ms_2t", "wasm_tile_ms_1t")
+SIZES = ("onnx_weights", "macs", "model_sent_kb")
 
 
 def _ticket(case: str, source: str | None) -> Any:
-    """A :class:`mirl.export.Ticket` for the case: a real source, or seeded weights pruned one-shot."""
+    """A :class:`mirl.export.Ticket` for the case: a real source, or seeded weights pruned one-shot
+    by layer-wise magnitude (and refilled: :func:`mirl.branches.refill.refill_mask`)."""
+    from mirl.branches.refill import refill_mask
     from mirl.export.ticket import Ticket, load_ticket
     from mirl.models import build_model
-    from mirl.pruning.controls import one_shot_fraction
     from mirl.pruning.magnitude import magnitude_prune
     from mirl.pruning.mask import apply_mask, full_mask
     from mirl.pruning.rules import density_summary
 
     if source:
         return load_ticket(source)
-    preset, rounds = CASES[case]
+    preset, density, refilled = CASES[case]
     torch.manual_seed(0)
     model = build_model(preset).eval()
-    state = model.state_dict()
-    mask = magnitude_prune(state, None, one_shot_fraction(FRACTIONS[preset], rounds)) if rounds else full_mask(state)
+    state, unused = model.state_dict(), model.unused_in_forward
+    mask = full_mask(state, "upstream", unused)
+    if density is not None:
+        mask = magnitude_prune(state, mask, 1 - density, "layerwise", "upstream", unused)
+    if refilled:
+        mask = refill_mask(mask, state, model.config)
     apply_mask(model, mask)
-    meta = {"preset": preset, "config": model.config.to_dict(), "format": "synthetic", "metadata": {}}
-    ticket = Ticket(model=model, meta=meta, checkpoint=Path(f"{case}.pt"), mask=mask, mask_source=f"one-shot magnitude, {rounds} rounds")
+    meta = {"preset": preset, "config": model.config.to_dict(), "format": "synthetic",
+            "metadata": {"branch": "refill"} if refilled else {}}
+    how = "dense" if density is None else f"one-shot layer-wise magnitude to {density:.1%}" + (", refilled" if refilled else "")
+    ticket = Ticket(model=model, meta=meta, checkpoint=Path(f"{case}.pt"), mask=mask, mask_source=how, narrow=refilled)
     ticket.densities = density_summary(model.state_dict())
     return ticket
+
+
+def study_sources(study: str | os.PathLike) -> dict[str, str]:
+    """``tiny-dense``, ``tiny-ticket`` and ``tiny-refill`` of a real study: replicate 0's level 0, and
+    main and refill of its last level whose refill branch is finished."""
+    from mirl import paths
+
+    replicate = paths.replicate_dir(Path(study), 0)
+    levels = [k for k in paths.level_numbers(replicate) if paths.is_finished(paths.level_dir(replicate, k, "refill"))]
+    if not levels:
+        raise SystemExit(f"{study}: no finished refill branch in replicate 0; run the study with --set branches=refill")
+    level = max(levels)
+    return {"tiny-dense": str(paths.level_dir(replicate, 0)), "tiny-ticket": str(paths.level_dir(replicate, level)),
+            "tiny-refill": str(paths.level_dir(replicate, level, "refill"))}
+
+
+def refill_against_main(study: str | os.PathLike) -> list[dict[str, Any]]:
+    """Per pruned level: the PSNR of refill minus main's, paired on seeds and test images, over the
+    mean of the tasks, with its 95% interval, n and verdict (``mirl.evidence``)."""
+    from mirl.evidence import MEAN, paired_differences, scores_table, study_variants
+    from mirl.stats import Interval, verdict
+
+    variants = study_variants(study, ["refill"])
+    differences = paired_differences(scores_table(variants), "ticket")
+    rows = []
+    for row in differences[differences["task"] == MEAN].itertuples():
+        iv = Interval(-row.mean, -row.high, -row.low, row.images, row.replicates, row.method)  # refill - main
+        rows.append({"level": int(row.level), "remaining_prunable": round(float(row.remaining_prunable), 4),
+                     "refill_minus_main_db": iv.format("dB", signed=True), "n": iv.sample_size, "verdict": verdict(iv)})
+    return rows
+
+
+def _stored_weights(data: bytes) -> int:
+    import onnx
+
+    return sum(int(np.prod(t.dims)) for t in onnx.load_from_string(data).graph.initializer)
 
 
 def _median_ms(fn: Any, repeats: int) -> float:
@@ -119,6 +181,7 @@ def _browser_numbers(folder: Path, isolation: bool, tiles: int) -> dict[str, flo
             page.goto(url)
             page.wait_for_function("() => document.body.dataset.state === 'ready'", timeout=600_000)
             ready = time.perf_counter() - start
+            weights = page.evaluate("window.mirlWeb.page.weights")
             page.click("#examples button >> nth=0")
             page.wait_for_function("() => document.body.dataset.state === 'done'", timeout=1_200_000)
             first = time.perf_counter() - start
@@ -133,84 +196,129 @@ def _browser_numbers(folder: Path, isolation: bool, tiles: int) -> dict[str, flo
     finally:
         server.shutdown()
         server.server_close()
-    return {"threads": threads, "ready_s": ready, "first_image_s": first, "tile_ms": statistics.median(per_tile)}
+    return {"threads": threads, "ready_s": ready, "first_image_s": first, "tile_ms": statistics.median(per_tile),
+            "inflate_ms": weights["ms"] if weights else None}
 
 
 def run(cases: Sequence[str], sources: dict[str, str], tiles: int = 3, browser: bool = True,
-        threads: int = 2, cache: Path | None = None) -> list[dict[str, Any]]:
-    """One row per case; see the module docstring for the columns. torch and onnxruntime run on
-    ``threads`` threads each; ``cache`` keeps the exported ONNX files between runs."""
+        cache: Path | None = None) -> list[dict[str, Any]]:
+    """One row per case; see the module docstring for the columns. ``cache`` keeps the exported
+    ONNX files of the seeded cases between runs."""
     import onnx
 
-    from mirl.export.formats import onnx_metadata, web_info
-    from mirl.export.onnx_model import inference_session, onnx_bytes, to_float16_weights
+    from mirl.export.formats import model_for_export, onnx_metadata, web_info
+    from mirl.export.onnx_model import onnx_bytes, to_float16_weights
+    from mirl.export.speed import multiply_accumulates, tile_times
     from mirl.export.web import build_web_folder, folder_size
 
-    rows = []
+    rows, graphs = [], {}
     x = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(0))
     for case in cases:
         ticket = _ticket(case, sources.get(case))
         paper = ticket.preset == "paper"
+        model = model_for_export(ticket, "fast")  # narrowed for a refill ticket, as mirl export writes it
         cached = cache / f"{case}.onnx" if cache is not None and not sources.get(case) else None
         start = time.perf_counter()
         if cached is not None and cached.is_file():
             data = cached.read_bytes()
         else:
-            data = onnx_bytes(ticket.model, "float32", onnx_metadata(ticket, "fast"))
+            data = onnx_bytes(model, "float32", onnx_metadata(ticket, "fast"))
             if cached is not None:
                 cached.parent.mkdir(parents=True, exist_ok=True)
                 cached.write_bytes(data)
         export_s = time.perf_counter() - start
+        graphs[case] = data
         half = to_float16_weights(onnx.load_from_string(data)).SerializeToString()
-        repeats = 3 if paper else 5
         with torch.inference_mode():
-            torch_ms = _median_ms(lambda: ticket.model(x), repeats)
-        session = inference_session(data, threads=threads)
-        ort_ms = _median_ms(lambda: session.run(None, {"image": x.numpy()}), repeats)
+            torch_ms = _median_ms(lambda: model(x), 3 if paper else 5)
         row: dict[str, Any] = {
-            "case": case, "preset": ticket.preset, "load_avg_1m": round(os.getloadavg()[0], 2),
+            "case": case, "preset": ticket.preset, "narrowed": ticket.narrow, "load_avg_1m": round(os.getloadavg()[0], 2),
             "density_prunable": round(ticket.densities["density_prunable"], 4),
             "density_trainable": round(ticket.densities["density_trainable"], 4),
-            "export_s": round(export_s, 1), "cpu_threads": threads,
+            "parameters": int(ticket.densities["parameters"]), "onnx_weights": _stored_weights(data),
+            "macs": multiply_accumulates(model), "export_s": round(export_s, 1),
             "onnx_mb": round(len(data) / 1e6, 2), "onnx_gz_mb": round(len(gzip.compress(data, 9)) / 1e6, 2),
             "fp16_mb": round(len(half) / 1e6, 2), "fp16_gz_mb": round(len(gzip.compress(half, 9)) / 1e6, 2),
-            "torch_cpu_ms": round(torch_ms), "ort_cpu_ms": round(ort_ms),
+            "torch_cpu_ms": round(torch_ms),
         }
-        if browser:
-            with tempfile.TemporaryDirectory() as tmp:
-                folder = Path(tmp) / "site"
-                build_web_folder(folder, data, web_info(ticket, "float32", "fast", 256, 32), "# card\n")
-                row["page_mb"] = round(folder_size(folder) / 1e6, 2)
-                row["page_served_mb"] = round(_served_bytes(folder) / 1e6, 2)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "site"
+            record = build_web_folder(folder, data, web_info(ticket, "float32", "fast", 256, 32), "# card\n")["model"]
+            weights = record["weights"] or {}
+            row.update({"model_sent_kb": round(record["sent_bytes"] / 1e3, 1),  # the page's model, as sent
+                        "stored_dense_sent_kb": round(record["dense"]["sent_bytes"] / 1e3, 1),  # its whole ONNX file gzipped
+                        "values": weights.get("values"), "probe_max_diff": weights.get("probe_max_difference"),
+                        "page_mb": round(folder_size(folder) / 1e6, 2), "page_served_mb": round(_served_bytes(folder) / 1e6, 2)})
+            if browser:
                 for isolation in ((True,) if paper else (True, False)):
                     numbers = _browser_numbers(folder, isolation, 1 if paper else tiles)
                     key = f"{numbers['threads']}t"
                     row[f"ready_s_{key}"] = round(numbers["ready_s"], 1)
+                    row[f"inflate_ms_{key}"] = round(numbers["inflate_ms"]) if numbers["inflate_ms"] is not None else None
                     row[f"first_image_s_{key}"] = round(numbers["first_image_s"], 1)
                     row[f"wasm_tile_ms_{key}"] = round(numbers["tile_ms"])
-        row["load_avg_1m_end"] = round(os.getloadavg()[0], 2)  # other processes on the machine skew every time
         rows.append(row)
         print(json.dumps(row), flush=True)
+    for threads in (1, 2):  # every case's session in turn, run by run, per preset
+        for preset in dict.fromkeys(r["preset"] for r in rows):
+            named = {r["case"]: graphs[r["case"]] for r in rows if r["preset"] == preset}
+            times = tile_times(named, threads=threads, repeats=3 if preset == "paper" else 7)
+            for row in rows:
+                if row["case"] in times:
+                    row[f"ort_ms_{threads}t"] = round(statistics.median(times[row["case"]]), 1)
+    for row in rows:
+        row["load_avg_1m_end"] = round(os.getloadavg()[0], 2)  # other processes on the machine skew every time
+    against_dense(rows)
     return rows
+
+
+def against_dense(rows: list[dict[str, Any]]) -> None:
+    """Add ``<measure>_vs_dense`` to each pruned row: times as the dense row's over its own (a
+    speed-up), sizes and operations as its own over the dense row's (same preset, same run)."""
+    dense = {r["preset"]: r for r in rows if r["density_prunable"] == 1.0}
+    for row in rows:
+        base = dense.get(row["preset"])
+        if base is None or row is base:
+            continue
+        for key in TIMES:
+            if row.get(key) and base.get(key):
+                row[f"{key}_vs_dense"] = round(base[key] / row[key], 2)
+        for key in SIZES:
+            if row.get(key) and base.get(key):
+                row[f"{key}_vs_dense"] = round(row[key] / base[key], 3)
+        row["model_sent_vs_dense_stored"] = round(row["model_sent_kb"] / base["stored_dense_sent_kb"], 3)
+
+
+SUMMARY = ("case", "density_prunable", "parameters", "onnx_weights", "onnx_weights_vs_dense", "macs", "macs_vs_dense",
+           "model_sent_kb", "model_sent_vs_dense_stored", "torch_cpu_ms", "torch_cpu_ms_vs_dense", "ort_ms_1t",
+           "ort_ms_1t_vs_dense", "ort_ms_2t", "ort_ms_2t_vs_dense", "wasm_tile_ms_2t", "wasm_tile_ms_2t_vs_dense",
+           "wasm_tile_ms_1t", "wasm_tile_ms_1t_vs_dense")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--study", default=None, help="a study with a refill branch: tiny-dense, tiny-ticket and tiny-refill "
+                                                      "from it, and the paired PSNR difference refill - main")
     parser.add_argument("--source", action="append", default=[], metavar="CASE=PATH", help="a real level folder or checkpoint for a case")
     parser.add_argument("--tiles", type=int, default=3, help="256x256 restorations timed in the browser (paper: 1)")
     parser.add_argument("--no-browser", action="store_true", help="skip the Chromium measurements")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch and onnxruntime CPU threads (default: all cores)")
     parser.add_argument("--onnx-cache", default=None, help="folder that keeps the exported ONNX files between runs")
     parser.add_argument("--json", default=None, help="write the rows as JSON")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    sources = dict(item.split("=", 1) for item in args.source)
+    torch.set_num_threads(2)  # torch on the CPU: 2 threads, as onnxruntime's second column
+    sources = {**(study_sources(args.study) if args.study else {}), **dict(item.split("=", 1) for item in args.source)}
     cache = Path(args.onnx_cache) if args.onnx_cache else None
-    rows = run(args.cases, sources, args.tiles, browser=not args.no_browser, threads=args.threads, cache=cache)
-    print(format_table(rows))
+    rows = run(args.cases, sources, args.tiles, browser=not args.no_browser, cache=cache)
+    print(format_table([{k: r[k] for k in SUMMARY if k in r} for r in rows]))
+    paired = refill_against_main(args.study) if args.study else []
+    if paired:
+        print(f"refill - main on {args.study}'s test set (mean over tasks):")
+        print(format_table(paired))
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": f"{os.cpu_count()} CPUs, torch {torch.__version__}", "rows": rows}, indent=2))
+        Path(args.json).write_text(json.dumps({"machine": f"{os.cpu_count()} CPUs, torch {torch.__version__}",
+                                               "date": time.strftime("%Y-%m-%d"), "study": args.study, "rows": rows,
+                                               "refill_minus_main": paired}, indent=2))
     return 0
 
 

@@ -72,10 +72,10 @@ def test_a_re_export_keeps_or_refuses_what_the_user_added(tmp_path: Path) -> Non
     from mirl.export.web import TICKET_FILE, build_web_folder, check_target
 
     site = tmp_path / "site"
-    record = build_web_folder(site, b"not really onnx", {}, examples=True)
+    record = build_web_folder(site, b"not really onnx", {}, examples=True, compact=False)
     written = sorted(p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file())
     assert record["files"] == written and "examples/noisy.png" in written
-    build_web_folder(site, b"again", {}, examples=False)  # only its own files: replaced, examples gone
+    build_web_folder(site, b"again", {}, examples=False, compact=False)  # only its own files: replaced, examples gone
     assert not (site / "examples").exists()
     (site / "my_photos").mkdir()
     (site / "my_photos" / "holiday.jpg").write_bytes(b"mine")
@@ -85,7 +85,7 @@ def test_a_re_export_keeps_or_refuses_what_the_user_added(tmp_path: Path) -> Non
                                         r"\(my_photos/, notes.txt, ort/patched.mjs\); .*move them out, or give another folder"):
         check_target(site)
     with pytest.raises(MirlError, match="did not write"):
-        build_web_folder(site, b"third", {}, examples=False)
+        build_web_folder(site, b"third", {}, examples=False, compact=False)
     assert (site / "my_photos" / "holiday.jpg").read_bytes() == b"mine" and (site / "notes.txt").read_text() == "mine"
     # an export made before the list: its layout is the manifest
     ticket = json.loads((site / TICKET_FILE).read_text())
@@ -95,7 +95,7 @@ def test_a_re_export_keeps_or_refuses_what_the_user_added(tmp_path: Path) -> Non
         check_target(site)
     for path in (site / "my_photos" / "holiday.jpg", site / "my_photos", site / "notes.txt", site / "ort" / "patched.mjs"):
         path.rmdir() if path.is_dir() else path.unlink()
-    build_web_folder(site, b"fourth", {}, examples=False)
+    build_web_folder(site, b"fourth", {}, examples=False, compact=False)
     assert (site / "model.onnx.gz").is_file()
 
 

@@ -2,7 +2,7 @@
 
 A study's ``main`` chain is the lottery ticket (prune by magnitude, reset, train). A branch of
 level k reads main's mask and starting weights at level k and changes exactly one of: the mask
-(``random_prune``, ``one_shot``), the starting weights (``random_reinit``) or the SGD noise
+(``random_prune``, ``one_shot``, ``refill``), the starting weights (``random_reinit``) or the SGD noise
 (``stability``). Each branch is one module of this package that defines one :class:`Branch`
 subclass; the registry finds them all, so a new branch is one new file.
 
@@ -12,7 +12,7 @@ derived from (replicate seed, level, branch name) alone (:func:`branch_seed`).
 
 Example:
     >>> sorted(registry())
-    ['one_shot', 'random_prune', 'random_reinit', 'stability']
+    ['one_shot', 'random_prune', 'random_reinit', 'refill', 'stability']
     >>> registry()["random_reinit"].label
     'random re-init'
     >>> branch_seed(0, 2, "random_reinit") == branch_seed(0, 2, "random_reinit") != branch_seed(0, 1, "random_reinit")

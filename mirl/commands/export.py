@@ -1,9 +1,13 @@
-"""``mirl export SOURCE --out OUT [--format sparse|lightning|onnx|web]``: take a ticket anywhere.
+"""``mirl export SOURCE --out OUT [--format sparse|lightning|onnx|web|narrow]``: take a ticket anywhere.
 
 * ``sparse`` (default): only what survived pruning (packed bit mask + surviving values);
 * ``lightning``: the published MIR-L checkpoint layout (``net.`` keys), paper preset only;
 * ``onnx``: ONNX opset 18 with dynamic height and width (``--dtype float16`` halves the file);
-* ``web``: a static folder whose page restores photos in the browser, offline (``mirl serve``).
+* ``web``: a static folder whose page restores photos in the browser, offline (``mirl serve``);
+* ``narrow``: a mirl checkpoint of the network with its dead channels removed (a ``refill``
+  branch's physically smaller network), for ``mirl restore`` and ``mirl evaluate``.
+
+A ``refill`` branch (whole channels removed) is exported narrowed by ``onnx`` and ``web`` too.
 
 Every export gets a model card beside it (``OUT.md``).
 
@@ -12,6 +16,7 @@ Examples:
     $ mirl export runs/paper_0badc0de/level_10 --format lightning --out mirl_ticket.ckpt
     $ mirl export runs/quickstart_1a2b3c4d/level_4 --format onnx --out ticket.onnx --dtype float16
     $ mirl export runs/quickstart_1a2b3c4d --format web --out site/ && mirl serve site/
+    $ mirl export runs/quickstart_1a2b3c4d/replicate_0/level_2/refill --format narrow --out refill.pt
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import argparse
 from mirl.commands import add_checkpoint_arguments
 
 # literal copies (kept in sync by tests/test_export.py) so that building the parser does not import torch
-FORMATS = ("sparse", "lightning", "onnx", "web")
+FORMATS = ("sparse", "lightning", "onnx", "web", "narrow")
 DTYPES = ("float32", "float16", "bfloat16")
 
 
@@ -29,10 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = ("export a ticket: a compact sparse checkpoint (the default), the published Lightning checkpoint, "
                           "ONNX, or a web page that restores photos offline; a model card (OUT.md) beside each")
     parser.add_argument("source", help="a level folder (runs/<study>/replicate_<r>/level_<k>: its main; or .../level_<k>/<branch>), a replicate or study folder (its last finished level of main; a study: replicate 0) or a checkpoint")
-    parser.add_argument("--out", required=True, help="output file (sparse, lightning, onnx) or folder (web), outside any study folder")
+    parser.add_argument("--out", required=True, help="output file (sparse, lightning, onnx, narrow) or folder (web), outside any study folder")
     parser.add_argument("--format", default="sparse", choices=FORMATS,
                         help="sparse (default): mirl's compact file; lightning: the published .ckpt layout (paper preset only); "
-                             "onnx: ONNX with dynamic height/width; web: a static page that restores photos offline")
+                             "onnx: ONNX with dynamic height/width; web: a static page that restores photos offline; "
+                             "narrow: a checkpoint of the network with its dead channels removed (refill branches; onnx and "
+                             "web narrow those too)")
     parser.add_argument("--dtype", default="float32", choices=DTYPES,
                         help="storage type of the weights (sparse: any; onnx, web: float32 or float16; lightning: float32)")
     parser.add_argument("--mask", help="mask file (default: mask.pt in the level folder; else the non-zero weights)")

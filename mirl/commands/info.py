@@ -21,12 +21,14 @@ def run(args: argparse.Namespace) -> int:
 
     model, meta = load_checkpoint(args.checkpoint, allow_pickle=args.allow_pickle, config=args.model)
     summary = density_summary(model.state_dict(), rule=args.rule, unused=model.unused_in_forward)
-    record = {"checkpoint": args.checkpoint, "format": meta["format"], "preset": meta["preset"], "rule": args.rule, **summary}
+    record = {"checkpoint": args.checkpoint, "format": meta["format"], "preset": meta["preset"], "rule": args.rule,
+              "narrowed": bool(meta.get("narrow")), **summary}
     if args.json:
         print(json.dumps(record, indent=2))
         return 0
     print(f"checkpoint          {args.checkpoint}  ({meta['format']})")
-    print(f"preset              {meta['preset']}")
+    print(f"preset              {meta['preset']}" + ("  (narrowed: dead channels removed; densities are of the narrowed tensors)"
+                                                        if meta.get("narrow") else ""))
     print(f"parameters          {summary['parameters']:,}")
     print(f"prunable ({args.rule:8s}) {summary['prunable']:,}")
     print(f"non-zero prunable   {summary['nonzero_prunable']:,}")

@@ -28,6 +28,7 @@ FORMAT_TITLES: dict[str, str] = {
     "lightning": "PyTorch Lightning checkpoint in the published MIR-L / PromptIR layout",
     "onnx": "ONNX model (opset 18, dynamic height and width)",
     "web": "static web page that restores photos offline (onnxruntime-web)",
+    "narrow": "mirl checkpoint of the narrowed network (dead channels removed, widths recorded)",
 }
 
 
@@ -119,13 +120,16 @@ def _fmt_metrics(ticket: Ticket) -> list[str]:
 
 def _fmt_loading(fmt: str, name: str, ticket: Ticket, details: Mapping[str, Any]) -> list[str]:
     published_ok = ticket.preset == "paper"
+    compact = fmt == "web" and bool(details.get("compact"))
     mirl_lines = ["```python", "from mirl.models import load_checkpoint"]
-    if fmt in ("sparse", "lightning"):
+    if fmt in ("sparse", "lightning", "narrow"):
         mirl_lines += [f'model, meta = load_checkpoint("{name}")   # weights_only=True', "```",
                        f"or on the command line: `mirl restore {name} photo.jpg --out restored/ --tile 512`."]
     else:
         mirl_lines += [f'model, meta = load_checkpoint("{ticket.checkpoint}")   # the checkpoint this file was exported from',
-                       "```", "mirl reads checkpoints, not ONNX; the ONNX graph computes the same function (tested within 1e-4)."]
+                       "```", "mirl reads checkpoints, not ONNX; the ONNX graph computes the same function (tested within 1e-4)"
+                       + ("; the page's weights are rounded to float16 for the download when that keeps its output within "
+                          "half an 8-bit level of the float32 network on the export's probe images (see File above)." if compact else ".")]
     if fmt == "lightning":
         from .lightning import EXTRA_KEYS
 
@@ -152,6 +156,10 @@ def _fmt_loading(fmt: str, name: str, ticket: Ticket, details: Mapping[str, Any]
                      f"preset `{ticket.preset}`."]
     if fmt in ("onnx", "web"):
         onnx_name = name if fmt == "onnx" else f"{name}/model.onnx.gz (gunzip it first)"
+        if compact:
+            onnx_name = (f"{name}/model.onnx.gz holds only the graph; its weights are in {name}/weights.bin.gz (bitmasks and "
+                         "kept values). Rebuild one ONNX file with "
+                         f"`python -c \"from mirl.export.compact import page_onnx; open('model.onnx', 'wb').write(page_onnx('{name}'))\"`")
         ort_lines = [
             "Input `image`: float32 `[1, 3, H, W]`, RGB in [0, 1], H and W multiples of 8 (pad with reflection); "
             "output `restored`, same shape, not clamped. For large photos restore in overlapping tiles as `mirl restore` does.",
@@ -198,7 +206,7 @@ def model_card(ticket: Ticket, fmt: str, export_path: str | os.PathLike, details
         "",
     ]
     for key, value in details.items():
-        if key in ("lightning_keys", "implementation"):
+        if key in ("lightning_keys", "implementation", "compact"):
             continue
         lines.append(f"- {key}: {value}")
     lines += [

@@ -3,7 +3,14 @@
 * ``sparse``: mirl's compact file (packed bit mask + surviving values), read by ``load_checkpoint``;
 * ``lightning``: the published ``.ckpt`` layout (``net.`` keys), paper preset only;
 * ``onnx``: an ONNX graph with dynamic height and width;
-* ``web``: a static folder whose page restores photos in the browser, offline.
+* ``web``: a static folder whose page restores photos in the browser, offline;
+* ``narrow``: a mirl checkpoint of the network with its dead channels removed (a ``refill``
+  branch: a physically smaller network), read by ``load_checkpoint``, ``mirl restore`` and
+  ``mirl evaluate``.
+
+A ticket whose mask removes whole channels (a ``refill`` branch) is exported narrowed by
+``onnx`` and ``web`` too (:func:`mirl.models.narrow.narrow_model`: the same function, fewer
+weights and operations).
 
 Example:
     >>> from mirl.export import export_ticket, load_ticket
@@ -26,12 +33,13 @@ from mirl.errors import MirlError
 from .card import card_path, metrics_summary, model_card, sha256, write_card
 from .ticket import Ticket
 
-FORMATS: tuple[str, ...] = ("sparse", "lightning", "onnx", "web")
+FORMATS: tuple[str, ...] = ("sparse", "lightning", "onnx", "web", "narrow")
 DTYPES_BY_FORMAT: dict[str, tuple[str, ...]] = {
     "sparse": ("float32", "float16", "bfloat16"),
     "lightning": ("float32",),
     "onnx": ("float32", "float16"),
     "web": ("float32", "float16"),
+    "narrow": ("float32",),
 }
 
 
@@ -88,15 +96,31 @@ def onnx_metadata(ticket: Ticket, impl: str, dtype: str = "float32") -> dict[str
         meta["mirl.run"] = ticket.run_name
     if ticket.level is not None:
         meta["mirl.level"] = str(ticket.level)
+    if ticket.narrow:
+        meta["mirl.narrowed"] = "dead channels removed (mirl.models.narrow)"
     return meta
 
 
-def _model_for(ticket: Ticket, impl: str) -> Any:
+def model_for_export(ticket: Ticket, impl: str, narrow: bool | None = None) -> Any:
+    """The network an export writes: narrowed for a structured ticket (``narrow`` overrides), in eval mode."""
     import copy
 
-    model = copy.deepcopy(ticket.model)
+    if ticket.narrow if narrow is None else narrow:
+        from mirl.models.narrow import narrow_model
+
+        model = narrow_model(ticket.model)
+    else:
+        model = copy.deepcopy(ticket.model)
     model.set_impl(impl)
     return model.eval()
+
+
+def _narrow_text(ticket: Ticket, model: Any) -> str:
+    """``narrowed: N of M parameters stored`` for a narrowed export, else ``""``."""
+    if not ticket.narrow:
+        return ""
+    return (f"narrowed: {sum(p.numel() for p in model.parameters()):,} of {int(ticket.densities['parameters']):,} "
+            "parameters stored (dead channels removed)")
 
 
 def _density_text(ticket: Ticket) -> str:
@@ -109,12 +133,15 @@ def web_info(ticket: Ticket, dtype: str, impl: str, tile: int, overlap: int) -> 
     import mirl
 
     d = ticket.densities
+    branch = (ticket.meta.get("metadata") or {}).get("branch")
     # as the checkpoint is usually named: runs/<study>/replicate_<r>/level_<k>/<branch>/model.pt
-    name = ticket.checkpoint.name if ticket.run_dir is None else ticket.checkpoint.relative_to(ticket.run_dir.parent.parent).as_posix()
+    name = (ticket.checkpoint.name if ticket.run_dir is None
+            else ticket.checkpoint.absolute().relative_to(ticket.run_dir.absolute().parent.parent).as_posix())
     return {
         "format": "mirl.web",
         "version": 1,
-        "title": f"{ticket.run_name or ticket.checkpoint.name}" + (f" level {ticket.level}" if ticket.level is not None else ""),
+        "title": f"{ticket.run_name or ticket.checkpoint.name}" + (f" level {ticket.level}" if ticket.level is not None else "")
+                 + (f" {branch}" if branch not in (None, "main") else ""),
         "preset": ticket.preset,
         "impl": impl,
         "parameters": int(d["parameters"]),
@@ -129,6 +156,46 @@ def web_info(ticket: Ticket, dtype: str, impl: str, tile: int, overlap: int) -> 
                        "checkpoint": str(name), "mirl_version": mirl.__version__,
                        "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds")},
     }
+
+
+def sent_text(model: dict[str, Any]) -> str:
+    """One line: the page's model bytes as sent next to the same network stored dense.
+
+    Example:
+        >>> sent_text({"sent_bytes": 124313, "weights": {"values": "float16"}, "dtype": "float32",
+        ...            "dense": {"sent_bytes": 322711}})
+        'model as sent 124,313 bytes (graph + bitmasks and float16 values), stored dense 322,711 (2.6x more)'
+    """
+    sent, dense = int(model["sent_bytes"]), int(model["dense"]["sent_bytes"])
+    how = f"graph + bitmasks and {model['weights']['values']} values" if model.get("weights") else f"whole ONNX file, {model.get('dtype', 'float32')}"
+    return f"model as sent {sent:,} bytes ({how}), stored dense {dense:,} ({dense / max(sent, 1):.1f}x more)"
+
+
+def web_download_details(model: dict[str, Any]) -> dict[str, str]:
+    """The model card's lines on the page's download: bytes as sent (gzip, as the browser fetches
+    them) next to the same network stored dense, and how precise the compact weights are."""
+    dense = model["dense"]
+    weights = model.get("weights")
+    dense_text = (f"{dense['sent_bytes']:,} bytes as sent for the same network stored dense (its whole ONNX file, every weight "
+                  f"{model.get('dtype', 'float32')}, gzip; {dense['onnx_bytes']:,} unpacked)")
+    if not weights:
+        return {"download": f"{model['sent_bytes']:,} bytes as sent: model.onnx.gz, the whole ONNX file gzipped "
+                            f"({model['onnx_bytes']:,} unpacked; pruned weights stored as zeros)"}
+    ratio = dense["sent_bytes"] / max(model["sent_bytes"], 1)
+    out = {
+        "download": f"**{model['sent_bytes']:,} bytes as sent** (gzip, as the browser fetches them): model.onnx.gz "
+                    f"{model['gzip_bytes']:,} (the graph; its weights are external data) + weights.bin.gz {weights['gzip_bytes']:,} "
+                    f"(per tensor a bitmask of the kept positions and the kept values as {weights['values']}; "
+                    f"{weights['kept']:,} non-zero of {weights['positions']:,} values in {weights['tensors']} tensors)",
+        "dense download": f"{dense_text}: {ratio:.1f}x the compact download",
+    }
+    difference = weights.get("probe_max_difference")
+    if weights["values"] == "float16" and model.get("dtype", "float32") == "float32":
+        measured = (f"the largest change of the raw output on the probe images was {difference:.2g} "
+                    f"({difference * 255:.2f} of an 8-bit level)") if difference is not None else "not measured"
+        out["weight precision"] = (f"kept weights rounded to float16 for the download and computed in float32: {measured}; "
+                                   "the export keeps float32 values when it exceeds half a level")
+    return out
 
 
 def export_ticket(
@@ -175,12 +242,29 @@ def export_ticket(
     elif fmt == "onnx":
         from .onnx_model import OPSET, export_onnx
 
-        size = export_onnx(out, _model_for(ticket, impl), dtype, onnx_metadata(ticket, impl, dtype))
-        lines = [f"wrote {out}: {size:,} bytes, ONNX opset {OPSET}, {dtype} weights ({_density_text(ticket)})"]
+        model = model_for_export(ticket, impl)
+        size = export_onnx(out, model, dtype, onnx_metadata(ticket, impl, dtype))
+        narrowed = _narrow_text(ticket, model)
+        lines = [f"wrote {out}: {size:,} bytes, ONNX opset {OPSET}, {dtype} weights ({_density_text(ticket)}"
+                 + (f"; {narrowed}" if narrowed else "") + ")"]
         details = {"format": f"ONNX, opset {OPSET}, input `image` [1, 3, H, W] (H, W multiples of 8), output `restored`",
                    "weights": dtype + (" (cast to float32 inside the graph: computation stays float32)" if dtype == "float16" else ""),
                    "bytes": f"{size:,}", "sha256": sha256(out),
                    "implementation": f"traced from mirl's `{impl}` implementation (same function as the published operations)"}
+        if narrowed:
+            details["network"] = narrowed
+    elif fmt == "narrow":
+        from mirl.models import save_checkpoint
+        from mirl.models.narrow import narrow_model
+
+        model = narrow_model(ticket.model).eval()  # any ticket: an unstructured one has few whole dead channels
+        save_checkpoint(out, model, metadata={"source": str(ticket.checkpoint), **ticket.meta["metadata"]})
+        size = os.path.getsize(out)
+        narrowed = (f"{sum(p.numel() for p in model.parameters()):,} of {int(ticket.densities['parameters']):,} parameters "
+                    "stored (dead channels removed" + ("" if ticket.narrow else "; an unstructured ticket has few") + ")")
+        lines = [f"wrote {out}: {size:,} bytes, narrowed network: {narrowed}; {_density_text(ticket)}"]
+        details = {"format": "mirl checkpoint of the narrowed network (its widths recorded; load_checkpoint rebuilds it "
+                             "with weights_only=True)", "network": narrowed, "bytes": f"{size:,}", "sha256": sha256(out)}
     else:
         return _export_web(ticket, out, dtype, impl, tile, overlap, examples, onnx_file)
     card_file = write_card(ticket, fmt, out, details)
@@ -200,20 +284,27 @@ def _export_web(ticket: Ticket, out: Path, dtype: str, impl: str, tile: int, ove
         data, found = reuse_onnx(onnx_file, ticket.model)
         dtype, impl = found.get("mirl.dtype", dtype), found.get("mirl.implementation", impl)
     else:
-        data = onnx_bytes(_model_for(ticket, impl), dtype, onnx_metadata(ticket, impl, dtype))
-    details = {"format": "static web folder: index.html, model.onnx.gz, onnxruntime-web (WebAssembly)",
+        data = onnx_bytes(model_for_export(ticket, impl), dtype, onnx_metadata(ticket, impl, dtype))
+    details = {"format": "static web folder: index.html, model.onnx.gz and weights.bin.gz, onnxruntime-web (WebAssembly)",
                "weights": dtype, "tiling": f"tiles of {tile} px, overlap {overlap} px (as mirl restore --tile {tile} --overlap {overlap})",
                "implementation": f"ONNX graph traced from mirl's `{impl}` implementation"}
-    record = build_web_folder(out, data, web_info(ticket, dtype, impl, tile, overlap), "", examples)
-    details["model.onnx.gz"] = f"{record['model']['gzip_bytes']:,} bytes ({record['model']['onnx_bytes']:,} unpacked)"
+    info = web_info(ticket, dtype, impl, tile, overlap)
+    if ticket.narrow:  # what the narrowing buys where the page runs, measured here on this machine's CPU
+        from .speed import speed_against_dense, speed_text
+
+        model, dense = model_for_export(ticket, impl), model_for_export(ticket, impl, narrow=False)
+        info["speed"] = speed_against_dense(data, onnx_bytes(dense, dtype), model, dense)
+        details["speed"] = speed_text(info["speed"])
+    record = build_web_folder(out, data, info, "", examples)
+    details.update(web_download_details(record["model"]))
+    details["compact"] = bool(record["model"].get("weights"))
     atomic_write_text(out / CARD_FILE, model_card(ticket, "web", out, details))
     size = folder_size(out)
-    lines = [f"wrote {out}/: {size:,} bytes in all; model.onnx.gz {record['model']['gzip_bytes']:,} bytes "
-             f"({record['model']['onnx_bytes']:,} unpacked, {dtype}); {_density_text(ticket)}",
+    lines = [f"wrote {out}/: {size:,} bytes in all; {sent_text(record['model'])}; {_density_text(ticket)}",
              f"open it: mirl serve {out}   (or: cd {out} && python -m http.server 8000, then http://localhost:8000/)"]
     card_file = write_card(ticket, "web", out, details)
     return ExportResult(out, "web", size, card_file, lines + [f"model card: {card_file}"], record)
 
 
 __all__ = ["DTYPES_BY_FORMAT", "ExportResult", "FORMATS", "card_path", "check_out_of_studies", "check_web_tiling", "export_ticket",
-           "onnx_metadata", "web_info"]
+           "model_for_export", "onnx_metadata", "sent_text", "web_download_details", "web_info"]

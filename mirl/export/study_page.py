@@ -17,11 +17,14 @@ import html
 import json
 import os
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 from urllib.parse import quote
 
 from mirl import paths
 from mirl.errors import MirlError
+
+if TYPE_CHECKING:
+    from .ticket import Ticket
 
 FOLDER = "web"  # a study's page is <reports>/web-<run name>
 
@@ -51,16 +54,29 @@ def page_folder(out: str | os.PathLike, run: str | os.PathLike) -> Path:
     return Path(out) / f"{FOLDER}-{Path(run).name}"
 
 
+def _page_ticket(run: Path) -> "Ticket":
+    """Replicate 0's last finished level of main, or its ``refill`` branch when that is finished
+    too: the structured ticket, narrowed, is the one that runs faster in the browser."""
+    from .ticket import load_ticket
+
+    ticket = load_ticket(run)
+    if ticket.level is not None:
+        refill = paths.level_dir(paths.replicate_dir(run, 0), ticket.level, "refill")
+        if paths.is_finished(refill):
+            return load_ticket(refill)
+    return ticket
+
+
 def study_web_page(runs_dir: str | os.PathLike, preset: str, out: str | os.PathLike,
                    log: Callable[[str], None] | None = print) -> Path | None:
-    """Build (or keep, when up to date) ``out/web-<run name>`` for the last finished level of the preset's study.
+    """Build (or keep, when up to date) ``out/web-<run name>`` for the last finished level of the preset's
+    study: its ``refill`` branch (narrowed, with its speed against the dense network) when there is one, else main.
 
     Returns the folder, or ``None`` with a note in ``log`` when it cannot be built.
     """
     from .card import sha256
     from .formats import export_ticket
     from .onnx_model import require_onnx
-    from .ticket import load_ticket
     from .web import TICKET_FILE, runtime_missing
 
     say = log or (lambda _text: None)
@@ -73,13 +89,14 @@ def study_web_page(runs_dir: str | os.PathLike, preset: str, out: str | os.PathL
         require_onnx()
         if runtime_missing():
             raise MirlError("onnxruntime-web is not vendored (run `make setup`)")
-        ticket = load_ticket(run)
+        ticket = _page_ticket(run)
         stamp = {"source_sha256": sha256(ticket.checkpoint), "page": _page_hash()}
         existing = target / TICKET_FILE
         if existing.is_file() and json.loads(existing.read_text(encoding="utf-8")).get("stamp") == stamp:
             say(f"mirl report: web page for {run.name} level {ticket.level} is up to date -> {target}")
             return target
-        say(f"mirl report: building the web page for {run.name} level {ticket.level} (ONNX export, about a minute on 2 cores)")
+        what = f"{run.name} level {ticket.level}" + (" (its refill branch, narrowed)" if ticket.narrow else "")
+        say(f"mirl report: building the web page for {what} (ONNX export, about a minute on 2 cores)")
         export_ticket(ticket, "web", target)
         record = json.loads(existing.read_text(encoding="utf-8"))
         record["stamp"] = stamp
@@ -105,6 +122,13 @@ def _page_link(folder: Path) -> str:
     try:
         record = json.loads((folder / "ticket.json").read_text(encoding="utf-8"))
         title = f" ({html.escape(str(record.get('title', '')))}, {100 * record['density']['prunable']:.1f}% of the prunable weights)"
+        model = record["model"]
+        title += (f"; the model downloads as {model['sent_bytes'] / 1e3:,.0f} kB, against {model['dense']['sent_bytes'] / 1e3:,.0f} kB "
+                  "for its weights stored dense")
+        if record.get("speed"):
+            from .speed import speed_text
+
+            title += f"; whole channels removed, it restores {html.escape(speed_text(record['speed']))}"
     except (OSError, ValueError, KeyError, TypeError):
         pass
     return (f'<p class=note><strong><a href="{html.escape(quote(folder.name))}/index.html">Restore your own photos with the last '

@@ -46,6 +46,7 @@ class Ticket:
     run_config: dict[str, Any] | None = None
     metrics: dict[str, Any] | None = None
     densities: dict[str, Any] = field(default_factory=dict)
+    narrow: bool = False  # ONNX, web and narrow exports remove dead channels (a refill branch, or narrowed already)
 
     @property
     def preset(self) -> str:
@@ -172,7 +173,25 @@ def load_ticket(
             ticket.run_config = _read_json(paths.run_config(study))
     if ticket.level is None and isinstance(meta.get("metadata", {}).get("level"), int):
         ticket.level = int(meta["metadata"]["level"])
+    ticket.narrow = structured_ticket(model, meta, ticket.metrics)
     return ticket
 
 
-__all__ = ["Ticket", "load_ticket", "resolve_source"]
+STRUCTURED_BRANCHES: tuple[str, ...] = ("refill",)  # branches whose masks remove whole channels
+
+
+def structured_ticket(model: Any, meta: dict[str, Any], metrics: dict[str, Any] | None) -> bool:
+    """Whether exports narrow the network: it is narrowed already, or its checkpoint or level
+    scores say it is a branch whose mask removes whole channels (``refill``).
+
+    Example:
+        >>> structured_ticket(object(), {"metadata": {"branch": "refill"}}, None)
+        True
+    """
+    if getattr(model, "narrow_widths", None) is not None:
+        return True
+    branches = {(meta.get("metadata") or {}).get("branch"), (metrics or {}).get("branch")}
+    return any(b in STRUCTURED_BRANCHES for b in branches)
+
+
+__all__ = ["STRUCTURED_BRANCHES", "Ticket", "load_ticket", "resolve_source", "structured_ticket"]

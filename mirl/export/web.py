@@ -5,15 +5,25 @@ Layout of the folder (everything the page fetches is inside it)::
     index.html  app.js  restore.js  png.js  style.css     the page (mirl/templates/web)
     ticket.json                                           facts the page shows, tiling settings, and
                                                           the manifest (``files``: what the export wrote)
-    model.onnx.gz                                         the ticket as ONNX, gzipped
+    model.onnx.gz                                         the ticket's ONNX graph, gzipped; its weights
+                                                          are external data (mirl.export.compact)
+    weights.bin.gz                                        the weights: per tensor a bitmask of the kept
+                                                          positions and the kept values (float16)
     model_card.md                                         the model card
     examples/*.png                                        degraded test photos of the demo corpus
     ort/ort.wasm.min.mjs  ort/ort-wasm-simd-threaded.mjs  onnxruntime-web (vendored from npm by setup)
     ort/ort-wasm-simd-threaded.wasm.gz                    its WebAssembly binary, gzipped
 
-The page gunzips the model and the runtime with ``DecompressionStream``, restores in overlapping
-tiles exactly as ``mirl restore`` does, and needs an HTTP server (``python -m http.server`` or
-``mirl serve``): browsers load neither modules nor WebAssembly from ``file://``.
+The page gunzips the model and the runtime with ``DecompressionStream``, rebuilds the weights from
+the bitmasks and values (``weights.js``) and hands them to onnxruntime-web as the graph's external
+data, restores in overlapping tiles exactly as ``mirl restore`` does, and needs an HTTP server (``python -m http.server`` or
+``mirl serve``): browsers load neither modules nor WebAssembly from ``file://``. With
+``compact=False`` the folder holds the whole ONNX file in ``model.onnx.gz`` (every weight dense, as
+before the compact weights) and no ``weights.bin.gz``.
+
+``ticket.json``'s ``model`` records the bytes as sent (the gzipped files the browser downloads:
+``sent_bytes``) next to those of the same network stored dense (``dense.sent_bytes``: its whole
+ONNX file gzipped, what the page sent before).
 
 Example:
     >>> build_web_folder("site", onnx_data, info)   # doctest: +SKIP
@@ -24,6 +34,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -32,10 +43,13 @@ from typing import Any, Mapping
 
 from mirl.errors import MirlError
 
+from .compact import WEIGHTS_FILE
+
+log = logging.getLogger(__name__)
 ORT_WEB_VERSION = "1.30.0"
 # The three files onnxruntime-web needs for the plain WebAssembly backend (no WebGPU/WebGL).
 RUNTIME_FILES: tuple[str, ...] = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
-PAGE_FILES: tuple[str, ...] = ("index.html", "app.js", "restore.js", "png.js", "style.css")
+PAGE_FILES: tuple[str, ...] = ("index.html", "app.js", "restore.js", "png.js", "weights.js", "style.css")
 MODEL_FILE = "model.onnx.gz"
 TICKET_FILE = "ticket.json"
 CARD_FILE = "model_card.md"
@@ -73,8 +87,9 @@ def _gzip(data: bytes) -> bytes:
     return buffer.getvalue()
 
 
-def _write_examples(folder: Path) -> list[dict[str, str]]:
-    """Degraded centre crops of three test photos of the built-in corpus (skipped when absent)."""
+def _write_examples(folder: Path, images: list[Any] | None = None) -> list[dict[str, str]]:
+    """Degraded centre crops of three test photos of the built-in corpus (skipped when absent);
+    each crop is also appended to ``images`` when given."""
     import numpy as np
 
     from mirl.data import degrade
@@ -100,14 +115,18 @@ def _write_examples(folder: Path) -> list[dict[str, str]]:
         else:
             bad, _ = degrade.add_haze(crop, seed=seed, airlight=0.9, beta=1.2)
         write_image(folder / "examples" / f"{stem}.png", bad, compress_level=9)
+        if images is not None:
+            images.append(bad)
         out.append({"file": f"examples/{stem}.png", "label": label, "photo": photo_name})
     return out
 
 
-def manifest(examples: list[dict[str, str]]) -> list[str]:
-    """The files a web export writes (relative paths), given the examples it wrote."""
+def manifest(examples: list[dict[str, str]], compact: bool = True) -> list[str]:
+    """The files a web export writes (relative paths), given the examples it wrote and whether its
+    weights are compact (``weights.bin.gz``)."""
     return sorted([*PAGE_FILES, *(f"ort/{name}" for name in RUNTIME_FILES[:2]), f"ort/{RUNTIME_FILES[2]}.gz",
-                   MODEL_FILE, TICKET_FILE, CARD_FILE, *(example["file"] for example in examples)])
+                   MODEL_FILE, *([WEIGHTS_FILE] if compact else []), TICKET_FILE, CARD_FILE,
+                   *(example["file"] for example in examples)])
 
 
 def foreign_files(folder: str | os.PathLike) -> list[str]:
@@ -117,7 +136,7 @@ def foreign_files(folder: str | os.PathLike) -> list[str]:
     folder = Path(folder)
     try:
         record = json.loads((folder / TICKET_FILE).read_text(encoding="utf-8"))
-        files = record["files"] if "files" in record else manifest(record.get("examples") or [])
+        files = record["files"] if "files" in record else manifest(record.get("examples") or [], compact=False)
         written = {str(name) for name in files}
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         raise MirlError(f"{folder}: exists and is not an earlier web export (no readable {TICKET_FILE}); "
@@ -158,13 +177,22 @@ def build_web_folder(
     info: Mapping[str, Any],
     card: str = "",
     examples: bool = True,
+    compact: bool = True,
+    values: str = "float16",
 ) -> dict[str, Any]:
     """Write the static folder ``out`` (replaced whole, atomically: built beside it, then renamed).
 
     ``info`` is the page's ``ticket.json`` without the parts this function fills in (model sizes,
     runtime, examples, the manifest ``files``). Returns the final ``ticket.json`` record. ``out``
     may be a new path, an empty folder or an earlier web export holding only what it wrote;
-    anything else is refused rather than overwritten.
+    anything else is refused rather than overwritten. ``compact`` ships the weights as bitmasks and
+    ``values`` (float16, kept when the probe shows the output moves by at most half an 8-bit level;
+    see :mod:`mirl.export.compact`); ``compact=False`` ships the whole ONNX file, weights dense.
+
+    Example:
+        >>> record = build_web_folder("site", onnx_data, web_info(ticket, "float32", "fast", 256, 32))  # doctest: +SKIP
+        >>> record["model"]["sent_bytes"], record["model"]["dense"]["sent_bytes"]                        # doctest: +SKIP
+        (124313, 322711)
     """
     check_target(out)
     out = Path(out)
@@ -178,15 +206,36 @@ def build_web_folder(
             shutil.copyfile(vendor_dir() / name, tmp / "ort" / name)
         wasm_gz = _gzip((vendor_dir() / RUNTIME_FILES[2]).read_bytes())
         (tmp / "ort" / f"{RUNTIME_FILES[2]}.gz").write_bytes(wasm_gz)
-        model_gz = _gzip(onnx_data)
-        (tmp / MODEL_FILE).write_bytes(model_gz)
+        images: list[Any] = []
+        example_files = _write_examples(tmp, images) if examples else []
+        dense_gz = _gzip(onnx_data)
+        model: dict[str, Any] = {**dict(info.get("model", {})), "file": MODEL_FILE}
+        if compact:
+            from .compact import compact_model, probe_inputs
+
+            packed = compact_model(onnx_data, values, probe_inputs(images))
+            graph_gz, weights_gz = _gzip(packed.graph), _gzip(packed.blob)
+            (tmp / MODEL_FILE).write_bytes(graph_gz)
+            (tmp / WEIGHTS_FILE).write_bytes(weights_gz)
+            model.update({"onnx_bytes": len(packed.graph), "gzip_bytes": len(graph_gz),
+                          "weights": {"file": WEIGHTS_FILE, "format": packed.header["format"], "version": packed.header["version"],
+                                      "bytes": len(packed.blob), "gzip_bytes": len(weights_gz), "values": packed.values,
+                                      "external": packed.header["external"], "external_bytes": packed.header["external_bytes"],
+                                      "probe_max_difference": packed.probe_max_difference, **packed.stats},
+                          "sent_bytes": len(graph_gz) + len(weights_gz)})
+            log.debug("web page weights: %d tensors (%d with a bitmask), %s values, %s bytes as sent against %s stored dense",
+                     packed.stats["tensors"], packed.stats["masked"], packed.values, f"{model['sent_bytes']:,}", f"{len(dense_gz):,}")
+        else:
+            (tmp / MODEL_FILE).write_bytes(dense_gz)
+            model.update({"onnx_bytes": len(onnx_data), "gzip_bytes": len(dense_gz), "weights": None, "sent_bytes": len(dense_gz)})
+        model["dense"] = {"onnx_bytes": len(onnx_data), "sent_bytes": len(dense_gz)}
         record = dict(info)
-        record["model"] = {**dict(info.get("model", {})), "file": MODEL_FILE, "onnx_bytes": len(onnx_data), "gzip_bytes": len(model_gz)}
+        record["model"] = model
         record["runtime"] = {"name": "onnxruntime-web", "version": ORT_WEB_VERSION, "backend": "wasm",
                              "wasm": f"ort/{RUNTIME_FILES[2]}.gz", "wasm_bytes": (vendor_dir() / RUNTIME_FILES[2]).stat().st_size,
                              "wasm_gzip_bytes": len(wasm_gz)}
-        record["examples"] = _write_examples(tmp) if examples else []
-        record["files"] = manifest(record["examples"])
+        record["examples"] = example_files
+        record["files"] = manifest(record["examples"], compact)
         (tmp / TICKET_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         (tmp / CARD_FILE).write_text(card, encoding="utf-8")
         os.chmod(tmp, 0o755)

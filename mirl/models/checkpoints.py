@@ -56,7 +56,8 @@ def save_checkpoint(
     """Write a mirl checkpoint that :func:`load_checkpoint` reads with no other argument.
 
     ``metadata`` must hold only plain values (str, int, float, bool, None, lists, dicts), so the
-    file stays loadable with ``weights_only=True``.
+    file stays loadable with ``weights_only=True``. A narrowed network (:mod:`mirl.models.narrow`)
+    records its widths (``narrow``: unit name -> channels per head), from which it is rebuilt.
     """
     sd = state_dict if state_dict is not None else model.state_dict()
     payload = {
@@ -66,6 +67,9 @@ def save_checkpoint(
         "state_dict": {k: v.detach().cpu() for k, v in sd.items()},
         "metadata": dict(metadata or {}),
     }
+    widths = getattr(model, "narrow_widths", None)
+    if widths is not None:
+        payload["narrow"] = {str(k): int(v) for k, v in widths.items()}
     atomic_torch_save(payload, path)
 
 
@@ -138,11 +142,17 @@ def extract_state_dict(obj: Any, source: str = "checkpoint") -> tuple[dict[str, 
     ``info`` has ``format`` and, for mirl files, ``config`` and ``metadata``.
     """
     if isinstance(obj, Mapping) and obj.get("format") == MIRL_FORMAT:
-        return dict(obj["state_dict"]), {
+        info = {
             "format": MIRL_FORMAT,
             "config": obj.get("config"),
             "metadata": dict(obj.get("metadata") or {}),
         }
+        if obj.get("narrow") is not None:
+            if not isinstance(obj["narrow"], Mapping):
+                raise CheckpointError(f"{source}: its narrowed widths are not a mapping of unit names to channel counts; "
+                                      "the file is damaged: export it again")
+            info["narrow"] = dict(obj["narrow"])
+        return dict(obj["state_dict"]), info
     if isinstance(obj, Mapping) and obj.get("format") == SPARSE_FORMAT:
         state, mask = densify(obj)
         return state, {
@@ -308,7 +318,16 @@ def load_checkpoint(
         else:  # incomplete or foreign: compare with the nearest preset so the message names what is really missing
             cfg, how = closest_preset(state), "the closest preset; the file's keys fit no architecture"
     name = preset_name(cfg) or "custom"
-    model = PromptIR(cfg, impl=impl)  # type: ignore[arg-type]
+    if info.get("narrow") is not None:  # a narrowed network: rebuilt from its recorded widths
+        from .narrow import build_narrow_model
+
+        try:
+            model = build_narrow_model(cfg, info["narrow"], impl=impl, source=source)
+        except MirlError as exc:
+            raise CheckpointError(str(exc)) from None
+        how += ", narrowed to its recorded widths"
+    else:
+        model = PromptIR(cfg, impl=impl)  # type: ignore[arg-type]
     check_state_dict(model, state, f"{name!r} ({how})", source)
     check_finite(state, source)
     model.load_state_dict(state)
@@ -322,4 +341,6 @@ def load_checkpoint(
     }
     if "mask" in info:
         meta["mask"] = info["mask"]
+    if "narrow" in info:
+        meta["narrow"] = dict(info["narrow"])
     return model, meta

@@ -1,13 +1,14 @@
-// The page: load the ticket (gzipped ONNX) into onnxruntime-web, restore dropped/picked/pasted
-// photos tile by tile, show before/after, the time taken, and offer the PNG. Everything it
-// fetches lies in this folder.
+// The page: load the ticket (a gzipped ONNX graph and its compact weights, inflated by weights.js)
+// into onnxruntime-web, restore dropped/picked/pasted photos tile by tile, show before/after, the
+// time taken, and offer the PNG. Everything it fetches lies in this folder.
 import * as ort from "./ort/ort.wasm.min.mjs";
 import { plan, restoreRGBA, tileChoices, tilingWarning } from "./restore.js";
 import { encodePNG } from "./png.js";
+import { inflate } from "./weights.js";
 
 const $ = (id) => document.getElementById(id);
 const MAX_PIXELS = 40e6; // accumulators need ~16 bytes per pixel
-const page = { ticket: null, session: null, busy: false, last: null, threads: 1, warned: null };
+const page = { ticket: null, session: null, busy: false, last: null, threads: 1, warned: null, weights: null };
 // For tests and benchmarks: resolves when the model is ready; `last` holds the last result.
 window.mirlWeb = { page, ready: null, restoreFile: null };
 
@@ -53,11 +54,32 @@ function fact(term, value) {
   $("facts").append(dt, dd);
 }
 
+// The model's bytes as sent (the gzipped files the page fetches) next to the same network stored dense.
+function downloadText(m) {
+  const sent = m.sent_bytes ?? m.gzip_bytes;
+  const dense = m.dense ? m.dense.sent_bytes : null;
+  const than = dense && dense > sent ? `; stored dense (every weight, ${m.dtype}) it would be ${bytes(dense)}, ${(dense / sent).toFixed(1)}× more` : "";
+  if (!m.weights) return `${bytes(sent)} as sent: ${m.file}, the whole ONNX file gzipped (${bytes(m.onnx_bytes)} unpacked, ${m.dtype} weights, zeros included)${than}`;
+  const w = m.weights;
+  return `${bytes(sent)} as sent: the graph ${m.file} (${bytes(m.gzip_bytes)}) and ${w.file} (${bytes(w.gzip_bytes)}: ` +
+         `a bitmask of the kept positions and the kept values as ${w.values}, for ${w.tensors.toLocaleString("en")} tensors; ` +
+         `${w.kept.toLocaleString("en")} of ${w.positions.toLocaleString("en")} values kept)${than}`;
+}
+
+// Narrowed tickets: ms per tile against the dense network, measured natively at export.
+function speedText(s) {
+  const threads = `${s.threads} thread${s.threads > 1 ? "s" : ""}`;
+  return `${s.ms.toFixed(0)} ms per ${s.tile}×${s.tile} tile against ${s.dense_ms.toFixed(0)} ms for the dense network: ` +
+         `${s.speedup.toFixed(1)}× faster (whole channels removed; ${(s.macs / 1e9).toFixed(1)} against ${(s.dense_macs / 1e9).toFixed(1)} G ` +
+         `multiply-accumulates), measured at export with ${s.runtime}, ${threads}, on ${s.measured}. This page's own time per tile shows after a restoration.`;
+}
+
 function describeTicket(t) {
   const d = t.density;
   fact("network", `PromptIR, preset "${t.preset}" (${t.parameters.toLocaleString("en")} parameters), exported from the ${t.impl} implementation`);
   fact("density", `${pct(d.prunable)} of the prunable weights (${d.nonzero_prunable.toLocaleString("en")} of ${d.prunable_total.toLocaleString("en")}, ${d.rule} rule); ${pct(d.trainable)} of all trainable parameters`);
-  fact("model file", `${t.model.file}: ${bytes(t.model.gzip_bytes)} (gzip; ${bytes(t.model.onnx_bytes)} unpacked ONNX, ${t.model.dtype} weights)`);
+  fact("download", downloadText(t.model));
+  if (t.speed) fact("speed", speedText(t.speed));
   if (t.metrics) {
     const m = t.metrics;
     const where = m.demo_corpus ? "the built-in demo corpus (a demonstration, not a benchmark)" : `data set ${m.data}`;
@@ -132,18 +154,28 @@ async function loadModel() {
   fillTileChoices(t);
   addExamples(t);
   fetch("model_card.md").then((r) => (r.ok ? r.text() : "(no model card in this folder)")).then((text) => { $("card").textContent = text; });
-  status(`Loading the model (${bytes(t.model.gzip_bytes)}) and the runtime…`);
+  status(`Loading the model (${bytes(t.model.sent_bytes ?? t.model.gzip_bytes)}) and the runtime…`);
   ort.env.wasm.wasmPaths = new URL("./ort/", location.href).href;
-  const [wasm, model] = await Promise.all([
+  const w = t.model.weights;
+  const [wasm, model, blob] = await Promise.all([
     fetchBytes(t.runtime.wasm, "the WebAssembly runtime").then(gunzip),
     fetchBytes(t.model.file, "the model").then(gunzip),
+    w ? fetchBytes(w.file, "the model's weights").then(gunzip) : Promise.resolve(null),
   ]);
   ort.env.wasm.wasmBinary = wasm;
+  const options = { executionProviders: ["wasm"], graphOptimizationLevel: "all" };
+  if (blob) {
+    // The graph's weights are external data: rebuild them from the bitmasks and values.
+    const t1 = performance.now();
+    const weights = inflate(blob);
+    page.weights = { ms: performance.now() - t1, bytes: weights.data.length, tensors: weights.tensors, values: weights.values };
+    if (weights.tensors) options.externalData = [{ path: weights.header.external, data: weights.data }];
+  }
   // Threads need a cross-origin isolated page (mirl serve sends the headers); otherwise one thread.
   page.threads = self.crossOriginIsolated ? Math.max(1, Math.min(navigator.hardwareConcurrency || 1, 8)) : 1;
   ort.env.wasm.numThreads = page.threads;
   ort.env.wasm.proxy = true; // run in a worker: the page stays responsive during a tile
-  page.session = await ort.InferenceSession.create(model, { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
+  page.session = await ort.InferenceSession.create(model, options);
   page.loadMs = performance.now() - t0;
   const threads = page.threads > 1 ? `${page.threads} threads` : "1 thread" + (self.crossOriginIsolated ? "" : " (serve with mirl serve for all cores)");
   $("runtime").textContent += `, ${threads}`;
