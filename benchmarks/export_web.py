@@ -108,7 +108,6 @@ def study_sources(study: str | os.PathLike) -> dict[str, str]:
     """``tiny-dense``, ``tiny-ticket`` and ``tiny-refill`` of a real study: replicate 0's level 0, and
     main and refill of its last level whose refill branch is finished."""
     from mirl import paths
-
     replicate = paths.replicate_dir(Path(study), 0)
     levels = [k for k in paths.level_numbers(replicate) if paths.is_finished(paths.level_dir(replicate, k, "refill"))]
     if not levels:
@@ -120,9 +119,9 @@ def study_sources(study: str | os.PathLike) -> dict[str, str]:
 
 def refill_against_main(study: str | os.PathLike) -> list[dict[str, Any]]:
     """Per pruned level: the PSNR of refill minus main's, paired on seeds and test images, over the
-    mean of the tasks, with its 95% interval, n and verdict (``mirl.evidence``)."""
-    from mirl.evidence import MEAN, paired_differences, scores_table, study_variants
-    from mirl.stats import Interval, verdict
+    mean of the tasks, with its 95% interval, n and verdict (``mirl.analysis.evidence``)."""
+    from mirl.analysis.evidence import MEAN, paired_differences, scores_table, study_variants
+    from mirl.analysis.stats import Interval, verdict
 
     variants = study_variants(study, ["refill"])
     differences = paired_differences(scores_table(variants), "ticket")

@@ -47,7 +47,7 @@ TARGETS = {
 }
 
 
-# The compile stage's activation memory budget (mirl.train_step.compile_blocks): 0.7 kept
+# The compile stage's activation memory budget (mirl.study.step.compile_blocks): 0.7 kept
 # fewer activations than the eager fast path on the CPU (18 against 19 of a block's width).
 COMPILE_MEMORY_BUDGET = 0.7
 
@@ -114,8 +114,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     def study_smoke() -> dict[str, Any]:
         import tempfile
 
-        from mirl.lottery import run_study
-        from mirl.results import levels, load_metrics
+        from mirl.study.lottery import run_study
+        from mirl.analysis.results import levels, load_metrics
 
         runs: dict[str, Any] = {}
         for graph in ("auto", "off"):  # the CUDA-graph step must learn what the eager step learns

@@ -8,7 +8,7 @@ restoration of a large image within a memory budget.
   Untrained weights unless a checkpoint or state dict is given (``gpu_all`` passes the weights
   of its 200-step loss-curve run).
 * Latency: one image per size, reference fp32 / fast fp32 / fast bf16.
-* Tiled: ``mirl.restore.restore_image`` with ``--tile``/``--overlap`` on a ``--tiled-size``
+* Tiled: ``mirl.scoring.restore.restore_image`` with ``--tile``/``--overlap`` on a ``--tiled-size``
   square image; peak device memory is checked against ``--mem-budget-gib``.
 
 Example:
@@ -38,7 +38,7 @@ from benchmarks.common import (
     time_fn,
     write_json,
 )
-from mirl.metrics import psnr
+from mirl.scoring.metrics import psnr
 from mirl.models import build_model
 from mirl.models.promptir import PromptIR
 
@@ -129,8 +129,8 @@ def latency(
 def tiled(
     fast: PromptIR, device: torch.device, size: int, tile: int, overlap: int, bf16: bool, budget_gib: float | None
 ) -> dict[str, Any]:
-    """Restore one ``size`` x ``size`` image with ``mirl.restore.restore_image`` in tiles."""
-    from mirl.restore import restore_image
+    """Restore one ``size`` x ``size`` image with ``mirl.scoring.restore.restore_image`` in tiles."""
+    from mirl.scoring.restore import restore_image
 
     image = torch.rand(3, size, size, generator=torch.Generator().manual_seed(size))
     sync(device)
@@ -152,7 +152,7 @@ def tiled(
 
 def tiled_matches_untiled(fast: PromptIR, device: torch.device, size: int, tile: int, overlap: int) -> float:
     """Max |tiled - untiled| (fp32) on a ``size`` x ``size`` photo crop: the seam error."""
-    from mirl.restore import restore_image
+    from mirl.scoring.restore import restore_image
 
     photo = load_photos(1, min_side=size)[0][:size, :size]
     image = torch.from_numpy(np.ascontiguousarray(photo.transpose(2, 0, 1)))

@@ -1,6 +1,6 @@
 """Predicted peak memory of one training step, without a GPU.
 
-The study's own step (:class:`mirl.train_step.TrainStep`: forward, L1 loss, backward, AdamW) runs
+The study's own step (:class:`mirl.study.step.TrainStep`: forward, L1 loss, backward, AdamW) runs
 on fake tensors (shapes, dtypes and strides, no data, no arithmetic), and the lifetime of every
 storage is followed, as the CUDA caching allocator's ``max_memory_allocated`` counts it (blocks
 rounded up to 512 bytes; weights, optimizer state and the batch included). The fast path runs
@@ -156,7 +156,7 @@ def step_memory(preset: str, batch: int, patch: int, path: StepPath, steps: int 
         True
     """
     from mirl.models import build_model
-    from mirl.train_step import StepOptions, build_train_step
+    from mirl.study.step import StepOptions, build_train_step
 
     with FakeTensorMode(allow_non_fake_inputs=False):
         net = build_model(preset, impl=path.impl)

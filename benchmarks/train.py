@@ -1,9 +1,9 @@
 """Training throughput: the ``fast`` path against the ``reference`` path in one process.
 
-Both paths build their step with the study's own :func:`mirl.train_step.build_train_step`.
+Both paths build their step with the study's own :func:`mirl.study.step.build_train_step`.
 Reference path: ``impl="reference"``, fp32, ``torch.optim.AdamW`` with its defaults (lr 2e-4,
 weight decay 0.01), eager. Fast path: the options the study picks on this device
-(:meth:`mirl.train_step.StepOptions.for_study`), ``impl="fast"``; on CUDA also bf16 autocast,
+(:meth:`mirl.study.step.StepOptions.for_study`), ``impl="fast"``; on CUDA also bf16 autocast,
 fused AdamW, channels-last weights and the whole step (forward, backward, optimizer, masks)
 captured in one CUDA graph; optional ``torch.compile``. Both paths start from the same weights
 and see the same batches (pre-staged on the device, so data loading never stalls the step).
@@ -42,7 +42,7 @@ from benchmarks.common import (
 from mirl.models import build_model
 from mirl.models.promptir import PromptIR
 from mirl.pruning.rules import prunable_names
-from mirl.train_step import COMPILE_MODES, StepOptions, build_train_step
+from mirl.study.step import COMPILE_MODES, StepOptions, build_train_step
 
 LR = 2e-4
 WEIGHT_DECAY = 0.01
@@ -65,7 +65,7 @@ class PathConfig:
     compile_memory_budget: float = 1.0  # with compile: fraction of the default activations kept
 
     def options(self) -> StepOptions:
-        """The step options of this path (:func:`mirl.train_step.build_train_step`).
+        """The step options of this path (:func:`mirl.study.step.build_train_step`).
 
         Example:
             >>> reference_path().options().fused
@@ -93,7 +93,7 @@ def reference_path() -> PathConfig:
 
 def fast_path(device: torch.device, **overrides: Any) -> PathConfig:
     """The study's own step on ``device`` (single process, default settings, ``impl="fast"``:
-    :meth:`mirl.train_step.StepOptions.for_study`): on CUDA bf16 + fused AdamW + channels-last +
+    :meth:`mirl.study.step.StepOptions.for_study`): on CUDA bf16 + fused AdamW + channels-last +
     one CUDA graph; on CPU fp32 (bf16 autocast is slower on most CPUs) with fused AdamW.
 
     Example:
@@ -151,7 +151,7 @@ def stage(batches: Sequence[tuple[torch.Tensor, torch.Tensor]], device: torch.de
 
 class Trainer:
     """One training path: model, AdamW and ``step(x, y) -> loss`` (a detached 0-d tensor), the
-    study's own step (:func:`mirl.train_step.build_train_step`: masks applied with fused
+    study's own step (:func:`mirl.study.step.build_train_step`: masks applied with fused
     multiplies, the whole step optionally one CUDA graph)."""
 
     def __init__(

@@ -12,7 +12,7 @@ import sys
 from typing import Sequence
 
 from mirl.errors import MirlError
-from mirl.runlog import configure_cli_logging
+from mirl.study.log import configure_cli_logging
 
 # sub-command -> (module, one-line help). Modules import their heavy dependencies inside run().
 COMMANDS: dict[str, tuple[str, str]] = {

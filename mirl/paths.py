@@ -1,10 +1,10 @@
 """Where things live: the project's folders, and every file name of a run folder.
 
 The root is ``$MIRL_HOME`` when set, else the checkout that holds this package (an editable
-install), else the current directory. A study folder (written by :mod:`mirl.lottery`, read by
-:mod:`mirl.results`, :mod:`mirl.evaluate`, :mod:`mirl.export` and the commands) looks like::
+install), else the current directory. A study folder (written by :mod:`mirl.study.lottery`, read by
+:mod:`mirl.analysis.results`, :mod:`mirl.scoring.evaluate`, :mod:`mirl.export` and the commands) looks like::
 
-    runs/<preset>_<hash8>/config.json            the settings (run_config), data.json, log.txt (mirl.runlog)
+    runs/<preset>_<hash8>/config.json            the settings (run_config), data.json, log.txt (mirl.study.log)
     runs/<preset>_<hash8>/replicate_<r>/         one replicate (replicate_dir): init.pt, rewind.pt
         level_<k>/main/                          the ticket chain (level_dir(rep, k))
         level_<k>/<branch>/                      a branch of level k (level_dir(rep, k, branch)):

@@ -1,6 +1,6 @@
 """Print the tables of docs/findings.md from a study's runs, and write its figures.
 
-Every number comes from :mod:`mirl.evidence` on the per-image scores of the study tree, so the
+Every number comes from :mod:`mirl.analysis.evidence` on the per-image scores of the study tree, so the
 page can be regenerated from the runs (only levels every replicate finished are shown).
 
 Usage:
@@ -35,7 +35,7 @@ def path_shape(study: Path) -> pd.DataFrame:
     end points, |P(1) - P(0)| / 2 (a lower bound of the barrier), and the largest dip below the
     straight line between them, max over alpha of [(1 - alpha) P(0) + alpha P(1) - P(alpha)]."""
     from mirl import paths
-    from mirl.results import load_metrics
+    from mirl.analysis.results import load_metrics
 
     rows = []
     replicates = [paths.replicate_dir(study, r) for r in paths.replicate_numbers(study)]
@@ -55,8 +55,8 @@ def path_shape(study: Path) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mirl import evidence, viz
-
+    from mirl.analysis import evidence
+    from mirl.reports import viz
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("study", type=Path)
     parser.add_argument("--figures", type=Path, default=None, help="folder for evidence_gain.png and evidence_barrier.png")

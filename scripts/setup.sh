@@ -70,7 +70,7 @@ if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null) \
     || echo "setup: chromium could not be installed; browser tests will be skipped" >&2
 fi
-# A single-node SLURM with accounting for the cluster tests (tests/test_slurm.py starts and stops it).
+# A single-node SLURM with accounting for the cluster tests (tests/study/test_launch_slurm.py starts and stops it).
 if ! command -v slurmctld >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "setup: installing Debian slurm-wlm, munge, slurmdbd and mariadb-server for the SLURM tests"
   (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge slurmdbd mariadb-server >/dev/null 2>&1 \

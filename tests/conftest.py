@@ -62,7 +62,7 @@ def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def smoke_run(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mirl.lottery import run_study
+    from mirl.study.lottery import run_study
 
     return run_study("smoke", {"data": str(demo_data), **FAST}, out=tmp_path_factory.mktemp("runs"))
 

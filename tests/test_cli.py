@@ -25,7 +25,7 @@ def test_command_help(command, capsys):
 
 
 def test_python_m_mirl_runs_without_side_effects():
-    proc = subprocess.run([sys.executable, "-c", "import mirl, mirl.cli, mirl.lottery, mirl.report; print('ok')"],
+    proc = subprocess.run([sys.executable, "-c", "import mirl, mirl.cli, mirl.study.lottery, mirl.reports.runner; print('ok')"],
                           capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "ok" and proc.stderr == ""
     proc = subprocess.run([sys.executable, "-m", "mirl", "--help"], capture_output=True, text=True, check=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mirl import paths
-from mirl.lottery import run_study
+from mirl.study.lottery import run_study
 from tests.conftest import FAST, subprocess_env
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
@@ -108,7 +108,7 @@ def test_second_writer_refuses_while_the_run_is_locked(smoke_run, demo_data, tmp
 
 
 def test_a_node_another_process_runs_is_refused(smoke_run, demo_data, tmp_path):
-    """Jobs of one study lock only their node (mirl.launch): a plain run refuses a node a job
+    """Jobs of one study lock only their node (mirl.study.launch): a plain run refuses a node a job
     holds, naming it; once the holder is gone, a job (shared) runs that node alone."""
     from mirl.errors import MirlError
 

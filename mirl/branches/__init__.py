@@ -39,7 +39,7 @@ class BranchContext:
     """What a branch of one level may read: main's mask and starting weights of that level, the
     replicate's folder and seed, the study's settings, and the branch's own seed."""
 
-    cfg: Any  # mirl.config.StudyConfig
+    cfg: Any  # mirl.study.config.StudyConfig
     replicate: Path
     replicate_seed: int
     level: int

@@ -38,11 +38,11 @@ def run(args: argparse.Namespace) -> int:
     from mirl.data import expand_tasks
     from mirl.device import resolve_device
     from mirl.errors import MirlError
-    from mirl.evaluate import EvalSettings, check_limit, evaluate_model, find_checkpoints, format_table, write_results_table
+    from mirl.scoring.evaluate import EvalSettings, check_limit, evaluate_model, find_checkpoints, format_table, write_results_table
     from mirl.models import load_checkpoint
-    from mirl.results import checkpoint_origin
+    from mirl.analysis.results import checkpoint_origin
 
-    from mirl.restore import DEFAULT_OVERLAP, check_tiling
+    from mirl.scoring.restore import DEFAULT_OVERLAP, check_tiling
 
     check_tiling(args.tile, DEFAULT_OVERLAP)  # evaluation tiles overlap as restore's do
     check_limit(args.limit)

@@ -25,7 +25,7 @@ import argparse
 
 from mirl.commands import add_checkpoint_arguments
 
-# literal copies (kept in sync by tests/test_export.py) so that building the parser does not import torch
+# literal copies (kept in sync by tests/export/test_formats.py) so that building the parser does not import torch
 FORMATS = ("sparse", "lightning", "onnx", "web", "narrow")
 DTYPES = ("float32", "float16", "bfloat16")
 

@@ -7,7 +7,7 @@ import os
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from mirl.config import STUDY_PRESETS
+    from mirl.study.config import STUDY_PRESETS
 
     parser.add_argument("--preset", default="quickstart", choices=sorted(STUDY_PRESETS), help="starting configuration (default: quickstart)")
     parser.add_argument("--config", help="YAML/JSON file of settings, applied after the preset")
@@ -39,9 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mirl.config import HELP, parse_assignments, study_preset
+    from mirl.study.config import HELP, parse_assignments, study_preset
     from mirl.errors import MirlError
-    from mirl.lottery import run_study
+    from mirl.study.lottery import run_study
 
     overrides = parse_assignments(args.set)
     if args.seed is not None:
@@ -55,11 +55,11 @@ def run(args: argparse.Namespace) -> int:
         for key, value in settings.items():
             print(f"{key:{width}s} {value!r:28s} {HELP.get(key, '')}")
         return 0
+    _check_launcher_options(args)  # a dry run refuses what the run would refuse
     if args.dry_run:
         return _dry_run(args, overrides)
     if args.no_timing or args.seconds_per_step is not None:
         raise MirlError("--no-timing and --seconds-per-step go with --dry-run")
-    _check_launcher_options(args)
     if args.launcher != "inline":
         study = _run_graph(args, overrides)
         if study is None:
@@ -99,8 +99,8 @@ def _run_graph(args: argparse.Namespace, overrides: dict) -> "os.PathLike | None
     """Run the study as a job graph; the study folder once it is finished (None: submitted, not waited for)."""
     from pathlib import Path
 
-    from mirl import launch
-    from mirl.config import parse_assignments, study_preset
+    from mirl.study import launch
+    from mirl.study.config import parse_assignments, study_preset
     from mirl.paths import runs_dir
 
     cfg = study_preset(args.preset, overrides, args.config)
@@ -131,7 +131,7 @@ def _run_graph(args: argparse.Namespace, overrides: dict) -> "os.PathLike | None
 def _dry_run(args: argparse.Namespace, overrides: dict) -> int:
     """Print the plan and the bill of the study; nothing is written."""
     from mirl.errors import MirlError
-    from mirl.study_plan import format_plan, plan_study, seconds_per_step
+    from mirl.study.plan import format_plan, plan_study, seconds_per_step
 
     if args.seconds_per_step is not None and not args.seconds_per_step > 0:
         raise MirlError(f"--seconds-per-step must be a positive number, got {args.seconds_per_step}")
@@ -143,7 +143,7 @@ def _dry_run(args: argparse.Namespace, overrides: dict) -> int:
     else:
         step, where = seconds_per_step(plan.cfg)
     print(format_plan(plan, step, where))
-    from mirl.launch import graph_summary, job_graph
+    from mirl.study.launch import graph_summary, job_graph
 
     for line in graph_summary(job_graph(plan.cfg), args.launcher, args.jobs, plan.finished):
         print(f"  {line}")
@@ -155,7 +155,7 @@ def print_summary(study: str | os.PathLike) -> None:
     replicate: remaining weights (both denominators), the mean PSNR over tasks against the degraded
     input's, and the gain with its 95% interval and n; then each stability barrier, and a warning
     for every task and level where a network makes images worse than its input."""
-    from mirl.evidence import barrier_table, scores_table, study_variants
+    from mirl.analysis.evidence import barrier_table, scores_table, study_variants
 
     scores = scores_table(study_variants(study))
     if scores.empty:
@@ -170,7 +170,7 @@ def print_summary(study: str | os.PathLike) -> None:
 
 
 def _print_variant(label: str, scores: "pd.DataFrame") -> None:  # noqa: F821
-    from mirl.evidence import MEAN, curve_table, harm_warnings
+    from mirl.analysis.evidence import MEAN, curve_table, harm_warnings
 
     psnr, gain = (c[c["task"] == MEAN].set_index("level") for c in (curve_table(scores, m) for m in ("psnr", "gain")))
     convention = ", ".join(sorted(set(scores["convention"])))

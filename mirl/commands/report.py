@@ -31,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _parse_sets(items: list[str]) -> dict:
     """``--set`` items as notebook parameters (YAML values; nothing YAML would drop or turn into a
     date); a parameter given twice with two values is refused."""
-    from mirl.report import ReportError
-    from mirl.yamlio import parse_yaml_value
+    from mirl.reports.runner import ReportError
+    from mirl.study.yamlio import parse_yaml_value
 
     parsed = {}
     for item in items:
@@ -50,16 +50,19 @@ def _parse_sets(items: list[str]) -> dict:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mirl import report
-    from mirl.report_index import build_index
+    from mirl.reports import runner
+    from mirl.reports.index import build_index
+    from mirl.study.config import STUDY_PRESETS
 
     if args.index_only:
         print(build_index(args.out).resolve())
         return 0
+    if args.preset is not None and args.preset not in STUDY_PRESETS:
+        raise runner.ReportError(f"unknown preset {args.preset!r}; valid: {', '.join(STUDY_PRESETS)}")
     extra = _parse_sets(args.sets)
-    sets = report.load_param_sets(args.params) if args.params else [{}]
+    sets = runner.load_param_sets(args.params) if args.params else [{}]
     sets = [{**s, **extra} for s in sets]
-    records = report.run_reports(
+    records = runner.run_reports(
         preset=args.preset, param_sets=sets, notebooks=args.notebooks, out=args.out,
         runs_dir=args.runs, data_dir=args.data, notebooks_path=args.notebooks_dir, kernel_name=args.kernel,
     )

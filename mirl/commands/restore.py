@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from mirl.device import resolve_device
     from mirl.errors import MirlError
     from mirl.models import load_checkpoint
-    from mirl.restore import plan_restore, restore_files
+    from mirl.scoring.restore import plan_restore, restore_files
 
     # every setting and path is checked before the checkpoint is loaded; outputs never touch inputs
     if args.max_pixels is not None and args.max_pixels < 0:

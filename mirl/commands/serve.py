@@ -30,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from mirl.export.serve import make_server
 
     folder = Path(args.folder)
+    if folder.is_file():
+        raise MirlError(f"{folder} is a file; give the folder that holds the page (its index.html), e.g. {folder.parent}")
     if not folder.is_dir():
         raise MirlError(f"{folder}: no such folder; build one with `mirl export SOURCE --format web --out {folder}`")
     if not (folder / "index.html").is_file():

@@ -15,7 +15,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     from collections import Counter
 
-    from mirl.launch import node_states
+    from mirl.study.launch import node_states
 
     rows = node_states(args.study)
     if args.json:

@@ -32,7 +32,7 @@ PUBLISHED_REPEATS: dict[str, int] = {"denoise_15": 3, "denoise_25": 3, "denoise_
 # For the built-in demo corpus written by ``mirl make-dataset`` (11 train photos; 3 rainy and 3 hazy
 # variants each): equal samples per task family, not per task: each sigma 11 x 4 = 44, derain and
 # dehaze 33 x 4 = 132, so denoise, derain and dehaze are a third each. The quickstart preset sets
-# its own mix (mirl/config.py).
+# its own mix (mirl/study/config.py).
 DEMO_REPEATS: dict[str, int] = {"denoise_15": 4, "denoise_25": 4, "denoise_50": 4, "derain": 4, "dehaze": 4, "jpeg": 4}
 
 

@@ -58,10 +58,11 @@ def fingerprint_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[
     for split in ("train", "test"):
         before, after = dict(old.get(split) or {}), dict(new.get(split) or {})
         for name in sorted(set(before) | set(after)):
+            shown = name if name.startswith(f"{split}/") else f"{split}/{name}"  # data_fingerprint's paths start with it
             if name not in before:
-                changes.append(f"{split}/{name} (added)")
+                changes.append(f"{shown} (added)")
             elif name not in after:
-                changes.append(f"{split}/{name} (removed)")
+                changes.append(f"{shown} (removed)")
             elif before[name] != after[name]:
-                changes.append(f"{split}/{name} (changed)")
+                changes.append(f"{shown} (changed)")
     return changes

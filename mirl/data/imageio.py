@@ -185,7 +185,7 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = MAX_PIXELS) -> 
 
 def _check_unit_floats(arr: np.ndarray, path: Path) -> None:
     """Refuse a float image whose values are not 0..1 (0 black, 1 white; within the metrics' tolerance)."""
-    from mirl.metrics import RANGE_TOLERANCE
+    from mirl.scoring.metrics import RANGE_TOLERANCE
 
     finite = arr[np.isfinite(arr)]
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)

@@ -110,7 +110,7 @@ def is_builtin_dataset(data_root: PathLike) -> bool:
     manifest = Path(data_root) / "mirl_dataset.json"
     try:
         return manifest.is_file() and read_json(manifest).get("format") == "mirl.dataset"
-    except (OSError, ValueError):
+    except (OSError, ValueError, MirlError):  # unreadable or not JSON: not a manifest mirl wrote
         return False
 
 

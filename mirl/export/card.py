@@ -60,13 +60,13 @@ def metrics_summary(ticket: Ticket) -> dict[str, Any] | None:
     m = ticket.metrics
     if not m or "mean_psnr" not in m:
         return None
-    from mirl.metrics import CONVENTIONS
+    from mirl.scoring.metrics import CONVENTIONS
 
     convention = str(m.get("convention", "upstream"))
     data = (ticket.run_config or {}).get("data", "unknown")
     return {
         "convention": convention,
-        "convention_text": CONVENTIONS.get(convention, "see mirl.metrics"),
+        "convention_text": CONVENTIONS.get(convention, "see mirl.scoring.metrics"),
         "mean_psnr": float(m["mean_psnr"]),
         "mean_ssim": float(m["mean_ssim"]),
         "mean_input_psnr": sum(float(v.get("input_psnr", float("nan"))) for v in (m.get("tasks") or {}).values())

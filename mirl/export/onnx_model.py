@@ -2,7 +2,7 @@
 
 The graph has one input ``image`` (float32 ``[1, 3, height, width]``, RGB in [0, 1], height
 and width multiples of 8) and one output ``restored`` of the same shape, the network's raw output
-(not clamped: :func:`mirl.restore.restore_image` blends tiles first, then clamps). Opset 18.
+(not clamped: :func:`mirl.scoring.restore.restore_image` blends tiles first, then clamps). Opset 18.
 
 ``dtype="float16"`` stores the weights as float16 and casts them back to float32 in the graph,
 so the file is half the size and every runtime computes in float32 (onnxruntime folds the casts

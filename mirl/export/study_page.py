@@ -40,7 +40,7 @@ def _page_hash() -> str:
 
 def study_run(runs_dir: str | os.PathLike, preset: str) -> Path | None:
     """``runs_dir/<preset>_<hash>`` for the preset's default settings, if it exists."""
-    from mirl.config import run_name, study_preset
+    from mirl.study.config import run_name, study_preset
 
     try:
         path = Path(runs_dir) / run_name(preset, study_preset(preset))

@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 
 from mirl import paths
 from mirl.errors import MirlError
+from mirl.fileio import read_json
 
 
 
@@ -73,10 +73,11 @@ class Ticket:
         return state
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def _read_json(path: Path, advice: str) -> dict[str, Any] | None:
+    """The JSON in ``path``, or None when there is no such file (an unreadable one is an error)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        return read_json(path, advice=advice)
+    except FileNotFoundError:
         return None
 
 
@@ -166,11 +167,11 @@ def load_ticket(
     ticket.densities = density_summary(model.state_dict(), rule, model.unused_in_forward)
     if level_dir is not None:
         ticket.level = paths.level_number(level_dir.parent)
-        ticket.metrics = _read_json(paths.metrics_file(level_dir))
+        ticket.metrics = _read_json(paths.metrics_file(level_dir), "run the level again, or remove the file to export without scores")
         study = paths.study_of(level_dir)
         if study is not None:
             ticket.run_dir = study
-            ticket.run_config = _read_json(paths.run_config(study))
+            ticket.run_config = _read_json(paths.run_config(study), "restore the study's config.json (it names the data and settings)")
     if ticket.level is None and isinstance(meta.get("metadata", {}).get("level"), int):
         ticket.level = int(meta["metadata"]["level"])
     ticket.narrow = structured_ticket(model, meta, ticket.metrics)

@@ -1,0 +1,383 @@
+"""Evidence from studies: per-image scores across replicates, curves with 95% intervals, paired
+differences ticket - control with verdicts, and the levels where a network harms its input.
+
+A study variant (the ticket, or one control) is a list of chains, one per replicate: a chain is
+a replicate folder (its ``main`` chain, the ticket) or ``(replicate folder, branch)``
+(:func:`study_variants` lists a study's own). Intervals come from
+:mod:`mirl.analysis.stats`. Every table says what it rests on: ``images`` (per task, or summed over tasks
+for the ``mean`` row) and ``replicates``, and the interval ``method``.
+
+Example:
+    >>> scores = scores_table(study_variants("runs/quickstart_1a2b3c4d"))                  # doctest: +SKIP
+    >>> curves = curve_table(scores, metric="gain")                                      # doctest: +SKIP
+    >>> verdicts = verdict_table(paired_differences(scores, "ticket"))                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from mirl.errors import MirlError
+from mirl.scoring.metrics import harm_warning
+from mirl.paths import MAIN as MAIN_BRANCH
+from mirl.analysis.stats import Interval, interval, verdict
+
+MEAN = "mean"  # the row/panel that averages the tasks (each task weighs the same)
+METRICS: dict[str, str] = {
+    "psnr": "PSNR (dB)",
+    "gain": "PSNR gain over the degraded input (dB)",
+    "ssim": "SSIM",
+}
+UNITS: dict[str, str] = {"psnr": "dB", "gain": "dB", "ssim": ""}
+SCORE_COLUMNS = ["label", "replicate", "seed", "run", "level", "remaining_prunable", "remaining_trainable", "task",
+                 "name", "psnr", "ssim", "input_psnr", "input_ssim", "gain", "convention"]
+
+
+def _chain(chain: object) -> tuple[str | os.PathLike, str]:
+    return (chain[0], chain[1]) if isinstance(chain, tuple) else (chain, MAIN_BRANCH)  # type: ignore[index,return-value]
+
+
+def study_variants(study: str | os.PathLike, branches: Sequence[str] | None = None, suffix: str = "") -> dict[str, list]:
+    """``{label: [(replicate folder, branch), ...]}`` for the ticket and every control branch of a
+    study (or only ``branches``, main first), one chain per replicate, labels with ``suffix``.
+
+    Example:
+        >>> study_variants("runs/smoke_de4d1844")      # doctest: +SKIP
+        {'ticket': [(.../replicate_0, 'main'), ...], 'random re-init': [(.../replicate_0, 'random_reinit'), ...]}
+    """
+    from mirl import paths
+    from mirl.branches import branch_label, registry
+    from mirl.analysis.results import branches_of, study_dir
+
+    root = study_dir(study)
+    found = branches_of(root)
+    wanted = [MAIN_BRANCH, *(b for b in (branches if branches is not None else found)
+                             if b != MAIN_BRANCH and b in found and registry()[b].is_control)]
+    replicates = [paths.replicate_dir(root, r) for r in paths.replicate_numbers(root)]
+    return {branch_label(b) + suffix: [(rep, b) for rep in replicates] for b in wanted}
+
+
+def scores_table(variants: Mapping[str, Sequence[object]]) -> pd.DataFrame:
+    """Per-image scores of every finished level of every replicate of every variant.
+
+    ``variants`` maps a label (``"ticket"``, ``"random re-init"``) to its chains, one per
+    replicate (:func:`study_variants`). ``gain`` is the PSNR over the degraded input's PSNR (> 0: the network restores).
+    Images whose PSNR is infinite (identical to the clean image) are left out, as in the means.
+    """
+    from mirl.analysis.results import levels, load_config, load_metrics
+
+    rows = []
+    for label, chains in variants.items():
+        for replicate, chain in enumerate(chains):
+            run_dir, branch = _chain(chain)
+            seed = load_config(run_dir).get("seed")
+            for level in levels(run_dir, branch=branch):
+                metrics = load_metrics(run_dir, level, branch)
+                for task, scores in (metrics.get("tasks") or {}).items():
+                    for item in scores.get("per_image", []):
+                        if "input_psnr" not in item:
+                            raise MirlError(f"{run_dir} level {level}: metrics.json has no per-image input_psnr (an older "
+                                            "mirl wrote it); re-run the study in a new --out folder to score against the input")
+                        psnr, input_psnr = float(item["psnr"]), float(item["input_psnr"])
+                        if not (np.isfinite(psnr) and np.isfinite(input_psnr)):
+                            continue
+                        rows.append({
+                            "label": label, "replicate": replicate, "seed": seed, "run": f"{os.path.basename(os.path.dirname(os.path.abspath(run_dir)))}/{os.path.basename(os.fspath(run_dir))}/{branch}",
+                            "level": level, "remaining_prunable": float(metrics["density_prunable"]),
+                            "remaining_trainable": float(metrics["density_trainable"]), "task": task, "name": item["name"],
+                            "psnr": psnr, "ssim": float(item["ssim"]), "input_psnr": input_psnr,
+                            "input_ssim": float(item["input_ssim"]), "gain": psnr - input_psnr,
+                            "convention": metrics.get("convention", "unknown"),
+                        })
+    return pd.DataFrame(rows, columns=SCORE_COLUMNS)
+
+
+def _complete_levels(scores: pd.DataFrame) -> pd.DataFrame:
+    """Only the levels that every replicate of a variant has finished (so every point has one n)."""
+    parts = []
+    for _, group in scores.groupby("label", sort=False):
+        replicates = group["replicate"].nunique()
+        complete = group.groupby("level")["replicate"].nunique()
+        parts.append(group[group["level"].isin(complete[complete == replicates].index)])
+    return pd.concat(parts) if parts else scores
+
+
+def _values(group: pd.DataFrame, column: str, tasks: Sequence[str]) -> list[list[np.ndarray]]:
+    """``[replicate][task] -> per-image values`` (sorted by image name) for :func:`mirl.analysis.stats.interval`."""
+    return [[rep[rep["task"] == t].sort_values("name")[column].to_numpy() for t in tasks]
+            for _, rep in group.groupby("replicate", sort=True)]
+
+
+def _tasks(scores: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(scores["task"]))
+
+
+def _groups(scores: pd.DataFrame) -> Iterator[tuple[str, int, pd.DataFrame]]:
+    for (label, level), group in _complete_levels(scores).groupby(["label", "level"], sort=False):
+        yield str(label), int(level), group
+
+
+def _row(iv: Interval, **keys) -> dict:
+    return {**keys, "mean": iv.mean, "low": iv.low, "high": iv.high, "images": iv.images,
+            "replicates": iv.replicates, "method": iv.method}
+
+
+def curve_table(scores: pd.DataFrame, metric: str = "psnr") -> pd.DataFrame:
+    """Mean and 95% interval of ``metric`` (``psnr``, ``gain`` or ``ssim``) per variant, level and
+    task, plus a ``mean`` row over the tasks.
+
+    Example:
+        >>> curve_table(scores, "gain").query("task == 'mean'")[["label", "level", "mean", "low", "high"]]  # doctest: +SKIP
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
+    tasks = _tasks(scores)
+    rows = []
+    for label, level, group in _groups(scores):
+        where = {"label": label, "level": level, "remaining_prunable": group["remaining_prunable"].iloc[0],
+                 "remaining_trainable": group["remaining_trainable"].iloc[0]}
+        for task in tasks:
+            rows.append(_row(interval(_values(group, metric, [task])), **where, task=task))
+        rows.append(_row(interval(_values(group, metric, tasks)), **where, task=MEAN))
+    columns = ["label", "level", "remaining_prunable", "remaining_trainable", "task", "mean", "low", "high", "images",
+               "replicates", "method"]
+    return pd.DataFrame(rows, columns=columns).assign(metric=metric)
+
+
+def paired_differences(scores: pd.DataFrame, ticket: str, metric: str = "psnr") -> pd.DataFrame:
+    """``ticket - control`` per pruned level, task (and ``mean``) for every other variant, paired
+    on the same replicate seeds and test images; with its 95% interval and verdict.
+
+    Level 0 is left out: the dense level is shared by the variants of one seed.
+    """
+    scores = _complete_levels(scores)
+    tasks = _tasks(scores)
+    mine = scores[scores["label"] == ticket]
+    rows = []
+    for control in [v for v in dict.fromkeys(scores["label"]) if v != ticket]:
+        theirs = scores[scores["label"] == control]
+        keys = ["seed", "level", "task", "name"]
+        _check_same_images(mine, theirs, ticket, control)
+        both = mine.merge(theirs[keys + [metric]], on=keys, suffixes=("", "_control"))
+        both = both[both["level"] > 0].assign(difference=lambda t: t[metric] - t[f"{metric}_control"])
+        for level, group in both.groupby("level"):
+            where = {"control": control, "level": int(level), "remaining_prunable": group["remaining_prunable"].iloc[0],
+                     "remaining_trainable": group["remaining_trainable"].iloc[0]}
+            for task in [*tasks, MEAN]:
+                iv = interval(_values(group, "difference", tasks if task == MEAN else [task]))
+                rows.append({**_row(iv, **where, task=task), "verdict": verdict(iv)})
+    columns = ["control", "level", "remaining_prunable", "remaining_trainable", "task", "mean", "low", "high", "images",
+               "replicates", "method", "verdict"]
+    return pd.DataFrame(rows, columns=columns).assign(metric=metric)
+
+
+def paired_differences_by_study(scores: pd.DataFrame, variants: Mapping[str, Mapping[str, object]],
+                                metric: str = "psnr") -> pd.DataFrame:
+    """:func:`paired_differences` of every control against the ticket of its own study, for
+    several studies at once (``variants``: ``{suffix: study_variants(study, suffix=suffix)}``, the
+    first the reference study), plus each other study's ticket against the reference ticket (e.g.
+    reset to theta_0 - rewinding), all paired on seeds and test images.
+    """
+    parts = []
+    suffixes = list(variants)
+    for suffix in suffixes:
+        labels = list(variants[suffix])
+        if len(labels) > 1:
+            parts.append(paired_differences(scores[scores["label"].isin(labels)], "ticket" + suffix, metric))
+    for suffix in suffixes[1:]:
+        tickets = ["ticket" + suffixes[0], "ticket" + suffix]
+        parts.append(paired_differences(scores[scores["label"].isin(tickets)], tickets[0], metric))
+    parts = [p for p in parts if not p.empty]
+    return pd.concat(parts, ignore_index=True) if parts else paired_differences(scores.iloc[0:0], "ticket", metric)
+
+
+def _check_same_images(mine: pd.DataFrame, theirs: pd.DataFrame, ticket: str, control: str) -> None:
+    """Refuse to pair variants scored on different seeds or test images at a level both finished."""
+    for level in sorted(set(mine["level"]) & set(theirs["level"]) - {0}):
+        a = set(mine.loc[mine["level"] == level, ["seed", "task", "name"]].itertuples(index=False))
+        b = set(theirs.loc[theirs["level"] == level, ["seed", "task", "name"]].itertuples(index=False))
+        if a != b:
+            raise MirlError(
+                f"level {level}: {ticket!r} and {control!r} were scored on different replicates or test images "
+                f"({len(a & b)} in common, {len(a - b)} only in {ticket!r}, {len(b - a)} only in {control!r}: "
+                f"e.g. {sorted(a ^ b)[0]}); a paired difference needs the same seeds and images. Run both with the same "
+                "replicates on one dataset (a rebuilt dataset needs new runs, e.g. another --out)")
+
+
+def verdict_table(differences: pd.DataFrame, ticket: str = "ticket", denominator: str = "trainable") -> pd.DataFrame:
+    """One sentence per control and level from the ``mean`` rows of :func:`paired_differences`,
+    e.g. "at 19.5% trainable the ticket is +0.40 dB [+0.10, +0.70] above random re-init: resolved".
+    """
+    rows = []
+    for row in differences[differences["task"] == MEAN].itertuples():
+        iv = Interval(row.mean, row.low, row.high, row.images, row.replicates, row.method)
+        side = "above" if row.mean >= 0 else "below"
+        unit = UNITS.get(str(row.metric), "")
+        density = 100 * getattr(row, f"remaining_{denominator}")
+        rows.append({
+            "control": row.control, "level": row.level, f"remaining {denominator} (%)": round(density, 2),
+            "ticket - control": iv.format(unit, signed=True), "n": iv.sample_size, "verdict": row.verdict,
+            "sentence": f"at {density:.3g}% {denominator} the {ticket} is {iv.format(unit, signed=True)} {side} "
+                        f"{row.control}: {row.verdict}",
+        })
+    return pd.DataFrame(rows, columns=["control", "level", f"remaining {denominator} (%)", "ticket - control", "n",
+                                       "verdict", "sentence"])
+
+
+def wide_table(curves: pd.DataFrame, denominator: str = "trainable", digits: int = 2) -> pd.DataFrame:
+    """One row per variant and level, one column per task: ``"mean [low, high]"`` strings, with the
+    remaining weights and the n of the ``mean`` column (for reports; the numbers stay in ``curves``)."""
+    unit_fmt = f"{{:.{digits if curves['metric'].iloc[0] != 'ssim' else 4}f}}"
+
+    def cell(r: pd.Series) -> str:
+        return f"{unit_fmt.format(r['mean'])} [{unit_fmt.format(r['low'])}, {unit_fmt.format(r['high'])}]"
+
+    table = curves.assign(cell=curves.apply(cell, axis=1))
+    wide = table.pivot(index=["label", "level"], columns="task", values="cell")
+    wide = wide[[t for t in dict.fromkeys(curves["task"]) if t in wide.columns]]
+    means = table[table["task"] == MEAN].set_index(["label", "level"])
+    wide.insert(0, f"remaining {denominator} (%)", (100 * means[f"remaining_{denominator}"]).round(2))
+    wide["n (mean)"] = [f"{i} img x {r} rep" for i, r in zip(means["images"], means["replicates"])]
+    order = {label: i for i, label in enumerate(dict.fromkeys(curves["label"]))}
+    return wide.reset_index().sort_values(["label", "level"], key=lambda c: c.map(order) if c.name == "label" else c,
+                                          ignore_index=True)
+
+
+def headline(scores: pd.DataFrame, reference: str, metric: str = "gain") -> dict[str, str]:
+    """The numbers for the report index: the reference variant's dense and last-level means over
+    tasks with their interval and n, each variant's last level, and the last level's verdicts.
+
+    Example:
+        >>> headline(scores, "ticket")  # doctest: +SKIP
+        {'ticket: dense, mean PSNR gain (dB)': '+3.10 [+2.90, +3.30] (n = 80 images x 1 replicate)', ...}
+    """
+    curves = curve_table(scores, metric)
+    means = curves[curves["task"] == MEAN]
+    convention = conventions(scores)
+    name = f"{METRICS[metric].replace(' (dB)', '')} (dB, {convention})" if UNITS[metric] else METRICS[metric]
+    out: dict[str, str] = {}
+
+    def put(key: str, row: pd.Series) -> None:
+        iv = Interval(row["mean"], row["low"], row["high"], int(row["images"]), int(row["replicates"]), row["method"])
+        out[key] = f"{iv.format('', signed=metric == 'gain')} (n = {iv.sample_size})"
+
+    dense = means[(means["label"] == reference) & (means["level"] == 0)]
+    if not dense.empty:
+        put(f"{reference}, dense: mean {name}", dense.iloc[0])
+    for label, group in means.groupby("label", sort=False):
+        last = group.sort_values("level").iloc[-1]
+        put(f"{label}, level {int(last['level'])} ({100 * last['remaining_trainable']:.3g}% trainable): mean {name}", last)
+    if scores["label"].nunique() > 1:
+        table = verdict_table(paired_differences(scores, reference), ticket=reference)
+        for control, group in table.groupby("control", sort=False):
+            out[f"{reference} - {control}, last level"] = group.iloc[-1]["sentence"]
+    return out
+
+
+def conventions(scores: pd.DataFrame) -> str:
+    """The metric conventions of a scores table, sorted and comma-separated (one in a sound study).
+
+    Example:
+        >>> conventions(pd.DataFrame({"convention": ["upstream", "upstream"]}))
+        'upstream'
+    """
+    return ", ".join(sorted(set(scores["convention"])))
+
+
+def interval_method(table: pd.DataFrame) -> str:
+    """The interval method a curve or difference table rests on (for captions); ``""`` when empty.
+
+    Example:
+        >>> interval_method(pd.DataFrame({"method": ["t over images", "t over images"]}))
+        't over images'
+        >>> interval_method(pd.DataFrame(columns=["method"]))
+        ''
+    """
+    return str(table["method"].iloc[0]) if len(table) else ""
+
+
+def compute_seconds(studies: Sequence[str | os.PathLike]) -> float:
+    """Wall time (s, one decimal) that the finished nodes of ``studies`` took (each study once).
+
+    Example:
+        >>> compute_seconds([])
+        0.0
+    """
+    from mirl.analysis.results import study_dir, study_seconds
+
+    return round(float(sum(study_seconds(s) for s in dict.fromkeys(study_dir(s) for s in studies))), 1)
+
+
+def barrier_table(studies: Mapping[str, str | os.PathLike], denominator: str = "trainable") -> pd.DataFrame:
+    """The stability barrier (dB, :mod:`mirl.branches.stability`) of each study at each level: the
+    mean over replicates with its 95% t-interval across them and its n (path images x replicates).
+
+    ``studies`` maps a label (e.g. ``"reset to theta_0"``, ``"rewind to step 40"``) to a study
+    folder. Only levels whose stability branch every replicate finished are shown.
+    """
+    from mirl import paths
+    from mirl.analysis.results import load_metrics, study_dir
+    from mirl.analysis.stats import replicate_interval
+
+    rows = []
+    for label, study in studies.items():
+        root = study_dir(study)
+        replicates = [paths.replicate_dir(root, r) for r in paths.replicate_numbers(root)]
+        done = [set(paths.level_numbers(rep, branch="stability")) for rep in replicates]
+        for level in sorted(set.intersection(*done) if done else set()):
+            found = [load_metrics(rep, level, "stability") for rep in replicates]
+            iv = replicate_interval([m["barrier"] for m in found], images=int(found[0]["path"][0]["images"]))
+            rows.append({"label": label, "level": level,
+                         f"remaining {denominator} (%)": round(100 * float(found[0][f"density_{denominator}"]), 2),
+                         "mean": iv.mean, "low": iv.low, "high": iv.high, "barrier (dB)": iv.format("", signed=True),
+                         "n": iv.sample_size, "method": iv.method,
+                         "alphas": ", ".join(f"{a:g}" for a in found[0]["alphas"])})
+    return pd.DataFrame(rows, columns=["label", "level", f"remaining {denominator} (%)", "mean", "low", "high",
+                                       "barrier (dB)", "n", "method", "alphas"])
+
+
+def barrier_headline(barriers: pd.DataFrame, denominator: str = "trainable") -> dict[str, str]:
+    """The stability barrier of each study (reset, rewinding, ...) at its dense and its last level,
+    with interval and n, for the report index (a :func:`barrier_table`).
+
+    Example:
+        >>> table = pd.DataFrame({"label": ["this study"] * 2, "level": [0, 2], "remaining trainable (%)": [100.0, 14.2],
+        ...                       "barrier (dB)": ["+0.76 [+0.41, +1.11]", "+0.03 [-0.10, +0.16]"], "n": ["4 images x 3 replicates"] * 2})
+        >>> barrier_headline(table)["this study: stability barrier, level 2 (14.2% trainable) (dB)"]
+        '+0.03 [-0.10, +0.16] (n = 4 images x 3 replicates)'
+    """
+    out: dict[str, str] = {}
+    for label, group in barriers.groupby("label", sort=False):
+        group = group.sort_values("level")
+        for _, row in (group.iloc[[0, -1]] if len(group) > 1 else group).iterrows():
+            remaining = row[f"remaining {denominator} (%)"]
+            where = "dense" if row["level"] == 0 else f"level {int(row['level'])} ({remaining:.3g}% {denominator})"
+            out[f"{label}: stability barrier, {where} (dB)"] = f"{row['barrier (dB)']} (n = {row['n']})"
+    return out
+
+
+def harmful_levels(scores: pd.DataFrame) -> pd.DataFrame:
+    """Variant, level and task where the restored images score below the degraded input on
+    average (mean PSNR gain < 0): each is a failure to look into, not a data point."""
+    curves = curve_table(scores, "gain")
+    bad = curves[(curves["task"] != MEAN) & (curves["mean"] < 0)]
+    return bad[["label", "level", "remaining_trainable", "task", "mean", "low", "high", "images", "replicates"]].reset_index(drop=True)
+
+
+def harm_warnings(scores: pd.DataFrame) -> list[str]:
+    """One line per entry of :func:`harmful_levels`, for reports and the CLI."""
+    lines = []
+    for r in harmful_levels(scores).itertuples():
+        n = Interval(r.mean, r.low, r.high, r.images, r.replicates, "").sample_size
+        lines.append(harm_warning(f"{r.label}, level {r.level} ({100 * r.remaining_trainable:.3g}% trainable), {r.task}", r.mean,
+                                  f"[{r.low:+.2f}, {r.high:+.2f}] (n = {n})"))
+    return lines
+
+
+__all__ = ["MEAN", "METRICS", "barrier_headline", "barrier_table", "compute_seconds", "conventions", "curve_table", "harm_warnings",
+           "harmful_levels", "headline", "interval_method", "paired_differences", "paired_differences_by_study", "scores_table", "study_variants",
+           "verdict_table", "wide_table"]

@@ -1,0 +1,353 @@
+"""A study as a job graph: one job per level of each replicate's main chain, one per branch of a
+level (started once that level's main job is done), replicates side by side; run by N local
+processes or submitted to SLURM through submitit.
+
+Jobs are safe to repeat: a job whose nodes are finished does nothing, an interrupted one resumes
+from its last checkpoint, and jobs of one study lock only the node they run
+(``run_study(..., shared=True)``). Submitted job ids go to ``<study>/jobs.json`` for ``mirl status``.
+
+Example:
+    >>> from mirl.study.config import study_preset
+    >>> [(j.name, j.after) for j in job_graph(study_preset("smoke", {"rounds": 1, "branches": "random_reinit"}))]
+    [('r0-L0-main', ()), ('r0-L1-main', ('r0-L0-main',)), ('r0-L1-random_reinit', ('r0-L1-main',))]
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from mirl.errors import MirlError
+from mirl.fileio import atomic_write_json, read_json
+
+log = logging.getLogger(__name__)
+
+JOBS_FILE = "jobs.json"
+LAUNCHERS = ("inline", "local", "slurm")
+
+Node = tuple[int, int, str]
+
+
+@dataclass(frozen=True)
+class Job:
+    """Nodes run by one process, after the jobs it depends on."""
+
+    name: str
+    nodes: tuple[Node, ...]
+    after: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """What ``run_study`` needs to find a study again in another process (picklable)."""
+
+    preset: str
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    config_file: str | None = None
+    out: str | None = None
+
+    def run(self, nodes: Sequence[Node] = ()) -> Path:
+        """Run ``nodes`` of the study (none: only set up its folder) beside other jobs; its folder."""
+        from mirl.study.lottery import run_study
+
+        return run_study(self.preset, {**self.overrides, "progress": False}, self.config_file, out=self.out,
+                         nodes=[tuple(n) for n in nodes], shared=True)
+
+
+def job_graph(cfg: Any) -> list[Job]:
+    """The jobs of a study (a :class:`mirl.study.config.StudyConfig`), in an order that respects ``after``."""
+    from mirl.study.lottery import study_nodes
+
+    jobs = []
+    for r, level, branch in study_nodes(cfg):
+        main = f"r{r}-L{level}-main"
+        if branch == "main":
+            jobs.append(Job(main, ((r, level, branch),), (f"r{r}-L{level - 1}-main",) if level else ()))
+        else:
+            jobs.append(Job(f"r{r}-L{level}-{branch}", ((r, level, branch),), (main,)))
+    return jobs
+
+
+def graph_summary(jobs: Sequence[Job], launcher: str = "inline", processes: int = 1,
+                  finished: Sequence[Node] = ()) -> list[str]:
+    """What ``launcher`` would run, in lines for the dry run: jobs to run, the longest chain of
+    jobs that wait for each other, and how many can run at once.
+
+    Example:
+        >>> from mirl.study.config import study_preset
+        >>> graph_summary(job_graph(study_preset("smoke", {"rounds": 1, "branches": "random_reinit"})), "slurm")
+        ['launcher slurm: 3 of 3 jobs to submit, a job per node (afterok on the job it starts from); longest chain 3 jobs, up to 1 at once']
+    """
+    done = set(finished)
+    todo = [j for j in jobs if not set(j.nodes) <= done]
+    depth: dict[str, int] = {}
+    for job in jobs:  # listed after what they wait for
+        depth[job.name] = 1 + max((depth[a] for a in job.after), default=0)
+    chain = max(depth.values(), default=0)
+    widest = max((sum(1 for d in depth.values() if d == k) for k in range(1, chain + 1)), default=0)
+    shape = f"longest chain {chain} jobs, up to {widest} at once"
+    if launcher == "slurm":
+        return [f"launcher slurm: {len(todo)} of {len(jobs)} jobs to submit, a job per node (afterok on the job it starts "
+                f"from); {shape}"]
+    if launcher == "local":
+        return [f"launcher local: {len(todo)} of {len(jobs)} jobs to run in {processes} process(es) here; {shape}"]
+    return [f"launcher inline: {len(todo)} of {len(jobs)} nodes to run one after another in this process "
+            f"(--launcher local or slurm: {shape})"]
+
+
+def local_devices() -> list[str] | None:
+    """The GPUs a local job may be given (``CUDA_VISIBLE_DEVICES`` entries as set, else the indices of
+    the GPUs torch sees); ``None`` without one."""
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if not count:
+        return None
+    visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return visible[:count] if len(visible) >= count else [str(i) for i in range(count)]
+
+
+def _run_job_in_child(spec: StudySpec, nodes: Sequence[Node], device: str | None) -> None:
+    if device is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = device
+    spec.run(nodes)
+
+
+def run_local(spec: StudySpec, jobs: Sequence[Job], processes: int, devices: Sequence[str] | None = None) -> None:
+    """Run the graph in up to ``processes`` local processes, each job once its ``after`` jobs are
+    done; with ``devices`` (e.g. :func:`local_devices`), each process sees only one of them
+    (``CUDA_VISIBLE_DEVICES``), handed out in turn.
+
+    Example:
+        >>> run_local(StudySpec("smoke"), job_graph(study_preset("smoke")), processes=2)  # doctest: +SKIP
+    """
+    import multiprocessing
+
+    if processes < 1:
+        raise MirlError(f"--jobs must be at least 1, got {processes}")
+    context = multiprocessing.get_context("spawn")
+    pending, running, done = list(jobs), {}, set()
+    free: list[str | None] = [devices[i % len(devices)] for i in range(processes)] if devices else [None] * processes
+    slots = processes
+    while pending or running:
+        for job in [j for j in pending if set(j.after) <= done][: slots - len(running)]:
+            device = free.pop(0)
+            process = context.Process(target=_run_job_in_child, args=(spec, job.nodes, device), name=job.name)
+            process.start()
+            running[job.name] = (process, device, job)
+            pending.remove(job)
+            log.info("job %s started (process %d%s)", job.name, process.pid, f", device {device}" if device else "")
+        time.sleep(0.2)
+        for name, (process, device, job) in list(running.items()):
+            if process.exitcode is None:
+                continue
+            del running[name]
+            free.append(device)
+            if process.exitcode != 0:
+                for other, _, _ in running.values():
+                    other.join()
+                raise MirlError(f"job {name} (nodes {list(job.nodes)}) failed with exit code {process.exitcode}; "
+                                "run the same command again to resume (finished nodes are kept)")
+            done.add(name)
+            log.info("job %s done", name)
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """What each SLURM job asks for."""
+
+    folder: str
+    partition: str | None = None
+    gpus_per_job: int = 0
+    time_min: int = 24 * 60
+    account: str | None = None
+    cpus_per_job: int | None = None
+    sbatch: Mapping[str, str] = field(default_factory=dict)
+
+
+def _job_call():  # a submitit Checkpointable, made on first use (submitit is imported lazily)
+    import submitit
+
+    class NodeJob(submitit.helpers.Checkpointable):
+        """One job of the graph; on timeout or preemption submitit requeues it, and the study
+        resumes from the node's last checkpoint."""
+
+        def __call__(self, spec: StudySpec, nodes: Sequence[Node], gpus: int) -> str:
+            if gpus > 1:  # one task per GPU, joined as torchrun would
+                submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+            return str(spec.run(nodes))
+
+    return NodeJob()
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What :func:`submit_slurm` did: job name -> SLURM job id of the jobs it submitted, and of the
+    jobs of an earlier submission still queued or running (not submitted again)."""
+
+    study: Path
+    new: Mapping[str, str]
+    queued: Mapping[str, str]
+
+    @property
+    def job_ids(self) -> list[str]:
+        """Every job the study now waits for."""
+        return [*self.queued.values(), *self.new.values()]
+
+
+def submit_slurm(spec: StudySpec, jobs: Sequence[Job], options: SlurmOptions) -> Submission:
+    """Submit the graph with ``afterok`` dependencies and record the job ids in ``<study>/jobs.json``.
+    Jobs whose nodes are all finished are not submitted, nor are jobs of an earlier submission that
+    are still pending or running (new jobs wait for those).
+
+    Example:
+        >>> submit_slurm(StudySpec("smoke"), job_graph(study_preset("smoke")), SlurmOptions("runs/submitit")).new  # doctest: +SKIP
+        {'r0-L0-main': '1041', 'r0-L1-main': '1042', 'r0-L1-random_reinit': '1043', ...}
+    """
+    import submitit
+
+    study = spec.run()  # the study folder and its data set exist before any job starts
+    from mirl import paths
+    def finished(job: Job) -> bool:
+        return all(paths.is_finished(paths.level_dir(paths.replicate_dir(study, r), k, b)) for r, k, b in job.nodes)
+
+    executor = submitit.AutoExecutor(folder=options.folder, cluster="slurm")
+    gpus = options.gpus_per_job
+    base: dict[str, Any] = {"timeout_min": options.time_min, "nodes": 1, "tasks_per_node": max(gpus, 1),
+                            # the requeue signal comes this long before the limit (a quarter of a short limit)
+                            "slurm_signal_delay_s": min(120, max(15, options.time_min * 15))}
+    if gpus:
+        base["gpus_per_node"] = gpus
+    if options.partition:
+        base["slurm_partition"] = options.partition
+    if options.account:
+        base["slurm_account"] = options.account
+    if options.cpus_per_job:
+        base["cpus_per_task"] = options.cpus_per_job
+    previous = submitted_jobs(study)
+    states = slurm_states([job["job_id"] for job in previous.values()])
+    wanted = {job.name for job in jobs}
+    queued = {name: job["job_id"] for name, job in previous.items() if name in wanted and states.get(job["job_id"]) in ACTIVE}
+    ids: dict[str, str] = {}
+    kept: dict[str, str] = {}
+    record: dict[str, Any] = {}
+    call = _job_call()
+    try:
+        for job in jobs:
+            if finished(job):
+                continue
+            if job.name in queued:
+                log.info("%s is still queued as SLURM job %s; not submitted again", job.name, queued[job.name])
+                kept[job.name] = queued[job.name]
+                continue
+            extra = {"kill-on-invalid-dep": "yes", **options.sbatch}  # a failed level cancels what waits on it
+            waits = [ids.get(a) or queued[a] for a in job.after if a in ids or a in queued]
+            if waits:
+                extra["dependency"] = "afterok:" + ":".join(waits)
+            executor.update_parameters(name=f"mirl-{study.name}-{job.name}", slurm_additional_parameters=extra, **base)
+            submitted = executor.submit(call, spec, job.nodes, gpus)
+            ids[job.name] = str(submitted.job_id)
+            record[job.name] = {"job_id": ids[job.name], "nodes": [list(n) for n in job.nodes], "after": list(job.after),
+                                "submitted": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            log.info("submitted %s as SLURM job %s%s", job.name, ids[job.name], f" (after {', '.join(waits)})" if waits else "")
+    finally:  # what was submitted is recorded, also when a later submission fails
+        if record:
+            atomic_write_json(study / JOBS_FILE, {**submitted_jobs(study), **record})
+    return Submission(study, ids, kept)
+
+
+ACTIVE = ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING", "REQUEUE_HOLD",
+          "REQUEUE_FED", "SIGNALING", "STAGE_OUT")
+ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "DEADLINE", "BOOT_FAIL")
+
+
+def wait_for_slurm(job_ids: Sequence[str], poll_s: float = 3.0) -> dict[str, str]:
+    """Wait until every job has ended (a requeued one is waited for again); their final states."""
+    while True:
+        states = slurm_states(job_ids)
+        if len(states) == len(set(job_ids)) and all(s in ENDED for s in states.values()):
+            return states
+        time.sleep(poll_s)
+
+
+def submitted_jobs(study: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """The jobs ``submit_slurm`` recorded for a study (empty when none were)."""
+    path = Path(study) / JOBS_FILE
+    data = read_json(path, advice="it lists the submitted SLURM jobs; remove it (mirl status then shows no job ids)") if path.is_file() else {}
+    if not isinstance(data, dict):
+        raise MirlError(f"{path} is not a JSON object; remove it (mirl status then shows no job ids)")
+    return data
+
+
+def slurm_states(job_ids: Sequence[str]) -> dict[str, str]:
+    """SLURM's state of each job (``sacct``, else ``squeue`` for queued jobs where accounting is
+    off); empty when SLURM's tools are not here."""
+    import shutil
+    import subprocess
+
+    states: dict[str, str] = {}
+    for tool, args in (("sacct", ["-n", "-P", "-X", "--format=JobID,State", "-j"]), ("squeue", ["-h", "-o", "%i|%T", "-j"])):
+        wanted = [j for j in job_ids if j not in states]
+        if not wanted or shutil.which(tool) is None:
+            continue
+        try:
+            out = subprocess.run([tool, *args, ",".join(wanted)], capture_output=True, text=True, check=False, timeout=60).stdout
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            log.warning("%s did not answer (%s); job states unknown", tool, exc)
+            continue
+        for line in out.splitlines():
+            job, _, state = line.partition("|")
+            if state.strip():
+                states[job.split("_")[0].strip()] = state.split()[0]
+    return states
+
+
+def node_states(study: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every node of a study (from its ``config.json``): done, running (a job of it is PENDING or
+    RUNNING, or a local process holds its lock), started (files but no ``done.json``) or missing,
+    with its SLURM job and that job's state when it was submitted.
+
+    Example:
+        >>> [row["state"] for row in node_states("runs/smoke_de4d1844")][:2]  # doctest: +SKIP
+        ['done', 'done']
+    """
+    from mirl import paths
+    from mirl.study.config import study_preset
+    from mirl.study.lottery import study_nodes
+    from mirl.runlock import lock_holder
+
+    study = Path(study)
+    if not paths.is_run_dir(study):
+        raise MirlError(f"{study} is not a study folder (no {paths.run_config('.').name}); give runs/<preset>_<hash>")
+    config = read_json(paths.run_config(study))
+    if not isinstance(config, dict) or not isinstance(config.get("non_default"), dict):
+        raise MirlError(f"{paths.run_config(study)} is not a study's settings (no 'non_default'); restore it or give another folder")
+    grown = {k: config[k] for k in ("replicates", "branches") if k in config}  # not part of the hash: as last run
+    cfg = study_preset("paper", {**config["non_default"], **grown})
+    jobs = submitted_jobs(study)
+    by_node = {tuple(n): (name, job["job_id"]) for name, job in jobs.items() for n in job["nodes"]}
+    states = slurm_states(sorted({job_id for _, job_id in by_node.values()}))
+    rows = []
+    for node in study_nodes(cfg):
+        folder = paths.level_dir(paths.replicate_dir(study, node[0]), node[1], node[2])
+        job_name, job_id = by_node.get(node, (None, None))
+        slurm = states.get(job_id or "", "")
+        if paths.is_finished(folder):
+            state = "done"
+        elif slurm in ACTIVE or lock_holder(folder) is not None:
+            state = "pending" if slurm == "PENDING" else "running"
+        elif folder.is_dir() and any(folder.iterdir()):
+            state = "started"
+        else:
+            state = "missing"
+        rows.append({"replicate": node[0], "level": node[1], "branch": node[2], "state": state,
+                     "job": job_name, "job_id": job_id, "slurm_state": slurm or None})
+    return rows
+
+
+__all__ = ["JOBS_FILE", "LAUNCHERS", "Job", "SlurmOptions", "StudySpec", "Submission", "graph_summary", "job_graph", "local_devices",
+           "node_states", "run_local", "slurm_states", "submit_slurm", "submitted_jobs", "wait_for_slurm"]

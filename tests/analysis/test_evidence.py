@@ -1,0 +1,124 @@
+"""Evidence tables on synthetic studies: replicates aggregate, planted differences are resolved,
+networks that harm their input are flagged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mirl import paths
+from mirl.analysis.evidence import MEAN, curve_table, harm_warnings, harmful_levels, paired_differences, scores_table, verdict_table
+
+TASKS = ("denoise_25", "derain")
+IMAGES = 16
+
+
+def write_run(root: Path, name: str, seed: int, offset: float, levels: int = 3, noise: float = 0.2,
+              input_psnr: float = 25.0, harm_task: str | None = None) -> Path:
+    """A finished study (one replicate, main chain) as mirl.study.lottery writes it; returns its
+    replicate folder. Per-image PSNR = 28 - level + offset + noise."""
+    study_dir = root / name
+    study_dir.mkdir(parents=True)
+    paths.run_config(study_dir).write_text(json.dumps({"format": paths.LAYOUT_VERSION, "name": name, "preset": "smoke", "seed": seed}))
+    run = paths.replicate_dir(study_dir, 0)
+    rng = np.random.default_rng([seed, sum(map(ord, name))])
+    for level in range(levels):
+        tasks = {}
+        for task in TASKS:
+            base = 28.0 - level + (offset if level else 0.0)
+            if task == harm_task:
+                base = input_psnr - 2.0
+            per_image = [{"name": f"img{i:02d}", "psnr": float(base + rng.normal(0, noise)), "ssim": 0.9,
+                          "input_psnr": input_psnr, "input_ssim": 0.7} for i in range(IMAGES)]
+            tasks[task] = {"psnr": float(np.mean([p["psnr"] for p in per_image])), "images": IMAGES, "per_image": per_image}
+        d = paths.level_dir(run, level)
+        d.mkdir(parents=True)
+        paths.metrics_file(d).write_text(json.dumps({
+            "level": level, "convention": "upstream", "density_prunable": 0.5 ** level,
+            "density_trainable": 0.9 * 0.5 ** level + 0.1, "tasks": tasks}))
+        paths.done_file(d).write_text("{}")
+    return run
+
+
+def study(tmp_path: Path, planted: float, replicates: int = 3, **kwargs) -> dict[str, list[Path]]:
+    return {
+        "ticket": [write_run(tmp_path, f"ticket_{r}", seed=r, offset=planted, **kwargs) for r in range(replicates)],
+        "random re-init": [write_run(tmp_path, f"reinit_{r}", seed=r, offset=0.0, **kwargs) for r in range(replicates)],
+    }
+
+
+def test_replicates_aggregate_into_one_curve_with_its_n(tmp_path):
+    scores = scores_table(study(tmp_path, 0.0))
+    assert sorted(scores["replicate"].unique()) == [0, 1, 2] and set(scores["seed"]) == {0, 1, 2}
+    curves = curve_table(scores, "psnr")
+    mean = curves[(curves.label == "ticket") & (curves.task == MEAN)]
+    assert list(mean.level) == [0, 1, 2]
+    assert (mean.replicates == 3).all() and (mean.images == IMAGES * len(TASKS)).all()
+    assert (mean["low"] < mean["mean"]).all() and (mean["mean"] < mean["high"]).all()
+    assert mean["mean"].tolist() == pytest.approx([28, 27, 26], abs=0.1)
+    per_task = curves[(curves.task == "derain")]
+    assert (per_task.images == IMAGES).all()
+
+
+def test_a_planted_one_db_ticket_advantage_is_resolved(tmp_path):
+    diffs = paired_differences(scores_table(study(tmp_path, 1.0)), "ticket")
+    mean = diffs[diffs.task == MEAN]
+    assert list(mean.level) == [1, 2] and (mean.verdict == "resolved").all()
+    assert mean["mean"].tolist() == pytest.approx([1.0, 1.0], abs=0.1)
+    table = verdict_table(diffs)
+    assert table["sentence"].iloc[0].startswith("at 55% trainable the ticket is +1.0")
+    assert table["sentence"].iloc[0].endswith("above random re-init: resolved")
+    assert table["n"].iloc[0] == "32 images x 3 replicates"
+
+
+def test_no_planted_difference_is_not_resolved(tmp_path):
+    diffs = paired_differences(scores_table(study(tmp_path, 0.0, noise=0.3)), "ticket")
+    assert (diffs[diffs.task == MEAN].verdict == "not resolved").all()
+
+
+def test_an_unfinished_replicate_level_is_left_out_not_mixed_in(tmp_path):
+    variants = study(tmp_path, 0.0)
+    paths.done_file(paths.level_dir(variants["ticket"][2], 2)).unlink()
+    curves = curve_table(scores_table(variants), "psnr")
+    assert list(curves[(curves.label == "ticket") & (curves.task == MEAN)].level) == [0, 1]
+
+
+def test_networks_worse_than_their_input_are_flagged(tmp_path):
+    scores = scores_table(study(tmp_path, 0.0, replicates=1, harm_task="derain"))
+    bad = harmful_levels(scores)
+    assert set(bad.task) == {"derain"} and len(bad) == 6  # 2 variants x 3 levels
+    assert (bad["mean"] < 0).all()
+    lines = harm_warnings(scores)
+    assert lines[0].startswith("ticket, level 0 (100% trainable), derain: the restored images score 2.")
+    assert "below the degraded input" in lines[0] and "n = 16 images x 1 replicate)" in lines[0]
+    gains = curve_table(scores, "gain")
+    assert gains[(gains.task == "denoise_25") & (gains.level == 0)]["mean"].iloc[0] == pytest.approx(3.0, abs=0.15)
+
+
+def test_report_tables_keep_the_variant_order_and_state_n(tmp_path):
+    from mirl.branches import branch_label
+    from mirl.analysis.evidence import headline, wide_table
+
+    scores = scores_table(study(tmp_path, 1.0))
+    wide = wide_table(curve_table(scores, "gain"))
+    assert list(wide.label) == ["ticket"] * 3 + ["random re-init"] * 3
+    assert wide["n (mean)"].iloc[0] == "32 img x 3 rep" and wide["mean"].iloc[0].startswith("3.0")
+    numbers = headline(scores, "ticket")
+    assert all("(n = 32 images x 3 replicates)" in v for k, v in numbers.items() if "mean PSNR gain" in k)
+    assert numbers["ticket - random re-init, last level"].endswith("above random re-init: resolved")
+    assert branch_label("main") == "ticket" and branch_label("random_reinit") == "random re-init"
+
+
+def test_variants_scored_on_different_images_are_not_paired(tmp_path):
+    from mirl.errors import MirlError
+
+    variants = study(tmp_path, 1.0, replicates=1)
+    metrics = paths.metrics_file(paths.level_dir(variants["random re-init"][0], 1))
+    data = json.loads(metrics.read_text())
+    data["tasks"]["derain"]["per_image"][0]["name"] = "other-crop"
+    metrics.write_text(json.dumps(data))
+    with pytest.raises(MirlError, match="level 1: 'ticket' and 'random re-init' were scored on different"):
+        paired_differences(scores_table(variants), "ticket")

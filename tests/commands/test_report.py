@@ -1,0 +1,84 @@
+"""``mirl report`` (mirl.commands.report): argument handling, with the notebook runs replaced by a
+recorder (real notebooks: tests/reports/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mirl.cli import main
+
+
+@pytest.fixture()
+def ran(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
+    """Notebook runs, recorded instead of executed: ``(notebook stem, parameters)``; a run with
+    ``tasks=fail`` is recorded as failed."""
+    from mirl.reports import runner
+
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    def record(spec: Any, params: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        calls.append((spec.stem, dict(params)))
+        failed = params.get("tasks") == "fail"
+        return {"name": f"{spec.stem}-{len(calls)}", "status": "failed" if failed else "ok", "html": None,
+                "duration_s": 0.0, "error": "boom" if failed else None}
+
+    monkeypatch.setattr(runner, "execute_report", record)
+    return calls
+
+
+def _one_error(argv: list[str], capsys: pytest.CaptureFixture) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mirl report: error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--set", "limit"], "--set expects KEY=VALUE, got 'limit'"),
+    (["--notebooks", "99"], "unknown notebook '99'; known: ['01_study', "),
+    (["--notebooks", "04", "--set", "colour=red"], "parameter(s) ['colour'] are not parameters of notebook(s) ['04_mask_explorer']"),
+])
+def test_bad_arguments_are_refused_before_any_notebook_runs(extra: list[str], message: str, tmp_path: Path,
+                                                            ran: list, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "reports"
+    err = _one_error(["report", "--out", str(out), "--runs", str(tmp_path / "runs"), *extra], capsys)
+    assert message in err and ran == [] and not out.exists()
+
+
+def test_set_applies_to_every_parameter_set(tmp_path: Path, ran: list, capsys: pytest.CaptureFixture) -> None:
+    """``--params`` with two sets and ``--set``: each set runs once, with the ``--set`` value on top."""
+    params = tmp_path / "batch.yaml"
+    params.write_text("- {notebooks: [4], scope: global}\n- {notebooks: [4], scope: layerwise}\n")
+    out = tmp_path / "reports"
+    assert main(["report", "--params", str(params), "--set", "scope=layerwise", "--set", "replicates=2",
+                 "--out", str(out), "--runs", str(tmp_path / "runs")]) == 0
+    assert ran == [("04_mask_explorer", {"scope": "layerwise", "replicates": 2})] * 2
+    assert capsys.readouterr().out.splitlines()[-1] == f"Reports: {(out / 'index.html').resolve()}"
+
+
+def test_a_failed_notebook_is_listed_and_exits_1(tmp_path: Path, ran: list, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "reports"
+    assert main(["report", "--notebooks", "03", "04", "--set", "tasks=fail", "--out", str(out),
+                 "--runs", str(tmp_path / "runs")]) == 1
+    assert [stem for stem, _ in ran] == ["03_gallery", "04_mask_explorer"]
+    lines = capsys.readouterr().out.splitlines()
+    assert [line for line in lines if " failed: " in line] == ["mirl report: 03_gallery-1 failed: boom",
+                                                               "mirl report: 04_mask_explorer-2 failed: boom"]
+
+
+def test_index_only_builds_the_index_and_runs_nothing(tmp_path: Path, ran: list, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "reports"
+    assert main(["report", "--index-only", "--out", str(out)]) == 0
+    assert capsys.readouterr().out == f"{(out / 'index.html').resolve()}\n"
+    assert (out / "index.html").is_file() and ran == []
+
+
+def test_an_unknown_preset_is_refused_before_any_notebook_runs(tmp_path: Path, ran: list,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "reports"
+    err = _one_error(["report", "--preset", "smoek", "--notebooks", "04", "--out", str(out),
+                      "--runs", str(tmp_path / "runs")], capsys)
+    assert "'smoek'" in err and "smoke" in err and ran == [] and not out.exists()

@@ -1,0 +1,103 @@
+"""Study settings: every bad value is a one-line error before any folder is made."""
+
+from __future__ import annotations
+
+import pytest
+
+from mirl.cli import main
+from mirl.study.config import ConfigError, config_hash, study_preset
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("lr", "nan", "lr; it must be a finite number"),
+    ("lr", "inf", "lr; it must be a finite number"),
+    ("weight_decay", "nan", "weight_decay; it must be a finite number"),
+    ("weight_decay", "-0.1", "weight_decay; it must be >= 0"),
+    ("fraction", "nan", "fraction; it must be a finite number"),
+    ("patch_size", "7", "patch_size; it must be a multiple of 8"),
+    ("patch_size", "60", "e.g. 56"),
+    ("seed", "-1", "seed; it must be >= 0"),
+    ("max_test_side", "8", "max_test_side"),
+])
+def test_bad_values_are_refused(key, value, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        study_preset("smoke", {key: value})
+
+
+def test_good_values_pass():
+    cfg = study_preset("smoke", {"lr": "3e-4", "weight_decay": "0", "patch_size": "48", "seed": "7"})
+    assert (cfg.lr, cfg.weight_decay, cfg.patch_size, cfg.seed) == (3e-4, 0.0, 48, 7)
+
+
+@pytest.mark.parametrize("args", [
+    ["--set", "lr=nan"], ["--set", "weight_decay=nan"], ["--set", "patch_size=7"], ["--seed", "-1"], ["--config", "CONFIG"],
+])
+def test_cli_refuses_bad_settings_without_leaving_a_folder(tmp_path, capsys, args):
+    from PIL import Image
+
+    png = tmp_path / "settings.png"
+    Image.new("RGB", (4, 4)).save(png)
+    out = tmp_path / "runs"
+    args = [str(png) if a == "CONFIG" else a for a in args]
+    assert main(["lottery", "--preset", "smoke", "--out", str(out), "--no-progress", *args]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists(), f"a refused command left {list(out.rglob('*'))}"
+
+
+def test_every_setting_is_explained_where_it_is_declared(capsys):
+    import dataclasses
+
+    from mirl.study.config import HELP, StudyConfig
+
+    names = [f.name for f in dataclasses.fields(StudyConfig)]
+    assert set(HELP) == set(names) and all(len(HELP[n]) > 15 for n in names)
+    assert main(["lottery", "--preset", "smoke", "--list-settings"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(names) and all(HELP[n] in line for n, line in zip(names, lines))
+
+
+def test_run_hash_is_pinned():
+    # A refactor must not silently rename existing runs: this literal is the smoke preset's hash.
+    assert config_hash(study_preset("smoke")) == "de4d1844"  # layout 2 (the study tree); layout 1 was 49d0c140
+    assert config_hash(study_preset("smoke", {"device": "cpu", "progress": False})) == "de4d1844"
+    assert config_hash(study_preset("smoke", {"rounds": 3})) != "de4d1844"
+
+
+def test_overrides_are_validated():
+    with pytest.raises(ConfigError, match="valid settings: .*rounds"):
+        study_preset("smoke", {"roundz": 3})
+    with pytest.raises(ConfigError, match="valid: global, layerwise"):
+        study_preset("smoke", {"scope": "channel"})
+    with pytest.raises(ConfigError, match="expected int"):
+        study_preset("smoke", {"rounds": "many"})
+    with pytest.raises(Exception, match="unknown task"):
+        study_preset("smoke", {"tasks": "denoise_25,deblur"})
+    assert study_preset("smoke", {"tasks": "derain,jpeg"}).tasks == ("derain", "jpeg")
+
+
+def test_cli_rejects_unknown_setting(capsys):
+    from mirl.cli import main
+
+    assert main(["lottery", "--preset", "smoke", "--set", "colour=red"]) == 2
+    assert "valid settings" in capsys.readouterr().err
+
+
+def test_replicates_do_not_change_the_run_hash():
+    assert config_hash(study_preset("smoke", {"replicates": 3})) == config_hash(study_preset("smoke"))
+    with pytest.raises(ConfigError, match="replicates; it must be >= 1"):
+        study_preset("smoke", {"replicates": 0})
+
+
+def test_repeated_set_is_merged_and_values_are_kept_as_typed(capsys):
+    """``--set`` given twice adds to the first (it replaced it), values keep their ``#`` and line
+    breaks (only spaces around them go), and one setting given two values is refused."""
+    data = "/photos #2\nnew "
+    assert main(["lottery", "--preset", "smoke", "--set", "rounds=5", "--set", "scope=layerwise", f"data= {data}",
+                 "--list-settings"]) == 0
+    settings = {line.split()[0]: line.split(None, 1)[1] for line in capsys.readouterr().out.splitlines()}
+    assert settings["rounds"].startswith("5 ") and settings["scope"].startswith("'layerwise' ")
+    assert settings["data"].startswith(repr(data.strip(" ")))
+    assert main(["lottery", "--preset", "smoke", "--set", "rounds=5", "--set", "rounds=3", "--list-settings"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "mirl lottery: error: rounds is set twice ('5' and '3'); give it once"

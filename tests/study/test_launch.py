@@ -1,0 +1,51 @@
+"""The study as a job graph (mirl.study.launch): its shape. Running it (N local processes, SLURM) is in
+tests/study/test_launch_slurm.py, which ``pytest -k slurm`` selects."""
+
+from __future__ import annotations
+
+from mirl.study.config import study_preset
+from mirl.study.launch import job_graph
+from mirl.study.lottery import study_nodes
+
+
+def test_the_graph_runs_every_node_once_after_what_it_starts_from() -> None:
+    cfg = study_preset("smoke", {"replicates": 2, "rounds": 2, "branches": "random_reinit,one_shot,stability"})
+    jobs = job_graph(cfg)
+    assert sorted(n for j in jobs for n in j.nodes) == sorted(study_nodes(cfg))
+    names = [j.name for j in jobs]
+    for job in jobs:
+        assert all(names.index(a) < names.index(job.name) for a in job.after)  # listed after what it waits for
+        (r, level, branch), = job.nodes
+        expected = () if (branch == "main" and level == 0) else (f"r{r}-L{level - 1}-main",) if branch == "main" else (f"r{r}-L{level}-main",)
+        assert job.after == expected, job
+    assert not any(a.startswith("r1") for j in jobs if j.name.startswith("r0") for a in j.after)  # replicates side by side
+
+
+
+def test_status_says_done_running_started_or_missing(tmp_path, capsys) -> None:
+    """``mirl status``: a node with done.json is done, one whose lock is held is running, one with
+    files is started, else missing; a recorded job id is shown."""
+    import json
+
+    from mirl import paths
+    from mirl.cli import main
+    from mirl.study.config import non_default
+    from mirl.fileio import atomic_write_json
+    from mirl.study.launch import JOBS_FILE, node_states
+    from mirl.runlock import RunLock
+
+    cfg = study_preset("smoke", {"rounds": 1, "branches": "random_reinit"})
+    study = tmp_path / "smoke_test"
+    atomic_write_json(paths.run_config(study), {"non_default": non_default(cfg), "replicates": 1, "branches": ["random_reinit"]})
+    replicate = paths.replicate_dir(study, 0)
+    atomic_write_json(paths.done_file(paths.level_dir(replicate, 0)), {})
+    atomic_write_json(paths.mask_file(paths.level_dir(replicate, 1, "random_reinit")), {})
+    atomic_write_json(study / JOBS_FILE, {"r0-L1-main": {"job_id": "999999", "nodes": [[0, 1, "main"]], "after": ["r0-L0-main"]}})
+    with RunLock(paths.level_dir(replicate, 1)):
+        assert [row["state"] for row in node_states(study)] == ["done", "running", "started"]
+        assert main(["status", str(study)]) == 0
+    shown = capsys.readouterr().out
+    assert "999999 (r0-L1-main)" in shown and "1 done, 1 running, 1 started of 3 nodes" in shown, shown
+    assert [row["state"] for row in node_states(study)] == ["done", "missing", "started"]
+    assert main(["status", str(tmp_path)]) == 2 and "is not a study folder" in capsys.readouterr().err
+    json.loads((study / JOBS_FILE).read_text())  # untouched

@@ -1,0 +1,502 @@
+"""The lottery engine on whole (smoke) studies: the study tree, levels, re-runs, resets, the
+branches (random re-init, random pruning, one-shot, stability), rewinding, resume after kill -9,
+two processes under torchrun, shared dense levels, replicates, refusals of foreign or changed files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from mirl import paths
+from mirl.branches import get_branch
+from mirl.study.config import ConfigError, study_preset
+from mirl.errors import MirlError
+from mirl.study.lottery import branch_context, main_starting_weights, run_study
+from mirl.models import PromptIR, build_model, load_checkpoint
+from mirl.pruning import apply_mask, load_mask, magnitude_prune, masks_equal, one_shot_fraction, save_mask
+from tests.conftest import FAST, subprocess_env
+
+BRANCHES = "random_reinit,random_prune,stability,one_shot"
+
+
+def _state(node: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(paths.model_file(node))[0].state_dict()
+
+
+def _theta0(replicate: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(paths.init_weights(replicate))[0].state_dict()
+
+
+@pytest.fixture(scope="module")
+def tree(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The issue's smoke study: 2 replicates, every branch."""
+    return run_study("smoke", {"data": str(demo_data), "replicates": 2, "branches": BRANCHES, **FAST},
+                     out=tmp_path_factory.mktemp("tree"))
+
+
+def test_smoke_study_levels(smoke_run):
+    cfg = json.loads(paths.run_config(smoke_run).read_text())
+    assert smoke_run.name.startswith("smoke_") and cfg["rounds"] == 2 and cfg["non_default"]["data"]
+    assert cfg["format"] == paths.LAYOUT_VERSION and cfg["hash"] == paths.run_hash(smoke_run)
+    replicate = paths.replicate_dir(smoke_run, 0)
+    previous = None
+    for level in range(3):
+        ldir = paths.level_dir(replicate, level)
+        assert paths.done_file(ldir).exists()
+        mask = load_mask(paths.mask_file(ldir))
+        report = json.loads(paths.sparsity_file(ldir).read_text())
+        assert report["prunable"]["density"] == pytest.approx(0.8**level, abs=1e-3)
+        assert report["trainable"]["density"] > report["prunable"]["density"] or level == 0
+        state = _state(ldir)
+        assert all(torch.count_nonzero(state[n][~m]) == 0 for n, m in mask.items())
+        if previous is not None:
+            assert all(bool((mask[n] & ~previous[n]).sum() == 0) for n in mask), "a pruned weight came back"
+        previous = mask
+        metrics = json.loads(paths.metrics_file(ldir).read_text())
+        assert metrics["convention"] == "upstream" and metrics["branch"] == "main" and metrics["hash"] == paths.run_hash(smoke_run)
+        assert set(metrics["tasks"]) == {"denoise_25", "derain"}
+        assert all(v["psnr"] > 5 for v in metrics["tasks"].values())
+
+
+def test_the_study_tree(tree):
+    assert paths.is_run_dir(tree) and paths.data_fingerprint(tree).is_file()
+    assert paths.replicate_numbers(tree) == [0, 1]
+    for r in (0, 1):
+        replicate = paths.replicate_dir(tree, r)
+        assert paths.init_weights(replicate).is_file()
+        assert paths.branch_names(replicate, 0) == ["main", "stability"]
+        for level in (1, 2):
+            assert paths.branch_names(replicate, level) == ["main", "one_shot", "random_prune", "random_reinit", "stability"]
+            for branch in paths.branch_names(replicate, level):
+                node = paths.level_dir(replicate, level, branch)
+                assert paths.is_finished(node)
+                assert all((node / name).is_file() for name in paths.LEVEL_RESULT_FILES), node
+                metrics = json.loads(paths.metrics_file(node).read_text())
+                assert metrics["branch"] == branch and metrics["replicate"] == r and metrics["tasks"]
+                assert all("per_image" in t for t in metrics["tasks"].values())
+    seeds = {json.loads(paths.metrics_file(paths.level_dir(paths.replicate_dir(tree, r), 1, "random_reinit")).read_text())["seed"]
+             for r in (0, 1)}
+    assert len(seeds) == 2  # branch seeds derive from (replicate, level, branch)
+    assert not torch.equal(_theta0(paths.replicate_dir(tree, 0))["output.weight"], _theta0(paths.replicate_dir(tree, 1))["output.weight"])
+
+
+def test_random_reinit_keeps_the_tickets_mask_and_redraws_its_weights(tree):
+    cfg = study_preset("smoke", {"branches": BRANCHES})
+    for r in (0, 1):
+        replicate = paths.replicate_dir(tree, r)
+        theta0 = _theta0(replicate)
+        for level in (1, 2):
+            main = load_mask(paths.mask_file(paths.level_dir(replicate, level)))
+            assert masks_equal(load_mask(paths.mask_file(paths.level_dir(replicate, level, "random_reinit"))), main)
+            start = get_branch("random_reinit").starting_weights(branch_context(cfg, replicate, level, "random_reinit", theta0))
+            kept = main["output.weight"]
+            assert not torch.equal(start["output.weight"][kept], theta0["output.weight"][kept])
+            assert float(start["output.weight"].std()) == pytest.approx(float(theta0["output.weight"].std()), rel=0.3)
+            main_start = main_starting_weights(cfg, replicate, level, theta0)
+            assert torch.equal(start["prompt1.prompt_param"], main_start["prompt1.prompt_param"])  # not reset: main's
+
+
+def test_random_prune_keeps_the_tickets_count_in_every_tensor(tree):
+    for r in (0, 1):
+        replicate = paths.replicate_dir(tree, r)
+        for level in (1, 2):
+            main = load_mask(paths.mask_file(paths.level_dir(replicate, level)))
+            shuffled = load_mask(paths.mask_file(paths.level_dir(replicate, level, "random_prune")))
+            assert shuffled.keys() == main.keys()
+            assert all(int(shuffled[n].sum()) == int(main[n].sum()) for n in main)
+            assert not masks_equal(shuffled, main)
+            # starting weights are the ticket's: the pruned positions differ, the kept values are theta_0's
+            trained_main = _state(paths.level_dir(replicate, level))
+            assert trained_main.keys() == _state(paths.level_dir(replicate, level, "random_prune")).keys()
+
+
+def test_one_shot_prunes_the_dense_level_straight_to_the_level(tree):
+    replicate = paths.replicate_dir(tree, 0)
+    dense = _state(paths.level_dir(replicate, 0))
+    for level in (1, 2):
+        mask = load_mask(paths.mask_file(paths.level_dir(replicate, level, "one_shot")))
+        assert masks_equal(mask, magnitude_prune(dense, None, one_shot_fraction(0.2, level), "global", "upstream",
+                                                 PromptIR.unused_in_forward))
+
+
+def test_stability_path_starts_at_the_ticket(tree):
+    for r in (0, 1):
+        replicate = paths.replicate_dir(tree, r)
+        for level in (0, 1, 2):
+            main = json.loads(paths.metrics_file(paths.level_dir(replicate, level)).read_text())
+            stab = json.loads(paths.metrics_file(paths.level_dir(replicate, level, "stability")).read_text())
+            assert [p["alpha"] for p in stab["path"]] == [0.0, 0.25, 0.5, 0.75, 1.0]
+            assert stab["path"][0]["psnr"] == pytest.approx(main["mean_psnr"], abs=1e-9)
+            assert stab["path"][-1]["psnr"] == pytest.approx(stab["mean_psnr"], abs=1e-9)
+            ends = (stab["path"][0]["psnr"] + stab["path"][-1]["psnr"]) / 2
+            assert stab["barrier"] == pytest.approx(max(ends - p["psnr"] for p in stab["path"]))
+            assert stab["data_seed"] != main["data_seed"]
+
+
+def test_the_barrier_reaches_the_report_index_with_its_interval(tree):
+    """Issue 21, part 4: the barrier at the dense and the last level, over both replicates."""
+    from mirl.analysis import evidence
+    from mirl.analysis.stats import replicate_interval
+
+    barriers = evidence.barrier_table({"reset": tree})
+    assert list(barriers["level"]) == [0, 1, 2]
+    numbers = evidence.barrier_headline(barriers)
+    assert list(numbers) == ["reset: stability barrier, dense (dB)",
+                             f"reset: stability barrier, level 2 ({barriers.iloc[-1]['remaining trainable (%)']:.3g}% trainable) (dB)"]
+    found = [json.loads(paths.metrics_file(paths.level_dir(paths.replicate_dir(tree, r), 2, "stability")).read_text()) for r in (0, 1)]
+    expected = replicate_interval([m["barrier"] for m in found], images=int(found[0]["path"][0]["images"]))
+    assert numbers[list(numbers)[-1]] == f"{expected.format('', signed=True)} (n = {expected.sample_size})"
+    assert "x 2 replicates" in numbers[list(numbers)[-1]]
+
+
+def test_a_second_copy_with_the_tickets_own_seed_has_no_barrier(demo_data, tmp_path, monkeypatch):
+    from mirl.branches.stability import Stability
+
+    monkeypatch.setattr(Stability, "data_seed", lambda self, ctx: ctx.replicate_seed)
+    study = run_study("smoke", {"data": str(demo_data), "rounds": 1, "branches": "stability", **FAST}, out=tmp_path)
+    replicate = paths.replicate_dir(study, 0)
+    for level in (0, 1):
+        stab = json.loads(paths.metrics_file(paths.level_dir(replicate, level, "stability")).read_text())
+        assert abs(stab["barrier"]) < 1e-6, stab["path"]
+        a, b = _state(paths.level_dir(replicate, level)), _state(paths.level_dir(replicate, level, "stability"))
+        assert all(torch.allclose(a[n], b[n], atol=1e-6) for n in a)
+
+
+def _comparable(metrics: dict) -> dict:
+    out = {k: v for k, v in metrics.items() if k not in ("train",)}
+    train = {k: v for k, v in metrics["train"].items() if "second" not in k and "images_per" not in k and k != "resumed_from"}
+    return {**out, "train": train}
+
+
+def test_branches_run_in_any_order_with_the_same_files(tree, demo_data, tmp_path):
+    out = tmp_path / "other"
+    study = run_study("smoke", {"data": str(demo_data), **FAST}, out=out)  # main only
+    assert study.name == tree.name  # branches do not change the study's identity
+    settings = {"data": str(demo_data), "branches": "random_reinit", **FAST}
+    run_study("smoke", settings, out=out, nodes=[(0, 2, "random_reinit")])
+    assert not paths.level_dir(paths.replicate_dir(study, 0), 1, "random_reinit").exists()
+    run_study("smoke", settings, out=out, nodes=[(0, 1, "random_reinit")])
+    for level in (1, 2):
+        for branch in ("main", "random_reinit"):
+            a = paths.level_dir(paths.replicate_dir(study, 0), level, branch)
+            b = paths.level_dir(paths.replicate_dir(tree, 0), level, branch)
+            assert masks_equal(load_mask(paths.mask_file(a)), load_mask(paths.mask_file(b)))
+            sa, sb = _state(a), _state(b)
+            assert all(torch.equal(sa[n], sb[n]) for n in sa), (level, branch)
+            assert _comparable(json.loads(paths.metrics_file(a).read_text())) == _comparable(json.loads(paths.metrics_file(b).read_text()))
+
+
+def test_a_branch_needs_its_main_level(demo_data, tmp_path):
+    with pytest.raises(MirlError, match="starts from main's finished level 1"):
+        run_study("smoke", {"data": str(demo_data), "branches": "random_reinit", **FAST}, out=tmp_path, nodes=[(0, 1, "random_reinit")])
+
+
+def test_the_control_setting_names_branches():
+    with pytest.raises(ConfigError, match="branches=random_reinit"):
+        study_preset("smoke", {"control": "random_reinit"})
+    with pytest.raises(ConfigError, match="from: one_shot, random_prune, random_reinit, refill, stability"):
+        study_preset("smoke", {"branches": "random_reinit,bogus"})
+    with pytest.raises(ConfigError, match="stability_alphas"):
+        study_preset("smoke", {"stability_alphas": "0.25,0.5"})
+
+
+def test_reset_to_theta0_keeps_prompts_trained(smoke_run):
+    cfg = study_preset("smoke")
+    replicate = paths.replicate_dir(smoke_run, 0)
+    theta0 = _theta0(replicate)
+    trained = _state(paths.level_dir(replicate, 0))
+    start = main_starting_weights(cfg, replicate, 1, theta0)
+    assert torch.equal(start["patch_embed.proj.weight"], theta0["patch_embed.proj.weight"])
+    assert torch.equal(start["encoder_level1.0.norm1.body.bias"], theta0["encoder_level1.0.norm1.body.bias"])
+    assert torch.equal(start["prompt1.prompt_param"], trained["prompt1.prompt_param"])
+    assert not torch.equal(start["prompt1.prompt_param"], theta0["prompt1.prompt_param"])
+    cfg_all = study_preset("smoke", {"reset_params": "all"})
+    assert torch.equal(main_starting_weights(cfg_all, replicate, 1, theta0)["prompt1.prompt_param"], theta0["prompt1.prompt_param"])
+
+
+def test_rerun_skips_finished_levels(smoke_run, demo_data):
+    node = paths.level_dir(paths.replicate_dir(smoke_run, 0), 2)
+    stamp = paths.model_file(node).stat().st_mtime_ns
+    again = run_study("smoke", {"data": str(demo_data), **FAST}, out=smoke_run.parent)
+    assert again == smoke_run and paths.model_file(node).stat().st_mtime_ns == stamp
+
+
+def test_rewind_resets_to_weights_after_k_steps(demo_data, tmp_path):
+    settings = {"reset": "rewind", "rewind_steps": 2, "rounds": 1}
+    study = run_study("smoke", {"data": str(demo_data), **settings, "branches": "stability", **FAST}, out=tmp_path)
+    replicate = paths.replicate_dir(study, 0)
+    rewound, meta = load_checkpoint(paths.rewind_weights(replicate))
+    assert meta["metadata"]["theta"] == 2
+    theta0 = _theta0(replicate)
+    assert not torch.equal(rewound.state_dict()["output.weight"], theta0["output.weight"])
+    start = main_starting_weights(study_preset("smoke", settings), replicate, 1, theta0)
+    assert torch.equal(start["output.weight"], rewound.state_dict()["output.weight"])
+    assert paths.is_finished(paths.level_dir(replicate, 1, "stability"))
+
+
+def test_dense_level_is_shared_between_studies_that_differ_in_pruning(smoke_run, demo_data):
+    variant = run_study("smoke", {"data": str(demo_data), "fraction": 0.5, "rounds": 1, **FAST}, out=smoke_run.parent)
+    assert variant != smoke_run
+    mine, source = paths.level_dir(paths.replicate_dir(variant, 0), 0), paths.level_dir(paths.replicate_dir(smoke_run, 0), 0)
+    reused = json.loads(paths.reused_file(mine).read_text())
+    assert reused["source"] == str(paths.replicate_dir(smoke_run, 0))
+    assert paths.model_file(mine).read_bytes() == paths.model_file(source).read_bytes()
+    assert json.loads(paths.done_file(mine).read_text())["hash"] == paths.run_hash(variant)
+    assert paths.done_file(paths.level_dir(paths.replicate_dir(variant, 0), 1)).exists()
+    other_seed = run_study("smoke", {"data": str(demo_data), "seed": 1, "rounds": 0, **FAST}, out=smoke_run.parent)
+    assert not paths.reused_file(paths.level_dir(paths.replicate_dir(other_seed, 0), 0)).exists()
+
+
+def test_a_broken_sibling_dense_level_is_passed_over(smoke_run, demo_data, tmp_path):
+    sibling = tmp_path / smoke_run.name
+    shutil.copytree(smoke_run, sibling)
+    paths.model_file(paths.level_dir(paths.replicate_dir(sibling, 0), 0)).write_bytes(b"broken")
+    with pytest.warns(UserWarning, match="not reusing the dense level"):
+        study = run_study("smoke", {"data": str(demo_data), "rounds": 0, "fraction": 0.5, **FAST}, out=tmp_path)
+    replicate = paths.replicate_dir(study, 0)
+    assert paths.is_finished(paths.level_dir(replicate, 0)) and not paths.reused_file(paths.level_dir(replicate, 0)).exists()
+    assert not [p for p in replicate.rglob(".main.*")]
+
+
+def test_replicates_grow_in_place_and_resume_one_by_one(smoke_run, demo_data, tmp_path, capsys):
+    from mirl.cli import main
+
+    study = tmp_path / smoke_run.name
+    shutil.copytree(smoke_run, study)  # seed 0, finished: replicate 0 is kept as it is
+    first = {p: p.stat().st_mtime_ns for p in paths.replicate_dir(study, 0).rglob("*")}
+    assert run_study("smoke", {"data": str(demo_data), "replicates": 2, **FAST}, out=tmp_path) == study
+    replicate1 = paths.replicate_dir(study, 1)
+    assert all(paths.is_finished(paths.level_dir(replicate1, k)) for k in range(3))
+    assert {p: p.stat().st_mtime_ns for p in paths.replicate_dir(study, 0).rglob("*")} == first
+    paths.done_file(paths.level_dir(replicate1, 2)).unlink()
+    kept = [*paths.replicate_dir(study, 0).rglob("*"), *paths.level_dir(replicate1, 0).rglob("*"), *paths.level_dir(replicate1, 1).rglob("*")]
+    others = {p: p.stat().st_mtime_ns for p in kept}
+    args = ["lottery", "--preset", "smoke", "--out", str(tmp_path), "--no-progress", "--set", f"data={demo_data}", "replicates=2"]
+    assert main(args) == 0
+    assert paths.done_file(paths.level_dir(replicate1, 2)).is_file()
+    assert {p: p.stat().st_mtime_ns for p in others} == others
+    out = capsys.readouterr().out
+    assert "95% t-interval across 2 replicates" in out and "x 2 rep" in out and f"study: {study}" in out
+
+
+# ---- refusals: another study's files, changed data, damaged files (issue 23) ---------------
+
+def _copy(smoke_run: Path, tmp_path: Path) -> Path:
+    study = tmp_path / smoke_run.name
+    shutil.copytree(smoke_run, study)
+    return study
+
+
+def test_another_studys_files_are_not_adopted(smoke_run, demo_data, tmp_path):
+    study = _copy(smoke_run, tmp_path)
+    paths.run_config(study).unlink()
+    with pytest.raises(MirlError, match="holds results but no config.json"):
+        run_study("smoke", {"data": str(demo_data), **FAST}, out=tmp_path)
+    shutil.rmtree(study)
+    study = _copy(smoke_run, tmp_path)
+    done = paths.done_file(paths.level_dir(paths.replicate_dir(study, 0), 1))
+    done.write_text(json.dumps({**json.loads(done.read_text()), "study": "smoke_0bad0bad", "hash": "0bad0bad"}))
+    with pytest.raises(MirlError, match="written by study 'smoke_0bad0bad'"):
+        run_study("smoke", {"data": str(demo_data), **FAST}, out=tmp_path)
+
+
+def test_changed_data_is_refused_naming_the_files(smoke_run, demo_data, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(demo_data, data)
+    study = run_study("smoke", {"data": str(data), "rounds": 0, **FAST}, out=tmp_path / "runs")
+    victim = sorted((data / "test" / "derain").rglob("*.png"))[0]
+    victim.write_bytes(victim.read_bytes() + b"\0")
+    with pytest.raises(MirlError, match=f"data folder .* changed .*test/{victim.relative_to(data / 'test').as_posix()} \\(changed\\)"):
+        run_study("smoke", {"data": str(data), "rounds": 0, **FAST}, out=tmp_path / "runs")
+    assert study.is_dir()
+
+
+def test_a_wrong_shape_mask_is_refused_on_resume(smoke_run, demo_data, tmp_path):
+    study = _copy(smoke_run, tmp_path)
+    node = paths.level_dir(paths.replicate_dir(study, 0), 2)
+    paths.done_file(node).unlink()
+    mask = load_mask(paths.mask_file(node))
+    mask["patch_embed.proj.weight"] = torch.ones(3, 3, dtype=torch.bool)
+    save_mask(paths.mask_file(node), mask)
+    with pytest.raises(MirlError, match="patch_embed.proj.weight has shape \\(3, 3\\)"):
+        run_study("smoke", {"data": str(demo_data), **FAST}, out=tmp_path)
+    del mask["patch_embed.proj.weight"]
+    save_mask(paths.mask_file(node), mask)
+    with pytest.raises(MirlError, match="lacks 1 tensor"):
+        run_study("smoke", {"data": str(demo_data), **FAST}, out=tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["no model", "truncated metrics", "list metrics", "no metrics"])
+def test_a_damaged_finished_level_is_one_line(smoke_run, demo_data, tmp_path, damage):
+    study = _copy(smoke_run, tmp_path)
+    node = paths.level_dir(paths.replicate_dir(study, 0), 1)
+    if damage == "no model":
+        paths.model_file(node).unlink()
+    elif damage == "no metrics":
+        paths.metrics_file(node).unlink()
+    else:
+        paths.metrics_file(node).write_text('{"level": 1, "tas' if damage.startswith("truncated") else "[1, 2]")
+    with pytest.raises(MirlError, match=f"{node}.*remove .*done.json"):
+        run_study("smoke", {"data": str(demo_data), **FAST}, out=tmp_path)
+
+
+def test_a_truncated_config_says_how_to_restore_it(smoke_run, demo_data, tmp_path):
+    study = _copy(smoke_run, tmp_path)
+    original = json.loads(paths.run_config(study).read_text())
+    paths.run_config(study).write_text('{"format": 2, "na')
+    with pytest.raises(MirlError, match="restore the file with `mv .*config.json.expected .*config.json`.*finished levels are kept"):
+        run_study("smoke", {"data": str(demo_data), **FAST}, out=tmp_path)
+    expected = json.loads((study / "config.json.expected").read_text())
+    assert {k: v for k, v in expected.items() if k != "progress"} == {k: v for k, v in original.items() if k != "progress"}
+
+
+def test_a_study_of_the_old_layout_is_refused_in_one_line(tmp_path):
+    from mirl.analysis import results
+    old = tmp_path / "quickstart_68b428ae"
+    (old / "level_0").mkdir(parents=True)
+    paths.run_config(old).write_text(json.dumps({"name": old.name, "preset": "quickstart", "seed": 0}))
+    with pytest.raises(MirlError, match="older mirl layout.*mirl lottery --preset quickstart --out"):
+        results.load_config(old)
+
+
+def test_layer_collapse_is_reported_and_warned():
+    from mirl.study.lottery import warn_collapse
+    from mirl.pruning.mask import sparsity_report
+
+    state = build_model("tiny").state_dict()
+    mask = magnitude_prune(state, None, 0.2)
+    mask["output.weight"][:] = False
+    mask["chnl_reduce1.weight"][:] = False  # never used in forward: not a collapse
+    report = sparsity_report(mask, state, PromptIR.unused_in_forward)  # the network declares what it never calls
+    assert report["empty_tensors"] == ["output.weight"]
+    assert sparsity_report(mask, state)["empty_tensors"] == ["chnl_reduce1.weight", "output.weight"]
+    with pytest.warns(UserWarning, match="output.weight is empty: the network now returns its input"):
+        warn_collapse(3, report["empty_tensors"], study_preset("smoke"))
+    model = build_model("tiny").eval()
+    model.load_state_dict(state)
+    apply_mask(model, mask)
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), x)  # the global residual is all that is left
+
+
+def test_compile_setting_compiles_blocks_for_training_only(monkeypatch, tmp_path, demo_data):
+    """``compile=regional`` routes every training forward of each block through its compiled
+    call, and evaluation (images of many sizes) through the eager one."""
+    from mirl.models.promptir import TransformerBlock
+
+    modes: list[bool] = []
+
+    def fake_compile(self: TransformerBlock, *args: object, **kwargs: object) -> None:
+        def compiled_call(*a: object, **k: object) -> torch.Tensor:
+            modes.append(torch.is_grad_enabled())
+            return self._call_impl(*a, **k)
+
+        self._compiled_call_impl = compiled_call
+
+    monkeypatch.setattr(TransformerBlock, "compile", fake_compile)
+    run_study("smoke", {"data": str(demo_data), "compile": "regional", "rounds": 1, **FAST}, out=tmp_path)
+    assert modes and all(modes), "compiled blocks must run in training, never in evaluation"
+
+
+def _lottery_cmd(out: Path, data: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "mirl", "lottery", "--preset", "smoke", "--out", str(out), "--no-progress",
+            "--set", f"data={data}", "epochs=3", "steps_per_epoch=4", "checkpoint_every=1", *extra]
+
+
+def test_rerun_removes_what_a_killed_atomic_write_left(smoke_run, demo_data, tmp_path):
+    """SIGKILL inside an atomic write leaves its temporary beside the result; the next run of
+    the study removes it (and keeps every result file)."""
+    run = tmp_path / smoke_run.name
+    shutil.copytree(smoke_run, run)
+    stale = paths.level_dir(paths.replicate_dir(run, 0), 1) / ".train_log.csv.k1ll3d.tmp"
+    stale.write_text("step,loss\n1,")
+    before = sorted(p.relative_to(run) for p in run.rglob("*") if p != stale)
+    run_study("smoke", {"data": str(demo_data), **FAST}, out=tmp_path)
+    assert not stale.exists()
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+
+
+@pytest.mark.slow
+def test_resume_after_kill_inside_a_branch_gives_the_files_of_an_uninterrupted_run(demo_data, tmp_path):
+    extra = ("branches=random_reinit",)
+    reference = tmp_path / "reference"
+    subprocess.run(_lottery_cmd(reference, demo_data, *extra), check=True, env=subprocess_env(), capture_output=True)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_lottery_cmd(killed, demo_data, *extra), env=subprocess_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    target = None
+    while time.time() < deadline and proc.poll() is None:
+        states = [s for r in killed.glob("*/replicate_0")
+                  if (s := paths.train_state_file(paths.level_dir(r, 1, "random_reinit"))).exists()]
+        if states:
+            target = states[0]
+            break
+        time.sleep(0.01)
+    assert target is not None, f"the run ended before the branch checkpointed: {proc.stderr.read().decode()[-500:]}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    node = target.parent
+    replicate = node.parent.parent
+    assert not paths.is_finished(node)
+    subprocess.run(_lottery_cmd(killed, demo_data, *extra), check=True, env=subprocess_env(), capture_output=True)
+    assert json.loads(paths.metrics_file(node).read_text())["train"]["resumed_from"] > 0
+    ref_replicate = reference / replicate.parent.name / replicate.name
+    for level in range(3):
+        for branch in ("main", "random_reinit") if level else ("main",):
+            a, b = paths.level_dir(replicate, level, branch), paths.level_dir(ref_replicate, level, branch)
+            assert masks_equal(load_mask(paths.mask_file(a)), load_mask(paths.mask_file(b))), (level, branch)
+            sa, sb = _state(a), _state(b)
+            assert all(torch.equal(sa[n], sb[n]) for n in sa), f"level {level} {branch}: weights differ after resume"
+    assert not list(replicate.rglob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_two_processes_with_torchrun(demo_data, tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "mirl", "lottery", "--preset", "smoke", "--out", str(tmp_path), "--no-progress",
+           "--set", f"data={demo_data}", "rounds=1"]
+    proc = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = paths.replicate_dir(next(tmp_path.glob("smoke_*")), 0)
+    for level in (0, 1):
+        assert paths.done_file(paths.level_dir(run, level)).exists()
+    trained = load_checkpoint(paths.model_file(paths.level_dir(run, 1)))[0].state_dict()
+    mask = load_mask(paths.mask_file(paths.level_dir(run, 1)))
+    assert all(torch.count_nonzero(trained[n][~m]) == 0 for n, m in mask.items())
+
+
+def test_a_run_that_cannot_start_leaves_no_folder(demo_data, tmp_path):
+    """Bad settings, a missing or empty data folder: an error, and no (empty) run folder."""
+    from mirl.errors import MirlError
+
+    out = tmp_path / "runs"
+    with pytest.raises(ConfigError):
+        run_study("smoke", {"rounds": "many", **FAST}, out=out)
+    with pytest.raises(MirlError, match="does not exist"):
+        run_study("smoke", {"data": str(tmp_path / "missing"), **FAST}, out=out)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MirlError, match="folder not found"):
+        run_study("smoke", {"data": str(tmp_path / "empty"), **FAST}, out=out)
+    assert not out.exists(), sorted(out.rglob("*"))
+
+
+
+
+def test_a_damaged_score_file_of_a_finished_level_is_named_with_what_to_do(demo_data, tmp_path):
+    study = run_study("smoke", {"data": str(demo_data), "rounds": 0, **FAST}, out=tmp_path)
+    node = paths.level_dir(paths.replicate_dir(study, 0), 0)
+    paths.metrics_file(node).write_text('{"level": 0, ')
+    with pytest.raises(MirlError, match=rf"{paths.metrics_file(node)} cannot be read .*the scores of a finished level: "
+                                         rf"remove {paths.done_file(node)} to train and score the level again"):
+        run_study("smoke", {"data": str(demo_data), "rounds": 0, **FAST}, out=tmp_path)

@@ -1,0 +1,66 @@
+"""``mirl lottery --dry-run``: the plan and the bill of a study, with nothing written."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from mirl.cli import main
+from mirl.study.config import study_preset
+from mirl.study.lottery import study_nodes
+from mirl.study.plan import plan_study
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setenv("MIRL_HOME", str(tmp_path))
+    (tmp_path / "keep.txt").write_text("x")
+    before = _files(tmp_path)
+    settings = ["replicates=2", "branches=random_reinit,one_shot,stability"]
+    assert main(["lottery", "--preset", "smoke", "--set", *settings, "--dry-run", "--seconds-per-step", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert _files(tmp_path) == before, "a dry run wrote files"
+    cfg = study_preset("smoke", {"replicates": 2, "branches": "random_reinit,one_shot,stability"})
+    nodes = study_nodes(cfg)
+    steps = cfg.epochs * cfg.steps_per_epoch * len(nodes)
+    assert f"nodes: {len(nodes)} (0 finished, {len(nodes)} to train)" in out
+    assert f"steps: {cfg.epochs * cfg.steps_per_epoch} per node, {steps:,} to train" in out
+    assert f"= {steps * 0.5 / 60:.1f} min of given time" in out
+    assert "one_shot also after level 0" in out and "replicate 1 level 2: main, random_reinit, one_shot, stability" in out
+
+
+def test_dry_run_times_steps_on_this_device_and_counts_finished_nodes(smoke_run: Path, demo_data: Path, capsys) -> None:
+    plan = plan_study("smoke", {"data": str(demo_data)}, out=smoke_run.parent)
+    assert plan.run_dir == smoke_run and plan.finished == plan.nodes and plan.todo == []
+    assert plan.train_samples and set(plan.test_images) == {"denoise_25", "derain"}
+    assert main(["lottery", "--preset", "smoke", "--set", f"data={demo_data}", "branches=random_reinit",
+                 "--out", str(smoke_run.parent), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "nodes: 5 (3 finished, 2 to train)" in out and "replicate 0 level 1: main (done), random_reinit" in out
+    per_node = plan.cfg.epochs * plan.cfg.steps_per_epoch
+    assert re.search(rf"estimate: {2 * per_node} steps x [\d.]+ ms = [\d.]+ min of CPU, \d+ threads", out), out
+    assert not (smoke_run / "replicate_0" / "level_1" / "random_reinit").exists()
+
+
+def test_paper_dry_run_on_cpu_names_the_recorded_gpu_figure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setenv("MIRL_HOME", str(tmp_path))
+    assert main(["lottery", "--preset", "paper", "--dry-run", "--no-timing"]) == 0
+    out = capsys.readouterr().out
+    assert "steps assume the published data" in out and "estimate" not in out
+    assert main(["lottery", "--preset", "paper", "--dry-run", "--seconds-per-step", "1"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"on a GPU: [\d,]+ steps x 45.6 ms = [\d,.]+ h \([\d,.]+ days\), from the recorded H200", out), out
+    assert os.listdir(tmp_path) == []
+
+
+def test_dry_run_options_are_checked(capsys) -> None:
+    assert main(["lottery", "--preset", "smoke", "--no-timing"]) == 2
+    assert "go with --dry-run" in capsys.readouterr().err
+    assert main(["lottery", "--preset", "smoke", "--dry-run", "--seconds-per-step", "0"]) == 2
+    assert "--seconds-per-step must be a positive number" in capsys.readouterr().err
