@@ -299,6 +299,7 @@ def test_the_refill_page_is_narrowed_faster_and_restores_like_mirl_restore(brows
     page = restore_in_page(browser, site, photo, tmp_path / "page.png")
     assert page["errors"] == [] and page["tiles"] == 2
     assert "dense network" in page["facts"] and "faster" in page["facts"], page["facts"]
+    assert "whole channels" in page["kind"], page["kind"]
     assert main(["restore", str(paths.model_file(node)), str(photo), "--out", str(tmp_path / "cli"), "--tile", "192",
                  "--overlap", "32", "--device", "cpu", "--no-progress"]) == 0
     difference = max_level_difference(tmp_path / "page.png", tmp_path / "cli" / "photo.png")

@@ -228,6 +228,7 @@ def test_the_compact_page_restores_like_mirl_restore(browser: Any, ticket: dict[
     photo = noisy_photo(tmp_path / "photo.png")
     page = restore_in_page(browser, ticket["compact"], photo, tmp_path / "page.png")
     assert page["errors"] == [] and page["tiles"] == 2
+    assert page["kind"] == "a lottery ticket found by mirl", page["kind"]  # unstructured: nothing narrowed
     record = _record(ticket["compact"])["model"]["weights"]
     assert page["weights"]["bytes"] == record["external_bytes"] and page["weights"]["tensors"] == record["tensors"]
     assert "as sent" in page["facts"] and "stored dense" in page["facts"] and "bitmask" in page["facts"], page["facts"]

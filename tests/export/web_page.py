@@ -26,7 +26,8 @@ def noisy_photo(path: Path, width: int = 300, height: int = 150) -> Path:
 
 def restore_in_page(browser: Any, folder: Path, photo: Path, out: Path, tile: int = 192) -> dict[str, Any]:
     """Restore ``photo`` with the page in ``folder``; save the page's PNG as ``out``. Returns the
-    page's facts text, its weights record, its tile count and the page errors."""
+    page's facts text, what its first line calls the ticket, its weights record, its tile count
+    and the page errors."""
     from mirl.export.serve import make_server
 
     server = make_server(folder, port=0)
@@ -39,6 +40,7 @@ def restore_in_page(browser: Any, folder: Path, photo: Path, out: Path, tile: in
         page.wait_for_function("() => ['ready', 'error'].includes(document.body.dataset.state)", timeout=120_000)
         assert page.evaluate("document.body.dataset.state") == "ready", page.text_content("#message")
         facts, weights = page.text_content("#facts"), page.evaluate("window.mirlWeb.page.weights")
+        kind = page.text_content("#kind")
         page.select_option("#tile", str(tile))
         page.set_input_files("#file", str(photo))
         page.wait_for_function("() => ['done', 'error-restore'].includes(document.body.dataset.state)", timeout=300_000)
@@ -51,7 +53,7 @@ def restore_in_page(browser: Any, folder: Path, photo: Path, out: Path, tile: in
         page.close()
         server.shutdown()
         server.server_close()
-    return {"facts": facts, "weights": weights, "tiles": tiles, "errors": errors}
+    return {"facts": facts, "kind": kind, "weights": weights, "tiles": tiles, "errors": errors}
 
 
 def max_level_difference(a: Path, b: Path) -> int:

@@ -79,7 +79,10 @@ function describeTicket(t) {
   fact("network", `PromptIR, preset "${t.preset}" (${t.parameters.toLocaleString("en")} parameters), exported from the ${t.impl} implementation`);
   fact("density", `${pct(d.prunable)} of the prunable weights (${d.nonzero_prunable.toLocaleString("en")} of ${d.prunable_total.toLocaleString("en")}, ${d.rule} rule); ${pct(d.trainable)} of all trainable parameters`);
   fact("download", downloadText(t.model));
-  if (t.speed) fact("speed", speedText(t.speed));
+  if (t.speed) {
+    fact("speed", speedText(t.speed));
+    $("kind").textContent = "a lottery ticket found by mirl, cut down to the whole channels it keeps";
+  }
   if (t.metrics) {
     const m = t.metrics;
     const where = m.demo_corpus ? "the built-in demo corpus (a demonstration, not a benchmark)" : `data set ${m.data}`;
