@@ -11,7 +11,7 @@ pandas ``Styler`` tables escape their cells and labels (a ``.format(...)`` call 
 formatter needs ``escape="html"`` too).
 
 Example:
-    >>> from mirl import evidence, viz                                  # doctest: +SKIP
+    >>> from mirl.analysis import evidence; from mirl.reports import viz  # doctest: +SKIP
     >>> scores = evidence.scores_table({"ticket": ["runs/smoke_de4d1844"]})  # doctest: +SKIP
     >>> fig = viz.interval_curves(evidence.curve_table(scores, "gain"), demo=True)  # doctest: +SKIP
     >>> png = viz.fig_to_png(fig)                                       # doctest: +SKIP

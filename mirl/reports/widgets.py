@@ -16,7 +16,7 @@ Both take an ordered mapping ``{label: mask}`` where a mask is ``{parameter name
 reader without JavaScript still sees the comparison.
 
 Example (in a notebook):
-    >>> from mirl import results, widgets                                        # doctest: +SKIP
+    >>> from mirl.analysis import results; from mirl.reports import widgets  # doctest: +SKIP
     >>> run = "runs/smoke_1a2b3c4d"                                               # doctest: +SKIP
     >>> masks = {f"level {k}": results.level_mask(run, k) for k in results.levels(run)}  # doctest: +SKIP
     >>> widgets.MaskExplorer(masks).widget                                        # doctest: +SKIP
@@ -267,7 +267,7 @@ def static_study_explorer(scan: Any, overlap: Any, dpi: int = 80) -> Any:
     :func:`mirl.analysis.mask_compare.block_overlap` table.
 
     Example:
-        >>> from mirl import mask_compare                               # doctest: +SKIP
+        >>> from mirl.analysis import mask_compare  # doctest: +SKIP
         >>> scan = mask_compare.scan_study("runs/smoke_de4d1844")       # doctest: +SKIP
         >>> static_study_explorer(scan, mask_compare.block_overlap(scan.pairs))  # doctest: +SKIP
     """
@@ -316,7 +316,7 @@ class StudyExplorer:
     :meth:`update` in the kernel, so it needs a live kernel.
 
     Example:
-        >>> from mirl import mask_compare                                # doctest: +SKIP
+        >>> from mirl.analysis import mask_compare  # doctest: +SKIP
         >>> scan = mask_compare.scan_study("runs/smoke_de4d1844")        # doctest: +SKIP
         >>> StudyExplorer(scan, mask_compare.block_overlap(scan.pairs)).widget  # doctest: +SKIP
     """
