@@ -51,6 +51,8 @@ class WithBiasLayerNorm(nn.Module, _ImplMixin):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.impl == "fast":
+            if torch.onnx.is_in_onnx_export():
+                return _channels_layer_norm_reductions(x, self.weight, self.bias)
             return _channels_layer_norm(x, self.weight, self.bias)
         b, c, h, w = x.shape
         t = x.flatten(2).transpose(1, 2)  # b (h w) c
@@ -75,6 +77,15 @@ def _channels_layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     else:
         y = F.layer_norm(xl, (x.shape[1],), weight, bias, 1e-5)
     return y.permute(0, 3, 1, 2)
+
+
+def _channels_layer_norm_reductions(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """The same norm as reductions over the channel axis: the form an ONNX export gets. Chromium's
+    onnxruntime-web runs it without transposing the residual stream (a dense tile in 0.84x the
+    time, a refilled one in 0.71x, on two threads; docs/benchmarks.md)."""
+    centred = x - x.mean(1, keepdim=True)
+    variance = (centred * centred).mean(1, keepdim=True)
+    return centred * torch.rsqrt(variance + 1e-5) * weight[:, None, None] + bias[:, None, None]
 
 
 class _GatedDepthwiseProjection(torch.autograd.Function):
