@@ -3,12 +3,13 @@
 network, the unstructured ticket and the refilled (structured, narrowed) ticket, as ratios against
 the dense network of the same preset measured in the same process run.
 
-For each case (a network and a mask) it exports the ONNX graph with ``mirl.export`` (as
-``mirl export --format onnx|web`` does: a ``refill`` ticket's graph is narrowed) and measures
+For each case (a network and a mask) it exports the ONNX graphs with ``mirl.export`` as
+``mirl export --format onnx`` and ``--format web`` write them (a ``refill`` ticket's graph is
+narrowed; the web page's graph writes the channel norm as reductions) and measures
 
 * the ``.onnx`` size raw and gzipped, float32 and float16 weights, and the weights it stores;
 * multiply-accumulates per 256x256 tile (torch's ``FlopCounterMode``; zeros count: they run);
-* torch CPU ms per tile; native onnxruntime ms per tile with 1 and with 2 threads, every case's
+* torch CPU ms per tile; native onnxruntime ms per tile (the ``--format onnx`` graph) with 1 and 2 threads, every case's
   session taking turns run by run (``mirl.export.speed.tile_times``) so all see the same load;
 * the model's bytes as sent (the gzipped files the page fetches, as ``ticket.json`` records them):
   the compact page (graph + bitmasks and float16 values, ``mirl.export.compact``) against the same
@@ -205,8 +206,8 @@ def run(cases: Sequence[str], sources: dict[str, str], tiles: int = 3, browser: 
     ONNX files of the seeded cases between runs."""
     import onnx
 
-    from mirl.export.formats import model_for_export, onnx_metadata, web_info
-    from mirl.export.onnx_model import onnx_bytes, to_float16_weights
+    from mirl.export.formats import model_for_export, web_info
+    from mirl.export.onnx_model import to_float16_weights
     from mirl.export.speed import multiply_accumulates, tile_times
     from mirl.export.web import build_web_folder, folder_size
 
@@ -216,16 +217,11 @@ def run(cases: Sequence[str], sources: dict[str, str], tiles: int = 3, browser: 
         ticket = _ticket(case, sources.get(case))
         paper = ticket.preset == "paper"
         model = model_for_export(ticket, "fast")  # narrowed for a refill ticket, as mirl export writes it
-        cached = cache / f"{case}.onnx" if cache is not None and not sources.get(case) else None
         start = time.perf_counter()
-        if cached is not None and cached.is_file():
-            data = cached.read_bytes()
-        else:
-            data = onnx_bytes(model, "float32", onnx_metadata(ticket, "fast"))
-            if cached is not None:
-                cached.parent.mkdir(parents=True, exist_ok=True)
-                cached.write_bytes(data)
+        data = _graph(model, ticket, cache / f"{case}.onnx" if cache is not None and not sources.get(case) else None)
         export_s = time.perf_counter() - start
+        web_data = _graph(model, ticket, cache / f"{case}.web.onnx" if cache is not None and not sources.get(case) else None,
+                          browser=True)  # the page's graph, as mirl export --format web writes it
         graphs[case] = data
         half = to_float16_weights(onnx.load_from_string(data)).SerializeToString()
         with torch.inference_mode():
@@ -242,7 +238,7 @@ def run(cases: Sequence[str], sources: dict[str, str], tiles: int = 3, browser: 
         }
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp) / "site"
-            record = build_web_folder(folder, data, web_info(ticket, "float32", "fast", 256, 32), "# card\n")["model"]
+            record = build_web_folder(folder, web_data, web_info(ticket, "float32", "fast", 256, 32), "# card\n")["model"]
             weights = record["weights"] or {}
             row.update({"model_sent_kb": round(record["sent_bytes"] / 1e3, 1),  # the page's model, as sent
                         "stored_dense_sent_kb": round(record["dense"]["sent_bytes"] / 1e3, 1),  # its whole ONNX file gzipped
@@ -269,6 +265,21 @@ def run(cases: Sequence[str], sources: dict[str, str], tiles: int = 3, browser: 
         row["load_avg_1m_end"] = round(os.getloadavg()[0], 2)  # other processes on the machine skew every time
     against_dense(rows)
     return rows
+
+
+def _graph(model: torch.nn.Module, ticket: Any, cached: Path | None, browser: bool = False) -> bytes:
+    """The ONNX bytes of ``model`` (native form, or the web page's with ``browser``), from
+    ``cached`` when it exists."""
+    from mirl.export.formats import onnx_metadata
+    from mirl.export.onnx_model import onnx_bytes
+
+    if cached is not None and cached.is_file():
+        return cached.read_bytes()
+    data = onnx_bytes(model, "float32", onnx_metadata(ticket, "fast"), browser=browser)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_bytes(data)
+    return data
 
 
 def against_dense(rows: list[dict[str, Any]]) -> None:

@@ -284,7 +284,7 @@ def _export_web(ticket: Ticket, out: Path, dtype: str, impl: str, tile: int, ove
         data, found = reuse_onnx(onnx_file, ticket.model)
         dtype, impl = found.get("mirl.dtype", dtype), found.get("mirl.implementation", impl)
     else:
-        data = onnx_bytes(model_for_export(ticket, impl), dtype, onnx_metadata(ticket, impl, dtype))
+        data = onnx_bytes(model_for_export(ticket, impl), dtype, onnx_metadata(ticket, impl, dtype), browser=True)
     details = {"format": "static web folder: index.html, model.onnx.gz and weights.bin.gz, onnxruntime-web (WebAssembly)",
                "weights": dtype, "tiling": f"tiles of {tile} px, overlap {overlap} px (as mirl restore --tile {tile} --overlap {overlap})",
                "implementation": f"ONNX graph traced from mirl's `{impl}` implementation"}
@@ -293,7 +293,7 @@ def _export_web(ticket: Ticket, out: Path, dtype: str, impl: str, tile: int, ove
         from .speed import speed_against_dense, speed_text
 
         model, dense = model_for_export(ticket, impl), model_for_export(ticket, impl, narrow=False)
-        info["speed"] = speed_against_dense(data, onnx_bytes(dense, dtype), model, dense)
+        info["speed"] = speed_against_dense(data, onnx_bytes(dense, dtype, browser=onnx_file is None), model, dense)
         details["speed"] = speed_text(info["speed"])
     record = build_web_folder(out, data, info, "", examples)
     details.update(web_download_details(record["model"]))

@@ -33,6 +33,7 @@ import torch
 
 from mirl.errors import MirlError
 from mirl.fileio import atomic_open
+from mirl.models.promptir import channel_norm_as_reductions
 
 OPSET = 18
 INPUT_NAME = "image"
@@ -99,11 +100,14 @@ def onnx_bytes(
     dtype: str = "float32",
     metadata: Mapping[str, str] | None = None,
     example_size: int = 64,
+    browser: bool = False,
 ) -> bytes:
     """Export ``model`` (a PromptIR, any implementation) to ONNX and return the file's bytes.
 
     ``metadata`` lands in the model's ``metadata_props`` (onnxruntime:
-    ``session.get_modelmeta().custom_metadata_map``).
+    ``session.get_modelmeta().custom_metadata_map``). ``browser`` writes the graph for
+    onnxruntime-web (:func:`mirl.models.promptir.channel_norm_as_reductions`); the default suits
+    native onnxruntime.
     """
     require_onnx()
     if dtype not in DTYPES:
@@ -118,7 +122,7 @@ def onnx_bytes(
     w8 = torch.export.Dim("width_8", min=1, max=4096)
     shapes = {"inp_img": {2: MULTIPLE * h8, 3: MULTIPLE * w8}}
     try:
-        with _quiet_exporter():
+        with _quiet_exporter(), (channel_norm_as_reductions() if browser else contextlib.nullcontext()):
             program = torch.onnx.export(net, (example,), dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                                         dynamic_shapes=shapes, opset_version=OPSET, optimize=True, verbose=False)
     except Exception as exc:  # the exporter raises many types; all mean the same to the user

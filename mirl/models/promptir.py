@@ -22,7 +22,9 @@ Example:
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+import contextlib
+import contextvars
+from typing import ClassVar, Iterator, Literal
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +53,7 @@ class WithBiasLayerNorm(nn.Module, _ImplMixin):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.impl == "fast":
-            if torch.onnx.is_in_onnx_export():
+            if _NORM_AS_REDUCTIONS.get() and torch.onnx.is_in_onnx_export():
                 return _channels_layer_norm_reductions(x, self.weight, self.bias)
             return _channels_layer_norm(x, self.weight, self.bias)
         b, c, h, w = x.shape
@@ -79,10 +81,28 @@ def _channels_layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     return y.permute(0, 3, 1, 2)
 
 
+_NORM_AS_REDUCTIONS: contextvars.ContextVar[bool] = contextvars.ContextVar("mirl_norm_as_reductions", default=False)
+
+
+@contextlib.contextmanager
+def channel_norm_as_reductions() -> Iterator[None]:
+    """Within it, an ONNX export of the ``fast`` implementation writes the channel LayerNorm as
+    reductions over the channel axis (the web page's graph): faster in onnxruntime-web, slower
+    in native onnxruntime at paper size (docs/benchmarks.md). Same function either way.
+
+    Example:
+        >>> with channel_norm_as_reductions():  # doctest: +SKIP
+        ...     data = onnx_bytes(build_model("tiny"))
+    """
+    token = _NORM_AS_REDUCTIONS.set(True)
+    try:
+        yield
+    finally:
+        _NORM_AS_REDUCTIONS.reset(token)
+
+
 def _channels_layer_norm_reductions(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """The same norm as reductions over the channel axis: the form an ONNX export gets. Chromium's
-    onnxruntime-web runs it without transposing the residual stream (a dense tile in 0.84x the
-    time, a refilled one in 0.71x, on two threads; docs/benchmarks.md)."""
+    """The channel norm as reductions over dim 1, without transposing the residual stream."""
     centred = x - x.mean(1, keepdim=True)
     variance = (centred * centred).mean(1, keepdim=True)
     return centred * torch.rsqrt(variance + 1e-5) * weight[:, None, None] + bias[:, None, None]

@@ -295,6 +295,12 @@ def test_the_refill_page_is_narrowed_faster_and_restores_like_mirl_restore(brows
     assert speed["macs"] < 0.5 * speed["dense_macs"]  # whole channels removed: fewer operations, not zeros
     assert speed["ms"] > 0 and speed["dense_ms"] > 0 and abs(speed["speedup"] - speed["dense_ms"] / speed["ms"]) < 0.05
     assert record["title"].endswith("level 2 refill")
+    import gzip
+
+    import onnx
+
+    graph = onnx.load_from_string(gzip.decompress((site / record["model"]["file"]).read_bytes()))
+    assert "LayerNormalization" not in {n.op_type for n in graph.graph.node}  # the page's graph: the norm as reductions
     photo = noisy_photo(tmp_path / "photo.png")
     page = restore_in_page(browser, site, photo, tmp_path / "page.png")
     assert page["errors"] == [] and page["tiles"] == 2

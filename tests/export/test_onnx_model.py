@@ -87,6 +87,19 @@ def test_graph_computes_the_network_at_any_multiple_of_8(block: tuple[nn.Module,
         assert float(np.abs(got - expected).max()) < 1e-4, (h, w)
 
 
+def test_the_browser_graph_writes_the_norm_as_reductions_and_computes_the_same(block: tuple[nn.Module, bytes]) -> None:
+    """``browser=True`` (the web page's graph): no LayerNormalization, no transposes around the
+    norm, the same output; the default graph keeps onnxruntime's LayerNormalization kernel."""
+    model, native = block
+    web = onnx_bytes(model, metadata=META, example_size=32, browser=True)
+    ops = {name: [n.op_type for n in onnx.load_from_string(data).graph.node] for name, data in (("native", native), ("web", web))}
+    assert ops["native"].count("LayerNormalization") == 2 and "LayerNormalization" not in ops["web"]
+    assert ops["web"].count("ReduceMean") == 4  # mean and variance, two norms per block
+    assert ops["web"].count("Transpose") < ops["native"].count("Transpose")
+    x = torch.rand(1, 3, 40, 48, generator=torch.Generator().manual_seed(1))
+    assert float(np.abs(_run(web, x) - _run(native, x)).max()) < 1e-5
+
+
 def test_names_dims_metadata_and_no_stack_traces(block: tuple[nn.Module, bytes]) -> None:
     _, data = block
     proto = onnx.load_from_string(data)
