@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import contextvars
 from typing import ClassVar, Iterator, Literal
 
 import torch
@@ -53,7 +52,7 @@ class WithBiasLayerNorm(nn.Module, _ImplMixin):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.impl == "fast":
-            if _NORM_AS_REDUCTIONS.get() and torch.onnx.is_in_onnx_export():
+            if _norm_as_reductions:  # a plain global: torch.compile traces it without a graph break
                 return _channels_layer_norm_reductions(x, self.weight, self.bias)
             return _channels_layer_norm(x, self.weight, self.bias)
         b, c, h, w = x.shape
@@ -81,24 +80,26 @@ def _channels_layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     return y.permute(0, 3, 1, 2)
 
 
-_NORM_AS_REDUCTIONS: contextvars.ContextVar[bool] = contextvars.ContextVar("mirl_norm_as_reductions", default=False)
+_norm_as_reductions = False
 
 
 @contextlib.contextmanager
 def channel_norm_as_reductions() -> Iterator[None]:
-    """Within it, an ONNX export of the ``fast`` implementation writes the channel LayerNorm as
-    reductions over the channel axis (the web page's graph): faster in onnxruntime-web, slower
-    in native onnxruntime at paper size (docs/benchmarks.md). Same function either way.
+    """Within it, the ``fast`` implementation computes the channel LayerNorm as reductions over
+    the channel axis: the form :func:`mirl.export.onnx_model.onnx_bytes` exports for the web page
+    (faster in onnxruntime-web, slower in native onnxruntime at paper size; docs/benchmarks.md).
+    Same function either way.
 
     Example:
         >>> with channel_norm_as_reductions():  # doctest: +SKIP
         ...     data = onnx_bytes(build_model("tiny"))
     """
-    token = _NORM_AS_REDUCTIONS.set(True)
+    global _norm_as_reductions
+    before, _norm_as_reductions = _norm_as_reductions, True
     try:
         yield
     finally:
-        _NORM_AS_REDUCTIONS.reset(token)
+        _norm_as_reductions = before
 
 
 def _channels_layer_norm_reductions(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
