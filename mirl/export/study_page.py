@@ -29,12 +29,21 @@ if TYPE_CHECKING:
 FOLDER = "web"  # a study's page is <reports>/web-<run name>
 
 
+# The modules whose code decides the page's graph and weights: a page built by other code is rebuilt.
+_GRAPH_MODULES = ("mirl.models.promptir", "mirl.models.narrow", "mirl.export.onnx_model", "mirl.export.compact")
+
+
 def _page_hash() -> str:
+    """A digest of what builds the page: its templates, the runtime version and the export code."""
+    import importlib
+
     from .web import PAGE_FILES, ORT_WEB_VERSION, template_dir
 
     digest = hashlib.sha256(ORT_WEB_VERSION.encode())
     for name in PAGE_FILES:
         digest.update((template_dir() / name).read_bytes())
+    for module in _GRAPH_MODULES:
+        digest.update(Path(importlib.import_module(module).__file__).read_bytes())
     return digest.hexdigest()[:16]
 
 

@@ -151,3 +151,17 @@ def test_index_links_every_page_with_its_facts(tmp_path: Path) -> None:
     assert "whole channels removed, it restores " + speed_text(speed).replace("<x>", "&lt;x&gt;") in full
     assert f"<code>mirl serve {out / 'web-smoke_aaaa'}</code>" in full
     assert "unfinished" not in html
+
+
+def test_changed_export_code_rebuilds_the_page(runs: Path, tmp_path: Path, exports: list[Any],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stamp covers the code that writes the page's graph, not only the templates: after an
+    upgrade that changes the export (say, how the norm is written), the page is built again."""
+    import mirl.export.study_page as study_page
+
+    out = tmp_path / "reports"
+    notes: list[str] = []
+    study_web_page(runs, PRESET, out, log=notes.append)
+    monkeypatch.setattr(study_page, "_GRAPH_MODULES", study_page._GRAPH_MODULES + ("tests.export.test_study_page",))  # more code: another digest
+    study_web_page(runs, PRESET, out, log=notes.append)
+    assert len(exports) == 2 and "building the web page" in notes[-2]
