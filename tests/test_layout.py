@@ -50,3 +50,17 @@ def test_most_modules_have_a_test_file_named_for_them() -> None:
             missing.append(str(rel))
     share = 1 - len(missing) / len(with_code)
     assert share >= 0.8, f"{share:.0%} of {len(with_code)} modules have a test file; missing: {missing}"
+
+
+def test_no_module_defines_a_function_twice() -> None:
+    """A second ``def`` of the same name hides the first: a shadowed test never runs."""
+    import collections
+
+    twice = []
+    for path in sorted(PACKAGE.rglob("*.py")) + sorted((REPO / "tests").rglob("*.py")):
+        if "_vendor" in path.parts:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = collections.Counter(n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)))
+        twice += [f"{path.relative_to(REPO)}: {name}" for name, count in names.items() if count > 1]
+    assert not twice, f"defined twice (the later one hides the earlier): {twice}"
