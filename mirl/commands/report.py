@@ -52,13 +52,13 @@ def run(args: argparse.Namespace) -> int:
 
     from mirl.reports import runner
     from mirl.reports.index import build_index
-    from mirl.study.config import STUDY_PRESETS
+    from mirl.study.config import check_preset
 
     if args.index_only:
         print(build_index(args.out).resolve())
         return 0
-    if args.preset is not None and args.preset not in STUDY_PRESETS:
-        raise runner.ReportError(f"unknown preset {args.preset!r}; valid: {', '.join(STUDY_PRESETS)}")
+    if args.preset is not None:
+        check_preset(args.preset)
     extra = _parse_sets(args.sets)
     sets = runner.load_param_sets(args.params) if args.params else [{}]
     sets = [{**s, **extra} for s in sets]

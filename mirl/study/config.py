@@ -359,14 +359,25 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+def check_preset(preset: str) -> None:
+    """Refuse a name that is not a study preset, listing the valid ones.
+
+    Example:
+        >>> check_preset("smoek")
+        Traceback (most recent call last):
+        mirl.study.config.ConfigError: unknown preset 'smoek'; valid: paper, quickstart, smoke, evidence
+    """
+    if preset not in STUDY_PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; valid: {', '.join(STUDY_PRESETS)}")
+
+
 def study_preset(
     preset: str = "quickstart",
     overrides: Mapping[str, Any] | None = None,
     config_file: str | os.PathLike | None = None,
 ) -> StudyConfig:
     """Resolve a preset, then a config file, then ``overrides`` (later wins) into a config."""
-    if preset not in STUDY_PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}; valid: {', '.join(STUDY_PRESETS)}")
+    check_preset(preset)
     values: dict[str, Any] = dict(STUDY_PRESETS[preset])
     if config_file is not None:
         values.update(load_config_file(config_file))
@@ -405,6 +416,7 @@ __all__ = [
     "choices",
     "ConfigError",
     "STUDY_PRESETS",
+    "check_preset",
     "StudyConfig",
     "config_hash",
     "load_config_file",
