@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from mirl import paths
 from mirl.cli import main
 
 
@@ -82,3 +83,28 @@ def test_an_unknown_preset_is_refused_before_any_notebook_runs(tmp_path: Path, r
     err = _one_error(["report", "--preset", "smoek", "--notebooks", "04", "--out", str(out),
                       "--runs", str(tmp_path / "runs")], capsys)
     assert "'smoek'" in err and "smoke" in err and ran == [] and not out.exists()
+
+
+def test_a_study_is_resolved_before_any_notebook_runs_and_given_to_every_notebook(tmp_path: Path, ran: list,
+                                                                                  capsys: pytest.CaptureFixture) -> None:
+    """``mirl report RUN`` (a folder, name or hash) and ``--preset P`` resolve to a finished study
+    first; each notebook gets it; a missing one is refused with the command that makes it."""
+    from tests.reports.test_notebook_io import fake_study
+
+    runs, out = tmp_path / "runs", tmp_path / "reports"
+    err = _one_error(["report", "--preset", "smoke", "--notebooks", "01", "--runs", str(runs), "--out", str(out)], capsys)
+    assert f"reports never train: make it with: mirl lottery --preset smoke --out {runs.resolve()}" in err and ran == []
+    study = fake_study(runs)
+    err = _one_error(["report", "smoke_0000", "--runs", str(runs), "--out", str(out)], capsys)
+    assert "smoke_0000: no study folder there or in" in err and ran == [] and not out.exists()
+    err = _one_error(["report", str(study), "--preset", "smoke", "--runs", str(runs), "--out", str(out)], capsys)
+    assert "not both" in err and ran == []
+    for given in (str(study), study.name, paths.run_hash(study)):
+        assert main(["report", given, "--notebooks", "01", "05", "--no-web", "--runs", str(runs), "--out", str(out)]) == 0
+    assert main(["report", "--preset", "smoke", "--notebooks", "03", "--no-web", "--runs", str(runs), "--out", str(out)]) == 0
+    assert ran == [("01_study", {"study": study.name}), ("05_any_checkpoint", {"study": study.name})] * 3 + \
+        [("03_gallery", {"study": study.name})]
+    elsewhere = fake_study(tmp_path / "elsewhere")
+    ran.clear()
+    assert main(["report", str(elsewhere), "--notebooks", "02", "--no-web", "--runs", str(runs), "--out", str(out)]) == 0
+    assert ran == [("02_sparsity_vs_psnr", {"study": str(elsewhere)})]
