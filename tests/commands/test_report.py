@@ -108,3 +108,40 @@ def test_a_study_is_resolved_before_any_notebook_runs_and_given_to_every_noteboo
     ran.clear()
     assert main(["report", str(elsewhere), "--notebooks", "02", "--no-web", "--runs", str(runs), "--out", str(out)]) == 0
     assert ran == [("02_sparsity_vs_psnr", {"study": str(elsewhere)})]
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int, str]]:
+    """Every file under ``root``: (size, mtime_ns, sha256), and every folder."""
+    import hashlib
+
+    return {p.relative_to(root).as_posix(): ((p.stat().st_size, p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+                                             if p.is_file() else (0, 0, "folder")) for p in root.rglob("*")}
+
+
+@pytest.mark.slow
+def test_a_report_on_a_study_folder_builds_every_report_and_its_page_and_changes_nothing_under_runs(
+        smoke_run: Path, tmp_path: Path) -> None:
+    """Issue 34, part 1: ``mirl report runs/smoke_<hash>`` builds every report and that study's
+    page, and creates or changes no file under runs/."""
+    import json
+    import shutil
+
+    from mirl.export.study_page import page_folder
+    from mirl.reports.runner import NOTEBOOKS
+
+    runs, out = tmp_path / "runs", tmp_path / "reports"
+    study = runs / smoke_run.name
+    shutil.copytree(smoke_run, study)
+    before = _snapshot(runs)
+    assert main(["report", str(study), "--no-web", "--runs", str(runs), "--out", str(out)]) == 0
+    assert _snapshot(runs) == before, "a report created or changed a file under runs/"
+    records = json.loads((out / "index.json").read_text())
+    assert sorted(r["notebook"] for r in records) == [s.stem for s in NOTEBOOKS]
+    assert all(r["status"] == "ok" and r["parameters"]["study"] == study.name for r in records), records
+    assert not page_folder(out, study).exists(), "--no-web built the page"
+    assert main(["report", paths.run_hash(study), "--notebooks", "01", "--runs", str(runs), "--out", str(out)]) == 0
+    assert _snapshot(runs) == before, "a report created or changed a file under runs/"
+    page = page_folder(out, study)
+    if not (page / "index.html").is_file():
+        pytest.skip("the web page needs the ONNX extra and the vendored runtime (make setup)")
+    assert f'href="{page.name}/index.html"' in (out / "index.html").read_text()
