@@ -24,3 +24,15 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
                         help="network size to load the weights into (default: recorded in the file, else inferred from its shapes)")
     parser.add_argument("--preset", action=_RenamedToModel, help=argparse.SUPPRESS)
     parser.add_argument("--allow-pickle", action="store_true", help="allow arbitrary unpickling (trusted files only)")
+
+
+def checkpoint_file(source: str) -> str:
+    """The checkpoint ``source`` names: a file as given; a node, level, replicate or study folder
+    its ``model.pt``, as ``mirl evaluate`` and ``mirl export`` read it."""
+    import os
+
+    if not os.path.isdir(source):
+        return source
+    from mirl.export.ticket import resolve_source
+
+    return str(resolve_source(source)[0])

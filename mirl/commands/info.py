@@ -1,15 +1,15 @@
-"""``mirl info CHECKPOINT``: preset, parameter count, non-zero weights and density."""
+"""``mirl info CHECKPOINT`` (a file, or a folder of a study): preset, parameter count, non-zero weights and density."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from mirl.commands import add_checkpoint_arguments
+from mirl.commands import add_checkpoint_arguments, checkpoint_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="a Lightning .ckpt, a state dict, or a mirl checkpoint/export")
+    parser.add_argument("checkpoint", help="a Lightning .ckpt, a state dict, a mirl checkpoint/export, or a study, replicate, level or branch folder")
     parser.add_argument("--rule", default="upstream", choices=["upstream", "conv"], help="which weights count as prunable")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     add_checkpoint_arguments(parser)
@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     from mirl.models import load_checkpoint
     from mirl.pruning.rules import density_summary
 
-    model, meta = load_checkpoint(args.checkpoint, allow_pickle=args.allow_pickle, config=args.model)
+    model, meta = load_checkpoint(checkpoint_file(args.checkpoint), allow_pickle=args.allow_pickle, config=args.model)
     summary = density_summary(model.state_dict(), rule=args.rule, unused=model.unused_in_forward)
     record = {"checkpoint": args.checkpoint, "format": meta["format"], "preset": meta["preset"], "rule": args.rule,
               "narrowed": bool(meta.get("narrow")), **summary}

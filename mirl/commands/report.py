@@ -1,7 +1,12 @@
 """``mirl report``: execute the study notebooks with papermill and publish offline HTML reports.
 
+Reports read finished studies; they never train (a missing study is refused with the
+``mirl lottery`` command that makes it).
+
 Examples:
-    $ mirl report --preset quickstart                 # every notebook, one report each
+    $ mirl report runs/smoke_24da834f                 # every notebook on that study, and its web page
+    $ mirl report smoke_24da834f --no-web             # by name (or hash) under runs/; no web page
+    $ mirl report --preset quickstart                 # the preset's study with its default settings
     $ mirl report --preset smoke --notebooks 02 04    # a subset
     $ mirl report --params docs/examples/batch.yaml   # one report per parameter set
     $ mirl report --index-only                        # rebuild reports/index.html
@@ -13,7 +18,11 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default=None, help="study preset passed to every notebook (smoke, quickstart, paper)")
+    parser.add_argument("study", nargs="?", default=None, metavar="RUN",
+                        help="the finished study every notebook reads: a folder, or its name or hash under --runs")
+    parser.add_argument("--preset", default=None,
+                        help="instead of RUN: the preset's study with its default settings (smoke, quickstart, paper)")
+    parser.add_argument("--no-web", dest="web", action="store_false", help="do not build the study's offline web page")
     parser.add_argument("--params", default=None, metavar="FILE",
                         help="YAML/JSON file with a list of parameter sets (or defaults + sets): one report per set")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -65,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     records = runner.run_reports(
         preset=args.preset, param_sets=sets, notebooks=args.notebooks, out=args.out,
         runs_dir=args.runs, data_dir=args.data, notebooks_path=args.notebooks_dir, kernel_name=args.kernel,
+        study=args.study, web=args.web,
     )
     failed = [r for r in records if r["status"] != "ok"]
     for r in failed:

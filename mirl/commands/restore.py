@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mirl.commands import add_checkpoint_arguments
+from mirl.commands import add_checkpoint_arguments, checkpoint_file
 
 # literal copies (kept in sync by tests) so that building the parser does not import torch
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
@@ -13,7 +13,7 @@ MAX_PIXELS = 89_478_485  # mirl.data.imageio.MAX_PIXELS
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
 
-    parser.add_argument("checkpoint", help="a checkpoint that 'mirl info' reads")
+    parser.add_argument("checkpoint", help="a checkpoint or a study, replicate, level or branch folder, as 'mirl info' reads it")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
     parser.add_argument("--out", required=True, help="output folder (PNG files); must not hold or be inside an input")
     parser.add_argument("--tile", type=int, default=None, help="tile size in px (at least 8) for large images (default: whole image)")
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         raise MirlError(f"--max-pixels must be 0 (no limit) or more, got {args.max_pixels}")
     plan_restore(args.inputs, args.out, tile=args.tile, overlap=args.overlap, skip_bad=args.skip_bad, overwrite=args.overwrite)
     device = resolve_device(args.device)
-    model, meta = load_checkpoint(args.checkpoint, map_location=device, allow_pickle=args.allow_pickle, config=args.model)
+    model, meta = load_checkpoint(checkpoint_file(args.checkpoint), map_location=device, allow_pickle=args.allow_pickle, config=args.model)
     model.eval()
     summary = restore_files(model, args.inputs, args.out, tile=args.tile, overlap=args.overlap, skip_bad=args.skip_bad,
                             progress=not args.no_progress, precision=args.precision, warn_skipped=False,

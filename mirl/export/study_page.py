@@ -1,8 +1,8 @@
-"""The web page that ``mirl report --preset P`` builds for the study's last level
+"""The web page that ``mirl report RUN`` builds for the study's last level
 (``reports/web-<run name>``: one folder per study, so a report never replaces another study's page).
 
-The study is the run of preset ``P`` with its default settings (``runs/<P>_<hash>``), as the
-notebooks read it. The page is rebuilt only when that level's checkpoint or the page's own files
+The study is the folder the reports read (``mirl report --preset P``: the run of preset ``P`` with
+its default settings, ``runs/<P>_<hash>``). The page is rebuilt only when that level's checkpoint or the page's own files
 changed. A missing ONNX extra, runtime or run is a note in the log, never a failed report.
 
 Example:
@@ -78,8 +78,18 @@ def _page_ticket(run: Path) -> "Ticket":
 
 def study_web_page(runs_dir: str | os.PathLike, preset: str, out: str | os.PathLike,
                    log: Callable[[str], None] | None = print) -> Path | None:
-    """Build (or keep, when up to date) ``out/web-<run name>`` for the last finished level of the preset's
-    study: its ``refill`` branch (narrowed, with its speed against the dense network) when there is one, else main.
+    """:func:`run_web_page` for the preset's study with its default settings under ``runs_dir``."""
+    run = study_run(runs_dir, preset)
+    if run is None:
+        if log:
+            log(f"mirl report: no web page: no {preset} study in {runs_dir} (run `mirl lottery --preset {preset}`)")
+        return None
+    return run_web_page(run, out, log)
+
+
+def run_web_page(run: str | os.PathLike, out: str | os.PathLike, log: Callable[[str], None] | None = print) -> Path | None:
+    """Build (or keep, when up to date) ``out/web-<run name>`` for the last finished level of the study
+    folder ``run``: its ``refill`` branch (narrowed, with its speed against the dense network) when there is one, else main.
 
     Returns the folder, or ``None`` with a note in ``log`` when it cannot be built.
     """
@@ -89,10 +99,7 @@ def study_web_page(runs_dir: str | os.PathLike, preset: str, out: str | os.PathL
     from .web import TICKET_FILE, runtime_missing
 
     say = log or (lambda _text: None)
-    run = study_run(runs_dir, preset)
-    if run is None:
-        say(f"mirl report: no web page: no {preset} study in {runs_dir} (run `mirl lottery --preset {preset}`)")
-        return None
+    run = Path(run)
     target = page_folder(out, run)
     try:
         require_onnx()
@@ -146,4 +153,4 @@ def _page_link(folder: Path) -> str:
             f"<code>mirl serve {html.escape(str(folder))}</code> (opening it from disk shows how).</p>")
 
 
-__all__ = ["FOLDER", "page_folder", "study_page_link", "study_run", "study_web_page"]
+__all__ = ["FOLDER", "page_folder", "run_web_page", "study_page_link", "study_run", "study_web_page"]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from mirl import paths
+from mirl.errors import MirlError
 from mirl.fileio import atomic_open, atomic_write_json
 from mirl.paths import datasets_dir, reports_dir
 
@@ -63,9 +64,9 @@ def resolve_data_dir(data_dir: PathLike | None) -> Path:
 
 
 def resolve_checkpoint(checkpoint: PathLike | None, preset: str = "quickstart", runs_dir: PathLike | None = None,
-                       overrides: Mapping[str, Any] | None = None, progress: bool = False) -> Path:
-    """``checkpoint`` as a path, or (``None``) the last level's ``model.pt`` of the preset's study
-    (run or resumed with :func:`mirl.study.lottery.run_study`). Notebooks run studies; :mod:`mirl.analysis.results` only reads them.
+                       overrides: Mapping[str, Any] | None = None, study: PathLike | None = None) -> Path:
+    """``checkpoint`` as a path, or (``None``) the last level's ``model.pt`` of the finished study
+    :func:`find_study` finds (``study``, else the preset's with ``overrides``); nothing is trained.
 
     Example:
         >>> resolve_checkpoint(None, preset="smoke")  # doctest: +SKIP
@@ -78,12 +79,133 @@ def resolve_checkpoint(checkpoint: PathLike | None, preset: str = "quickstart", 
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint not found: {path}; give a model.pt, or leave it out to use the study's last level")
         return path
-    from mirl.study.lottery import run_study
-
-    run_dir = run_study(preset, dict(overrides or {}), out=runs_dir or "runs", progress=progress)
+    run_dir = find_study(study, preset, overrides, runs_dir)
     from mirl.analysis.results import chain_node, levels
 
     return paths.model_file(chain_node(run_dir, levels(run_dir)[-1]))
+
+
+# --------------------------------------------------------------------------- the study a notebook reads
+
+
+class StudyNotFound(MirlError):
+    """The study a notebook would read is missing or unfinished; the message gives the command that makes it."""
+
+
+def study_folder(study: PathLike, runs_dir: PathLike | None = None) -> Path:
+    """A study folder from a path, or a study's name (``smoke_24da834f``) or settings hash
+    (``24da834f``) under ``runs_dir``.
+
+    Example:
+        >>> study_folder("smoke_24da834f", "runs")  # doctest: +SKIP
+        PosixPath('/.../runs/smoke_24da834f')
+    """
+    root = resolve_runs_dir(runs_dir)
+    given = Path(study).expanduser()
+    for candidate in (given, root / given):
+        if paths.is_run_dir(candidate):
+            return candidate.resolve()
+    by_hash = sorted(p for p in root.glob(f"*_{given.name}") if paths.is_run_dir(p)) if given.name else []
+    if len(by_hash) == 1:
+        return by_hash[0].resolve()
+    if len(by_hash) > 1:
+        raise StudyNotFound(f"{study}: {len(by_hash)} studies in {root} have that hash ({', '.join(p.name for p in by_hash)}); give one folder")
+    raise StudyNotFound(f"{study}: no study folder there or in {root} (a folder with {paths.run_config('.').name}); "
+                        "give runs/<preset>_<hash>, its name or its hash, or make one with `mirl lottery`")
+
+
+def _settings_of(run_dir: Path) -> tuple[str, dict[str, Any]]:
+    """The preset and the settings a study folder's ``config.json`` records (its grown replicates and branches too)."""
+    import dataclasses
+
+    from mirl.fileio import read_json
+    from mirl.study.config import StudyConfig
+
+    record = read_json(paths.run_config(run_dir))
+    if not isinstance(record, dict):
+        raise StudyNotFound(f"{paths.run_config(run_dir)} is not a study's settings; restore it or give another folder")
+    preset = str(record.get("preset") or run_dir.name.rpartition("_")[0])
+    names = {f.name for f in dataclasses.fields(StudyConfig)}
+    return preset, {k: v for k, v in record.items() if k in names}
+
+
+def lottery_command(preset: str, cfg: Any, runs_dir: PathLike | None = None) -> str:
+    """The ``mirl lottery`` command that makes (or grows) the study of ``cfg``: the preset and every
+    setting that differs from it, the replicates and branches included.
+
+    Example:
+        >>> from mirl.study.config import study_preset
+        >>> lottery_command("smoke", study_preset("smoke", {"rounds": 3, "branches": "random_reinit"}), "/tmp/runs")
+        'mirl lottery --preset smoke --set rounds=3 branches=random_reinit --out /tmp/runs'
+    """
+    import shlex
+
+    from mirl.study.config import study_preset
+
+    base = study_preset(preset).to_dict()
+    sets = [f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in cfg.to_dict().items()
+            if v != base[k] and k != "progress"]
+    words = ["mirl", "lottery", "--preset", preset] + (["--set", *sets] if sets else [])
+    words += ["--out", str(runs_dir)] if runs_dir is not None else []
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def find_study(study: PathLike | None = None, preset: str = "quickstart", overrides: Mapping[str, Any] | None = None,
+               runs_dir: PathLike | None = None) -> Path:
+    """The finished study a notebook reads; it never trains one.
+
+    ``study`` (a folder, or its name or hash under ``runs_dir``) is that study, read with its own
+    settings; ``overrides`` may only grow what it must hold (replicates, branches). Without ``study``,
+    the preset's study with ``overrides`` under ``runs_dir``. A study that is missing, has other
+    settings, or lacks a node is refused with the ``mirl lottery`` command that makes it.
+
+    Example:
+        >>> find_study(preset="smoke", overrides={"rounds": 3})  # doctest: +SKIP
+        Traceback (most recent call last):
+        mirl.reports.notebook_io.StudyNotFound: no smoke study with these settings in runs (runs/smoke_1234abcd); make it with: mirl lottery --preset smoke --set rounds=3 --out runs
+    """
+    from mirl.study.config import run_name, study_preset
+    from mirl.study.lottery import study_nodes
+
+    wanted = dict(overrides or {})
+    root = resolve_runs_dir(runs_dir)
+    if study is not None:
+        run = study_folder(study, root)
+        preset, settings = _settings_of(run)
+        cfg = study_preset(preset, {**settings, **wanted})
+        name = run_name(preset, cfg)
+        if name != run.name:
+            changed = ", ".join(f"{k}={v!r}" for k, v in wanted.items() if settings.get(k) != v)
+            other = run.parent / name
+            how = (f"give its folder {other}" if paths.is_run_dir(other) else
+                   f"make that study with: {lottery_command(preset, cfg, run.parent)}, then give its folder {other}")
+            raise StudyNotFound(f"{run.name} was not run with {changed}; a report reads one study: leave those settings out, or {how}")
+    else:
+        cfg = study_preset(preset, wanted)
+        run = root / run_name(preset, cfg)
+        if not paths.is_run_dir(run):
+            raise StudyNotFound(f"no {preset} study with these settings in {root} ({run.name}); reports never train: "
+                                f"make it with: {lottery_command(preset, cfg, root)}")
+    missing = [node for node in study_nodes(cfg) if not paths.is_finished(paths.level_dir(paths.replicate_dir(run, node[0]), node[1], node[2]))]
+    if missing:
+        r, level, branch = missing[0]
+        raise StudyNotFound(f"{run} lacks {len(missing)} finished node(s) (first: replicate {r}, level {level}, {branch}); "
+                            f"reports never train: finish it with: {lottery_command(preset, cfg, run.parent)}")
+    return run
+
+
+def find_sibling(run: PathLike, overrides: Mapping[str, Any]) -> Path:
+    """The finished study beside ``run`` (same folder, same preset) with ``run``'s settings and
+    ``overrides`` on top: what notebook 02 compares a study with. Refused, like :func:`find_study`,
+    with the ``mirl lottery`` command when it is missing.
+
+    Example:
+        >>> find_sibling("runs/smoke_24da834f", {"reset": "rewind", "rewind_steps": 2})  # doctest: +SKIP
+        PosixPath('/.../runs/smoke_5c1e0a77')
+    """
+    run = Path(run)
+    preset, settings = _settings_of(run)
+    return find_study(None, preset, {**settings, **dict(overrides)}, run.parent)
 
 
 def study_overrides(base: Mapping[str, Any] | None = None, **settings: Any) -> dict[str, Any]:
@@ -181,5 +303,5 @@ def save_results(
     return path
 
 
-__all__ = ["MAIN_FIGURE", "RESULTS_FILE", "headline_html", "jsonable", "resolve_checkpoint", "resolve_data_dir", "resolve_output_dir", "resolve_runs_dir",
-           "save_results", "study_overrides"]
+__all__ = ["MAIN_FIGURE", "RESULTS_FILE", "StudyNotFound", "find_sibling", "find_study", "headline_html", "jsonable", "lottery_command", "resolve_checkpoint", "resolve_data_dir", "resolve_output_dir", "resolve_runs_dir",
+           "save_results", "study_folder", "study_overrides"]

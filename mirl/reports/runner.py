@@ -146,11 +146,14 @@ def report_name(stem: str, parameters: Mapping[str, Any]) -> str:
         '02_sparsity_vs_psnr--smoke--scope-layerwise'
         >>> report_name("01_study", {})
         '01_study'
+        >>> report_name("01_study", {"study": "smoke_24da834f"})
+        '01_study--smoke_24da834f'
     """
     params = {k: v for k, v in parameters.items() if k not in RUNNER_PARAMETERS}
     parts = [stem]
-    if "preset" in params:
-        parts.append(_slug(params.pop("preset")))
+    for key in ("study", "preset"):
+        if key in params:
+            parts.append(_slug(params.pop(key)))
     parts += [f"{_slug(k)}-{_slug(v)}" for k, v in sorted(params.items())]
     name = "--".join(parts)
     if len(name) > 120:
@@ -316,12 +319,18 @@ def select_notebooks(names: Iterable[str | int] | str | int | None) -> list[Note
     return sorted(chosen, key=lambda s: s.stem)
 
 
-def _check_parameters(params: Mapping[str, Any], targets: Sequence[NotebookSpec], notebooks: PathLike | None) -> None:
-    """Each notebook gets the parameters it declares; one that none of them declares is an error
-    (a misspelt or unparsable parameter would otherwise be dropped silently)."""
+def _declared(targets: Sequence[NotebookSpec], notebooks: PathLike | None) -> set[str]:
+    """The parameters that at least one of ``targets`` declares."""
     declared: set[str] = set()
     for spec in targets:
         declared |= set(notebook_parameters(Path(notebooks or notebooks_dir()) / f"{spec.stem}.ipynb"))
+    return declared
+
+
+def _check_parameters(params: Mapping[str, Any], targets: Sequence[NotebookSpec], notebooks: PathLike | None) -> None:
+    """Each notebook gets the parameters it declares; one that none of them declares is an error
+    (a misspelt or unparsable parameter would otherwise be dropped silently)."""
+    declared = _declared(targets, notebooks)
     unknown = sorted(set(params) - declared)
     if unknown:
         raise ReportError(f"parameter(s) {unknown} are not parameters of notebook(s) {[s.stem for s in targets]}; "
@@ -338,24 +347,36 @@ def run_reports(
     notebooks_path: PathLike | None = None,
     kernel_name: str = "python3",
     log: Callable[[str], None] | None = print,
+    study: PathLike | None = None,
+    web: bool = True,
 ) -> list[dict[str, Any]]:
     """Execute every selected notebook for every parameter set, export HTML, rebuild the index.
 
-    ``preset`` sets the ``preset`` parameter of every set that does not name one. With no
-    ``param_sets``, one set (just the preset, or the notebooks' defaults) is run.
+    ``study`` (a folder, or its name or hash under ``runs_dir``) is the finished study every
+    notebook reads; ``preset`` names the preset's study with its default settings instead. Either
+    is resolved to a folder before any notebook runs (a missing or unfinished study is refused with
+    the ``mirl lottery`` command that makes it); notebooks never train. With a study, its offline
+    web page is built too (``web=False``: not). With neither, each notebook uses its own parameters.
 
     Example:
-        >>> run_reports(preset="smoke", notebooks=["01", "02"], out="reports")   # doctest: +SKIP
+        >>> run_reports(study="runs/smoke_24da834f", notebooks=["01", "02"], out="reports")   # doctest: +SKIP
     """
+    from mirl.reports.notebook_io import find_study
+
+    if study is not None and preset is not None:
+        raise ReportError(f"give a study folder ({study}) or --preset {preset}, not both")
     specs = select_notebooks(notebooks)
     sets = [dict(s) for s in (param_sets or [{}])]
     runner = {"runs_dir": resolve_runs_dir(runs_dir), "data_dir": resolve_data_dir(data_dir)}
+    run = find_study(study, preset, None, runner["runs_dir"]) if study is not None or preset is not None else None
+    if run is not None and log:
+        log(f"mirl report: reading {run} (reports read finished studies; they never train)")
     records = []
     for params in sets:
         only = params.pop("notebooks", None)
-        if preset is not None:
-            params.setdefault("preset", preset)
         targets = select_notebooks(only) if only else specs
+        if run is not None and "study" not in params and "study" in _declared(targets, notebooks_path):
+            params["study"] = run.name if run.parent == runner["runs_dir"] else str(run)
         _check_parameters(params, targets, notebooks_path)
         for spec in targets:
             if log:
@@ -365,13 +386,13 @@ def run_reports(
                 log(f"mirl report: {record['status']} in {record['duration_s']:.1f} s -> {Path(out) / (record['html'] or '-')}")
             records.append(record)
             build_index(out)  # the index follows every finished report
-    from mirl.export.study_page import study_web_page  # the study's last ticket as an offline web page
+    from mirl.export.study_page import run_web_page  # the study's last ticket as an offline web page
 
     failed = sum(r["status"] != "ok" for r in records)
-    if preset is not None and failed:  # a failed build never touches the page
+    if run is not None and web and failed:  # a failed build never touches the page
         if log:
             log(f"mirl report: the study's web page is left as it was: {failed} report(s) failed")
-    elif preset is not None and study_web_page(runner["runs_dir"], preset, out, log=log):
+    elif run is not None and web and run_web_page(run, out, log=log):
         build_index(out)  # now with the link to it
     if not records:
         build_index(out)

@@ -28,6 +28,29 @@ import pandas as pd
 
 DEMO_LABEL = "built-in demo corpus, not a benchmark"
 
+# One colour per branch in every figure and report: a study that grows a branch keeps the others'.
+BRANCH_COLORS = {"main": "C0", "random_reinit": "C1", "random_prune": "C2", "one_shot": "C3", "stability": "C4", "refill": "C5"}
+# Line styles of the studies set side by side (notebook 02's ``compare``): the first study solid.
+STUDY_STYLES = ("-", "--", ":", "-.")
+
+
+def branch_color(name: str) -> str:
+    """The colour of a branch, by name or label (``ticket`` is main): fixed for the built-in
+    branches, chosen from the name for a new one.
+
+    Example:
+        >>> branch_color("random_prune"), branch_color("random pruning"), branch_color("ticket")
+        ('C2', 'C2', 'C0')
+    """
+    import hashlib
+
+    from mirl.branches import branch_label
+
+    for branch, color in BRANCH_COLORS.items():
+        if name in (branch, branch_label(branch)):
+            return color
+    return f"C{6 + hashlib.sha256(name.encode()).digest()[0] % 4}"
+
 _DENOMINATORS = {
     "prunable": ("remaining_prunable", "remaining prunable weights (%)"),
     "trainable": ("remaining_trainable", "remaining trainable parameters (%)"),
@@ -159,14 +182,17 @@ def interval_curves(
     fig = _figure(3.7 * ncols, 2.9 * nrows + 0.9)
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     labels = list(dict.fromkeys(curves["label"]))
+    studies = list(dict.fromkeys(_study_suffix(label) for label in labels))
     for ax, task in zip(axes, panels):
-        for i, label in enumerate(labels):
+        for label in labels:
             sub = curves[(curves["label"] == label) & (curves["task"] == task)].sort_values("level")
             if sub.empty:
                 continue
             x = 100 * sub[xcol]
-            ax.fill_between(x, sub["low"], sub["high"], color=f"C{i % 10}", alpha=0.2, lw=0)
-            ax.plot(x, sub["mean"], "o-", color=f"C{i % 10}", ms=3.5, lw=1.5, label=label)
+            color = branch_color(label[:len(label) - len(_study_suffix(label))])
+            style = STUDY_STYLES[studies.index(_study_suffix(label)) % len(STUDY_STYLES)]
+            ax.fill_between(x, sub["low"], sub["high"], color=color, alpha=0.2, lw=0)
+            ax.plot(x, sub["mean"], marker="o", ls=style, color=color, ms=3.5, lw=1.5, label=label)
         if metric == "gain":
             ax.axhline(0.0, color="0.25", ls=":", lw=1.2, label="degraded input (no restoration)")
         ax.set_xscale("log")
@@ -189,6 +215,11 @@ def interval_curves(
     if demo:
         add_demo_label(fig)
     return fig
+
+
+def _study_suffix(label: str) -> str:
+    """`` (reset=rewind)`` of ``random re-init (reset=rewind)``: the compared study a label names, or ``""``."""
+    return label[label.index(" ("):] if " (" in label else ""
 
 
 def barrier_figure(barriers: pd.DataFrame, denominator: str = "trainable") -> Any:

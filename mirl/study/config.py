@@ -280,6 +280,8 @@ def parse_value(name: str, raw: Any) -> Any:
     kind = types[name]
     if name == "branches" and raw in ("none", ""):
         raw = ()
+    if kind in (tuple[str, ...], tuple[float, ...]) and isinstance(raw, str) and raw.strip().startswith("["):
+        raw = _yaml_list(name, raw)
     try:
         if kind is bool:
             if isinstance(raw, bool):
@@ -307,6 +309,16 @@ def parse_value(name: str, raw: Any) -> Any:
     except (TypeError, ValueError):
         raise ConfigError(f"bad value {raw!r} for {name}: expected {getattr(kind, '__name__', str(kind))}") from None
     _validate(name, value)
+    return value
+
+
+def _yaml_list(name: str, text: str) -> list[Any]:
+    """``--set branches=[a, b]``: a YAML list, as ``mirl report --set`` reads lists."""
+    from mirl.study.yamlio import parse_yaml_value
+
+    value = parse_yaml_value(name, text, ConfigError)
+    if not isinstance(value, list):
+        raise ConfigError(f"bad value {text!r} for {name}: expected a list, e.g. [a, b], or a,b")
     return value
 
 

@@ -92,3 +92,23 @@ def test_an_unknown_rule_is_refused_by_argparse(pruned: tuple[Path, dict[str, to
     with pytest.raises(SystemExit) as info:
         main(["info", str(pruned[0]), "--rule", "all"])
     assert info.value.code == 2 and "'all'" in capsys.readouterr().err
+
+
+def test_a_node_or_level_folder_reads_its_model(pruned: tuple[Path, dict[str, torch.Tensor]], tmp_path: Path,
+                                                capsys: pytest.CaptureFixture) -> None:
+    """Issue 34, part 6: ``mirl info runs/<study>/replicate_0/level_1/main`` said "no such checkpoint
+    file" (docs/lottery.md: every command accepts a node folder)."""
+    import shutil
+
+    from mirl import paths
+
+    path, _ = pruned
+    node = paths.level_dir(paths.replicate_dir(tmp_path / "smoke_0123abcd", 0), 1)
+    node.mkdir(parents=True)
+    shutil.copy(path, paths.model_file(node))
+    assert main(["info", str(path), "--json"]) == 0
+    expected = {k: v for k, v in json.loads(capsys.readouterr().out).items() if k != "checkpoint"}
+    for folder in (node, node.parent):
+        assert main(["info", str(folder), "--json"]) == 0
+        record = json.loads(capsys.readouterr().out)
+        assert {k: v for k, v in record.items() if k != "checkpoint"} == expected

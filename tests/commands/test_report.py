@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from mirl import paths
 from mirl.cli import main
 
 
@@ -82,3 +83,65 @@ def test_an_unknown_preset_is_refused_before_any_notebook_runs(tmp_path: Path, r
     err = _one_error(["report", "--preset", "smoek", "--notebooks", "04", "--out", str(out),
                       "--runs", str(tmp_path / "runs")], capsys)
     assert "'smoek'" in err and "smoke" in err and ran == [] and not out.exists()
+
+
+def test_a_study_is_resolved_before_any_notebook_runs_and_given_to_every_notebook(tmp_path: Path, ran: list,
+                                                                                  capsys: pytest.CaptureFixture) -> None:
+    """``mirl report RUN`` (a folder, name or hash) and ``--preset P`` resolve to a finished study
+    first; each notebook gets it; a missing one is refused with the command that makes it."""
+    from tests.reports.test_notebook_io import fake_study
+
+    runs, out = tmp_path / "runs", tmp_path / "reports"
+    err = _one_error(["report", "--preset", "smoke", "--notebooks", "01", "--runs", str(runs), "--out", str(out)], capsys)
+    assert f"reports never train: make it with: mirl lottery --preset smoke --out {runs.resolve()}" in err and ran == []
+    study = fake_study(runs)
+    err = _one_error(["report", "smoke_0000", "--runs", str(runs), "--out", str(out)], capsys)
+    assert "smoke_0000: no study folder there or in" in err and ran == [] and not out.exists()
+    err = _one_error(["report", str(study), "--preset", "smoke", "--runs", str(runs), "--out", str(out)], capsys)
+    assert "not both" in err and ran == []
+    for given in (str(study), study.name, paths.run_hash(study)):
+        assert main(["report", given, "--notebooks", "01", "05", "--no-web", "--runs", str(runs), "--out", str(out)]) == 0
+    assert main(["report", "--preset", "smoke", "--notebooks", "03", "--no-web", "--runs", str(runs), "--out", str(out)]) == 0
+    assert ran == [("01_study", {"study": study.name}), ("05_any_checkpoint", {"study": study.name})] * 3 + \
+        [("03_gallery", {"study": study.name})]
+    elsewhere = fake_study(tmp_path / "elsewhere")
+    ran.clear()
+    assert main(["report", str(elsewhere), "--notebooks", "02", "--no-web", "--runs", str(runs), "--out", str(out)]) == 0
+    assert ran == [("02_sparsity_vs_psnr", {"study": str(elsewhere)})]
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int, str]]:
+    """Every file under ``root``: (size, mtime_ns, sha256), and every folder."""
+    import hashlib
+
+    return {p.relative_to(root).as_posix(): ((p.stat().st_size, p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+                                             if p.is_file() else (0, 0, "folder")) for p in root.rglob("*")}
+
+
+@pytest.mark.slow
+def test_a_report_on_a_study_folder_builds_every_report_and_its_page_and_changes_nothing_under_runs(
+        smoke_run: Path, tmp_path: Path) -> None:
+    """Issue 34, part 1: ``mirl report runs/smoke_<hash>`` builds every report and that study's
+    page, and creates or changes no file under runs/."""
+    import json
+    import shutil
+
+    from mirl.export.study_page import page_folder
+    from mirl.reports.runner import NOTEBOOKS
+
+    runs, out = tmp_path / "runs", tmp_path / "reports"
+    study = runs / smoke_run.name
+    shutil.copytree(smoke_run, study)
+    before = _snapshot(runs)
+    assert main(["report", str(study), "--no-web", "--runs", str(runs), "--out", str(out)]) == 0
+    assert _snapshot(runs) == before, "a report created or changed a file under runs/"
+    records = json.loads((out / "index.json").read_text())
+    assert sorted(r["notebook"] for r in records) == [s.stem for s in NOTEBOOKS]
+    assert all(r["status"] == "ok" and r["parameters"]["study"] == study.name for r in records), records
+    assert not page_folder(out, study).exists(), "--no-web built the page"
+    assert main(["report", paths.run_hash(study), "--notebooks", "01", "--runs", str(runs), "--out", str(out)]) == 0
+    assert _snapshot(runs) == before, "a report created or changed a file under runs/"
+    page = page_folder(out, study)
+    if not (page / "index.html").is_file():
+        pytest.skip("the web page needs the ONNX extra and the vendored runtime (make setup)")
+    assert f'href="{page.name}/index.html"' in (out / "index.html").read_text()

@@ -75,3 +75,22 @@ def test_argument_errors_exit_2(argv: list[str], needle: str, capsys: pytest.Cap
     with pytest.raises(SystemExit) as info:
         main(["restore", *argv])
     assert info.value.code == 2 and needle in capsys.readouterr().err
+
+
+def test_a_node_folder_restores_with_its_model(tiny: tuple[Path, torch.nn.Module], tmp_path: Path,
+                                               capsys: pytest.CaptureFixture) -> None:
+    """Issue 34, part 6: ``mirl restore <node folder>`` said "no such checkpoint file"."""
+    import shutil
+
+    from mirl import paths
+
+    path, _ = tiny
+    node = paths.level_dir(paths.replicate_dir(tmp_path / "smoke_0123abcd", 0), 1, "random_reinit")
+    node.mkdir(parents=True)
+    shutil.copy(path, paths.model_file(node))
+    photo = tmp_path / "in" / "a.png"
+    photo.parent.mkdir()
+    write_image(photo, to_uint8(torch.rand(3, 20, 24)))
+    assert main(["restore", str(path), str(photo), "--out", str(tmp_path / "file"), "--no-progress"]) == 0
+    assert main(["restore", str(node), str(photo), "--out", str(tmp_path / "node"), "--no-progress"]) == 0
+    assert (tmp_path / "node" / "a.png").read_bytes() == (tmp_path / "file" / "a.png").read_bytes()

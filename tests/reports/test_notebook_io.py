@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from mirl import paths
-from mirl.reports.notebook_io import (MAIN_FIGURE, RESULTS_FILE, headline_html, jsonable, resolve_checkpoint,
-                                      resolve_output_dir, save_results, study_overrides)
+from mirl.reports.notebook_io import (MAIN_FIGURE, RESULTS_FILE, StudyNotFound, find_sibling, find_study, headline_html,
+                                      jsonable, resolve_checkpoint, resolve_output_dir, save_results, study_overrides)
 
 
 def test_a_checkpoint_that_is_not_a_file_is_refused_naming_it(tmp_path: Path) -> None:
@@ -30,35 +30,84 @@ def test_a_checkpoint_file_is_returned_as_given_without_running_anything(tmp_pat
     assert resolve_checkpoint(str(checkpoint), preset="no_such_preset") == checkpoint
 
 
-def _finished_study(root: Path, levels: int) -> Path:
-    """A study folder whose main chain has ``levels`` finished levels and one unfinished one after them."""
-    study = root / "smoke_0badc0de"
+def fake_study(root: Path, preset: str = "smoke", overrides: dict | None = None, unfinished: int = 0) -> Path:
+    """A study folder as ``mirl lottery`` leaves it, without training: its ``config.json`` and a
+    finished marker (and a stand-in ``model.pt``) in every node but the last ``unfinished`` ones."""
+    from mirl.study.config import config_hash, run_name, study_preset
+    from mirl.study.lottery import study_nodes
+
+    cfg = study_preset(preset, overrides)
+    study = root / run_name(preset, cfg)
     study.mkdir(parents=True)
-    paths.run_config(study).write_text(json.dumps({"format": paths.LAYOUT_VERSION, "preset": "smoke"}))
-    for level in range(levels + 1):
-        node = paths.level_dir(paths.replicate_dir(study, 0), level)
+    paths.run_config(study).write_text(json.dumps({"format": paths.LAYOUT_VERSION, "name": study.name, "preset": preset,
+                                                   "hash": config_hash(cfg), **cfg.to_dict()}))
+    nodes = study_nodes(cfg)
+    for r, level, branch in nodes[:len(nodes) - unfinished]:
+        node = paths.level_dir(paths.replicate_dir(study, r), level, branch)
         node.mkdir(parents=True)
         paths.model_file(node).write_bytes(b"x")
-        if level < levels:
-            paths.done_file(node).write_text("{}")
+        paths.done_file(node).write_text("{}")
     return study
 
 
-def test_no_checkpoint_means_the_last_finished_level_of_the_presets_study(tmp_path: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture()
+def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding a study must never train one."""
     import mirl.study.lottery
 
-    study = _finished_study(tmp_path / "runs", levels=3)
-    calls = []
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a report started training")
 
-    def run_study(preset: str, overrides: dict, out: object, progress: bool) -> Path:
-        calls.append((preset, overrides, out, progress))
-        return study
+    monkeypatch.setattr(mirl.study.lottery, "run_study", refuse)
 
-    monkeypatch.setattr(mirl.study.lottery, "run_study", run_study)
+
+def test_no_checkpoint_means_the_last_finished_level_of_the_presets_study(tmp_path: Path, no_training: None) -> None:
+    study = fake_study(tmp_path / "runs", overrides={"seed": 2})
     found = resolve_checkpoint(None, preset="smoke", runs_dir=tmp_path / "runs", overrides={"seed": 2})
-    assert found == paths.model_file(paths.level_dir(paths.replicate_dir(study, 0), 2))  # level 3 is not finished
-    assert calls == [("smoke", {"seed": 2}, tmp_path / "runs", False)]
+    last = max(paths.level_numbers(paths.replicate_dir(study, 0)))
+    assert found == paths.model_file(paths.level_dir(paths.replicate_dir(study, 0), last))
+    assert resolve_checkpoint(None, runs_dir=tmp_path / "runs", study=study.name) == found
+
+
+def test_a_missing_study_is_refused_with_the_lottery_command_that_makes_it(tmp_path: Path, no_training: None) -> None:
+    """Issue 34, part 1: notebook 02 with ``rewind_steps: 3`` trained a whole new study, silently."""
+    runs = tmp_path / "runs"
+    default = fake_study(runs)
+    wanted = {"rounds": 3, "reset": "rewind", "rewind_steps": 3}
+    with pytest.raises(StudyNotFound, match=r"no smoke study with these settings in .*; reports never train: make it with: "
+                       rf"mirl lottery --preset smoke --set rounds=3 reset=rewind rewind_steps=3 --out {runs}$"):
+        find_study(None, "smoke", wanted, runs)
+    assert list(runs.iterdir()) == [default], "finding a study made a folder"
+    made = fake_study(runs, overrides=wanted, unfinished=1)
+    with pytest.raises(StudyNotFound, match=rf"{made} lacks 1 finished node\(s\) .*finish it with: mirl lottery --preset smoke "
+                       r"--set rounds=3 reset=rewind rewind_steps=3 --out"):
+        find_study(None, "smoke", wanted, runs)
+
+
+def test_a_study_is_found_by_folder_name_or_hash_and_read_with_its_own_settings(tmp_path: Path, no_training: None) -> None:
+    runs = tmp_path / "runs"
+    study = fake_study(runs, overrides={"rounds": 1})
+    assert find_study(study) == find_study(study.name, runs_dir=runs) == find_study(paths.run_hash(study), runs_dir=runs) == study
+    assert find_study(study, preset="paper") == study  # the folder's own preset, not the notebook's default
+    with pytest.raises(StudyNotFound, match=r"nope: no study folder there or in .*runs/<preset>_<hash>"):
+        find_study("nope", runs_dir=runs)
+    with pytest.raises(StudyNotFound, match=rf"{study.name} was not run with rounds=3; a report reads one study: leave those "
+                       r"settings out, or make that study with: mirl lottery --preset smoke --set rounds=3 --out"):
+        find_study(study, overrides={"rounds": 3})
+    with pytest.raises(StudyNotFound, match=r"lacks 1 finished node\(s\) \(first: replicate 0, level 1, random_reinit\); "
+                       r"reports never train: finish it with: mirl lottery --preset smoke --set rounds=1 branches=random_reinit"):
+        find_study(study, overrides={"branches": "random_reinit"})
+    grown = {"rounds": 1, "branches": "random_reinit"}
+    assert find_study(fake_study(tmp_path / "other", overrides=grown), overrides={"branches": "random_reinit"}).parent == tmp_path / "other"
+
+
+def test_a_sibling_study_has_the_studys_settings_and_the_compared_ones(tmp_path: Path, no_training: None) -> None:
+    runs = tmp_path / "runs"
+    study = fake_study(runs, overrides={"rounds": 1})
+    with pytest.raises(StudyNotFound, match=rf"make it with: mirl lottery --preset smoke --set rounds=1 scope=layerwise --out {runs}$"):
+        find_sibling(study, {"scope": "layerwise"})
+    sibling = fake_study(runs, overrides={"rounds": 1, "scope": "layerwise"})
+    assert find_sibling(study, {"scope": "layerwise"}) == sibling
 
 
 def test_an_output_folder_is_created_and_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -50,11 +50,11 @@ def smoke_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     runs = base / "runs"
     run_dir = run_study("smoke", out=runs, progress=False)
     ckpt = write_lightning_ckpt(paths.model_file(results.chain_node(run_dir, results.levels(run_dir)[-1])), base / "smoke_last.ckpt")
+    first = [{"preset": "smoke", "notebooks": ["01", "04"]}]
     sets = [
-        {"preset": "smoke", "notebooks": ["01", "04"]},
         # the ticket and a control on one figure: the study above grows a random re-initialisation
-        # branch in place (branches are not part of its hash), after 01 and 04 read it; the gallery
-        # then sets it beside the ticket
+        # branch in place (branches are not part of its hash), after 01 and 04 read it (reports
+        # never train: `mirl lottery` grows it); the gallery then sets it beside the ticket
         {"preset": "smoke", "notebooks": ["02", "03"], "branches": ["random_reinit"]},
         # a published-format checkpoint outside any study, on every task of a data folder
         {"notebooks": ["05"], "checkpoint": str(ckpt), "data_root": str(run_data_root(run_dir)), "limit": 1, "n_images": 1},
@@ -62,7 +62,9 @@ def smoke_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         {"preset": "smoke", "notebooks": ["05"], "limit": 1, "n_images": 1},
     ]
     records: dict[str, Any] = {}
-    for record in runner.run_reports(param_sets=sets, out=base / "reports", runs_dir=runs, log=None):
+    ran = runner.run_reports(param_sets=first, out=base / "reports", runs_dir=runs, log=None)
+    run_study("smoke", {"branches": "random_reinit"}, out=runs, progress=False)
+    for record in ran + runner.run_reports(param_sets=sets, out=base / "reports", runs_dir=runs, log=None):
         records[record["notebook"] + ("@study" if record["notebook"] in records else "")] = record
     _CACHE["smoke"] = {"base": base, "runs": runs, "reports": base / "reports", "run_dir": run_dir, "records": records}
     return _CACHE["smoke"]

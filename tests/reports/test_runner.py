@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from mirl import paths
+from tests.reports.test_notebook_io import fake_study
 from tests.reports.test_notebooks import smoke_reports
 
 
@@ -400,7 +401,8 @@ def test_a_report_never_replaces_another_studys_web_page(tmp_path: Path, monkeyp
 
     built: list[str] = []
     monkeypatch.setattr(papermill, "execute_notebook", fail)
-    monkeypatch.setattr(study_page, "study_web_page", lambda runs, preset, out, log=None: built.append(preset))
+    monkeypatch.setattr(study_page, "run_web_page", lambda run, out, log=None: built.append(run))
+    fake_study(tmp_path / "runs")
     records = runner.run_reports(preset="smoke", notebooks=["01"], out=out, runs_dir=tmp_path / "runs",
                                  notebooks_path=notebooks, log=None)
     assert [r["status"] for r in records] == ["failed"] and built == [], "a failed report built the web page"

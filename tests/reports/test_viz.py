@@ -198,3 +198,25 @@ def test_html_helpers_escape_user_text() -> None:
     fig = viz.add_demo_label(viz._figure(2, 2), "made up")
     assert "made up" in _texts(fig)
     assert viz.fig_to_png(fig)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_branch_keeps_its_colour_when_a_study_grows_another() -> None:
+    """Issue 34, part 6: colours followed the order of the labels, so adding a branch recoloured the others."""
+    from mirl.reports.viz import branch_color, interval_curves
+
+    def curves(labels: list[str]) -> pd.DataFrame:
+        table = _curves("gain")
+        table = table[table["label"] == "ticket"]
+        return pd.concat([table.assign(label=label) for label in labels])
+
+    def colours(labels: list[str]) -> dict[str, str]:
+        fig = interval_curves(curves(labels))
+        return {line.get_label(): line.get_color() for line in fig.axes[0].get_lines() if line.get_label() in labels}
+
+    two = colours(["ticket", "random pruning"])
+    three = colours(["ticket", "random re-init", "random pruning"])
+    assert two["random pruning"] == three["random pruning"] == branch_color("random_prune")
+    assert len(set(three.values())) == 3 and branch_color("ticket") == branch_color("main") == two["ticket"]
+    compared = interval_curves(curves(["ticket", "ticket (reset=rewind)"])).axes[0].get_lines()
+    styles = {line.get_label(): (line.get_color(), line.get_linestyle()) for line in compared}
+    assert styles["ticket"][0] == styles["ticket (reset=rewind)"][0] and styles["ticket"][1] != styles["ticket (reset=rewind)"][1]

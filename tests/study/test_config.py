@@ -101,3 +101,16 @@ def test_repeated_set_is_merged_and_values_are_kept_as_typed(capsys):
     assert main(["lottery", "--preset", "smoke", "--set", "rounds=5", "--set", "rounds=3", "--list-settings"]) == 2
     err = capsys.readouterr().err
     assert err.strip() == "mirl lottery: error: rounds is set twice ('5' and '3'); give it once"
+
+
+def test_list_settings_take_yaml_lists_as_mirl_report_does(capsys):
+    """Issue 34, part 6: ``--set branches=[a,b]`` was refused while ``mirl report --set`` takes YAML lists."""
+    assert main(["lottery", "--preset", "smoke", "--set", "branches=[random_reinit, stability]", "tasks=[derain]",
+                 "stability_alphas=[0, 0.5, 1]", "--list-settings"]) == 0
+    settings = {line.split()[0]: line.split(None, 1)[1] for line in capsys.readouterr().out.splitlines()}
+    assert settings["branches"].startswith("['random_reinit', 'stability'] ")
+    assert settings["tasks"].startswith("['derain'] ") and settings["stability_alphas"].startswith("[0.0, 0.5, 1.0] ")
+    assert study_preset("smoke", {"branches": "[random_reinit]"}) == study_preset("smoke", {"branches": "random_reinit"})
+    assert main(["lottery", "--preset", "smoke", "--set", "branches=[random_reinit", "--list-settings"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mirl lottery: error: --set branches='[random_reinit': not a YAML value") and err.count("\n") == 1
