@@ -39,7 +39,15 @@ _NO_LOCKS_ERRNOS = tuple(getattr(errno, name) for name in ("ENOLCK", "EOPNOTSUPP
 
 
 def _open_lock_file(path: Path) -> int:
-    return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    """Open (or make) the lock file; never through a symbolic link, whose target the holder's
+    record would overwrite."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or path.is_symlink():
+            raise MirlError(f"{path} is a symbolic link; mirl writes its lock there and does not follow links: "
+                            "remove it and run again") from None
+        raise
 
 
 def _make_dirs(folder: Path) -> list[Path]:

@@ -132,3 +132,20 @@ def test_finished_run_is_readable_while_locked(smoke_run, demo_data):
 
     with RunLock(smoke_run):
         assert run_study("smoke", {"data": str(demo_data), **FAST}, out=smoke_run.parent) == smoke_run
+
+
+def test_a_lock_file_that_is_a_link_is_refused_and_its_target_kept(tmp_path):
+    """``.mirl.lock -> ../outside.txt``: taking the lock truncates and writes the lock file, so a
+    link is refused in one line instead of overwriting its target."""
+    from mirl.errors import MirlError
+    from mirl.runlock import LOCK_FILE, RunLock
+
+    run = tmp_path / "run"
+    run.mkdir()
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep\n")
+    (run / LOCK_FILE).symlink_to(Path("..") / "outside.txt")
+    with pytest.raises(MirlError, match="is a symbolic link") as info:
+        RunLock(run).acquire()
+    assert str(run / LOCK_FILE) in str(info.value) and "remove it" in str(info.value)
+    assert outside.read_text() == "keep\n" and (run / LOCK_FILE).is_symlink()
