@@ -169,6 +169,44 @@ class SlurmOptions:
     sbatch: Mapping[str, str] = field(default_factory=dict)
 
 
+def _one_script_line(flag: str, value: str) -> None:
+    """Refuse a value with a line break or other control character: each option becomes one
+    ``#SBATCH`` line, and a shell line among them makes sbatch ignore every later directive."""
+    if any(ord(c) < 32 or c == "\x7f" for c in value):
+        raise MirlError(f"{flag} {value!r} holds a line break or control character; each option is one #SBATCH line "
+                        "of the batch script: give it on one line")
+
+
+def sbatch_options(items: Sequence[str]) -> dict[str, str]:
+    """``--sbatch`` values (``["qos=high", ...]``) as sbatch options (``{"qos": "high"}``), refused
+    in one line when one would not be a single ``#SBATCH --key=value`` line.
+
+    Example:
+        >>> sbatch_options(["qos=high", "mail-type=END"])
+        {'qos': 'high', 'mail-type': 'END'}
+    """
+    import re
+
+    out: dict[str, str] = {}
+    for item in items:
+        _one_script_line("--sbatch", item)
+        key, _, value = item.partition("=")
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", key.strip()) or not _:
+            raise MirlError(f"--sbatch {item!r} is not KEY=VALUE with an sbatch option name as KEY, e.g. --sbatch qos=high")
+        key, value = key.strip(), value.strip()
+        if key in out and out[key] != value:
+            raise MirlError(f"--sbatch {key} is given twice ({out[key]!r} and {value!r}); give it once")
+        out[key] = value
+    return out
+
+
+def check_script_values(**values: str | None) -> None:
+    """Refuse option values (``partition="debug"``, ...) that would not fit on one ``#SBATCH`` line."""
+    for name, value in values.items():
+        if value is not None:
+            _one_script_line(f"--{name.replace('_', '-')}", value)
+
+
 def _job_call():  # a submitit Checkpointable, made on first use (submitit is imported lazily)
     import submitit
 
@@ -210,6 +248,8 @@ def submit_slurm(spec: StudySpec, jobs: Sequence[Job], options: SlurmOptions) ->
     """
     import submitit
 
+    check_script_values(partition=options.partition, account=options.account, submitit_folder=options.folder)
+    sbatch_options([f"{k}={v}" for k, v in options.sbatch.items()])
     study = spec.run()  # the study folder and its data set exist before any job starts
     from mirl import paths
     def finished(job: Job) -> bool:
@@ -349,5 +389,6 @@ def node_states(study: str | os.PathLike) -> list[dict[str, Any]]:
     return rows
 
 
-__all__ = ["JOBS_FILE", "LAUNCHERS", "Job", "SlurmOptions", "StudySpec", "Submission", "graph_summary", "job_graph", "local_devices",
-           "node_states", "run_local", "slurm_states", "submit_slurm", "submitted_jobs", "wait_for_slurm"]
+__all__ = ["JOBS_FILE", "LAUNCHERS", "Job", "SlurmOptions", "StudySpec", "Submission", "check_script_values", "graph_summary",
+           "job_graph", "local_devices", "node_states", "run_local", "sbatch_options", "slurm_states", "submit_slurm",
+           "submitted_jobs", "wait_for_slurm"]

@@ -73,6 +73,26 @@ def test_dry_run_refuses_what_the_run_would_refuse(nothing_runs: Path, capsys: p
     assert "--jobs must be at least 1, got 0" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--sbatch", "qos=high\necho X"], "--sbatch 'qos=high\\necho X' holds a line break"),
+    (["--sbatch", "qos"], "--sbatch 'qos' is not KEY=VALUE"),
+    (["--sbatch", "=high"], "--sbatch '=high' is not KEY=VALUE"),
+    (["--sbatch", "qos=high", "qos=low"], "--sbatch qos is given twice"),
+    (["--partition", "debug\n#SBATCH --time=1"], "--partition 'debug\\n#SBATCH --time=1' holds a line break"),
+    (["--account", "lab\recho"], "--account 'lab\\recho' holds a line break"),
+])
+@pytest.mark.parametrize("dry", [True, False])
+def test_what_goes_into_the_batch_script_is_checked_first(extra: list[str], message: str, dry: bool, nothing_runs: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    """Each sbatch option is one ``#SBATCH`` line: a line break would put a shell line into the script,
+    after which sbatch ignores every later directive (the requeue signal, --time). Refused, dry run too."""
+    assert main(["lottery", "--preset", "smoke", "--out", str(nothing_runs), "--launcher", "slurm", *extra,
+                 *(["--dry-run", "--no-timing"] if dry else [])]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mirl lottery: error: ") and err.count("\n") == 1 and message in err, err
+    assert not nothing_runs.exists()
+
+
 def test_summary_rows_are_the_levels_scores(smoke_run: Path, capsys: pytest.CaptureFixture) -> None:
     """One row per level with its densities, mean PSNR, input PSNR and gain as in its metrics.json,
     and a warning for each task where the network scores below its input."""
