@@ -320,7 +320,24 @@ def submitted_jobs(study: str | os.PathLike) -> dict[str, dict[str, Any]]:
     data = read_json(path, advice="it lists the submitted SLURM jobs; remove it (mirl status then shows no job ids)") if path.is_file() else {}
     if not isinstance(data, dict):
         raise MirlError(f"{path} is not a JSON object; remove it (mirl status then shows no job ids)")
-    return data
+    return {name: _job_record(path, name, job) for name, job in data.items()}
+
+
+def _job_record(path: Path, name: str, job: Any) -> dict[str, Any]:
+    """One entry of ``jobs.json``, its ``job_id`` as text (a number is taken as that id), or a
+    :class:`MirlError` naming the file and the entry."""
+    def node(n: Any) -> bool:
+        return (isinstance(n, list) and len(n) == 3 and all(isinstance(x, int) and not isinstance(x, bool) for x in n[:2])
+                and isinstance(n[2], str))
+
+    job_id = job.get("job_id") if isinstance(job, dict) else None
+    if isinstance(job_id, int) and not isinstance(job_id, bool):
+        job_id = str(job_id)
+    if not isinstance(job_id, str) or not job_id.strip() or not isinstance(job.get("nodes"), list) \
+            or not all(node(n) for n in job["nodes"]):
+        raise MirlError(f"{path} entry {name!r} is not a job record ({{\"job_id\": \"1041\", \"nodes\": [[0, 1, \"main\"]], ...}}); "
+                        "remove it (mirl status then shows no job ids)")
+    return {**job, "job_id": job_id.strip()}
 
 
 def slurm_states(job_ids: Sequence[str]) -> dict[str, str]:
