@@ -82,13 +82,15 @@ def graph_summary(jobs: Sequence[Job], launcher: str = "inline", processes: int 
         >>> graph_summary(job_graph(study_preset("smoke", {"rounds": 1, "branches": "random_reinit"})), "slurm")
         ['launcher slurm: 3 of 3 jobs to submit, a job per node (afterok on the job it starts from); longest chain 3 jobs, up to 1 at once']
     """
+    from collections import Counter
+
     done = set(finished)
     todo = [j for j in jobs if not set(j.nodes) <= done]
     depth: dict[str, int] = {}
     for job in jobs:  # listed after what they wait for
         depth[job.name] = 1 + max((depth[a] for a in job.after), default=0)
     chain = max(depth.values(), default=0)
-    widest = max((sum(1 for d in depth.values() if d == k) for k in range(1, chain + 1)), default=0)
+    widest = max(Counter(depth.values()).values(), default=0)
     shape = f"longest chain {chain} jobs, up to {widest} at once"
     if launcher == "slurm":
         return [f"launcher slurm: {len(todo)} of {len(jobs)} jobs to submit, a job per node (afterok on the job it starts "
@@ -384,7 +386,10 @@ def node_states(study: str | os.PathLike) -> list[dict[str, Any]]:
     if not isinstance(config, dict) or not isinstance(config.get("non_default"), dict):
         raise MirlError(f"{paths.run_config(study)} is not a study's settings (no 'non_default'); restore it or give another folder")
     grown = {k: config[k] for k in ("replicates", "branches") if k in config}  # not part of the hash: as last run
-    cfg = study_preset("paper", {**config["non_default"], **grown})
+    try:
+        cfg = study_preset("paper", {**config["non_default"], **grown})
+    except MirlError as exc:
+        raise MirlError(f"{paths.run_config(study)} holds a bad setting ({exc}); restore it or give another folder") from None
     jobs = submitted_jobs(study)
     by_node = {tuple(n): (name, job["job_id"]) for name, job in jobs.items() for n in job["nodes"]}
     states = slurm_states(sorted({job_id for _, job_id in by_node.values()}))

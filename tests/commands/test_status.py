@@ -71,3 +71,20 @@ def test_the_study_argument_is_required(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as info:
         main(["status"])
     assert info.value.code == 2 and "RUN" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("edit", [{"replicates": 1e9}, {"non_default": {"rounds": 100000}}, {"branches": ["no_such_branch"]}])
+def test_absurd_settings_in_config_json_are_named_not_run(smoke_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                          edit: dict) -> None:
+    """A config.json edited to replicates=1e9 made mirl status hang; settings out of range are named
+    in one line with the file."""
+    study = tmp_path / smoke_run.name
+    study.mkdir()
+    config = json.loads(paths.run_config(smoke_run).read_text())
+    for key, value in edit.items():
+        config[key] = {**config[key], **value} if isinstance(value, dict) else value
+    paths.run_config(study).write_text(json.dumps(config))
+    assert main(["status", str(study)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mirl status: error: {paths.run_config(study)} holds a bad setting (bad value ") and err.count("\n") == 1, err
+    assert "restore it or give another folder" in err
