@@ -304,6 +304,7 @@ def submit_slurm(spec: StudySpec, jobs: Sequence[Job], options: SlurmOptions) ->
 
 ACTIVE = ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING", "REQUEUE_HOLD",
           "REQUEUE_FED", "SIGNALING", "STAGE_OUT")
+STALE_LOCK = "stale lock"
 ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "DEADLINE", "BOOT_FAIL")
 
 
@@ -392,25 +393,43 @@ def node_states(study: str | os.PathLike) -> list[dict[str, Any]]:
         raise MirlError(f"{paths.run_config(study)} holds a bad setting ({exc}); restore it or give another folder") from None
     jobs = submitted_jobs(study)
     by_node = {tuple(n): (name, job["job_id"]) for name, job in jobs.items() for n in job["nodes"]}
-    states = slurm_states(sorted({job_id for _, job_id in by_node.values()}))
+    folders = {node: paths.level_dir(paths.replicate_dir(study, node[0]), node[1], node[2]) for node in study_nodes(cfg)}
+    finished = {node for node, folder in folders.items() if paths.is_finished(folder)}
+    holders = {node: lock_holder(folder) for node, folder in folders.items() if node not in finished and folder.is_dir()}
+    lock_jobs = {h["slurm_job"] for h in holders.values() if h is not None and h["slurm_job"]}
+    states = slurm_states(sorted({job_id for _, job_id in by_node.values()} | lock_jobs))
     rows = []
-    for node in study_nodes(cfg):
-        folder = paths.level_dir(paths.replicate_dir(study, node[0]), node[1], node[2])
+    for node, folder in folders.items():
         job_name, job_id = by_node.get(node, (None, None))
         slurm = states.get(job_id or "", "")
-        if paths.is_finished(folder):
+        holder = holders.get(node)
+        if node in finished:
             state = "done"
-        elif slurm in ACTIVE or lock_holder(folder) is not None:
+        elif slurm in ACTIVE:
             state = "pending" if slurm == "PENDING" else "running"
+        elif holder is not None:  # a lock whose SLURM job ended was left by a killed job (scancel, SIGKILL on its host)
+            state = STALE_LOCK if states.get(holder["slurm_job"] or "") in ENDED else "running"
         elif folder.is_dir() and any(folder.iterdir()):
             state = "started"
         else:
             state = "missing"
+        lock_job = holder["slurm_job"] if holder is not None else None
         rows.append({"replicate": node[0], "level": node[1], "branch": node[2], "state": state,
-                     "job": job_name, "job_id": job_id, "slurm_state": slurm or None})
+                     "job": job_name, "job_id": job_id, "slurm_state": slurm or None,
+                     "lock_job": lock_job, "lock_job_state": states.get(lock_job) if lock_job else None})
     return rows
 
 
+def stale_lock_fix(study: str | os.PathLike, row: Mapping[str, Any]) -> str:
+    """What to do about a node of :func:`node_states` in state ``stale lock``, in one line."""
+    from mirl import paths
+    from mirl.runlock import LOCK_FILE
+
+    lock = paths.level_dir(paths.replicate_dir(Path(study), row["replicate"]), row["level"], row["branch"]) / LOCK_FILE
+    return (f"{lock} names SLURM job {row['lock_job']}, which ended ({row['lock_job_state']}); no process runs this node: "
+            "run the study again to resume it, or remove the file")
+
+
 __all__ = ["JOBS_FILE", "LAUNCHERS", "Job", "SlurmOptions", "StudySpec", "Submission", "check_script_values", "graph_summary",
-           "job_graph", "local_devices", "node_states", "run_local", "sbatch_options", "slurm_states", "submit_slurm",
+           "job_graph", "local_devices", "node_states", "run_local", "sbatch_options", "slurm_states", "stale_lock_fix", "submit_slurm",
            "submitted_jobs", "wait_for_slurm"]
