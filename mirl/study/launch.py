@@ -209,6 +209,32 @@ def check_script_values(**values: str | None) -> None:
             _one_script_line(f"--{name.replace('_', '-')}", value)
 
 
+def _last_line(text: str) -> str:
+    """The last non-empty line of a tool's message (where SLURM's tools put the reason), shortened."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return (lines[-1] if lines else "no message")[:200]
+
+
+def check_slurm_reachable() -> None:
+    """Refuse in one line when SLURM's tools are not on PATH or its controller does not answer
+    ``sinfo``, before anything is made or submitted."""
+    import shutil
+    import subprocess
+
+    missing = [tool for tool in ("sbatch", "sinfo") if shutil.which(tool) is None]
+    if missing:
+        raise MirlError(f"--launcher slurm needs SLURM's {', '.join(missing)} on PATH, and {'it is' if len(missing) == 1 else 'they are'} "
+                        "not here; run from a SLURM login node, or use --launcher local")
+    try:
+        proc = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, check=False, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise MirlError(f"SLURM's controller did not answer sinfo ({exc}); check that slurmctld runs (scontrol ping), "
+                        "then run the same command again (nothing was made or submitted)") from None
+    if proc.returncode != 0:
+        raise MirlError(f"SLURM's controller cannot be reached (sinfo: {_last_line(proc.stderr or proc.stdout)}); check SLURM_CONF "
+                        "and that slurmctld runs (scontrol ping), then run the same command again (nothing was made or submitted)")
+
+
 def _job_call():  # a submitit Checkpointable, made on first use (submitit is imported lazily)
     import submitit
 
@@ -252,6 +278,7 @@ def submit_slurm(spec: StudySpec, jobs: Sequence[Job], options: SlurmOptions) ->
 
     check_script_values(partition=options.partition, account=options.account, submitit_folder=options.folder)
     sbatch_options([f"{k}={v}" for k, v in options.sbatch.items()])
+    check_slurm_reachable()  # before the study folder is made
     study = spec.run()  # the study folder and its data set exist before any job starts
     from mirl import paths
     def finished(job: Job) -> bool:
@@ -291,7 +318,11 @@ def submit_slurm(spec: StudySpec, jobs: Sequence[Job], options: SlurmOptions) ->
             if waits:
                 extra["dependency"] = "afterok:" + ":".join(waits)
             executor.update_parameters(name=f"mirl-{study.name}-{job.name}", slurm_additional_parameters=extra, **base)
-            submitted = executor.submit(call, spec, job.nodes, gpus)
+            try:
+                submitted = executor.submit(call, spec, job.nodes, gpus)
+            except submitit.core.utils.FailedJobError as exc:
+                raise MirlError(f"sbatch refused job {job.name} ({_last_line(str(exc))}); fix that, then run the same command "
+                                f"again (the {len(record)} job(s) submitted before it are in {study / JOBS_FILE})") from None
             ids[job.name] = str(submitted.job_id)
             record[job.name] = {"job_id": ids[job.name], "nodes": [list(n) for n in job.nodes], "after": list(job.after),
                                 "submitted": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -430,6 +461,6 @@ def stale_lock_fix(study: str | os.PathLike, row: Mapping[str, Any]) -> str:
             "run the study again to resume it, or remove the file")
 
 
-__all__ = ["JOBS_FILE", "LAUNCHERS", "Job", "SlurmOptions", "StudySpec", "Submission", "check_script_values", "graph_summary",
+__all__ = ["JOBS_FILE", "LAUNCHERS", "Job", "SlurmOptions", "StudySpec", "Submission", "check_script_values", "check_slurm_reachable", "graph_summary",
            "job_graph", "local_devices", "node_states", "run_local", "sbatch_options", "slurm_states", "stale_lock_fix", "submit_slurm",
            "submitted_jobs", "wait_for_slurm"]

@@ -122,3 +122,38 @@ def test_summary_rows_are_the_levels_scores(smoke_run: Path, capsys: pytest.Capt
     assert len(warnings) == len(harmed)
     for (level, task), line in zip(harmed, warnings):
         assert f"level {level} (" in line and f"{task}: the restored images score" in line
+
+
+def _fake_tools(folder: Path, **scripts: str) -> str:
+    """A PATH with these shell scripts (name -> body) first."""
+    import os
+
+    folder.mkdir(exist_ok=True)
+    for name, body in scripts.items():
+        (folder / name).write_text(f"#!/bin/sh\n{body}\n")
+        (folder / name).chmod(0o755)
+    return f"{folder}{os.pathsep}{os.environ['PATH']}"
+
+
+def test_slurm_without_a_reachable_controller_is_refused_before_anything_is_made(nothing_runs: Path, tmp_path: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                                 capsys: pytest.CaptureFixture) -> None:
+    """sinfo fails as Slurm 22.05 does when slurmctld is down: one line, no study folder, no submitit folder
+    (it was submitit's FailedJobError traceback after the study folder was made)."""
+    down = "echo 'slurm_load_partitions: Unable to contact slurm controller (connect failure)' >&2; exit 1"
+    monkeypatch.setenv("PATH", _fake_tools(tmp_path / "bin", sinfo=down, sbatch="echo 'sbatch: error: Batch job submission failed: "
+                                                                                "Unable to contact slurm controller (connect failure)' >&2; exit 1"))
+    assert main(["lottery", "--preset", "smoke", "--out", str(nothing_runs), "--launcher", "slurm"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mirl lottery: error: SLURM's controller cannot be reached (sinfo: slurm_load_partitions: Unable to "
+                          "contact slurm controller (connect failure))") and err.count("\n") == 1, err
+    assert not nothing_runs.exists()
+
+
+def test_slurm_without_its_tools_is_refused_in_one_line(nothing_runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert main(["lottery", "--preset", "smoke", "--out", str(nothing_runs), "--launcher", "slurm"]) == 2
+    err = capsys.readouterr().err
+    assert "--launcher slurm needs SLURM's sbatch, sinfo on PATH" in err and err.count("\n") == 1, err
+    assert not nothing_runs.exists()

@@ -95,3 +95,32 @@ def test_a_numeric_job_id_in_jobs_json_is_read_as_the_job(tmp_path, capsys) -> N
     (study / JOBS_FILE).write_text(json.dumps({"r0-L1-main": {"job_id": 999999, "nodes": [[0, 1, "main"]]}}))
     assert submitted_jobs(study)["r0-L1-main"]["job_id"] == "999999"
     assert [row["job_id"] for row in node_states(study)] == [None, "999999"]
+
+
+def test_a_job_sbatch_refuses_is_one_line_and_what_was_submitted_is_recorded(tmp_path, monkeypatch) -> None:
+    """sbatch accepts the first job and refuses the second (its real error): a MirlError naming the
+    job and sbatch's reason, and jobs.json holds the first job."""
+    import os
+
+    from mirl.errors import MirlError
+    from mirl.study.launch import SlurmOptions, StudySpec, submit_slurm, submitted_jobs
+
+    study = _tiny_study(tmp_path)
+    monkeypatch.setattr(StudySpec, "run", lambda self, nodes=(): study)
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    count = tmp_path / "count"
+    scripts = {"sinfo": "echo debug",
+               "sbatch": f'if [ -e {count} ]; then echo "sbatch: error: Batch job submission failed: Invalid partition name '
+                         f'specified" >&2; exit 1; fi; touch {count}; echo "Submitted batch job 4242"',
+               "sacct": "exit 0", "squeue": "exit 0"}
+    for name, body in scripts.items():
+        (tools / name).write_text(f"#!/bin/sh\n{body}\n")
+        (tools / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
+    cfg = study_preset("smoke", {"rounds": 1})
+    with pytest.raises(MirlError, match=r"sbatch refused job r0-L1-main \(sbatch: error: Batch job submission failed: "
+                                        r"Invalid partition name specified\)") as info:
+        submit_slurm(StudySpec("smoke", {"rounds": 1}), job_graph(cfg), SlurmOptions(folder=str(tmp_path / "submitit")))
+    assert "\n" not in str(info.value)
+    assert submitted_jobs(study)["r0-L0-main"]["job_id"] == "4242" and "r0-L1-main" not in submitted_jobs(study)
