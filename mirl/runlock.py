@@ -39,7 +39,15 @@ _NO_LOCKS_ERRNOS = tuple(getattr(errno, name) for name in ("ENOLCK", "EOPNOTSUPP
 
 
 def _open_lock_file(path: Path) -> int:
-    return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    """Open (or make) the lock file; never through a symbolic link, whose target the holder's
+    record would overwrite."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or path.is_symlink():
+            raise MirlError(f"{path} is a symbolic link; mirl writes its lock there and does not follow links: "
+                            "remove it and run again") from None
+        raise
 
 
 def _make_dirs(folder: Path) -> list[Path]:
@@ -154,6 +162,8 @@ class RunLock:
                 break
             os.close(fd)
         info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        if os.environ.get("SLURM_JOB_ID"):  # a job killed on another host leaves the file; the scheduler knows it ended
+            info["slurm_job"] = os.environ["SLURM_JOB_ID"]
         try:
             os.ftruncate(fd, 0)
             os.write(fd, (json.dumps(info) + "\n").encode())
@@ -194,9 +204,10 @@ class RunLock:
 
 
 def lock_holder(run_dir: str | os.PathLike) -> dict | None:
-    """Who holds ``run_dir``'s lock (``{"pid", "host", "since"}``), read from its lock file without
-    touching the lock; ``None`` when free, or when the holder was a process of this host that is gone
-    (a lock file left by a killed process on a file system without locks).
+    """Who holds ``run_dir``'s lock (``{"pid", "host", "since", "slurm_job"}``; the SLURM job id,
+    when the holder ran in one, else ``None``), read from its lock file without touching the lock;
+    ``None`` when free, or when the holder was a process of this host that is gone (a lock file left
+    by a killed process). A holder on another host cannot be checked here: ask its scheduler.
 
     Example:
         >>> import tempfile
@@ -210,15 +221,31 @@ def lock_holder(run_dir: str | os.PathLike) -> dict | None:
     from mirl.fileio import pid_alive
 
     try:
-        info = json.loads((Path(run_dir) / LOCK_FILE).read_text())
+        info = json.loads(_read_lock_file(Path(run_dir) / LOCK_FILE))
         pid, host = int(info["pid"]), str(info["host"])
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError):
-        return {"pid": None, "host": None, "since": None}  # being written: a holder is just starting
+        return {"pid": None, "host": None, "since": None, "slurm_job": None}  # being written: a holder is just starting
     if host == socket.gethostname() and not pid_alive(pid):
         return None
-    return {"pid": pid, "host": host, "since": info.get("since")}
+    job = info.get("slurm_job")
+    return {"pid": pid, "host": host, "since": info.get("since"),
+            "slurm_job": str(job) if isinstance(job, (str, int)) and not isinstance(job, bool) and str(job).strip() else None}
+
+
+def _read_lock_file(path: Path) -> str:
+    """The lock file's text, read without following a link or waiting on a FIFO (neither is a lock
+    file mirl made: :class:`ValueError`)."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{path} is not a plain file")
+        return os.read(fd, 4096).decode()
+    finally:
+        os.close(fd)
 
 
 __all__ = ["LOCK_FILE", "HeldError", "RunLock", "lock_holder"]

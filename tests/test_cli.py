@@ -30,3 +30,14 @@ def test_python_m_mirl_runs_without_side_effects():
     assert proc.stdout.strip() == "ok" and proc.stderr == ""
     proc = subprocess.run([sys.executable, "-m", "mirl", "--help"], capture_output=True, text=True, check=True)
     assert all(name in proc.stdout for name in COMMANDS)
+
+
+def test_a_reader_that_stops_early_gets_no_traceback():
+    """``mirl ... | head -1``: the reader closes the pipe before mirl writes; mirl exits quietly."""
+    from tests.conftest import subprocess_env
+
+    proc = subprocess.Popen([sys.executable, "-m", "mirl", "lottery", "--preset", "smoke", "--list-settings"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env())
+    proc.stdout.close()  # before the child has imported anything: its first write meets a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1 and err == "", err

@@ -132,3 +132,46 @@ def test_finished_run_is_readable_while_locked(smoke_run, demo_data):
 
     with RunLock(smoke_run):
         assert run_study("smoke", {"data": str(demo_data), **FAST}, out=smoke_run.parent) == smoke_run
+
+
+def test_a_lock_file_that_is_a_link_is_refused_and_its_target_kept(tmp_path):
+    """``.mirl.lock -> ../outside.txt``: taking the lock truncates and writes the lock file, so a
+    link is refused in one line instead of overwriting its target."""
+    from mirl.errors import MirlError
+    from mirl.runlock import LOCK_FILE, RunLock
+
+    run = tmp_path / "run"
+    run.mkdir()
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep\n")
+    (run / LOCK_FILE).symlink_to(Path("..") / "outside.txt")
+    with pytest.raises(MirlError, match="is a symbolic link") as info:
+        RunLock(run).acquire()
+    assert str(run / LOCK_FILE) in str(info.value) and "remove it" in str(info.value)
+    assert outside.read_text() == "keep\n" and (run / LOCK_FILE).is_symlink()
+
+
+def test_a_lock_taken_in_a_slurm_job_names_the_job(tmp_path, monkeypatch):
+    """The lock file names the SLURM job that holds it: mirl status asks the scheduler whether a lock
+    left on another host (where its pid cannot be checked) belongs to a job that ended."""
+    from mirl.runlock import RunLock, lock_holder
+
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    with RunLock(tmp_path / "run"):
+        holder = lock_holder(tmp_path / "run")
+        assert holder["slurm_job"] == "4242" and holder["pid"] == os.getpid()
+    monkeypatch.delenv("SLURM_JOB_ID")
+    with RunLock(tmp_path / "run"):
+        assert lock_holder(tmp_path / "run")["slurm_job"] is None
+
+
+def test_reading_a_lock_file_that_is_a_fifo_or_a_link_does_not_block(tmp_path):
+    """mirl status reads every node's lock file: a FIFO there blocked it, a link was followed."""
+    from mirl.runlock import LOCK_FILE, lock_holder
+
+    os.mkfifo(tmp_path / LOCK_FILE)
+    assert lock_holder(tmp_path)["pid"] is None
+    (tmp_path / LOCK_FILE).unlink()
+    (tmp_path / "elsewhere.json").write_text('{"pid": 1, "host": "gpu-node-17", "since": "2026-12-01T10:00:00"}')
+    (tmp_path / LOCK_FILE).symlink_to("elsewhere.json")
+    assert lock_holder(tmp_path)["pid"] is None

@@ -93,6 +93,11 @@ def _check_launcher_options(args: argparse.Namespace) -> None:
         raise MirlError(f"--cpus-per-job must be at least 1, got {args.cpus_per_job}")
     if args.time < 1:
         raise MirlError(f"--time is a job's limit in minutes and must be at least 1, got {args.time}")
+    if args.launcher == "slurm":  # each becomes a line of the batch script
+        from mirl.study.launch import check_script_values, sbatch_options
+
+        check_script_values(partition=args.partition, account=args.account, submitit_folder=args.submitit_folder)
+        sbatch_options(args.sbatch)
 
 
 def _run_graph(args: argparse.Namespace, overrides: dict) -> "os.PathLike | None":
@@ -100,7 +105,7 @@ def _run_graph(args: argparse.Namespace, overrides: dict) -> "os.PathLike | None
     from pathlib import Path
 
     from mirl.study import launch
-    from mirl.study.config import parse_assignments, study_preset
+    from mirl.study.config import study_preset
     from mirl.paths import runs_dir
 
     cfg = study_preset(args.preset, overrides, args.config)
@@ -112,7 +117,7 @@ def _run_graph(args: argparse.Namespace, overrides: dict) -> "os.PathLike | None
         return spec.run()
     options = launch.SlurmOptions(folder=args.submitit_folder or str(Path(spec.out) / "submitit"), partition=args.partition,
                                   gpus_per_job=args.gpus_per_job, time_min=args.time, account=args.account,
-                                  cpus_per_job=args.cpus_per_job, sbatch=parse_assignments(args.sbatch))
+                                  cpus_per_job=args.cpus_per_job, sbatch=launch.sbatch_options(args.sbatch))
     submission = launch.submit_slurm(spec, graph, options)
     study = submission.study
     done = len(graph) - len(submission.new) - len(submission.queued)

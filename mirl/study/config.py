@@ -146,7 +146,8 @@ class StudyConfig:
     weight_decay: float = _setting(0.01, "AdamW weight decay", NON_NEGATIVE)
     amp: str = _setting("auto", "training precision on CUDA: 'auto' or 'bf16' (bf16 autocast), 'fp32'; the CPU always trains in fp32")
     # pruning
-    rounds: int = _setting(15, "pruning rounds after the dense level 0 (levels 1..rounds)", NON_NEGATIVE)
+    rounds: int = _setting(15, "pruning rounds after the dense level 0 (levels 1..rounds); at most 100 (0.8^100 leaves no weight of the paper network)",
+                           Limits(at_least=0, at_most=100, example="15"))
     fraction: float = _setting(0.2, "fraction of the surviving prunable weights removed per round, in (0, 1)", Limits(above=0, below=1, example="0.2"))
     scope: str = _setting("global", "'global' (one magnitude threshold) or 'layerwise' (one per tensor; keeps every layer alive)")
     rule: str = _setting("upstream", "prunable tensors: 'upstream' (every *weight*, as published) or 'conv' (convolution weights the forward uses)")
@@ -159,7 +160,8 @@ class StudyConfig:
     test_pad: bool = _setting(False, "reflect-pad test images to a multiple of 16 and score all pixels, instead of the published centre crop")
     seed: int = _setting(0, "seed of replicate 0 (replicate r: seed + r): its theta_0 and training data order; branches derive theirs from it", NON_NEGATIVE)
     # not part of the study's identity: a study grows replicates and branches in place
-    replicates: int = _setting(1, "replicates of the study, seeds seed, seed+1, ... (folders replicate_0, replicate_1, ...; finished ones are reused)", POSITIVE_COUNT)
+    replicates: int = _setting(1, "replicates of the study, seeds seed, seed+1, ... (folders replicate_0, replicate_1, ...; finished ones are reused); at most 1000",
+                               Limits(at_least=1, at_most=1000, example="3"))
     branches: tuple[str, ...] = _setting((), "branches of every pruned level of the ticket: random_reinit, random_prune, one_shot, stability (docs/lottery.md)", check=_branches)
     stability_alphas: tuple[float, ...] = _setting((0.0, 0.25, 0.5, 0.75, 1.0), "points of the linear path the stability branch scores (must hold 0 and 1)", check=_alphas)
     stability_eval_limit: int = _setting(0, "test images per task for the stability branch's path (0 = eval_limit's)", NON_NEGATIVE)

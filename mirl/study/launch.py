@@ -82,13 +82,15 @@ def graph_summary(jobs: Sequence[Job], launcher: str = "inline", processes: int 
         >>> graph_summary(job_graph(study_preset("smoke", {"rounds": 1, "branches": "random_reinit"})), "slurm")
         ['launcher slurm: 3 of 3 jobs to submit, a job per node (afterok on the job it starts from); longest chain 3 jobs, up to 1 at once']
     """
+    from collections import Counter
+
     done = set(finished)
     todo = [j for j in jobs if not set(j.nodes) <= done]
     depth: dict[str, int] = {}
     for job in jobs:  # listed after what they wait for
         depth[job.name] = 1 + max((depth[a] for a in job.after), default=0)
     chain = max(depth.values(), default=0)
-    widest = max((sum(1 for d in depth.values() if d == k) for k in range(1, chain + 1)), default=0)
+    widest = max(Counter(depth.values()).values(), default=0)
     shape = f"longest chain {chain} jobs, up to {widest} at once"
     if launcher == "slurm":
         return [f"launcher slurm: {len(todo)} of {len(jobs)} jobs to submit, a job per node (afterok on the job it starts "
@@ -169,6 +171,70 @@ class SlurmOptions:
     sbatch: Mapping[str, str] = field(default_factory=dict)
 
 
+def _one_script_line(flag: str, value: str) -> None:
+    """Refuse a value with a line break or other control character: each option becomes one
+    ``#SBATCH`` line, and a shell line among them makes sbatch ignore every later directive."""
+    if any(ord(c) < 32 or c == "\x7f" for c in value):
+        raise MirlError(f"{flag} {value!r} holds a line break or control character; each option is one #SBATCH line "
+                        "of the batch script: give it on one line")
+
+
+def sbatch_options(items: Sequence[str]) -> dict[str, str]:
+    """``--sbatch`` values (``["qos=high", ...]``) as sbatch options (``{"qos": "high"}``), refused
+    in one line when one would not be a single ``#SBATCH --key=value`` line.
+
+    Example:
+        >>> sbatch_options(["qos=high", "mail-type=END"])
+        {'qos': 'high', 'mail-type': 'END'}
+    """
+    import re
+
+    out: dict[str, str] = {}
+    for item in items:
+        _one_script_line("--sbatch", item)
+        key, _, value = item.partition("=")
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", key.strip()) or not _:
+            raise MirlError(f"--sbatch {item!r} is not KEY=VALUE with an sbatch option name as KEY, e.g. --sbatch qos=high")
+        key, value = key.strip(), value.strip()
+        if key in out and out[key] != value:
+            raise MirlError(f"--sbatch {key} is given twice ({out[key]!r} and {value!r}); give it once")
+        out[key] = value
+    return out
+
+
+def check_script_values(**values: str | None) -> None:
+    """Refuse option values (``partition="debug"``, ...) that would not fit on one ``#SBATCH`` line."""
+    for name, value in values.items():
+        if value is not None:
+            _one_script_line(f"--{name.replace('_', '-')}", value)
+
+
+def _last_line(text: str) -> str:
+    """The last non-empty line of a tool's message (where SLURM's tools put the reason), shortened."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return (lines[-1] if lines else "no message")[:200]
+
+
+def check_slurm_reachable() -> None:
+    """Refuse in one line when SLURM's tools are not on PATH or its controller does not answer
+    ``sinfo``, before anything is made or submitted."""
+    import shutil
+    import subprocess
+
+    missing = [tool for tool in ("sbatch", "sinfo") if shutil.which(tool) is None]
+    if missing:
+        raise MirlError(f"--launcher slurm needs SLURM's {', '.join(missing)} on PATH, and {'it is' if len(missing) == 1 else 'they are'} "
+                        "not here; run from a SLURM login node, or use --launcher local")
+    try:
+        proc = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, check=False, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise MirlError(f"SLURM's controller did not answer sinfo ({exc}); check that slurmctld runs (scontrol ping), "
+                        "then run the same command again (nothing was made or submitted)") from None
+    if proc.returncode != 0:
+        raise MirlError(f"SLURM's controller cannot be reached (sinfo: {_last_line(proc.stderr or proc.stdout)}); check SLURM_CONF "
+                        "and that slurmctld runs (scontrol ping), then run the same command again (nothing was made or submitted)")
+
+
 def _job_call():  # a submitit Checkpointable, made on first use (submitit is imported lazily)
     import submitit
 
@@ -210,6 +276,9 @@ def submit_slurm(spec: StudySpec, jobs: Sequence[Job], options: SlurmOptions) ->
     """
     import submitit
 
+    check_script_values(partition=options.partition, account=options.account, submitit_folder=options.folder)
+    sbatch_options([f"{k}={v}" for k, v in options.sbatch.items()])
+    check_slurm_reachable()  # before the study folder is made
     study = spec.run()  # the study folder and its data set exist before any job starts
     from mirl import paths
     def finished(job: Job) -> bool:
@@ -249,7 +318,11 @@ def submit_slurm(spec: StudySpec, jobs: Sequence[Job], options: SlurmOptions) ->
             if waits:
                 extra["dependency"] = "afterok:" + ":".join(waits)
             executor.update_parameters(name=f"mirl-{study.name}-{job.name}", slurm_additional_parameters=extra, **base)
-            submitted = executor.submit(call, spec, job.nodes, gpus)
+            try:
+                submitted = executor.submit(call, spec, job.nodes, gpus)
+            except submitit.core.utils.FailedJobError as exc:
+                raise MirlError(f"sbatch refused job {job.name} ({_last_line(str(exc))}); fix that, then run the same command "
+                                f"again (the {len(record)} job(s) submitted before it are in {study / JOBS_FILE})") from None
             ids[job.name] = str(submitted.job_id)
             record[job.name] = {"job_id": ids[job.name], "nodes": [list(n) for n in job.nodes], "after": list(job.after),
                                 "submitted": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -262,6 +335,7 @@ def submit_slurm(spec: StudySpec, jobs: Sequence[Job], options: SlurmOptions) ->
 
 ACTIVE = ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING", "REQUEUE_HOLD",
           "REQUEUE_FED", "SIGNALING", "STAGE_OUT")
+STALE_LOCK = "stale lock"
 ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "DEADLINE", "BOOT_FAIL")
 
 
@@ -280,7 +354,24 @@ def submitted_jobs(study: str | os.PathLike) -> dict[str, dict[str, Any]]:
     data = read_json(path, advice="it lists the submitted SLURM jobs; remove it (mirl status then shows no job ids)") if path.is_file() else {}
     if not isinstance(data, dict):
         raise MirlError(f"{path} is not a JSON object; remove it (mirl status then shows no job ids)")
-    return data
+    return {name: _job_record(path, name, job) for name, job in data.items()}
+
+
+def _job_record(path: Path, name: str, job: Any) -> dict[str, Any]:
+    """One entry of ``jobs.json``, its ``job_id`` as text (a number is taken as that id), or a
+    :class:`MirlError` naming the file and the entry."""
+    def node(n: Any) -> bool:
+        return (isinstance(n, list) and len(n) == 3 and all(isinstance(x, int) and not isinstance(x, bool) for x in n[:2])
+                and isinstance(n[2], str))
+
+    job_id = job.get("job_id") if isinstance(job, dict) else None
+    if isinstance(job_id, int) and not isinstance(job_id, bool):
+        job_id = str(job_id)
+    if not isinstance(job_id, str) or not job_id.strip() or not isinstance(job.get("nodes"), list) \
+            or not all(node(n) for n in job["nodes"]):
+        raise MirlError(f"{path} entry {name!r} is not a job record ({{\"job_id\": \"1041\", \"nodes\": [[0, 1, \"main\"]], ...}}); "
+                        "remove it (mirl status then shows no job ids)")
+    return {**job, "job_id": job_id.strip()}
 
 
 def slurm_states(job_ids: Sequence[str]) -> dict[str, str]:
@@ -327,27 +418,49 @@ def node_states(study: str | os.PathLike) -> list[dict[str, Any]]:
     if not isinstance(config, dict) or not isinstance(config.get("non_default"), dict):
         raise MirlError(f"{paths.run_config(study)} is not a study's settings (no 'non_default'); restore it or give another folder")
     grown = {k: config[k] for k in ("replicates", "branches") if k in config}  # not part of the hash: as last run
-    cfg = study_preset("paper", {**config["non_default"], **grown})
+    try:
+        cfg = study_preset("paper", {**config["non_default"], **grown})
+    except MirlError as exc:
+        raise MirlError(f"{paths.run_config(study)} holds a bad setting ({exc}); restore it or give another folder") from None
     jobs = submitted_jobs(study)
     by_node = {tuple(n): (name, job["job_id"]) for name, job in jobs.items() for n in job["nodes"]}
-    states = slurm_states(sorted({job_id for _, job_id in by_node.values()}))
+    folders = {node: paths.level_dir(paths.replicate_dir(study, node[0]), node[1], node[2]) for node in study_nodes(cfg)}
+    finished = {node for node, folder in folders.items() if paths.is_finished(folder)}
+    holders = {node: lock_holder(folder) for node, folder in folders.items() if node not in finished and folder.is_dir()}
+    lock_jobs = {h["slurm_job"] for h in holders.values() if h is not None and h["slurm_job"]}
+    states = slurm_states(sorted({job_id for _, job_id in by_node.values()} | lock_jobs))
     rows = []
-    for node in study_nodes(cfg):
-        folder = paths.level_dir(paths.replicate_dir(study, node[0]), node[1], node[2])
+    for node, folder in folders.items():
         job_name, job_id = by_node.get(node, (None, None))
         slurm = states.get(job_id or "", "")
-        if paths.is_finished(folder):
+        holder = holders.get(node)
+        if node in finished:
             state = "done"
-        elif slurm in ACTIVE or lock_holder(folder) is not None:
+        elif slurm in ACTIVE:
             state = "pending" if slurm == "PENDING" else "running"
+        elif holder is not None:  # a lock whose SLURM job ended was left by a killed job (scancel, SIGKILL on its host)
+            state = STALE_LOCK if states.get(holder["slurm_job"] or "") in ENDED else "running"
         elif folder.is_dir() and any(folder.iterdir()):
             state = "started"
         else:
             state = "missing"
+        lock_job = holder["slurm_job"] if holder is not None else None
         rows.append({"replicate": node[0], "level": node[1], "branch": node[2], "state": state,
-                     "job": job_name, "job_id": job_id, "slurm_state": slurm or None})
+                     "job": job_name, "job_id": job_id, "slurm_state": slurm or None,
+                     "lock_job": lock_job, "lock_job_state": states.get(lock_job) if lock_job else None})
     return rows
 
 
-__all__ = ["JOBS_FILE", "LAUNCHERS", "Job", "SlurmOptions", "StudySpec", "Submission", "graph_summary", "job_graph", "local_devices",
-           "node_states", "run_local", "slurm_states", "submit_slurm", "submitted_jobs", "wait_for_slurm"]
+def stale_lock_fix(study: str | os.PathLike, row: Mapping[str, Any]) -> str:
+    """What to do about a node of :func:`node_states` in state ``stale lock``, in one line."""
+    from mirl import paths
+    from mirl.runlock import LOCK_FILE
+
+    lock = paths.level_dir(paths.replicate_dir(Path(study), row["replicate"]), row["level"], row["branch"]) / LOCK_FILE
+    return (f"{lock} names SLURM job {row['lock_job']}, which ended ({row['lock_job_state']}); no process runs this node: "
+            "run the study again to resume it, or remove the file")
+
+
+__all__ = ["JOBS_FILE", "LAUNCHERS", "Job", "SlurmOptions", "StudySpec", "Submission", "check_script_values", "check_slurm_reachable", "graph_summary",
+           "job_graph", "local_devices", "node_states", "run_local", "sbatch_options", "slurm_states", "stale_lock_fix", "submit_slurm",
+           "submitted_jobs", "wait_for_slurm"]

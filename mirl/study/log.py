@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import warnings
@@ -60,7 +61,8 @@ def run_log(folder: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(folder) / "log.txt"
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    stream = _open_log_file(path)
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.setLevel(logging.INFO)
     root = logging.getLogger(ROOT_LOGGER)
@@ -82,7 +84,31 @@ def run_log(folder: str | os.PathLike) -> Iterator[Path]:
         finally:
             root.removeHandler(handler)
             handler.close()
+            stream.close()
             root.setLevel(old_level)
+
+
+def _open_log_file(path: Path) -> Any:
+    """``path`` opened for appending, or a :class:`MirlError` when it is a symbolic link (the notes
+    would land in the link's target) or not a plain file (a FIFO would block the run)."""
+    import stat
+
+    from mirl.errors import MirlError
+
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as exc:
+        if path.is_symlink():
+            raise MirlError(f"{path} is a symbolic link; mirl appends the study's log there and does not follow links: "
+                            "remove it (the next run starts a new log.txt)") from None
+        if exc.errno == errno.ENXIO:  # a FIFO nobody reads
+            raise MirlError(f"{path} is not a plain file; remove it (the next run starts a new log.txt)") from None
+        raise MirlError(f"cannot append to {path} ({exc.strerror}); make it writable or remove it") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise MirlError(f"{path} is not a plain file; remove it (the next run starts a new log.txt)")
+    return os.fdopen(fd, "a", encoding="utf-8")
 
 
 class ScalarLog:

@@ -31,6 +31,7 @@ RECORDED_GPU_SECONDS = 0.0456
 PUBLISHED_SAMPLES_PER_EPOCH = 142_000
 
 Node = tuple[int, int, str]
+LISTED_LINES = 40  # replicate and level lines a plan lists before it counts the rest
 
 
 @dataclass
@@ -86,7 +87,8 @@ def plan_study(preset: str, overrides: Mapping[str, Any] | None = None, config_f
     cfg = study_preset(preset, dict(overrides or {}), config_file)
     run_dir = (Path(out).expanduser() if out is not None else paths.runs_dir()) / run_name(preset, cfg)
     nodes = study_nodes(cfg)
-    finished = [n for n in nodes if paths.is_finished(paths.level_dir(paths.replicate_dir(run_dir, n[0]), n[1], n[2]))]
+    replicates = {n[0] for n in nodes if paths.replicate_dir(run_dir, n[0]).is_dir()} if run_dir.is_dir() else set()
+    finished = [n for n in nodes if n[0] in replicates and paths.is_finished(paths.level_dir(paths.replicate_dir(run_dir, n[0]), n[1], n[2]))]
     steps, samples, tests, note = _steps_and_data(cfg)
     return StudyPlan(preset, cfg, run_dir, nodes, finished, steps, samples, tests, note)
 
@@ -139,6 +141,21 @@ def _hours(seconds: float) -> str:
     return f"{hours:,.1f} h" if seconds >= 360 else f"{seconds / 60:.1f} min"
 
 
+def _node_lines(plan: StudyPlan) -> list[str]:
+    """One line per replicate and level (its nodes, finished ones marked), in one pass over the
+    nodes; past :data:`LISTED_LINES` lines, the first ones and a count of the rest."""
+    finished = set(plan.finished)
+    groups: dict[tuple[int, int], list[str]] = {}
+    for r, level, branch in plan.nodes:
+        groups.setdefault((r, level), []).append(f"{branch}{' (done)' if (r, level, branch) in finished else ''}")
+    lines = [f"    replicate {r} level {level}: {', '.join(marks)}" for (r, level), marks in groups.items()]
+    if len(lines) > LISTED_LINES:
+        rest = len(lines) - LISTED_LINES
+        lines = lines[:LISTED_LINES] + [f"    ... and {rest:,} more replicate and level lines (up to replicate "
+                                        f"{plan.cfg.replicates - 1} level {plan.cfg.rounds})"]
+    return lines
+
+
 def format_plan(plan: StudyPlan, step_seconds: float | None, timed_on: str) -> str:
     """The plan as text: settings, data, nodes with their dependencies, steps and the estimate."""
     cfg = plan.cfg
@@ -155,11 +172,7 @@ def format_plan(plan: StudyPlan, step_seconds: float | None, timed_on: str) -> s
     lines += ["  job graph: main level k after main level k-1; each branch of level k after main level k"
               + ("; one_shot also after level 0" if "one_shot" in cfg.branches else ""),
               f"  nodes: {len(plan.nodes)} ({len(plan.finished)} finished, {len(plan.todo)} to train)"]
-    for r in range(cfg.replicates):
-        for level in range(cfg.rounds + 1):
-            names = [b for rr, k, b in plan.nodes if rr == r and k == level]
-            marks = [f"{b}{' (done)' if (r, level, b) in plan.finished else ''}" for b in names]
-            lines.append(f"    replicate {r} level {level}: {', '.join(marks)}")
+    lines += _node_lines(plan)
     if plan.steps_per_node is None:
         lines.append("  steps per node: unknown until the data set exists (steps_per_epoch=0 means one pass over it)")
         return "\n".join(lines)

@@ -73,6 +73,26 @@ def test_dry_run_refuses_what_the_run_would_refuse(nothing_runs: Path, capsys: p
     assert "--jobs must be at least 1, got 0" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--sbatch", "qos=high\necho X"], "--sbatch 'qos=high\\necho X' holds a line break"),
+    (["--sbatch", "qos"], "--sbatch 'qos' is not KEY=VALUE"),
+    (["--sbatch", "=high"], "--sbatch '=high' is not KEY=VALUE"),
+    (["--sbatch", "qos=high", "qos=low"], "--sbatch qos is given twice"),
+    (["--partition", "debug\n#SBATCH --time=1"], "--partition 'debug\\n#SBATCH --time=1' holds a line break"),
+    (["--account", "lab\recho"], "--account 'lab\\recho' holds a line break"),
+])
+@pytest.mark.parametrize("dry", [True, False])
+def test_what_goes_into_the_batch_script_is_checked_first(extra: list[str], message: str, dry: bool, nothing_runs: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    """Each sbatch option is one ``#SBATCH`` line: a line break would put a shell line into the script,
+    after which sbatch ignores every later directive (the requeue signal, --time). Refused, dry run too."""
+    assert main(["lottery", "--preset", "smoke", "--out", str(nothing_runs), "--launcher", "slurm", *extra,
+                 *(["--dry-run", "--no-timing"] if dry else [])]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mirl lottery: error: ") and err.count("\n") == 1 and message in err, err
+    assert not nothing_runs.exists()
+
+
 def test_summary_rows_are_the_levels_scores(smoke_run: Path, capsys: pytest.CaptureFixture) -> None:
     """One row per level with its densities, mean PSNR, input PSNR and gain as in its metrics.json,
     and a warning for each task where the network scores below its input."""
@@ -102,3 +122,38 @@ def test_summary_rows_are_the_levels_scores(smoke_run: Path, capsys: pytest.Capt
     assert len(warnings) == len(harmed)
     for (level, task), line in zip(harmed, warnings):
         assert f"level {level} (" in line and f"{task}: the restored images score" in line
+
+
+def _fake_tools(folder: Path, **scripts: str) -> str:
+    """A PATH with these shell scripts (name -> body) first."""
+    import os
+
+    folder.mkdir(exist_ok=True)
+    for name, body in scripts.items():
+        (folder / name).write_text(f"#!/bin/sh\n{body}\n")
+        (folder / name).chmod(0o755)
+    return f"{folder}{os.pathsep}{os.environ['PATH']}"
+
+
+def test_slurm_without_a_reachable_controller_is_refused_before_anything_is_made(nothing_runs: Path, tmp_path: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                                 capsys: pytest.CaptureFixture) -> None:
+    """sinfo fails as Slurm 22.05 does when slurmctld is down: one line, no study folder, no submitit folder
+    (it was submitit's FailedJobError traceback after the study folder was made)."""
+    down = "echo 'slurm_load_partitions: Unable to contact slurm controller (connect failure)' >&2; exit 1"
+    monkeypatch.setenv("PATH", _fake_tools(tmp_path / "bin", sinfo=down, sbatch="echo 'sbatch: error: Batch job submission failed: "
+                                                                                "Unable to contact slurm controller (connect failure)' >&2; exit 1"))
+    assert main(["lottery", "--preset", "smoke", "--out", str(nothing_runs), "--launcher", "slurm"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mirl lottery: error: SLURM's controller cannot be reached (sinfo: slurm_load_partitions: Unable to "
+                          "contact slurm controller (connect failure))") and err.count("\n") == 1, err
+    assert not nothing_runs.exists()
+
+
+def test_slurm_without_its_tools_is_refused_in_one_line(nothing_runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert main(["lottery", "--preset", "smoke", "--out", str(nothing_runs), "--launcher", "slurm"]) == 2
+    err = capsys.readouterr().err
+    assert "--launcher slurm needs SLURM's sbatch, sinfo on PATH" in err and err.count("\n") == 1, err
+    assert not nothing_runs.exists()

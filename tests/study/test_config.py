@@ -85,7 +85,7 @@ def test_cli_rejects_unknown_setting(capsys):
 
 def test_replicates_do_not_change_the_run_hash():
     assert config_hash(study_preset("smoke", {"replicates": 3})) == config_hash(study_preset("smoke"))
-    with pytest.raises(ConfigError, match="replicates; it must be >= 1"):
+    with pytest.raises(ConfigError, match=r"replicates; it must be in \[1, "):
         study_preset("smoke", {"replicates": 0})
 
 
@@ -114,3 +114,20 @@ def test_list_settings_take_yaml_lists_as_mirl_report_does(capsys):
     assert main(["lottery", "--preset", "smoke", "--set", "branches=[random_reinit", "--list-settings"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("mirl lottery: error: --set branches='[random_reinit': not a YAML value") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("name", ["rounds", "replicates"])
+def test_settings_that_multiply_the_nodes_are_bounded(name: str, capsys) -> None:
+    """rounds=100000 or replicates=100000 is refused in one line (it made the dry run hang), at
+    the bound each setting declares."""
+    from mirl.cli import main
+    from mirl.study.config import StudyConfig
+    import dataclasses
+
+    bound = {f.name: f for f in dataclasses.fields(StudyConfig)}[name].metadata["limits"].at_most
+    assert bound is not None and study_preset("smoke", {name: int(bound)})
+    with pytest.raises(ConfigError, match=f"for {name}; it must be in \\[1, {bound:g}\\]|for {name}; it must be in \\[0, {bound:g}\\]"):
+        study_preset("smoke", {name: int(bound) + 1})
+    assert main(["lottery", "--preset", "smoke", "--set", f"{name}=100000", "--dry-run", "--no-timing"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mirl lottery: error: bad value 100000 for {name}; it must be in") and err.count("\n") == 1, err

@@ -3,6 +3,8 @@ tests/study/test_launch_slurm.py, which ``pytest -k slurm`` selects."""
 
 from __future__ import annotations
 
+import pytest
+
 from mirl.study.config import study_preset
 from mirl.study.launch import job_graph
 from mirl.study.lottery import study_nodes
@@ -49,3 +51,76 @@ def test_status_says_done_running_started_or_missing(tmp_path, capsys) -> None:
     assert [row["state"] for row in node_states(study)] == ["done", "missing", "started"]
     assert main(["status", str(tmp_path)]) == 2 and "is not a study folder" in capsys.readouterr().err
     json.loads((study / JOBS_FILE).read_text())  # untouched
+
+
+def _tiny_study(tmp_path):
+    """A study folder with only its config.json (smoke, 1 round, no branch): nodes (0, 0) and (0, 1)."""
+    from mirl import paths
+    from mirl.fileio import atomic_write_json
+    from mirl.study.config import non_default
+
+    study = tmp_path / "smoke_test"
+    atomic_write_json(paths.run_config(study), {"non_default": non_default(study_preset("smoke", {"rounds": 1})),
+                                                "replicates": 1, "branches": []})
+    return study
+
+
+@pytest.mark.parametrize("record", [
+    ["r0-L0-main"],
+    {"r0-L0-main": "123"},
+    {"r0-L0-main": {"nodes": [[0, 0, "main"]]}},
+    {"r0-L0-main": {"job_id": ["123"], "nodes": [[0, 0, "main"]]}},
+    {"r0-L0-main": {"job_id": "123", "nodes": [0, 0, "main"]}},
+    {"r0-L0-main": {"job_id": "123"}},
+])
+def test_a_damaged_jobs_json_is_named_in_one_line(tmp_path, capsys, record) -> None:
+    import json
+
+    from mirl.cli import main
+    from mirl.study.launch import JOBS_FILE
+
+    study = _tiny_study(tmp_path)
+    (study / JOBS_FILE).write_text(json.dumps(record))
+    assert main(["status", str(study)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mirl status: error: {study / JOBS_FILE} ") and err.count("\n") == 1 and "remove it" in err, err
+
+
+def test_a_numeric_job_id_in_jobs_json_is_read_as_the_job(tmp_path, capsys) -> None:
+    import json
+
+    from mirl.study.launch import JOBS_FILE, node_states, submitted_jobs
+
+    study = _tiny_study(tmp_path)
+    (study / JOBS_FILE).write_text(json.dumps({"r0-L1-main": {"job_id": 999999, "nodes": [[0, 1, "main"]]}}))
+    assert submitted_jobs(study)["r0-L1-main"]["job_id"] == "999999"
+    assert [row["job_id"] for row in node_states(study)] == [None, "999999"]
+
+
+def test_a_job_sbatch_refuses_is_one_line_and_what_was_submitted_is_recorded(tmp_path, monkeypatch) -> None:
+    """sbatch accepts the first job and refuses the second (its real error): a MirlError naming the
+    job and sbatch's reason, and jobs.json holds the first job."""
+    import os
+
+    from mirl.errors import MirlError
+    from mirl.study.launch import SlurmOptions, StudySpec, submit_slurm, submitted_jobs
+
+    study = _tiny_study(tmp_path)
+    monkeypatch.setattr(StudySpec, "run", lambda self, nodes=(): study)
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    count = tmp_path / "count"
+    scripts = {"sinfo": "echo debug",
+               "sbatch": f'if [ -e {count} ]; then echo "sbatch: error: Batch job submission failed: Invalid partition name '
+                         f'specified" >&2; exit 1; fi; touch {count}; echo "Submitted batch job 4242"',
+               "sacct": "exit 0", "squeue": "exit 0"}
+    for name, body in scripts.items():
+        (tools / name).write_text(f"#!/bin/sh\n{body}\n")
+        (tools / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
+    cfg = study_preset("smoke", {"rounds": 1})
+    with pytest.raises(MirlError, match=r"sbatch refused job r0-L1-main \(sbatch: error: Batch job submission failed: "
+                                        r"Invalid partition name specified\)") as info:
+        submit_slurm(StudySpec("smoke", {"rounds": 1}), job_graph(cfg), SlurmOptions(folder=str(tmp_path / "submitit")))
+    assert "\n" not in str(info.value)
+    assert submitted_jobs(study)["r0-L0-main"]["job_id"] == "4242" and "r0-L1-main" not in submitted_jobs(study)

@@ -97,3 +97,26 @@ def test_a_disabled_log_writes_nothing(tmp_path: Path) -> None:
     log.add({"train/loss": 1.0}, step=1)
     log.close()
     assert not (tmp_path / TENSORBOARD_DIR).exists()
+
+
+@pytest.mark.parametrize("kind", ["link", "fifo"])
+def test_a_log_txt_that_is_not_a_plain_file_is_refused(tmp_path: Path, kind: str) -> None:
+    """``log.txt -> ../outside.txt`` would append the study's notes to the outside file; a FIFO
+    without a reader would block the run. Both are refused in one line that names the file."""
+    import os
+
+    from mirl.errors import MirlError
+
+    study = tmp_path / "study"
+    study.mkdir()
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep\n")
+    if kind == "link":
+        (study / "log.txt").symlink_to(Path("..") / "outside.txt")
+    else:
+        os.mkfifo(study / "log.txt")
+    with pytest.raises(MirlError, match=r"log\.txt is (a symbolic link|not a plain file).*remove it") as info:
+        with run_log(study):
+            logging.getLogger("mirl.test").info("a note for the study")
+    assert str(study / "log.txt") in str(info.value) and "\n" not in str(info.value)
+    assert outside.read_text() == "keep\n"

@@ -64,3 +64,28 @@ def test_dry_run_options_are_checked(capsys) -> None:
     assert "go with --dry-run" in capsys.readouterr().err
     assert main(["lottery", "--preset", "smoke", "--dry-run", "--seconds-per-step", "0"]) == 2
     assert "--seconds-per-step must be a positive number" in capsys.readouterr().err
+
+
+def test_the_dry_run_of_the_largest_study_allowed_takes_seconds(tmp_path: Path) -> None:
+    """The plan, its listing and the job graph's shape grow linearly with the nodes (rounds=16000
+    took 22 s, 100000 hung): the largest rounds x replicates the settings allow print in seconds,
+    and the listing of replicates and levels is shortened."""
+    import dataclasses
+    import subprocess
+    import sys
+
+    from mirl.study.config import StudyConfig
+    from tests.conftest import subprocess_env
+
+    bounds = {f.name: int(f.metadata["limits"].at_most) for f in dataclasses.fields(StudyConfig) if f.name in ("rounds", "replicates")}
+    sets = [f"{k}={v}" for k, v in bounds.items()] + ["branches=random_reinit"]
+    proc = subprocess.run([sys.executable, "-m", "mirl", "lottery", "--preset", "smoke", "--set", *sets, "--out", str(tmp_path),
+                           "--dry-run", "--no-timing", "--launcher", "slurm"],
+                          capture_output=True, text=True, env=subprocess_env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    nodes = bounds["replicates"] * (2 * bounds["rounds"] + 1)
+    assert f"nodes: {nodes} (0 finished, {nodes} to train)" in proc.stdout
+    # a level's main and the branch of the level before it run side by side in every replicate
+    assert f"longest chain {bounds['rounds'] + 2} jobs, up to {2 * bounds['replicates']} at once" in proc.stdout
+    assert len(proc.stdout.splitlines()) < 60 and "more replicate and level lines" in proc.stdout
+    assert os.listdir(tmp_path) == []
