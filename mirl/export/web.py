@@ -195,7 +195,9 @@ def build_web_folder(
     """Write the static folder ``out`` (replaced whole, atomically: built beside it, then renamed).
 
     ``info`` is the page's ``ticket.json`` without the parts this function fills in (model sizes,
-    runtime, examples, the manifest ``files``). Returns the final ``ticket.json`` record. ``out``
+    runtime, examples, the manifest ``files``). Returns the final ``ticket.json`` record; a record
+    of ``format`` ``mirl.web`` (as :func:`mirl.export.formats.web_info` writes it) that the page
+    would refuse (:func:`record_problem`) is refused before anything is written. ``out``
     may be a new path, an empty folder or an earlier web export holding only what it wrote;
     anything else is refused rather than overwritten. ``compact`` ships the weights as bitmasks and
     ``values`` (float16, kept when the probe shows the output moves by at most half an 8-bit level;
@@ -249,7 +251,7 @@ def build_web_folder(
                              "wasm_gzip_bytes": len(wasm_gz)}
         record["examples"] = example_files
         record["files"] = manifest(record["examples"], compact)
-        problem = record_problem(record)
+        problem = record_problem(record) if record.get("format") == "mirl.web" else ""  # a page's record (web_info) is checked whole
         if problem:
             raise MirlError(f"{out}: {problem}; the page would refuse to load: export with --tile a multiple of 8 "
                             "and --overlap under half of it, from a ticket whose facts are numbers")
