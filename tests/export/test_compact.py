@@ -11,6 +11,9 @@ checkpoint outside any study; its ONNX file is exported once for the module.
    rounding of the original, zeros exactly where they were, float32 when asked or when the probe
    says float16 moves the output too much.
 3. In Chromium the compact page restores a photo within one 8-bit level of ``mirl restore``.
+4. Nothing from the folder is trusted (issue 33): ticket.json's fields are checked alike by the
+   page's check.js and by Python; weights damaged after the export fail their SHA-256 in the page
+   and in ``page_onnx``; NaN, clipped, one-colour or unchanged output is refused, never "Done".
 """
 
 from __future__ import annotations
