@@ -354,23 +354,28 @@ def compact_model(onnx_data: bytes, values: str = "float16", probe: Sequence[np.
 def page_onnx(folder: str | os.PathLike) -> bytes:
     """A self-contained ONNX file (bytes) of the network a web export's page runs: its graph
     (``model.onnx.gz``) with the weights that ``weights.bin.gz`` inflates to; for a page without
-    compact weights, the gunzipped ``model.onnx.gz``.
+    compact weights, the gunzipped ``model.onnx.gz``. Refuses, as the page does, a ``ticket.json``
+    with a field of the wrong type or range and a file whose size or SHA-256 is not the recorded one.
 
     Example:
         >>> open("ticket.onnx", "wb").write(page_onnx("site"))   # doctest: +SKIP
     """
+    from .web import check_file, read_record
+
     folder = Path(folder)
+    record = read_record(folder)  # every field checked, as the page checks it
+    model = record["model"]
     try:
-        record = json.loads((folder / "ticket.json").read_text(encoding="utf-8"))
-        model = record["model"]
         graph = gzip.decompress((folder / model["file"]).read_bytes())
-        weights = model.get("weights")
-        if not weights:
-            return graph
-        blob = gzip.decompress((folder / weights["file"]).read_bytes())
-    except (OSError, ValueError, KeyError, TypeError, EOFError, gzip.BadGzipFile) as exc:
+        weights = model["weights"]
+        blob = gzip.decompress((folder / weights["file"]).read_bytes()) if weights else b""
+    except (OSError, ValueError, EOFError, gzip.BadGzipFile) as exc:
         raise MirlError(f"{folder}: not a readable mirl web export ({type(exc).__name__}: {exc}); "
                         "export it again with mirl export --format web") from None
+    check_file(graph, folder / model["file"], model["onnx_bytes"], model["sha256"])
+    if not weights:
+        return graph
+    check_file(blob, folder / weights["file"], weights["bytes"], weights["sha256"])
     return assemble(graph, inflate(blob)[1])
 
 

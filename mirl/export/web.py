@@ -2,8 +2,10 @@
 
 Layout of the folder (everything the page fetches is inside it)::
 
-    index.html  app.js  restore.js  png.js  style.css     the page (mirl/templates/web)
-    ticket.json                                           facts the page shows, tiling settings, and
+    index.html  app.js  restore.js  png.js  weights.js    the page (mirl/templates/web)
+    check.js  style.css
+    ticket.json                                           facts the page shows, tiling settings, the
+                                                          SHA-256 of the model and of its weights, and
                                                           the manifest (``files``: what the export wrote)
     model.onnx.gz                                         the ticket's ONNX graph, gzipped; its weights
                                                           are external data (mirl.export.compact)
@@ -21,6 +23,13 @@ data, restores in overlapping tiles exactly as ``mirl restore`` does, and needs 
 ``compact=False`` the folder holds the whole ONNX file in ``model.onnx.gz`` (every weight dense, as
 before the compact weights) and no ``weights.bin.gz``.
 
+Nothing the page reads from its folder is trusted (``check.js``; :func:`check_record` holds the
+same rules in Python): every field of ``ticket.json`` is checked for its type and range, the
+gunzipped model and weights must have the size and SHA-256 that ``ticket.json`` records (a file
+damaged or replaced after the export is refused before it runs), an output holding NaN or infinite
+values is refused as ``mirl restore`` refuses it, and so is a result of one colour from a photo of
+many, or the photo returned unchanged (what zero weights give).
+
 ``ticket.json``'s ``model`` records the bytes as sent (the gzipped files the browser downloads:
 ``sent_bytes``) next to those of the same network stored dense (``dense.sent_bytes``: its whole
 ONNX file gzipped, what the page sent before).
@@ -32,14 +41,17 @@ Example:
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import logging
+import math
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from mirl.errors import MirlError
 
@@ -49,7 +61,7 @@ log = logging.getLogger(__name__)
 ORT_WEB_VERSION = "1.30.0"
 # The three files onnxruntime-web needs for the plain WebAssembly backend (no WebGPU/WebGL).
 RUNTIME_FILES: tuple[str, ...] = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
-PAGE_FILES: tuple[str, ...] = ("index.html", "app.js", "restore.js", "png.js", "weights.js", "style.css")
+PAGE_FILES: tuple[str, ...] = ("index.html", "app.js", "restore.js", "png.js", "weights.js", "check.js", "style.css")
 MODEL_FILE = "model.onnx.gz"
 TICKET_FILE = "ticket.json"
 CARD_FILE = "model_card.md"
@@ -183,7 +195,9 @@ def build_web_folder(
     """Write the static folder ``out`` (replaced whole, atomically: built beside it, then renamed).
 
     ``info`` is the page's ``ticket.json`` without the parts this function fills in (model sizes,
-    runtime, examples, the manifest ``files``). Returns the final ``ticket.json`` record. ``out``
+    runtime, examples, the manifest ``files``). Returns the final ``ticket.json`` record; a record
+    of ``format`` ``mirl.web`` (as :func:`mirl.export.formats.web_info` writes it) that the page
+    would refuse (:func:`record_problem`) is refused before anything is written. ``out``
     may be a new path, an empty folder or an earlier web export holding only what it wrote;
     anything else is refused rather than overwritten. ``compact`` ships the weights as bitmasks and
     ``values`` (float16, kept when the probe shows the output moves by at most half an 8-bit level;
@@ -217,9 +231,9 @@ def build_web_folder(
             graph_gz, weights_gz = _gzip(packed.graph), _gzip(packed.blob)
             (tmp / MODEL_FILE).write_bytes(graph_gz)
             (tmp / WEIGHTS_FILE).write_bytes(weights_gz)
-            model.update({"onnx_bytes": len(packed.graph), "gzip_bytes": len(graph_gz),
+            model.update({"onnx_bytes": len(packed.graph), "gzip_bytes": len(graph_gz), "sha256": hashlib.sha256(packed.graph).hexdigest(),
                           "weights": {"file": WEIGHTS_FILE, "format": packed.header["format"], "version": packed.header["version"],
-                                      "bytes": len(packed.blob), "gzip_bytes": len(weights_gz), "values": packed.values,
+                                      "sha256": hashlib.sha256(packed.blob).hexdigest(), "bytes": len(packed.blob), "gzip_bytes": len(weights_gz), "values": packed.values,
                                       "external": packed.header["external"], "external_bytes": packed.header["external_bytes"],
                                       "probe_max_difference": packed.probe_max_difference, **packed.stats},
                           "sent_bytes": len(graph_gz) + len(weights_gz)})
@@ -227,7 +241,8 @@ def build_web_folder(
                      packed.stats["tensors"], packed.stats["masked"], packed.values, f"{model['sent_bytes']:,}", f"{len(dense_gz):,}")
         else:
             (tmp / MODEL_FILE).write_bytes(dense_gz)
-            model.update({"onnx_bytes": len(onnx_data), "gzip_bytes": len(dense_gz), "weights": None, "sent_bytes": len(dense_gz)})
+            model.update({"onnx_bytes": len(onnx_data), "gzip_bytes": len(dense_gz), "sha256": hashlib.sha256(onnx_data).hexdigest(),
+                          "weights": None, "sent_bytes": len(dense_gz)})
         model["dense"] = {"onnx_bytes": len(onnx_data), "sent_bytes": len(dense_gz)}
         record = dict(info)
         record["model"] = model
@@ -236,6 +251,10 @@ def build_web_folder(
                              "wasm_gzip_bytes": len(wasm_gz)}
         record["examples"] = example_files
         record["files"] = manifest(record["examples"], compact)
+        problem = record_problem(record) if record.get("format") == "mirl.web" else ""  # a page's record (web_info) is checked whole
+        if problem:
+            raise MirlError(f"{out}: {problem}; the page would refuse to load: export with --tile a multiple of 8 "
+                            "and --overlap under half of it, from a ticket whose facts are numbers")
         (tmp / TICKET_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         (tmp / CARD_FILE).write_text(card, encoding="utf-8")
         os.chmod(tmp, 0o755)
@@ -253,10 +272,155 @@ def build_web_folder(
     return record
 
 
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _positive(v: Any) -> bool:
+    return _count(v) and v > 0
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _fraction(v: Any) -> bool:
+    return _number(v) and 0 <= v <= 1
+
+
+def _text(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _hash(v: Any) -> bool:
+    return isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) is not None
+
+
+def _one_of(*values: Any) -> Callable[[Any], bool]:
+    return lambda v: any(v == x and type(v) is type(x) for x in values)
+
+
+def _or_none(test: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or test(v)
+
+
+_COUNT, _POSITIVE, _TEXT = (_count, "a whole number of 0 or more"), (_positive, "a whole number above 0"), (_text, "a string")
+# path: (test, what it must be); the same rules as the page's check.js
+_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "format": (_one_of("mirl.web"), '"mirl.web"'), "version": (_one_of(1), "1"), "title": _TEXT, "preset": _TEXT, "impl": _TEXT,
+    "parameters": _POSITIVE, "restore_command": _TEXT, "density": (lambda v: isinstance(v, dict), "an object"),
+    "density.prunable": (_fraction, "a number from 0 to 1"), "density.trainable": (_fraction, "a number from 0 to 1"),
+    "density.nonzero_prunable": _COUNT, "density.prunable_total": _COUNT, "density.rule": _TEXT,
+    "model": (lambda v: isinstance(v, dict), "an object"), "model.file": (_one_of(MODEL_FILE), f'"{MODEL_FILE}"'),
+    "model.dtype": (_one_of("float32", "float16"), '"float32" or "float16"'),
+    "model.sha256": (_hash, "64 lowercase hex digits (the SHA-256 of the gunzipped model)"),
+    "model.onnx_bytes": _POSITIVE, "model.gzip_bytes": _POSITIVE, "model.sent_bytes": _POSITIVE,
+    "model.dense": (lambda v: isinstance(v, dict), "an object"), "model.dense.sent_bytes": _POSITIVE, "model.dense.onnx_bytes": _POSITIVE,
+    "model.weights": (_or_none(lambda v: isinstance(v, dict)), "an object or null"),
+    "tiling": (lambda v: isinstance(v, dict), "an object"), "tiling.tile": (lambda v: _positive(v) and v % 8 == 0, "a multiple of 8 above 0"),
+    "tiling.overlap": _COUNT, "metrics": (_or_none(lambda v: isinstance(v, dict)), "an object or null"),
+    "provenance": (lambda v: isinstance(v, dict), "an object"), "provenance.checkpoint": _TEXT,
+    "provenance.run": (_or_none(_text), "a string or null"), "provenance.level": (_or_none(_count), "a whole number or null"),
+    "runtime": (lambda v: isinstance(v, dict), "an object"), "runtime.version": _TEXT,
+    "runtime.wasm": (_one_of(f"ort/{RUNTIME_FILES[2]}.gz"), f'"ort/{RUNTIME_FILES[2]}.gz"'),
+    "examples": (lambda v: isinstance(v, list), "a list"),
+}
+_WEIGHT_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "model.weights.file": (_one_of(WEIGHTS_FILE), f'"{WEIGHTS_FILE}"'), "model.weights.format": (_one_of("mirl.web.weights"), '"mirl.web.weights"'),
+    "model.weights.version": (_one_of(1), "1"), "model.weights.sha256": (_hash, "64 lowercase hex digits (the SHA-256 of the gunzipped weights)"),
+    "model.weights.bytes": _POSITIVE, "model.weights.gzip_bytes": _POSITIVE,
+    "model.weights.values": (_one_of("float16", "float32"), '"float16" or "float32"'), "model.weights.external": _TEXT,
+    **{f"model.weights.{k}": _COUNT for k in ("external_bytes", "tensors", "kept", "positions")},
+}
+_METRIC_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "metrics.mean_psnr": (_number, "a number"), "metrics.mean_ssim": (_number, "a number"),
+    # NaN when the level recorded no input PSNR: JSON that browsers do not parse (the page then refuses ticket.json)
+    "metrics.mean_input_psnr": (lambda v: isinstance(v, float) or _number(v), "a number"),
+    "metrics.convention": _TEXT, "metrics.convention_text": _TEXT,
+}
+_SPEED_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "speed": (lambda v: isinstance(v, dict), "an object or null"),
+    **{f"speed.{k}": (lambda v: _number(v) and v > 0, "a number above 0") for k in ("ms", "dense_ms", "speedup", "macs", "dense_macs")},
+    "speed.tile": _POSITIVE, "speed.threads": _POSITIVE, "speed.runtime": _TEXT, "speed.measured": _TEXT,
+}
+_MISSING = object()
+
+
+def _at(record: Any, path: str) -> Any:
+    for key in path.split("."):
+        record = record.get(key, _MISSING) if isinstance(record, dict) else _MISSING
+    return record
+
+
+def record_problem(record: Any) -> str:
+    """The first thing wrong with a ``ticket.json`` record, as one sentence, or ``""`` when the
+    page can trust it: every field the page reads has its type and range (the page's ``check.js``
+    holds the same rules).
+
+    Example:
+        >>> record_problem({"format": "mirl.web", "version": 2})
+        'ticket.json: version is 2, it must be 1'
+    """
+    if not isinstance(record, dict):
+        return "ticket.json is not a JSON object"
+    rules = dict(_RULES)
+    if isinstance(_at(record, "model.weights"), dict):
+        rules.update(_WEIGHT_RULES)
+    if isinstance(record.get("metrics"), dict):
+        rules.update(_METRIC_RULES)
+    if record.get("speed") is not None:
+        rules.update(_SPEED_RULES)
+    for path, (test, what) in rules.items():
+        value = _at(record, path)
+        ok = (value is _MISSING and path in ("metrics", "model.weights", "provenance.run", "provenance.level")) or (value is not _MISSING and test(value))
+        if not ok:
+            shown = "missing" if value is _MISSING else json.dumps(value)
+            return f"ticket.json: {path} is {shown}, it must be {what}"
+    tile, overlap = record["tiling"]["tile"], record["tiling"]["overlap"]
+    if 2 * overlap >= tile:
+        return f"ticket.json: tiling.overlap is {overlap}, it must be under half of tiling.tile ({tile})"
+    if record["density"]["nonzero_prunable"] > record["density"]["prunable_total"]:
+        return "ticket.json: density.nonzero_prunable is above density.prunable_total"
+    weights = record["model"]["weights"]
+    if weights and weights["kept"] > weights["positions"]:
+        return "ticket.json: model.weights.kept is above model.weights.positions"
+    sent = record["model"]["gzip_bytes"] + (weights["gzip_bytes"] if weights else 0)
+    if record["model"]["sent_bytes"] != sent:
+        return f"ticket.json: model.sent_bytes is {record['model']['sent_bytes']}, the files it names add up to {sent}"
+    for i, example in enumerate(record["examples"]):
+        if not (isinstance(example, dict) and _text(example.get("label")) and _text(example.get("file"))
+                and re.fullmatch(r"examples/[A-Za-z0-9_-]+\.png", example["file"])):
+            return f'ticket.json: examples[{i}] must be {{"file": "examples/<name>.png", "label": "..."}}'
+    return ""
+
+
+def read_record(folder: str | os.PathLike) -> dict[str, Any]:
+    """``folder``'s ``ticket.json``, checked as the page checks it. Raises :class:`MirlError`
+    naming the file and the field when it cannot be trusted."""
+    path = Path(folder) / TICKET_FILE
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise MirlError(f"{path}: not a readable web export's ticket.json ({type(exc).__name__}); "
+                        "re-export the page with mirl export --format web") from None
+    problem = record_problem(record)
+    if problem:
+        raise MirlError(f"{path}: {problem.removeprefix('ticket.json: ')}; re-export the page with mirl export --format web")
+    return record
+
+
+def check_file(data: bytes, path: str | os.PathLike, size: int, digest: str) -> None:
+    """Refuse ``data`` (the gunzipped ``path``) when its size or SHA-256 is not what ``ticket.json``
+    records, as the page refuses it."""
+    if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
+        raise MirlError(f"{path}: does not match the size and SHA-256 that ticket.json records: it is damaged or was "
+                        "replaced after the export; re-export the page with mirl export --format web")
+
+
 def folder_size(folder: str | os.PathLike) -> int:
     """Total bytes of the files under ``folder``."""
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
 
 
-__all__ = ["check_target", "DEFAULT_OVERLAP", "DEFAULT_TILE", "ORT_WEB_VERSION", "RUNTIME_FILES", "build_web_folder", "folder_size",
+__all__ = ["check_file", "check_target", "read_record", "record_problem", "DEFAULT_OVERLAP", "DEFAULT_TILE", "ORT_WEB_VERSION", "RUNTIME_FILES", "build_web_folder", "folder_size",
            "foreign_files", "manifest", "runtime_missing", "template_dir", "vendor_dir"]

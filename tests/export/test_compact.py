@@ -11,6 +11,9 @@ checkpoint outside any study; its ONNX file is exported once for the module.
    rounding of the original, zeros exactly where they were, float32 when asked or when the probe
    says float16 moves the output too much.
 3. In Chromium the compact page restores a photo within one 8-bit level of ``mirl restore``.
+4. Nothing from the folder is trusted (issue 33): ticket.json's fields are checked alike by the
+   page's check.js and by Python; weights damaged after the export fail their SHA-256 in the page
+   and in ``page_onnx``; NaN, clipped, one-colour or unchanged output is refused, never "Done".
 """
 
 from __future__ import annotations
@@ -236,3 +239,137 @@ def test_the_compact_page_restores_like_mirl_restore(browser: Any, ticket: dict[
                  "--overlap", "32", "--device", "cpu", "--no-progress"]) == 0
     difference = max_level_difference(tmp_path / "page.png", tmp_path / "cli" / "photo.png")
     assert difference <= 1, f"the compact page and mirl restore differ by up to {difference} levels"
+
+
+# ---- nothing trusted that came from a file (issue 33): ticket.json's fields, the weights' SHA-256, the output
+
+# (dotted field of ticket.json, a value the page must refuse)
+BAD_FIELDS: tuple[tuple[str, Any], ...] = (
+    ("tiling.overlap", -8), ("tiling.overlap", 128), ("tiling.tile", 100), ("tiling.tile", "256"), ("tiling.tile", 0),
+    ("model.weights.sha256", None), ("model.sha256", "not a digest"), ("parameters", -1), ("density.prunable", 1.5),
+    ("model.file", "../../secret.onnx.gz"), ("model.weights.file", "other.bin.gz"), ("runtime.wasm", "http://elsewhere/ort.wasm"),
+    ("model.sent_bytes", 1), ("version", 2), ("examples", [{"file": "http://elsewhere/x.png", "label": "x"}]),
+    ("metrics", "good"), ("provenance.level", -1), ("model.weights.tensors", 2.5),
+)
+
+
+def _edited(record: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    import copy
+
+    edited = copy.deepcopy(record)
+    *parents, last = path.split(".")
+    target = edited
+    for key in parents:
+        target = target[key]
+    target[last] = value
+    return edited
+
+
+def _node_ticket_problems(records: list[Any], tmp_path: Path) -> list[str]:
+    node = shutil.which("node") or pytest.skip("Node.js is not installed")
+    (tmp_path / "records.json").write_text(json.dumps(records))
+    script = f"""
+        import {{ readFileSync }} from "node:fs";
+        import {{ ticketProblem }} from "{(TEMPLATES / 'check.js').as_posix()}";
+        const records = JSON.parse(readFileSync({json.dumps(str(tmp_path / 'records.json'))}, "utf8"));
+        console.log(JSON.stringify(records.map(ticketProblem)));
+    """
+    result = subprocess.run([node, "--input-type=module", "-e", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_the_page_and_python_check_ticket_json_alike(ticket: dict[str, Any], tmp_path: Path) -> None:
+    """The export's ticket.json passes both checks (the page's check.js in Node, and
+    mirl.export.web.record_problem); each bad field gets the same one-line refusal from both."""
+    from mirl.export.web import record_problem
+
+    record = _record(ticket["compact"])
+    assert record["model"]["weights"]["sha256"] == hashlib.sha256(gzip.decompress((ticket["compact"] / "weights.bin.gz").read_bytes())).hexdigest()
+    assert record["model"]["sha256"] == hashlib.sha256(gzip.decompress((ticket["compact"] / "model.onnx.gz").read_bytes())).hexdigest()
+    records = [record, _record(ticket["dense"]), *(_edited(record, path, value) for path, value in BAD_FIELDS)]
+    in_page = _node_ticket_problems(records, tmp_path)
+    in_python = [record_problem(r) for r in records]
+    assert in_page[:2] == in_python[:2] == ["", ""], (in_page[:2], in_python[:2])
+    for (path, value), page, python in zip(BAD_FIELDS, in_page[2:], in_python[2:]):
+        assert page and page == python, (path, value, page, python)
+        assert page.startswith("ticket.json: ") and (path.split(".")[0] in page), (path, page)
+    assert "tiling.overlap is -8, it must be a whole number of 0 or more" in in_page[2]
+
+
+def test_the_pages_sha256_matches_hashlib(tmp_path: Path) -> None:
+    """check.js's own SHA-256 (for pages served where crypto.subtle is absent) against hashlib, on
+    lengths around the 64-byte blocks and on a weights-sized buffer."""
+    node = shutil.which("node") or pytest.skip("Node.js is not installed")
+    lengths = [0, 1, 55, 56, 63, 64, 65, 119, 120, 1000, 300_001]
+    script = f"""
+        import {{ sha256Plain }} from "{(TEMPLATES / 'check.js').as_posix()}";
+        const out = {json.dumps(lengths)}.map((n) => sha256Plain(Uint8Array.from({{ length: n }}, (_, i) => (i * 31 + 7) & 255)));
+        console.log(JSON.stringify(out));
+    """
+    result = subprocess.run([node, "--input-type=module", "-e", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    expected = [hashlib.sha256(bytes((i * 31 + 7) & 255 for i in range(n))).hexdigest() for n in lengths]
+    assert json.loads(result.stdout) == expected
+
+
+def test_page_onnx_refuses_a_damaged_export(ticket: dict[str, Any], tmp_path: Path) -> None:
+    """mirl.export.compact.page_onnx (the page's network, rebuilt in Python) checks ticket.json and
+    the weights' SHA-256 as the page does."""
+    from mirl.export.compact import page_onnx
+    from tests.export.web_page import DAMAGE, damaged_site, edit_ticket
+
+    for kind in DAMAGE:
+        site = damaged_site(ticket["compact"], tmp_path / kind, kind)
+        with pytest.raises(MirlError, match=r"weights.bin.gz: does not match the size and SHA-256 that ticket.json records: it is "
+                                            r"damaged or was replaced after the export; re-export the page"):
+            page_onnx(site)
+    shutil.copytree(ticket["compact"], tmp_path / "overlap")
+    edit_ticket(tmp_path / "overlap", "tiling.overlap", -8)
+    with pytest.raises(MirlError, match=r"ticket.json: tiling.overlap is -8, it must be a whole number of 0 or more; re-export"):
+        page_onnx(tmp_path / "overlap")
+
+
+@pytest.mark.browser
+def test_the_page_refuses_damaged_weights_and_a_bad_ticket(browser: Any, ticket: dict[str, Any], tmp_path: Path) -> None:
+    """In Chromium, never "Done" from weights the export did not write or from a bad ticket.json:
+
+    * weights changed after the export (1% NaN, random finite values, zeros): the SHA-256 check
+      stops the page before the model runs;
+    * the same weights with their SHA-256 recorded (an export of a broken network): NaN output is
+      refused as ``mirl restore`` refuses it, random weights (output clipped to 0 or 255) and zero
+      weights (the photo unchanged) are refused after the restoration;
+    * ``tiling.overlap = -8``: ticket.json is refused (it gave black seams)."""
+    import threading
+
+    from mirl.export.serve import make_server
+    from tests.export.web_page import DAMAGE, damaged_site, edit_ticket, noisy_photo, page_outcome
+
+    root = tmp_path / "sites"
+    root.mkdir()
+    expected: dict[str, tuple[str, str]] = {}
+    for kind in DAMAGE:
+        damaged_site(ticket["compact"], root / f"changed-{kind}", kind)
+        expected[f"changed-{kind}"] = ("error", "weights.bin.gz does not match the SHA-256 that ticket.json records")
+        damaged_site(ticket["compact"], root / f"rehashed-{kind}", kind, rehash=True)
+    expected["rehashed-nan"] = ("error-restore", "the network's output holds NaN or infinite values")
+    expected["rehashed-random"] = ("error-restore", "are clipped to 0 or 255")
+    expected["rehashed-zeros"] = ("error-restore", "the network returned the photo unchanged to the last 8-bit level")
+    shutil.copytree(ticket["compact"], root / "overlap")
+    edit_ticket(root / "overlap", "tiling.overlap", -8)
+    expected["overlap"] = ("error", "ticket.json: tiling.overlap is -8, it must be a whole number of 0 or more")
+    photo = noisy_photo(tmp_path / "photo.png", width=96, height=64)
+    server = make_server(root, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    page = browser.new_page()
+    try:
+        seen = {case: page_outcome(page, f"http://127.0.0.1:{server.server_address[1]}/{case}/", photo) for case in expected}
+    finally:
+        page.close()
+        server.shutdown()
+        server.server_close()
+    for case, (state, words) in expected.items():
+        got = seen[case]
+        assert got["state"] == state and words in got["message"], (case, got)
+        assert "re-export the page with mirl export --format web" in got["message"], (case, got)
+        assert not got["download"] and not got["result"] and not got["status"].startswith("Done"), (case, got)

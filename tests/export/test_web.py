@@ -199,3 +199,32 @@ def test_file_protocol_shows_how_to_open_the_page(browser: Any, site: dict[str, 
     assert banner.is_visible()
     assert "python -m http.server" in banner.text_content() and "mirl serve" in banner.text_content()
     page.close()
+
+
+def _page_info(tile: int, overlap: int) -> dict[str, Any]:
+    """A ticket.json as ``mirl.export.formats.web_info`` writes it (before the folder builder's parts)."""
+    return {"format": "mirl.web", "version": 1, "title": "t", "preset": "tiny", "impl": "fast", "parameters": 1000,
+            "model": {"dtype": "float32", "input": "image", "output": "restored", "opset": 18},
+            "density": {"prunable": 0.1, "trainable": 0.2, "nonzero_prunable": 10, "prunable_total": 100, "rule": "upstream", "mask": "m"},
+            "tiling": {"tile": tile, "overlap": overlap, "multiple": 8}, "restore_command": "mirl restore ...", "metrics": None,
+            "provenance": {"run": None, "settings_hash": None, "level": None, "checkpoint": "t.pt", "mirl_version": "0", "created": "now"}}
+
+
+def test_the_export_writes_no_page_that_would_refuse_its_ticket(tmp_path: Path) -> None:
+    """build_web_folder checks the record it writes as the page checks it: a sound one passes, with
+    the SHA-256 of the model the folder holds; ``tiling.overlap = -8`` (black seams in the page) is
+    refused before anything is written."""
+    import gzip
+    import hashlib
+
+    from mirl.errors import MirlError
+    from mirl.export.web import build_web_folder, read_record, record_problem, runtime_missing
+
+    if runtime_missing():
+        pytest.skip("onnxruntime-web is not vendored (make setup fetches it from npm)")
+    record = build_web_folder(tmp_path / "site", b"a graph", _page_info(256, 32), examples=False, compact=False)
+    assert record_problem(record) == "" and read_record(tmp_path / "site") == record
+    assert record["model"]["sha256"] == hashlib.sha256(gzip.decompress((tmp_path / "site" / "model.onnx.gz").read_bytes())).hexdigest()
+    with pytest.raises(MirlError, match=r"bad: ticket.json: tiling.overlap is -8, it must be a whole number of 0 or more; the page would refuse"):
+        build_web_folder(tmp_path / "bad", b"a graph", _page_info(256, -8), examples=False, compact=False)
+    assert not (tmp_path / "bad").exists() and [p.name for p in tmp_path.iterdir()] == ["site"]

@@ -5,6 +5,7 @@ import * as ort from "./ort/ort.wasm.min.mjs";
 import { plan, restoreRGBA, tileChoices, tilingWarning } from "./restore.js";
 import { encodePNG } from "./png.js";
 import { inflate } from "./weights.js";
+import { checkFile, checkTicket, resultProblem } from "./check.js";
 
 const $ = (id) => document.getElementById(id);
 const MAX_PIXELS = 40e6; // accumulators need ~16 bytes per pixel
@@ -151,7 +152,13 @@ async function loadModel() {
   const t0 = performance.now();
   const response = await fetch("ticket.json");
   if (!response.ok) throw new Error(`ticket.json is missing (HTTP ${response.status}); re-export the folder with mirl export --format web`);
-  const t = await response.json();
+  let t;
+  try {
+    t = await response.json();
+  } catch (e) {
+    throw new Error(`ticket.json is not valid JSON (${e.message}); re-export the page with mirl export --format web`);
+  }
+  checkTicket(t);
   page.ticket = t;
   describeTicket(t);
   fillTileChoices(t);
@@ -165,12 +172,19 @@ async function loadModel() {
     fetchBytes(t.model.file, "the model").then(gunzip),
     w ? fetchBytes(w.file, "the model's weights").then(gunzip) : Promise.resolve(null),
   ]);
+  // Nothing from a file runs before it matches what the export recorded in ticket.json.
+  await checkFile(model, t.model.file, t.model.onnx_bytes, t.model.sha256);
+  if (w) await checkFile(blob, w.file, w.bytes, w.sha256);
   ort.env.wasm.wasmBinary = wasm;
   const options = { executionProviders: ["wasm"], graphOptimizationLevel: "all" };
   if (blob) {
     // The graph's weights are external data: rebuild them from the bitmasks and values.
     const t1 = performance.now();
     const weights = inflate(blob);
+    if (weights.data.length !== w.external_bytes || weights.tensors !== w.tensors) {
+      throw new Error(`${w.file} rebuilds ${weights.tensors} tensors (${weights.data.length} bytes) where ticket.json records ${w.tensors} ` +
+                      `(${w.external_bytes} bytes); re-export the page with mirl export --format web`);
+    }
     page.weights = { ms: performance.now() - t1, bytes: weights.data.length, tensors: weights.tensors, values: weights.values };
     if (weights.tensors) options.externalData = [{ path: weights.header.external, data: weights.data }];
   }
@@ -283,6 +297,8 @@ async function restoreFile(file) {
       },
     });
     const ms = performance.now() - t0;
+    const problem = resultProblem(input, result.rgba);
+    if (problem) throw new Error(problem);
     const png = await encodePNG(result.rgba, width, height);
     const link = $("download");
     if (link.href.startsWith("blob:")) URL.revokeObjectURL(link.href);
@@ -298,6 +314,11 @@ async function restoreFile(file) {
     setState("done");
   } catch (e) {
     showError(`Restoring "${file.name}" failed: ${e.message || e}`);
+    // nothing of a refused result stays on the page: no picture, no download
+    $("download").hidden = true;
+    $("result").hidden = true;
+    $("progress-row").hidden = true;
+    status(`Not restored: ${file.name}.`);
     setState("error-restore");
   } finally {
     page.busy = false;

@@ -83,6 +83,23 @@ export function patchTensor(rgba, width, y0, x0, th, tw) {
   return { data, dims: [1, 3, H, W] };
 }
 
+// The network's output for a tile of `dims` ([1, 3, H, W]), refused as `mirl restore` refuses it
+// when it holds NaN or infinite values (an image made from them would be black), or has another size.
+export function checkOutput(out, dims) {
+  const expected = dims[1] * dims[2] * dims[3];
+  if (!out || out.length !== expected) {
+    throw new Error(`the network's output has ${out ? out.length : 0} values where a ${dims[2]}×${dims[3]} tile needs ${expected}: ` +
+                    "the model is not a restoration network for this page; re-export the page with mirl export --format web");
+  }
+  let bad = 0;
+  for (let i = 0; i < out.length; i++) if (!Number.isFinite(out[i])) bad += 1;
+  if (bad) {
+    throw new Error(`the network's output holds NaN or infinite values (${bad.toLocaleString("en")} of ${out.length.toLocaleString("en")}): ` +
+                    "no image is made from it; check the ticket's weights (mirl info) and re-export the page with mirl export --format web");
+  }
+  return out;
+}
+
 // Restore `rgba` (Uint8ClampedArray, width x height). `run(data, dims)` returns the network's
 // output as a Float32Array [1, 3, H8, W8]. `onTile(done, total, region)` is called after each
 // tile; `preview(region)` gives that region's current blend as RGBA for progressive display.
@@ -112,7 +129,7 @@ export async function restoreRGBA(run, rgba, width, height, { tile = 256, overla
       const wx = ramp(p.tw, p.overlap, j > 0, j < p.xs.length - 1);
       const y0 = p.ys[i], x0 = p.xs[j];
       const { data, dims } = patchTensor(rgba, width, y0, x0, p.th, p.tw);
-      const out = await run(data, dims);
+      const out = checkOutput(await run(data, dims), dims);
       const W = dims[3], P = dims[2] * dims[3];
       for (let y = 0; y < p.th; y++) {
         for (let x = 0; x < p.tw; x++) {
