@@ -204,7 +204,7 @@ def run_study(
         try:
             _check_same_config(run_dir, record)  # another process may have started it meanwhile
             if not shared:  # a killed run may have died inside an atomic write (shared: each node cleans its own)
-                remove_stale_temporaries(run_dir)
+                _remove_dead_temporaries(run_dir)
             atomic_write_json(paths.run_config(run_dir), record)
             if not paths.data_fingerprint(run_dir).exists():
                 atomic_write_json(paths.data_fingerprint(run_dir), fingerprint)
@@ -546,9 +546,30 @@ def _tidy_finished(run_dir: Path) -> None:
         return
     try:
         with RunLock(run_dir):
-            remove_stale_temporaries(run_dir)
+            _remove_dead_temporaries(run_dir)
     except MirlError:
         pass
+
+
+def _remove_dead_temporaries(run_dir: Path) -> list[Path]:
+    """Remove what killed atomic writes left in a study whose lock the caller holds: those outside
+    the node folders, and those of each node whose own lock is free (its writer is gone); a node
+    that another process holds (a job of ``--launcher``) is writing them now and is left alone."""
+    by_node: dict[Path | None, list[Path]] = {}
+    for path in run_dir.rglob(".*.tmp"):
+        if path.is_file():
+            node = next((p for p in path.parents if paths.node_of(p) is not None and p.is_relative_to(run_dir)), None)
+            by_node.setdefault(node, []).append(path)
+    removed = []
+    for node, files in by_node.items():
+        try:
+            with RunLock(node) if node is not None else contextlib.nullcontext():
+                for path in files:
+                    path.unlink(missing_ok=True)
+                    removed.append(path)
+        except MirlError as exc:
+            log.info("not removing the temporaries of %s: %s", node, exc)
+    return removed
 
 
 def _decided_by_main(dist: DistInfo, device: torch.device, decide: Callable[[], int]) -> int:

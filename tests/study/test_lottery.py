@@ -570,3 +570,28 @@ def test_a_dense_training_state_in_a_pruned_node_is_refused(smoke_run, demo_data
     with pytest.raises(MirlError, match=r"weight\(s\) of .* that this level's mask prunes are non-zero"):
         run_study("smoke", {"data": str(demo_data), **FAST}, out=tmp_path)
     assert not paths.is_finished(node)
+
+
+# ---- a plain run never deletes the temporaries of a node that another process writes (issue 33, case 9)
+
+@pytest.mark.parametrize("held_node", ["finished", "unfinished"])
+def test_a_plain_run_leaves_the_temporaries_of_a_node_another_process_holds(smoke_run, demo_data, tmp_path, held_node):
+    from mirl.runlock import RunLock
+
+    study = _copy(smoke_run, tmp_path)
+    replicate = paths.replicate_dir(study, 0)
+    held, free = paths.level_dir(replicate, 2), paths.level_dir(replicate, 1)
+    live = held / ".metrics.json.wr1t1ng.tmp"
+    stale = [free / ".train_log.csv.k1ll3d.tmp", free / "tensorboard" / ".events.k1ll3d.tmp", replicate / ".init.pt.k1ll3d.tmp"]
+    for path in (live, *stale):
+        path.write_text("{")
+    if held_node == "unfinished":
+        paths.done_file(held).unlink()
+    with RunLock(held):  # a job of --launcher local running that node
+        if held_node == "unfinished":
+            with pytest.raises(MirlError, match="is in use by another mirl process"):
+                run_study("smoke", {"data": str(demo_data), **FAST}, out=tmp_path)
+        else:
+            run_study("smoke", {"data": str(demo_data), **FAST}, out=tmp_path)
+        assert live.read_text() == "{"
+    assert not any(p.exists() for p in stale)
