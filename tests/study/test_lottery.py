@@ -595,3 +595,25 @@ def test_a_plain_run_leaves_the_temporaries_of_a_node_another_process_holds(smok
             run_study("smoke", {"data": str(demo_data), **FAST}, out=tmp_path)
         assert live.read_text() == "{"
     assert not any(p.exists() for p in stale)
+
+
+def test_a_full_disk_at_the_score_writer_is_one_line_and_the_node_is_not_done(smoke_run, demo_data, tmp_path, monkeypatch):
+    import errno
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    study = _copy(smoke_run, tmp_path)
+    node = paths.level_dir(paths.replicate_dir(study, 0), 2)
+    shutil.rmtree(node)
+    add_scalar = SummaryWriter.add_scalar
+
+    def full(self, tag, *args, **kwargs):
+        if tag.startswith("test/"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return add_scalar(self, tag, *args, **kwargs)
+
+    monkeypatch.setattr(SummaryWriter, "add_scalar", full)
+    with pytest.raises(MirlError, match=rf"^no space left on device while writing the TensorBoard events in {node}/tensorboard/test; "
+                                        "this node is not marked done: free some space and run the same command again"):
+        run_study("smoke", {"data": str(demo_data), **FAST}, out=tmp_path)
+    assert not paths.is_finished(node) and not paths.metrics_file(node).exists()
