@@ -68,16 +68,20 @@ def scores_table(variants: Mapping[str, Sequence[object]]) -> pd.DataFrame:
     replicate (:func:`study_variants`). ``gain`` is the PSNR over the degraded input's PSNR (> 0: the network restores).
     Images whose PSNR is infinite (identical to the clean image) are left out, as in the means.
     """
-    from mirl.analysis.results import levels, load_config, load_metrics
+    from mirl import paths
+    from mirl.analysis.results import chain_node, check_distinct_replicates, levels, load_config, load_metrics, task_scores
 
     rows = []
     for label, chains in variants.items():
+        by_level: dict[int, list] = {}
         for replicate, chain in enumerate(chains):
             run_dir, branch = _chain(chain)
             seed = load_config(run_dir).get("seed")
             for level in levels(run_dir, branch=branch):
                 metrics = load_metrics(run_dir, level, branch)
-                for task, scores in (metrics.get("tasks") or {}).items():
+                node = chain_node(run_dir, level, branch)
+                by_level.setdefault(level, []).append((node, metrics))
+                for task, scores in task_scores(metrics, paths.metrics_file(node)).items():
                     for item in scores.get("per_image", []):
                         if "input_psnr" not in item:
                             raise MirlError(f"{run_dir} level {level}: metrics.json has no per-image input_psnr (an older "
@@ -93,6 +97,8 @@ def scores_table(variants: Mapping[str, Sequence[object]]) -> pd.DataFrame:
                             "input_ssim": float(item["input_ssim"]), "gain": psnr - input_psnr,
                             "convention": metrics.get("convention", "unknown"),
                         })
+        for records in by_level.values():
+            check_distinct_replicates(records)
     return pd.DataFrame(rows, columns=SCORE_COLUMNS)
 
 
@@ -320,7 +326,7 @@ def barrier_table(studies: Mapping[str, str | os.PathLike], denominator: str = "
     folder. Only levels whose stability branch every replicate finished are shown.
     """
     from mirl import paths
-    from mirl.analysis.results import load_metrics, study_dir
+    from mirl.analysis.results import chain_node, check_distinct_replicates, load_metrics, study_dir
     from mirl.analysis.stats import replicate_interval
 
     rows = []
@@ -330,6 +336,10 @@ def barrier_table(studies: Mapping[str, str | os.PathLike], denominator: str = "
         done = [set(paths.level_numbers(rep, branch="stability")) for rep in replicates]
         for level in sorted(set.intersection(*done) if done else set()):
             found = [load_metrics(rep, level, "stability") for rep in replicates]
+            nodes = [chain_node(rep, level, "stability") for rep in replicates]
+            for node, metrics in zip(nodes, found):
+                _check_barrier(node, metrics, denominator)
+            check_distinct_replicates(zip(nodes, found))
             iv = replicate_interval([m["barrier"] for m in found], images=int(found[0]["path"][0]["images"]))
             rows.append({"label": label, "level": level,
                          f"remaining {denominator} (%)": round(100 * float(found[0][f"density_{denominator}"]), 2),
@@ -338,6 +348,18 @@ def barrier_table(studies: Mapping[str, str | os.PathLike], denominator: str = "
                          "alphas": ", ".join(f"{a:g}" for a in found[0]["alphas"])})
     return pd.DataFrame(rows, columns=["label", "level", f"remaining {denominator} (%)", "mean", "low", "high",
                                        "barrier (dB)", "n", "method", "alphas"])
+
+
+def _check_barrier(node: os.PathLike, metrics: Mapping[str, object], denominator: str) -> None:
+    """Refuse a finished stability node whose metrics lack the barrier, its linear path or alphas."""
+    from mirl import paths
+
+    path = metrics.get("path")
+    if (not isinstance(metrics.get("barrier"), (int, float)) or not isinstance(path, list) or not path
+            or not isinstance(path[0], dict) or not isinstance(path[0].get("images"), int)
+            or not isinstance(metrics.get("alphas"), list) or not isinstance(metrics.get(f"density_{denominator}"), (int, float))):
+        raise MirlError(f"{paths.metrics_file(node)} lacks the stability barrier or its linear path ('barrier', 'path', "
+                        f"'alphas'); remove {paths.done_file(node)} and run the study again to redo that stability node")
 
 
 def barrier_headline(barriers: pd.DataFrame, denominator: str = "trainable") -> dict[str, str]:

@@ -175,14 +175,72 @@ def list_runs(root: PathLike = "runs") -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["name", "hash", "label", "replicates", "branches", "levels", "last_level", "path"])
 
 
+def node_record(path: PathLike) -> dict[str, Any]:
+    """A JSON object of a node folder (``metrics.json``, ``sparsity_report.json``); refused in one
+    line when it records another replicate, level or branch than the folder it lies in (another
+    node's files copied there). A record without those entries is taken as it is.
+
+    Example:
+        >>> node_record("runs/smoke_de4d1844/replicate_0/level_1/random_reinit/metrics.json")["branch"]  # doctest: +SKIP
+        'random_reinit'
+    """
+    path = Path(path)
+    data = read_json(path, REDO_LEVEL)
+    if not isinstance(data, dict):
+        raise MirlError(f"{path} is not a JSON object; {REDO_LEVEL}")
+    place = paths.node_of(path.parent)
+    if place is not None:
+        here = {"replicate": paths.replicate_number(place[0]), "level": place[1], "branch": place[2]}
+        different = [f"{key} {data[key]!r} (here: {value!r})" for key, value in here.items() if key in data and data[key] != value]
+        if different:
+            raise MirlError(f"{path} belongs to another node: it records {', '.join(different)}; these are another node's "
+                            f"files copied here: delete the folder {path.parent} and run the study again to redo the node")
+    return data
+
+
+def task_scores(metrics: Mapping[str, Any], path: PathLike) -> dict[str, Any]:
+    """The per-task scores (``tasks``) of a finished node's ``metrics.json`` at ``path``; a file
+    without them is refused (a level is never dropped from a summary in silence).
+
+    Example:
+        >>> task_scores({"tasks": {"derain": {"psnr": 30.0}}}, "metrics.json")
+        {'derain': {'psnr': 30.0}}
+    """
+    tasks = metrics.get("tasks")
+    if not isinstance(tasks, dict) or not tasks or not all(isinstance(v, dict) for v in tasks.values()):
+        raise MirlError(f"{path} holds no per-task scores ('tasks'); remove {paths.done_file(Path(path).parent)} and run the "
+                        "study again to score that level")
+    return tasks
+
+
+def check_distinct_replicates(records: Iterable[tuple[PathLike, Mapping[str, Any]]]) -> None:
+    """Refuse replicates that are one network: ``(node folder, metrics)`` of one level of one
+    variant, one per replicate, where two record the same trained weights or the same seed (a
+    replicate folder copied over another); an interval over them would count one run twice.
+
+    Example:
+        >>> check_distinct_replicates([("r0/level_1/main", {"seed": 0}), ("r1/level_1/main", {"seed": 1})])
+    """
+    for key, what in (("weights", "the same trained weights"), ("seed", "the same seed")):
+        seen: dict[Any, PathLike] = {}
+        for node, metrics in records:
+            value = metrics.get(key)
+            if value is None:
+                continue
+            if value in seen:
+                raise MirlError(f"{seen[value]} and {node} hold {what} ({key} {value}): one replicate copied over another, "
+                                "not two replicates; delete the copy's replicate folder and run the study again to train it")
+            seen[value] = node
+
+
 def load_metrics(run_dir: PathLike, level: int, branch: str = MAIN) -> dict[str, Any]:
-    """The ``metrics.json`` of one level of one chain."""
-    return read_json(paths.metrics_file(chain_node(run_dir, level, branch)), REDO_LEVEL)
+    """The ``metrics.json`` of one level of one chain (:func:`node_record`)."""
+    return node_record(paths.metrics_file(chain_node(run_dir, level, branch)))
 
 
 def load_sparsity(run_dir: PathLike, level: int, branch: str = MAIN) -> dict[str, Any]:
-    """The ``sparsity_report.json`` of one level of one chain."""
-    return read_json(paths.sparsity_file(chain_node(run_dir, level, branch)), REDO_LEVEL)
+    """The ``sparsity_report.json`` of one level of one chain (:func:`node_record`)."""
+    return node_record(paths.sparsity_file(chain_node(run_dir, level, branch)))
 
 
 def _level_files(run_dir: PathLike, file: Any, branch: str = MAIN) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -193,7 +251,7 @@ def _level_files(run_dir: PathLike, file: Any, branch: str = MAIN) -> Iterator[t
         if not path.is_file():
             raise MirlError(f"{path} is missing from a finished level; remove {paths.done_file(path.parent)} and run the "
                             "study again to redo that level")
-        yield level, read_json(path, REDO_LEVEL)
+        yield level, node_record(path)
 
 
 def metrics_table(run_dir: PathLike, label: str | None = None, branch: str = MAIN) -> pd.DataFrame:
@@ -210,7 +268,7 @@ def metrics_table(run_dir: PathLike, label: str | None = None, branch: str = MAI
     label = label or run_label(run_dir)
     rows = []
     for level, metrics in _level_files(run_dir, paths.metrics_file, branch):
-        for task, scores in (metrics.get("tasks") or {}).items():
+        for task, scores in task_scores(metrics, paths.metrics_file(chain_node(run_dir, level, branch))).items():
             rows.append({
                 "run": run_dir.parent.name,
                 "label": label,

@@ -136,13 +136,28 @@ class ScalarLog:
             self._writer = SummaryWriter(log_dir=str(self.folder), purge_step=purge_step or None)
 
     def add(self, values: Mapping[str, float], step: int) -> None:
-        """Record ``values`` (tag -> number) at ``step``."""
+        """Record ``values`` (tag -> number) at ``step``; a full disk is a one-line :class:`MirlError`."""
         if self._writer is not None:
-            for tag, value in values.items():
-                self._writer.add_scalar(tag, float(value), global_step=step)
+            with self._disk_full_is_one_line():
+                for tag, value in values.items():
+                    self._writer.add_scalar(tag, float(value), global_step=step)
 
     def close(self) -> None:
         """Flush and close the event file."""
         if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+            writer, self._writer = self._writer, None
+            with self._disk_full_is_one_line():
+                writer.close()
+
+    @contextlib.contextmanager
+    def _disk_full_is_one_line(self) -> Iterator[None]:
+        from mirl.errors import MirlError
+        from mirl.fileio import DISK_FULL
+
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno not in DISK_FULL:
+                raise
+            raise MirlError(f"no space left on device while writing the TensorBoard events in {self.folder}; this node is not "
+                            "marked done: free some space and run the same command again (a study resumes where it stopped)") from None

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -203,7 +204,7 @@ def run_study(
         try:
             _check_same_config(run_dir, record)  # another process may have started it meanwhile
             if not shared:  # a killed run may have died inside an atomic write (shared: each node cleans its own)
-                remove_stale_temporaries(run_dir)
+                _remove_dead_temporaries(run_dir)
             atomic_write_json(paths.run_config(run_dir), record)
             if not paths.data_fingerprint(run_dir).exists():
                 atomic_write_json(paths.data_fingerprint(run_dir), fingerprint)
@@ -248,6 +249,48 @@ def replicate_seed(cfg: StudyConfig, replicate: int) -> int:
     return cfg.seed + int(replicate)
 
 
+def node_identity(cfg: StudyConfig, replicate: int, level: int, branch: str) -> dict[str, Any]:
+    """What a node's ``done.json``, ``metrics.json`` and ``train_state.pt`` record of its place: replicate,
+    level, branch and seed (main: the replicate's; a branch: :func:`mirl.branches.branch_seed`).
+
+    Example:
+        >>> node_identity(study_preset("smoke"), 1, 0, "main")
+        {'replicate': 1, 'level': 0, 'branch': 'main', 'seed': 1}
+    """
+    seed = replicate_seed(cfg, replicate)
+    return {"replicate": int(replicate), "level": int(level), "branch": branch,
+            "seed": seed if branch == MAIN else branch_seed(seed, level, branch)}
+
+
+def weights_fingerprint(state: Mapping[str, torch.Tensor]) -> str:
+    """A short hash of a network's weights (names, shapes, values), recorded in ``metrics.json`` so
+    that readers can tell two replicates holding the same trained network (a copied folder).
+
+    Example:
+        >>> weights_fingerprint({"w": torch.zeros(2)}) == weights_fingerprint({"w": torch.zeros(2)}) != weights_fingerprint({"w": torch.ones(2)})
+        True
+    """
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().to("cpu").contiguous()
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _check_identity(node: Path, record: Mapping[str, Any], wanted: Mapping[str, Any], file: Path) -> None:
+    """Refuse a finished node whose record (``file``) names another place, or none."""
+    keys = [k for k in wanted if k != "seed" or "seed" in record or file.name != paths.done_file(".").name]
+    missing = [k for k in keys if k not in record]
+    if missing:
+        raise MirlError(f"{file} does not record which node it belongs to (no {', '.join(missing)}: written by an older mirl, "
+                        f"or copied in); delete the folder {node} to run this node again")
+    different = [f"{k} {record[k]!r} (here: {wanted[k]!r})" for k in keys if record[k] != wanted[k]]
+    if different:
+        raise MirlError(f"{file} belongs to another node: it records {', '.join(different)}; these are another node's files "
+                        f"copied here: delete the folder {node} to run this node again")
+
+
 def _finished_node(study: _Study, r: int, level: int, branch: str) -> bool:
     """Whether a node is done; a done node that is not this study's, or is incomplete, is an error."""
     node = level_dir(replicate_dir(study.run_dir, r), level, branch)
@@ -263,6 +306,9 @@ def _finished_node(study: _Study, r: int, level: int, branch: str) -> bool:
             raise MirlError(f"{node}: the level is marked done but {file.name} is missing; remove {paths.done_file(node)} "
                             "to train the level again")
     metrics = _read_node_json(paths.metrics_file(node), "scores")
+    wanted = node_identity(study.cfg, r, level, branch)
+    _check_identity(node, done, wanted, paths.done_file(node))  # a done.json written before it held the seed has none; metrics.json always had it
+    _check_identity(node, metrics, wanted, paths.metrics_file(node))
     if branch != MAIN and not get_branch(branch).is_current(study.cfg, metrics):
         raise MirlError(f"{node}: scored with other {branch} settings than these (see its metrics.json); remove the "
                         "folder to redo it, or use the settings it was made with")
@@ -341,7 +387,9 @@ def _run_node(study: _Study, r: int, level: int, branch: str, theta0: Mapping[st
     study.train_set.seed = data_seed
     settings = dataclasses.replace(TrainSettings.from_study(cfg), seed=data_seed)
     on_step = _rewind_hook(cfg, replicate, dist) if (level == 0 and rule is None) else None
-    summary = train_level(model, mask, study.train_set, settings, node, device, level=level, dist=dist, on_step=on_step)
+    identity = node_identity(cfg, r, level, branch)
+    summary = train_level(model, mask, study.train_set, settings, node, device, level=level, dist=dist, on_step=on_step,
+                          node=identity)
     if dist.is_main:
         net.eval()
         save_checkpoint(paths.model_file(node), net, metadata={"run": study.name, "replicate": r, "level": level,
@@ -350,11 +398,11 @@ def _run_node(study: _Study, r: int, level: int, branch: str, theta0: Mapping[st
         extra = rule.after_training(ctx, net, lambda n, limit: _evaluate(n, study, limit)) if rule is not None else {}
         summary["level_seconds"] = round(time.perf_counter() - started, 2)
         _log_scores(node, f"replicate {r}, level {level}, {branch}", scores, summary)
-        identity = {"study": study.name, "hash": study.hash, "replicate": r, "level": level, "branch": branch}
-        atomic_write_json(paths.metrics_file(node), {**_level_metrics(level, report, scores, summary), **identity,
-                                                      "seed": ctx.seed if ctx else rep_seed, "data_seed": data_seed, **extra})
+        record = {"study": study.name, "hash": study.hash, **identity, "weights": weights_fingerprint(net.state_dict())}
+        atomic_write_json(paths.metrics_file(node), {**_level_metrics(level, report, scores, summary), **record,
+                                                      "data_seed": data_seed, **extra})
         paths.train_state_file(node).unlink(missing_ok=True)
-        atomic_write_json(paths.done_file(node), {**identity, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        atomic_write_json(paths.done_file(node), {**record, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
     dist.barrier()
 
 
@@ -429,8 +477,8 @@ def _copy_dense_level(study: _Study, source: Path, replicate: Path) -> None:
         if (origin / TENSORBOARD_DIR).is_dir():  # its curves, for TensorBoard
             shutil.copytree(origin / TENSORBOARD_DIR, tmp / TENSORBOARD_DIR)
         load_checkpoint(tmp / paths.model_file(".").name)  # a damaged file is refused here, not later
-        identity = {"study": study.name, "hash": study.hash, "replicate": paths.replicate_number(replicate), "level": 0,
-                    "branch": MAIN}
+        identity = {"study": study.name, "hash": study.hash,
+                    **node_identity(study.cfg, paths.replicate_number(replicate) or 0, 0, MAIN)}
         atomic_write_json(paths.metrics_file(tmp), {**metrics, **identity, "reused_from": str(source)})
         atomic_write_json(paths.reused_file(tmp), {"source": str(source), "reason": "same dense settings and seed"})
         atomic_write_json(paths.done_file(tmp), {**identity, "reused_from": str(source), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
@@ -498,9 +546,30 @@ def _tidy_finished(run_dir: Path) -> None:
         return
     try:
         with RunLock(run_dir):
-            remove_stale_temporaries(run_dir)
+            _remove_dead_temporaries(run_dir)
     except MirlError:
         pass
+
+
+def _remove_dead_temporaries(run_dir: Path) -> list[Path]:
+    """Remove what killed atomic writes left in a study whose lock the caller holds: those outside
+    the node folders, and those of each node whose own lock is free (its writer is gone); a node
+    that another process holds (a job of ``--launcher``) is writing them now and is left alone."""
+    by_node: dict[Path | None, list[Path]] = {}
+    for path in run_dir.rglob(".*.tmp"):
+        if path.is_file():
+            node = next((p for p in path.parents if paths.node_of(p) is not None and p.is_relative_to(run_dir)), None)
+            by_node.setdefault(node, []).append(path)
+    removed = []
+    for node, files in by_node.items():
+        try:
+            with RunLock(node) if node is not None else contextlib.nullcontext():
+                for path in files:
+                    path.unlink(missing_ok=True)
+                    removed.append(path)
+        except MirlError as exc:
+            log.info("not removing the temporaries of %s: %s", node, exc)
+    return removed
 
 
 def _decided_by_main(dist: DistInfo, device: torch.device, decide: Callable[[], int]) -> int:
@@ -565,5 +634,5 @@ def replicate_dirs(run_dir: str | os.PathLike, replicates: int | None = None) ->
     return [replicate_dir(run_dir, r) for r in numbers]
 
 
-__all__ = ["branch_context", "main_mask", "main_starting_weights", "replicate_dirs", "replicate_seed", "reuse_dense_level", "run_study",
-           "study_nodes"]
+__all__ = ["branch_context", "main_mask", "main_starting_weights", "node_identity", "replicate_dirs", "replicate_seed",
+           "reuse_dense_level", "run_study", "study_nodes", "weights_fingerprint"]

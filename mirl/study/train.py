@@ -151,14 +151,24 @@ class TrainState:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def load(self, map_location: torch.device) -> dict[str, Any] | None:
-        """The saved state, or ``None`` when there is none."""
+    def load(self, map_location: torch.device, node: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+        """The saved state, or ``None`` when there is none; one that is not a training state, or
+        that another node saved (its ``node`` record differs from ``node``), is refused."""
         if not self.path.exists():
             return None
         try:
-            return torch.load(self.path, map_location=map_location, weights_only=True)
+            state = torch.load(self.path, map_location=map_location, weights_only=True)
         except Exception as exc:  # an interrupted write never renames, so this is a foreign file
             raise MirlError(f"{self.path}: unreadable training state ({str(exc).splitlines()[0][:100]}); delete it to restart the level") from None
+        shapes = {"model": dict, "optimizer": dict, "step": int, "log": list, "node": dict}
+        wrong = [key for key, kind in shapes.items() if not isinstance(state, dict) or not isinstance(state.get(key), kind)]
+        if wrong:
+            raise MirlError(f"{self.path}: not a training state of this mirl (no valid {', '.join(wrong)}); delete it to "
+                            "restart the level")
+        if node is not None and state["node"] != dict(node):
+            raise MirlError(f"{self.path}: a training state of another node ({_describe(state['node'])}), not of this one "
+                            f"({_describe(node)}); delete it to restart the level")
+        return state
 
     def save(self, state: dict[str, Any]) -> None:
         """Write ``state`` atomically."""
@@ -167,6 +177,30 @@ class TrainState:
     def clear(self) -> None:
         """Remove the saved state (if any)."""
         self.path.unlink(missing_ok=True)
+
+
+def _describe(node: Mapping[str, Any]) -> str:
+    return ", ".join(f"{key} {value}" for key, value in node.items())
+
+
+def _resume(net: nn.Module, optimizer: torch.optim.Optimizer, state: Mapping[str, Any],
+            mask: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Load a saved state into ``net`` and ``optimizer``: its pruned weights must be zero (else it
+    is another level's state), and the mask is applied again after the load."""
+    advice = "delete it to restart the level"
+    try:
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise MirlError(f"{path}: does not fit this level's network ({str(exc).splitlines()[0][:100]}); {advice}") from None
+    weights = net.state_dict()
+    with torch.no_grad():
+        for name, keep in mask.items():
+            alive = int(torch.count_nonzero(weights[name][~keep.to(weights[name].device)]))
+            if alive:
+                raise MirlError(f"{path}: {alive} weight(s) of {name} that this level's mask prunes are non-zero (a state "
+                                f"saved by another level or network); {advice}")
+            weights[name].mul_(keep.to(weights[name].device, weights[name].dtype))
 
 
 def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -256,13 +290,16 @@ def train_level(
     level: int = 0,
     dist: DistInfo | None = None,
     on_step: Callable[[int, nn.Module], None] | None = None,
+    node: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` (already on ``device``, masked) for one level; resume from ``train_state.pt``.
 
     A fresh AdamW and schedule every level. Gradients of pruned weights are zeroed before the
     step and the weights are re-masked after it, so pruned weights stay exactly zero. Every
     ``settings.checkpoint_every`` steps the full state is written atomically. ``on_step(step, model)``
-    runs after each optimiser step (used to snapshot rewind weights). Returns a summary.
+    runs after each optimiser step (used to snapshot rewind weights). ``node`` (default: the level)
+    is recorded in the saved state; a state recorded for another node is refused, and a resumed
+    state's pruned weights must be zero. Returns a summary.
 
     Example:
         >>> from mirl.study.config import study_preset
@@ -280,11 +317,14 @@ def train_level(
     steps_per_epoch = len(epoch_batches(len(dataset), settings.batch_size, settings.seed, level, 0, dist, settings.steps_per_epoch))
     total_steps = steps_per_epoch * settings.epochs
     step, rows = 0, []
-    resumed = state_file.load(device)
+    identity = dict(node) if node is not None else {"level": level}
+    resumed = state_file.load(device, identity)
     if resumed is not None:
-        net.load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["optimizer"])
+        _resume(net, optimizer, resumed, mask, state_file.path)
         step, rows = int(resumed["step"]), list(resumed["log"])
+        if not 0 <= step <= total_steps:
+            raise MirlError(f"{state_file.path}: saved at step {step}, outside this level's {total_steps} steps; delete it "
+                            "to restart the level")
     progress = None
     if settings.progress and dist.is_main:
         from tqdm.auto import tqdm
@@ -320,7 +360,8 @@ def train_level(
                 if step % settings.checkpoint_every == 0 and step < total_steps:
                     record.flush()
                     if dist.is_main:
-                        state_file.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "log": rows})
+                        state_file.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "log": rows,
+                                         "node": identity})
                         _write_log(log_path, rows)
                 elif len(record.pending) >= sync_every:
                     record.flush()

@@ -122,3 +122,91 @@ def test_variants_scored_on_different_images_are_not_paired(tmp_path):
     metrics.write_text(json.dumps(data))
     with pytest.raises(MirlError, match="level 1: 'ticket' and 'random re-init' were scored on different"):
         paired_differences(scores_table(variants), "ticket")
+
+
+# ---- foreign, copied or incomplete nodes are refused, not summarised (issue 33, cases 3 and 8) --
+
+def _smoke_copy(smoke_run: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    study = tmp_path / smoke_run.name
+    shutil.copytree(smoke_run, study)
+    return study
+
+
+def _as_branch(study: Path, name: str, level: int = 1, **changes) -> Path:
+    """main's node of ``level`` copied into the folder of branch ``name``, its record edited with ``changes``
+    (a key set to None is removed)."""
+    import shutil
+
+    replicate = paths.replicate_dir(study, 0)
+    node = paths.level_dir(replicate, level, name)
+    shutil.copytree(paths.level_dir(replicate, level), node)
+    metrics = json.loads(paths.metrics_file(node).read_text())
+    metrics.update(changes)
+    paths.metrics_file(node).write_text(json.dumps({k: v for k, v in metrics.items() if v is not None}))
+    return node
+
+
+def test_a_node_copied_over_another_branch_is_not_shown_under_its_name(smoke_run, tmp_path):
+    from mirl.analysis.evidence import study_variants
+    from mirl.errors import MirlError
+
+    study = _smoke_copy(smoke_run, tmp_path)
+    node = _as_branch(study, "random_reinit")  # the issue: refill's files copied over random_reinit's
+    with pytest.raises(MirlError, match=rf"^{paths.metrics_file(node)} belongs to another node: it records branch 'main' "
+                                        rf"\(here: 'random_reinit'\); .*delete the folder {node} and run the study again"):
+        scores_table(study_variants(study))
+
+
+def test_a_copied_replicate_is_not_an_interval(smoke_run, tmp_path):
+    """`cp -a replicate_0 replicate_1`: refused, not "[-3.33, -3.33], 2 replicates"; also when
+    the copy's records are edited to its place, its weights give it away."""
+    import shutil
+
+    from mirl.analysis.evidence import study_variants
+    from mirl.errors import MirlError
+
+    study = _smoke_copy(smoke_run, tmp_path)
+    copy = paths.replicate_dir(study, 1)
+    shutil.copytree(paths.replicate_dir(study, 0), copy)
+    with pytest.raises(MirlError, match=r"belongs to another node: it records replicate 0 \(here: 1\)"):
+        scores_table(study_variants(study))
+    for node in copy.glob("level_*/main"):
+        metrics = json.loads(paths.metrics_file(node).read_text())
+        paths.metrics_file(node).write_text(json.dumps({**metrics, "replicate": 1, "seed": 1}))
+    original = paths.level_dir(paths.replicate_dir(study, 0), 0)
+    with pytest.raises(MirlError, match=rf"^{original} and {paths.level_dir(copy, 0)} hold the same trained weights .*one "
+                                        "replicate copied over another"):
+        scores_table(study_variants(study))
+
+
+def test_a_refill_node_without_scores_is_an_error_not_a_missing_level(smoke_run, tmp_path):
+    from mirl.analysis import results
+    from mirl.analysis.evidence import study_variants
+    from mirl.errors import MirlError
+
+    study = _smoke_copy(smoke_run, tmp_path)
+    node = _as_branch(study, "refill", branch="refill", seed=-1, weights=None, tasks=None)
+    message = rf"^{paths.metrics_file(node)} holds no per-task scores \('tasks'\); remove {paths.done_file(node)} and run"
+    with pytest.raises(MirlError, match=message):
+        scores_table(study_variants(study))
+    with pytest.raises(MirlError, match=message):
+        results.metrics_table(study, branch="refill")
+
+
+@pytest.mark.parametrize("damage", [{"barrier": None}, {"path": []}, {"path": [{"alpha": 0.0}]}])
+def test_a_stability_node_without_its_barrier_is_one_line(smoke_run, tmp_path, damage):
+    from mirl.analysis.evidence import barrier_table
+    from mirl.errors import MirlError
+
+    study = _smoke_copy(smoke_run, tmp_path)
+    path = [{"alpha": a, "psnr": 30.0, "images": 2} for a in (0.0, 1.0)]
+    node = _as_branch(study, "stability", branch="stability", seed=-1, weights=None,
+                      **{"barrier": 0.0, "path": path, "alphas": [0.0, 1.0], **damage})
+    with pytest.raises(MirlError, match=rf"^{paths.metrics_file(node)} lacks the stability barrier or its linear path .*remove "
+                                        rf"{paths.done_file(node)} and run the study again"):
+        barrier_table({"": study})
+    node_ok = json.loads(paths.metrics_file(node).read_text())
+    paths.metrics_file(node).write_text(json.dumps({**node_ok, "barrier": 0.0, "path": path}))
+    assert barrier_table({"": study})["mean"].tolist() == [0.0]

@@ -500,3 +500,120 @@ def test_a_damaged_score_file_of_a_finished_level_is_named_with_what_to_do(demo_
     with pytest.raises(MirlError, match=rf"{paths.metrics_file(node)} cannot be read .*the scores of a finished level: "
                                          rf"remove {paths.done_file(node)} to train and score the level again"):
         run_study("smoke", {"data": str(demo_data), "rounds": 0, **FAST}, out=tmp_path)
+
+
+# ---- a node's identity: foreign or copied nodes are not adopted (issue 33, case 3) -----------
+
+def test_a_finished_node_records_its_place_seed_and_weights(smoke_run):
+    from mirl.study.lottery import node_identity, weights_fingerprint
+
+    cfg = study_preset("smoke", {"data": "x"})
+    node = paths.level_dir(paths.replicate_dir(smoke_run, 0), 2)
+    done, metrics = (json.loads(f(node).read_text()) for f in (paths.done_file, paths.metrics_file))
+    wanted = node_identity(cfg, 0, 2, "main")
+    assert {k: done[k] for k in wanted} == {k: metrics[k] for k in wanted} == wanted
+    assert done["weights"] == metrics["weights"] == weights_fingerprint(_state(node))
+
+
+def test_a_copied_replicate_is_refused(smoke_run, demo_data, tmp_path):
+    """`cp -a replicate_0 replicate_1` with replicates=2: replicate 1 is not adopted."""
+    study = _copy(smoke_run, tmp_path)
+    shutil.copytree(paths.replicate_dir(study, 0), paths.replicate_dir(study, 1))
+    copied = paths.done_file(paths.level_dir(paths.replicate_dir(study, 1), 0))
+    with pytest.raises(MirlError, match=rf"^{copied} belongs to another node: it records replicate 0 \(here: 1\), seed 0 \(here: 1\); "
+                                        rf"these are another node's files copied here: delete the folder {copied.parent} to run"):
+        run_study("smoke", {"data": str(demo_data), "replicates": 2, **FAST}, out=tmp_path)
+
+
+def test_a_node_copied_over_another_level_or_branch_is_refused(smoke_run, demo_data, tmp_path):
+    study = _copy(smoke_run, tmp_path)
+    replicate = paths.replicate_dir(study, 0)
+    shutil.copytree(paths.level_dir(replicate, 1), paths.level_dir(replicate, 1, "random_reinit"))
+    with pytest.raises(MirlError, match=r"random_reinit/done.json belongs to another node: it records branch 'main' \(here: "
+                                        r"'random_reinit'\), seed 0 \(here: \d+\)"):
+        run_study("smoke", {"data": str(demo_data), "branches": "random_reinit", **FAST}, out=tmp_path)
+    shutil.rmtree(paths.level_dir(replicate, 1, "random_reinit"))
+    shutil.rmtree(paths.level_dir(replicate, 2))
+    shutil.copytree(paths.level_dir(replicate, 1), paths.level_dir(replicate, 2))
+    with pytest.raises(MirlError, match=r"level_2/main/done.json belongs to another node: it records level 1 \(here: 2\)"):
+        run_study("smoke", {"data": str(demo_data), **FAST}, out=tmp_path)
+
+
+@pytest.mark.parametrize("file", ["done", "metrics"])
+def test_a_finished_node_without_its_identity_is_refused(smoke_run, demo_data, tmp_path, file):
+    study = _copy(smoke_run, tmp_path)
+    node = paths.level_dir(paths.replicate_dir(study, 0), 1)
+    record = paths.done_file(node) if file == "done" else paths.metrics_file(node)
+    data = json.loads(record.read_text())
+    for key in ("replicate", "level", "branch", "seed"):
+        del data[key]
+    record.write_text(json.dumps(data))
+    missing = "replicate, level, branch" if file == "done" else "replicate, level, branch, seed"
+    with pytest.raises(MirlError, match=rf"^{record} does not record which node it belongs to \(no {missing}: .*delete the "
+                                        rf"folder {node} to run this node again$"):
+        run_study("smoke", {"data": str(demo_data), **FAST}, out=tmp_path)
+
+
+def test_a_dense_training_state_in_a_pruned_node_is_refused(smoke_run, demo_data, tmp_path):
+    """Dense trained weights saved into an unfinished pruned node, even under its own name: the
+    node is not finished with its pruned weights back."""
+    from mirl.study.lottery import node_identity
+
+    study = _copy(smoke_run, tmp_path)
+    replicate = paths.replicate_dir(study, 0)
+    node = paths.level_dir(replicate, 2)
+    paths.done_file(node).unlink()
+    dense = load_checkpoint(paths.model_file(paths.level_dir(replicate, 0)))[0]
+    state = {"model": dense.state_dict(), "optimizer": torch.optim.AdamW(dense.parameters()).state_dict(), "step": 6, "log": [],
+             "node": node_identity(study_preset("smoke"), 0, 2, "main")}
+    torch.save(state, paths.train_state_file(node))
+    with pytest.raises(MirlError, match=r"weight\(s\) of .* that this level's mask prunes are non-zero"):
+        run_study("smoke", {"data": str(demo_data), **FAST}, out=tmp_path)
+    assert not paths.is_finished(node)
+
+
+# ---- a plain run never deletes the temporaries of a node that another process writes (issue 33, case 9)
+
+@pytest.mark.parametrize("held_node", ["finished", "unfinished"])
+def test_a_plain_run_leaves_the_temporaries_of_a_node_another_process_holds(smoke_run, demo_data, tmp_path, held_node):
+    from mirl.runlock import RunLock
+
+    study = _copy(smoke_run, tmp_path)
+    replicate = paths.replicate_dir(study, 0)
+    held, free = paths.level_dir(replicate, 2), paths.level_dir(replicate, 1)
+    live = held / ".metrics.json.wr1t1ng.tmp"
+    stale = [free / ".train_log.csv.k1ll3d.tmp", free / "tensorboard" / ".events.k1ll3d.tmp", replicate / ".init.pt.k1ll3d.tmp"]
+    for path in (live, *stale):
+        path.write_text("{")
+    if held_node == "unfinished":
+        paths.done_file(held).unlink()
+    with RunLock(held):  # a job of --launcher local running that node
+        if held_node == "unfinished":
+            with pytest.raises(MirlError, match="is in use by another mirl process"):
+                run_study("smoke", {"data": str(demo_data), **FAST}, out=tmp_path)
+        else:
+            run_study("smoke", {"data": str(demo_data), **FAST}, out=tmp_path)
+        assert live.read_text() == "{"
+    assert not any(p.exists() for p in stale)
+
+
+def test_a_full_disk_at_the_score_writer_is_one_line_and_the_node_is_not_done(smoke_run, demo_data, tmp_path, monkeypatch):
+    import errno
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    study = _copy(smoke_run, tmp_path)
+    node = paths.level_dir(paths.replicate_dir(study, 0), 2)
+    shutil.rmtree(node)
+    add_scalar = SummaryWriter.add_scalar
+
+    def full(self, tag, *args, **kwargs):
+        if tag.startswith("test/"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return add_scalar(self, tag, *args, **kwargs)
+
+    monkeypatch.setattr(SummaryWriter, "add_scalar", full)
+    with pytest.raises(MirlError, match=rf"^no space left on device while writing the TensorBoard events in {node}/tensorboard/test; "
+                                        "this node is not marked done: free some space and run the same command again"):
+        run_study("smoke", {"data": str(demo_data), **FAST}, out=tmp_path)
+    assert not paths.is_finished(node) and not paths.metrics_file(node).exists()
