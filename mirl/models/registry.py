@@ -88,9 +88,9 @@ class Registry:
         return self.entry(name).item
 
     def names(self) -> tuple[str, ...]:
-        """Every registered name, in registration order (each package's modules alphabetically)."""
+        """Every registered name, alphabetically."""
         self._load()
-        return tuple(self._entries)
+        return tuple(sorted(self._entries))
 
     def __contains__(self, name: object) -> bool:
         self._load()
