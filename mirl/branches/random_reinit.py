@@ -24,9 +24,9 @@ class RandomReinit(Branch):
     def starting_weights(self, ctx: BranchContext) -> dict[str, torch.Tensor]:
         """Main's start with every reset tensor (see :mod:`mirl.pruning.reset`) drawn anew from
         ``ctx.seed``; the tensors main carries over (prompts, temperatures) are main's."""
-        from mirl.models import build_model
+        from mirl.models.networks import build_network
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(ctx.seed)
-            fresh = build_model(ctx.cfg.model).state_dict()
+            fresh = build_network(ctx.cfg.model).state_dict()
         return reset_weights(fresh, ctx.main_start, ctx.cfg.reset_params)

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="shorthand for --set seed=N")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="shorthand for --set device=...")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--list-settings", action="store_true", help="print every setting with its value for this preset and exit")
+    parser.add_argument("--list-settings", action="store_true", help="print every setting with its value for this preset (and its choices) and exit")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the plan (replicates, levels, branches, job graph, data, steps) and the estimated compute, "
                              "timed from a few training steps on this device; write nothing")
@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mirl.study.config import HELP, parse_assignments, study_preset
+    from mirl.study.config import HELP, choices, parse_assignments, study_preset
     from mirl.errors import MirlError
     from mirl.study.lottery import run_study
 
@@ -51,9 +51,10 @@ def run(args: argparse.Namespace) -> int:
     if args.list_settings:
         cfg = study_preset(args.preset, overrides, args.config)
         settings = cfg.to_dict()
-        width = max(map(len, settings))
+        width, allowed = max(map(len, settings)), choices()
         for key, value in settings.items():
-            print(f"{key:{width}s} {value!r:28s} {HELP.get(key, '')}")
+            listed = f" [{', '.join(allowed[key])}]" if key in allowed else ""
+            print(f"{key:{width}s} {value!r:28s} {HELP.get(key, '')}{listed}")
         return 0
     _check_launcher_options(args)  # a dry run refuses what the run would refuse
     if args.dry_run:

@@ -1,4 +1,4 @@
-"""Masks, magnitude pruning, the lottery-ticket controls and sparse export.
+"""Masks, magnitude pruning, pruning by any score (exact counts), the lottery-ticket controls and sparse export.
 
 Example:
     >>> from mirl.models import build_model
@@ -15,6 +15,7 @@ from .controls import one_shot_fraction, random_prune
 from .magnitude import SCOPES, magnitude_prune
 from .mask import (Mask, MaskApplier, apply_mask, check_mask_fits, count_kept, full_mask, load_mask, mask_gradients, masks_equal,
                    save_mask, sparsity_report, write_sparsity_report)
+from .ranking import prune_lowest
 from .rules import RULES, density_summary, is_prunable, prunable_names
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "masks_equal",
     "one_shot_fraction",
     "prunable_names",
+    "prune_lowest",
     "random_prune",
     "save_mask",
     "sparsity_report",

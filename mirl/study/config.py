@@ -129,7 +129,7 @@ class StudyConfig:
     """Everything that defines an iterative-pruning study. Defaults are the published settings."""
 
     # network
-    model: str = _setting("paper", "network size: 'paper' (the published PromptIR, 35.6M parameters), or our smaller 'small'/'tiny'")
+    model: str = _setting("paper", "network, from mirl/models/networks/: 'paper' (the published PromptIR, 35.6M parameters), or our smaller 'small'/'tiny'")
     impl: str = _setting("fast", "'fast' (same maths, less memory and time) or 'reference' (the published operations)")
     # data
     data: str = _setting("builtin", "'builtin' (the demo corpus, made on first use) or a folder in the published layout")
@@ -142,14 +142,18 @@ class StudyConfig:
     epochs: int = _setting(120, "training epochs per level; every level trains from its reset weights", POSITIVE_COUNT)
     warmup_epochs: int = _setting(15, "epochs of linear learning-rate warm-up before the cosine decay", NON_NEGATIVE)
     steps_per_epoch: int = _setting(0, "training steps per epoch (0 = one pass over the training set)", NON_NEGATIVE)
-    lr: float = _setting(2e-4, "peak learning rate of AdamW", Limits(above=0))
-    weight_decay: float = _setting(0.01, "AdamW weight decay", NON_NEGATIVE)
+    lr: float = _setting(2e-4, "peak learning rate of the optimizer", Limits(above=0))
+    weight_decay: float = _setting(0.01, "weight decay of the optimizer", NON_NEGATIVE)
+    optimizer: str = _setting("adamw", "optimizer of every level, from mirl/study/optimizers/ (adamw: the published one)")
+    loss: str = _setting("l1", "training loss, from mirl/study/losses/ (l1: the published one)")
+    schedule: str = _setting("warmup_cosine", "learning-rate schedule per epoch, from mirl/study/schedules/ (warmup_cosine: the published one)")
     amp: str = _setting("auto", "training precision on CUDA: 'auto' or 'bf16' (bf16 autocast), 'fp32'; the CPU always trains in fp32")
     # pruning
     rounds: int = _setting(15, "pruning rounds after the dense level 0 (levels 1..rounds); at most 100 (0.8^100 leaves no weight of the paper network)",
                            Limits(at_least=0, at_most=100, example="15"))
+    pruner: str = _setting("magnitude", "how main picks the weights it prunes each round, from mirl/study/pruners/ (magnitude: the published rule)")
     fraction: float = _setting(0.2, "fraction of the surviving prunable weights removed per round, in (0, 1)", Limits(above=0, below=1, example="0.2"))
-    scope: str = _setting("global", "'global' (one magnitude threshold) or 'layerwise' (one per tensor; keeps every layer alive)")
+    scope: str = _setting("global", "'global' (one ranking over every prunable tensor) or 'layerwise' (one per tensor; keeps every layer alive)")
     rule: str = _setting("upstream", "prunable tensors: 'upstream' (every *weight*, as published) or 'conv' (convolution weights the forward uses)")
     reset: str = _setting("init", "where survivors restart: 'init' (theta_0, the paper) or 'rewind' (theta_k after rewind_steps)")
     rewind_steps: int = _setting(0, "with reset=rewind: rewind to the weights after this many steps of the dense level", NON_NEGATIVE)
@@ -180,7 +184,7 @@ class StudyConfig:
 NOT_HASHED = frozenset({"replicates", "branches", "stability_alphas", "stability_eval_limit", "device", "num_workers", "checkpoint_every", "progress", "cuda_graph", "compile",
                         "compile_memory_budget"})
 # Settings that only act from level 1 on: runs that differ only in these share the dense level 0.
-PRUNING_ONLY = frozenset({"rounds", "fraction", "scope", "reset_params"})
+PRUNING_ONLY = frozenset({"rounds", "fraction", "scope", "reset_params", "pruner"})
 
 # Allowed values of the string settings the study itself defines.
 _STUDY_CHOICES: dict[str, tuple[str, ...]] = {
@@ -192,23 +196,44 @@ _STUDY_CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
-@functools.cache
 def choices() -> dict[str, tuple[str, ...]]:
     """Allowed values of every string setting (tasks are checked against :mod:`mirl.data`).
 
-    Values that another module owns come from it (imported on first use: they need torch).
+    Values that another module owns come from it (imported on first use: they need torch); the
+    network, optimizer, loss, schedule and pruner are the names their registries hold now.
 
     Example:
-        >>> choices()["scope"]
-        ('global', 'layerwise')
+        >>> choices()["scope"], choices()["optimizer"][0]
+        (('global', 'layerwise'), 'adamw')
     """
+    return {**_fixed_choices(), **{name: registry.names() for name, registry in registries().items()}}
+
+
+def registries() -> dict[str, Any]:
+    """The registry (:class:`mirl.models.registry.Registry`) behind each swappable setting.
+
+    Example:
+        >>> sorted(registries())
+        ['loss', 'model', 'optimizer', 'pruner', 'schedule']
+    """
+    from mirl.models.networks import networks
+    from mirl.study.losses import losses
+    from mirl.study.optimizers import optimizers
+    from mirl.study.pruners import pruners
+    from mirl.study.schedules import schedules
+
+    return {"model": networks, "optimizer": optimizers, "loss": losses, "schedule": schedules, "pruner": pruners}
+
+
+@functools.cache
+def _fixed_choices() -> dict[str, tuple[str, ...]]:
     from mirl.device import DEVICE_CHOICES
     from mirl.scoring.metrics import CONVENTIONS
-    from mirl.models import IMPLS, MODEL_PRESETS
+    from mirl.models import IMPLS
     from mirl.pruning.magnitude import SCOPES
     from mirl.pruning.rules import RULES
 
-    return {"model": tuple(MODEL_PRESETS), "impl": IMPLS, "scope": SCOPES, "rule": RULES,
+    return {"impl": IMPLS, "scope": SCOPES, "rule": RULES,
             "convention": tuple(CONVENTIONS), "device": DEVICE_CHOICES, **_STUDY_CHOICES}
 
 
@@ -428,6 +453,7 @@ def run_name(preset: str, cfg: StudyConfig) -> str:
 
 __all__ = [
     "choices",
+    "registries",
     "ConfigError",
     "STUDY_PRESETS",
     "check_preset",

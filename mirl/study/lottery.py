@@ -42,10 +42,10 @@ from mirl.device import resolve_device
 from mirl.study.distributed import DistInfo, broadcast_mask, init_distributed
 from mirl.errors import MirlError
 from mirl.fileio import atomic_write_json, build_folder, read_json, remove_stale_temporaries
-from mirl.models import build_model, load_checkpoint, save_checkpoint
+from mirl.models import load_checkpoint, save_checkpoint
+from mirl.models.networks import build_network
 from mirl.models.promptir import PromptIR
 from mirl.paths import MAIN, level_dir, replicate_dir, runs_dir
-from mirl.pruning.magnitude import magnitude_prune
 from mirl.pruning.mask import Mask, apply_mask, full_mask, load_mask, save_mask, write_sparsity_report
 from mirl.pruning.reset import reset_weights
 from mirl.runlock import RunLock
@@ -82,13 +82,22 @@ def _trained_weights(replicate: Path, level: int, branch: str = MAIN) -> dict[st
     return model.state_dict()
 
 
-def main_mask(cfg: StudyConfig, replicate: Path, level: int, template: Mapping[str, torch.Tensor]) -> Mask:
-    """Main's mask at ``level``: all ones at level 0, else magnitude-pruned from main's level - 1."""
+def main_mask(cfg: StudyConfig, replicate: Path, level: int, template: Mapping[str, torch.Tensor],
+              dataset: Any = None, device: torch.device | None = None) -> Mask:
+    """Main's mask at ``level``: all ones at level 0, else pruned from main's level - 1 by the
+    study's ``pruner`` (:mod:`mirl.study.pruners`; ``template`` is theta_0, ``dataset`` the
+    training set a gradient-based rule reads)."""
     full = full_mask(template, cfg.rule, UNUSED)
     if level == 0:
         return full
+    from mirl.study.pruners import PruneContext, prune_main
+
     previous = load_mask(paths.mask_file(level_dir(replicate, level - 1)), expected=full)
-    return magnitude_prune(_trained_weights(replicate, level - 1), previous, cfg.fraction, cfg.scope, cfg.rule, UNUSED)
+    ctx = PruneContext(cfg=cfg, level=level, previous=previous, trained=_trained_weights(replicate, level - 1),
+                       start=main_starting_weights(cfg, replicate, level, template), unused=frozenset(UNUSED),
+                       dataset=dataset, seed=replicate_seed(cfg, paths.replicate_number(replicate) or 0),
+                       device=device or torch.device("cpu"))
+    return prune_main(cfg.pruner, ctx)
 
 
 def main_starting_weights(cfg: StudyConfig, replicate: Path, level: int, theta0: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -360,7 +369,7 @@ def _run_node(study: _Study, r: int, level: int, branch: str, theta0: Mapping[st
         mask = load_mask(mask_path, expected=full_mask(theta0, cfg.rule, UNUSED))
     else:
         if dist.is_main:
-            mask = main_mask(cfg, replicate, level, theta0) if rule is None else rule.mask(ctx)
+            mask = main_mask(cfg, replicate, level, theta0, study.train_set, device) if rule is None else rule.mask(ctx)
         else:
             mask = full_mask(theta0, cfg.rule, UNUSED)
         mask = broadcast_mask(mask, dist, device)
@@ -371,7 +380,7 @@ def _run_node(study: _Study, r: int, level: int, branch: str, theta0: Mapping[st
         report = write_sparsity_report(paths.sparsity_file(node), mask, theta0, UNUSED, level=level, rule=cfg.rule,
                                        scope=cfg.scope, branch=branch)
         warn_collapse(level, report["empty_tensors"], cfg)
-    net = build_model(cfg.model, impl=cfg.impl)
+    net = build_network(cfg.model, cfg.impl)
     net.load_state_dict(main_starting_weights(cfg, replicate, level, theta0) if rule is None else rule.starting_weights(ctx))
     apply_mask(net, mask)
     net.to(device)
@@ -597,7 +606,7 @@ def _initial_weights(study: _Study, r: int) -> dict[str, torch.Tensor]:
     if not path.exists():
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(replicate_seed(study.cfg, r))
-            model = build_model(study.cfg.model, impl=study.cfg.impl)
+            model = build_network(study.cfg.model, study.cfg.impl)
         if study.dist.is_main:
             path.parent.mkdir(parents=True, exist_ok=True)
             save_checkpoint(path, model, metadata={"run": study.name, "replicate": r, "theta": 0})

@@ -1,4 +1,4 @@
-"""One training step (L1 loss, masked gradients, AdamW, re-masked weights), optionally captured
+"""One training step (the study's loss, masked gradients, its optimizer, re-masked weights), optionally captured
 once as a CUDA graph and replayed: the step the study loop and the benchmarks share.
 
 A replayed graph launches the whole forward, backward and optimizer update as one unit, which
@@ -23,6 +23,8 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import logging
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping
 
@@ -31,6 +33,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from mirl.pruning.mask import MaskApplier
+
+log = logging.getLogger(__name__)
+
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (output, target) -> 0-d tensor
 
 # "regional" compiles each transformer block (:func:`compile_blocks`); the others hand the whole
 # model to ``torch.compile`` with that mode ("default": torch's default mode).
@@ -202,11 +208,13 @@ class TrainStep:
         amp: bool = False,
         cuda_graph: bool = False,
         channels_last: bool = False,
+        loss_fn: Loss = F.l1_loss,
     ) -> None:
         if cuda_graph and device.type != "cuda":
             raise ValueError(f"cuda_graph needs a CUDA device, not {device}")
         self.model, self.optimizer, self.device, self.masker = model, optimizer, device, masker
         self.amp, self.cuda_graph, self.channels_last = amp, cuda_graph, channels_last
+        self.loss_fn = loss_fn
         self.compiled_blocks: list[nn.Module] = []  # set by build_train_step; see uncompile_blocks
         self._graph: torch.cuda.CUDAGraph | None = None
         self._static: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
@@ -231,7 +239,7 @@ class TrainStep:
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
             out = self.model(x)
-        loss = F.l1_loss(out.float(), y)
+        loss = self.loss_fn(out.float(), y)
         if before_backward is not None:
             before_backward(loss.detach())
         loss.backward()
@@ -328,11 +336,16 @@ def build_train_step(
     *,
     lr: float,
     weight_decay: float = 0.01,
+    optimizer: str = "adamw",
+    loss: str = "l1",
 ) -> TrainStep:
     """The training step of ``model`` (on ``device``; a DDP wrapper is allowed): weights made
     channels-last and blocks compiled in place as ``options`` ask, ``mask`` (names to 0/1
-    tensors; ``None`` or empty: nothing pruned) applied to gradients and weights, a fresh AdamW
-    (:func:`make_adamw`). The compiled blocks are in ``step.compiled_blocks``.
+    tensors; ``None`` or empty: nothing pruned) applied to gradients and weights, a fresh
+    ``optimizer`` (:mod:`mirl.study.optimizers`; default AdamW, :func:`make_adamw`) and the
+    ``loss`` of :mod:`mirl.study.losses` (default L1). When either is registered with
+    ``capturable=False`` the step runs eagerly instead of as a CUDA graph (logged; ``step.cuda_graph``
+    tells). The compiled blocks are in ``step.compiled_blocks``.
 
     Example:
         >>> from mirl.models import build_model
@@ -352,12 +365,21 @@ def build_train_step(
     if options.channels_last:
         params_to_channels_last(net)
     blocks = compile_blocks(net, memory_budget=options.compile_memory_budget) if options.compile == "regional" else []
+    from mirl.study.losses import losses
+    from mirl.study.optimizers import optimizers
+
+    chosen = {"optimizer": optimizers.entry(optimizer), "loss": losses.entry(loss)}
+    eager = [f"{kind} {entry.name!r}" for kind, entry in chosen.items() if not entry.capturable]
+    if options.cuda_graph and eager:
+        log.info("the %s cannot be captured in a CUDA graph: the training step runs eagerly", " and ".join(eager))
+        options = dataclasses.replace(options, cuda_graph=False)
     masker = MaskApplier(net, mask or {})
-    optimizer = make_adamw(list(model.parameters()), lr, weight_decay, fused=options.fused, capturable=options.cuda_graph)
+    make_optimizer = chosen["optimizer"].item
+    opt = make_optimizer(list(model.parameters()), lr, weight_decay, fused=options.fused, capturable=options.cuda_graph)
     runner = model
     if options.compile not in ("none", "regional"):
         runner = torch.compile(model, mode=None if options.compile == "default" else options.compile)
-    step = TrainStep(runner, optimizer, device, masker, amp=options.amp, cuda_graph=options.cuda_graph,
-                     channels_last=options.channels_last)
+    step = TrainStep(runner, opt, device, masker, amp=options.amp, cuda_graph=options.cuda_graph,
+                     channels_last=options.channels_last, loss_fn=chosen["loss"].item)
     step.compiled_blocks = blocks
     return step

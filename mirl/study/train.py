@@ -73,6 +73,9 @@ class TrainSettings:
     batch_size: int = StudyConfig.batch_size
     lr: float = StudyConfig.lr
     weight_decay: float = StudyConfig.weight_decay
+    optimizer: str = StudyConfig.optimizer
+    loss: str = StudyConfig.loss
+    schedule: str = StudyConfig.schedule
     seed: int = StudyConfig.seed
     impl: str = StudyConfig.impl
     amp: str = StudyConfig.amp
@@ -310,7 +313,11 @@ def train_level(
     level_dir = Path(level_dir)
     net = _unwrap(model)
     options = settings.step_options(device, dist)
-    train_step = build_train_step(model, mask, device, options, lr=settings.lr, weight_decay=settings.weight_decay)
+    train_step = build_train_step(model, mask, device, options, lr=settings.lr, weight_decay=settings.weight_decay,
+                                  optimizer=settings.optimizer, loss=settings.loss)
+    from mirl.study.schedules import schedules
+
+    schedule = schedules.get(settings.schedule)
     optimizer = train_step.optimizer
     state_file = TrainState(paths.train_state_file(level_dir))
     log_path = paths.train_log_file(level_dir)
@@ -339,7 +346,7 @@ def train_level(
     try:
         while step < total_steps:
             epoch, offset = divmod(step, steps_per_epoch)
-            lr = lr_at_epoch(epoch, settings.lr, settings.warmup_epochs, settings.epochs)
+            lr = schedule(epoch, settings.lr, settings.warmup_epochs, settings.epochs)
             train_step.set_lr(lr)
             if hasattr(dataset, "set_epoch"):
                 dataset.set_epoch(level * 100_000 + epoch)
@@ -376,6 +383,6 @@ def train_level(
     return {"steps": step, "epochs": settings.epochs, "final_loss": record.last_loss,
             "seconds": round(time.perf_counter() - record.started, 2),
             "resumed_from": int(resumed["step"]) if resumed else 0,
-            "execution": {"device": device.type, "bf16": train_step.amp, "cuda_graph": options.cuda_graph,
+            "execution": {"device": device.type, "bf16": train_step.amp, "cuda_graph": train_step.cuda_graph,
                           "channels_last": options.channels_last, "compile": settings.compile,
                           **({"compile_memory_budget": settings.compile_memory_budget} if train_step.compiled_blocks else {})}}

@@ -64,6 +64,25 @@ def test_run_hash_is_pinned():
     assert config_hash(study_preset("smoke", {"rounds": 3})) != "de4d1844"
 
 
+def test_the_presets_keep_their_hashes_with_the_swappable_settings_at_their_defaults():
+    """optimizer, loss, schedule, pruner and the network registry came later: at their defaults
+    (the published AdamW, L1, warm-up + cosine, magnitude) no existing study is renamed."""
+    pinned = {"paper": "6dfa7bac", "quickstart": "5520eaf8", "smoke": "de4d1844", "evidence": "5f3cf7cb"}
+    assert {p: config_hash(study_preset(p)) for p in pinned} == pinned
+    published = {"optimizer": "adamw", "loss": "l1", "schedule": "warmup_cosine", "pruner": "magnitude"}
+    assert {p: config_hash(study_preset(p, published)) for p in pinned} == pinned
+    assert config_hash(study_preset("smoke", {"optimizer": "sgd"})) != pinned["smoke"]
+
+
+def test_list_settings_shows_each_registrys_names(capsys):
+    from mirl.study.config import registries
+
+    assert main(["lottery", "--preset", "smoke", "--list-settings"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    for name, registry in registries().items():
+        assert lines[name].endswith(f"[{', '.join(registry.names())}]"), lines[name]
+
+
 def test_overrides_are_validated():
     with pytest.raises(ConfigError, match="valid settings: .*rounds"):
         study_preset("smoke", {"roundz": 3})
