@@ -100,7 +100,7 @@ def seconds_per_step(cfg: StudyConfig, steps: int = 10, warmup: int = 2) -> tupl
 
     from mirl.device import resolve_device
     from mirl.study.distributed import DistInfo
-    from mirl.models import build_model
+    from mirl.models.networks import build_network
     from mirl.models.promptir import PromptIR
     from mirl.pruning.mask import full_mask
     from mirl.study.train import TrainSettings
@@ -109,7 +109,7 @@ def seconds_per_step(cfg: StudyConfig, steps: int = 10, warmup: int = 2) -> tupl
     device = resolve_device(cfg.device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = build_model(cfg.model, impl=cfg.impl).to(device)
+        model = build_network(cfg.model, impl=cfg.impl).to(device)
         mask = full_mask(model.state_dict(), cfg.rule, PromptIR.unused_in_forward)
         options = TrainSettings.from_study(cfg).step_options(device, DistInfo())
         step = build_train_step(model, mask, device, options, lr=cfg.lr, weight_decay=cfg.weight_decay)
