@@ -75,28 +75,42 @@ def sparse_payload(
     }
 
 
-def densify(payload: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Rebuild ``(float32 state dict, mask)`` from a sparse export."""
+def densify(payload: Mapping[str, Any], source: str = "sparse export") -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Rebuild ``(float32 state dict, mask)`` from a sparse export; ``source`` names the file in errors.
+
+    Every recorded shape is checked against the bits and values present before anything is
+    allocated: a damaged or hostile file cannot ask for more memory than its own bits describe.
+    """
     state: dict[str, torch.Tensor] = {}
     mask: dict[str, torch.Tensor] = {}
     try:
         for name, entry in payload["sparse"].items():
-            shape = list(entry["shape"])
+            shape, bits, values = entry["shape"], entry["bits"], entry["values"]
+            if not isinstance(bits, torch.Tensor) or bits.dtype != torch.uint8 or not isinstance(values, torch.Tensor) \
+                    or not values.is_floating_point():
+                raise MirlError(f"{source}: sparse tensor {name} is not packed bits (uint8) and floating-point values; "
+                                "the file is damaged: re-export it with `mirl export`")
+            if not isinstance(shape, (list, tuple)) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
+                raise MirlError(f"{source}: sparse tensor {name} records the shape {shape!r}, not a list of whole numbers; "
+                                "the file is damaged: re-export it with `mirl export`")
             count = 1
             for s in shape:
                 count *= s
-            keep = unpack_bits(entry["bits"], count)
-            values = entry["values"].to(torch.float32)
+            if not count <= 8 * bits.numel() < count + 8:
+                raise MirlError(f"{source}: sparse tensor {name} records the shape {list(shape)} ({count:,} positions) but "
+                                f"holds {8 * bits.numel():,} mask bits; the file is damaged: re-export it with `mirl export`")
+            keep = unpack_bits(bits, count)
             if int(keep.sum()) != values.numel():
-                raise MirlError(f"sparse export is inconsistent: {name} has {values.numel()} values for {int(keep.sum())} kept positions")
+                raise MirlError(f"{source}: sparse export is inconsistent: {name} has {values.numel()} values for "
+                                f"{int(keep.sum())} kept positions; re-export it with `mirl export`")
             flat = torch.zeros(count, dtype=torch.float32)
-            flat[keep] = values
+            flat[keep] = values.reshape(-1).to(torch.float32)
             state[name] = flat.view(shape)
             mask[name] = keep.view(shape)
         for name, tensor in payload["dense"].items():
             state[name] = tensor.to(torch.float32) if tensor.is_floating_point() else tensor
     except (KeyError, TypeError, AttributeError) as exc:
-        raise MirlError(f"sparse export is malformed (missing {exc}); re-export it with `mirl export`") from None
+        raise MirlError(f"{source}: sparse export is malformed (missing {exc}); re-export it with `mirl export`") from None
     return state, mask
 
 
