@@ -136,6 +136,16 @@ def _is_tensor_dict(obj: Any) -> bool:
     )
 
 
+def _add_narrow(info: dict[str, Any], obj: Mapping[str, Any], source: str) -> None:
+    """Copy a narrowed network's recorded widths (mirl checkpoints and sparse exports) into ``info``."""
+    if obj.get("narrow") is None:
+        return
+    if not isinstance(obj["narrow"], Mapping):
+        raise CheckpointError(f"{source}: its narrowed widths are not a mapping of unit names to channel counts; "
+                              "the file is damaged: export it again")
+    info["narrow"] = dict(obj["narrow"])
+
+
 def extract_state_dict(obj: Any, source: str = "checkpoint") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Split a loaded checkpoint object into ``(state_dict, info)``.
 
@@ -147,23 +157,21 @@ def extract_state_dict(obj: Any, source: str = "checkpoint") -> tuple[dict[str, 
             "config": obj.get("config"),
             "metadata": dict(obj.get("metadata") or {}),
         }
-        if obj.get("narrow") is not None:
-            if not isinstance(obj["narrow"], Mapping):
-                raise CheckpointError(f"{source}: its narrowed widths are not a mapping of unit names to channel counts; "
-                                      "the file is damaged: export it again")
-            info["narrow"] = dict(obj["narrow"])
+        _add_narrow(info, obj, source)
         return dict(obj["state_dict"]), info
     if isinstance(obj, Mapping) and obj.get("format") == SPARSE_FORMAT:
         try:
             state, mask = densify(obj, source)
         except MirlError as exc:
             raise CheckpointError(str(exc)) from None
-        return state, {
+        info = {
             "format": SPARSE_FORMAT,
             "config": obj.get("config"),
             "metadata": dict(obj.get("metadata") or {}),
             "mask": mask,
         }
+        _add_narrow(info, obj, source)
+        return state, info
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         state = obj["state_dict"]
         if any(k.startswith("net.") for k in state):

@@ -46,8 +46,13 @@ def sparse_payload(
     config: Mapping[str, Any],
     dtype: str = "float32",
     metadata: Mapping[str, Any] | None = None,
+    narrow: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Build the export: masked tensors become (bits, surviving values); the rest is stored dense."""
+    """Build the export: masked tensors become (bits, surviving values); the rest is stored dense.
+
+    ``narrow`` (a narrowed network's ``narrow_widths``) is recorded as in a mirl checkpoint, so that
+    :func:`mirl.models.load_checkpoint` rebuilds the narrowed network the tensors belong to.
+    """
     if dtype not in VALUE_DTYPES:
         raise MirlError(f"unknown value dtype {dtype!r}; valid: {list(VALUE_DTYPES)}")
     torch_dtype = VALUE_DTYPES[dtype]
@@ -64,7 +69,7 @@ def sparse_payload(
             }
         else:
             dense[name] = tensor.to(torch_dtype) if tensor.is_floating_point() else tensor
-    return {
+    payload = {
         "format": SPARSE_FORMAT,
         "version": 1,
         "value_dtype": dtype,
@@ -73,6 +78,9 @@ def sparse_payload(
         "sparse": sparse,
         "dense": dense,
     }
+    if narrow is not None:
+        payload["narrow"] = {str(k): int(v) for k, v in narrow.items()}
+    return payload
 
 
 def densify(payload: Mapping[str, Any], source: str = "sparse export") -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -121,7 +129,8 @@ def export_sparse(
     config: Mapping[str, Any],
     dtype: str = "float32",
     metadata: Mapping[str, Any] | None = None,
+    narrow: Mapping[str, int] | None = None,
 ) -> int:
-    """Write a sparse export atomically; return its size in bytes."""
-    atomic_torch_save(sparse_payload(state, mask, config, dtype, metadata), path)
+    """Write a sparse export atomically (``narrow``: the narrowed widths, see :func:`sparse_payload`); return its size in bytes."""
+    atomic_torch_save(sparse_payload(state, mask, config, dtype, metadata, narrow), path)
     return os.path.getsize(path)
