@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from mirl import paths
 from mirl.errors import MirlError
@@ -227,14 +228,23 @@ def export_ticket(
     if fmt == "sparse":
         from mirl.models.sparse import export_sparse
 
-        size = export_sparse(out, ticket.state_dict(), ticket.mask, ticket.meta["config"], dtype,
-                             {"source": str(ticket.checkpoint), **ticket.meta["metadata"]})
+        widths = getattr(ticket.model, "narrow_widths", None)  # a narrowed network: its widths go along
+        size = _write_verified(out, lambda tmp: export_sparse(tmp, ticket.state_dict(), ticket.mask, ticket.meta["config"], dtype,
+                                                              {"source": str(ticket.checkpoint), **ticket.meta["metadata"]}, widths),
+                               lambda tmp: _loads_as(tmp, ticket.model))
         lines = [f"wrote {out}: {size:,} bytes ({size / source_bytes:.1%} of {ticket.checkpoint.name}, {source_bytes:,} bytes)"]
         details = {"format": "mirl.sparse (load_checkpoint densifies it)", "value dtype": dtype, "bytes": f"{size:,}", "sha256": sha256(out)}
     elif fmt == "lightning":
-        from .lightning import EXTRA_KEYS, export_lightning
+        from mirl.models.narrow import is_narrowed
 
-        size = export_lightning(out, ticket.state_dict(), ticket.preset, str(ticket.checkpoint))
+        from .lightning import EXTRA_KEYS, PUBLISHED_PRESET, export_lightning
+
+        if is_narrowed(ticket.model):
+            raise MirlError(f"{ticket.checkpoint}: a narrowed network (dead channels removed) cannot be written as a Lightning "
+                            "checkpoint: MIR-L's code builds PromptIR at its full widths and would refuse the narrowed tensors; "
+                            "export the full-size (masked) checkpoint it was narrowed from, or use --format narrow, sparse or onnx")
+        size = _write_verified(out, lambda tmp: export_lightning(tmp, ticket.state_dict(), ticket.preset, str(ticket.checkpoint)),
+                               lambda tmp: _loads_as(tmp, ticket.model, PUBLISHED_PRESET))
         lines = [f"wrote {out}: {size:,} bytes, Lightning layout (state_dict with net. keys; {_density_text(ticket)})"]
         details = {"format": "PyTorch Lightning checkpoint (torch.save; loads with weights_only=True)",
                    "dtype": "float32", "bytes": f"{size:,}", "sha256": sha256(out),
@@ -243,7 +253,8 @@ def export_ticket(
         from .onnx_model import OPSET, export_onnx
 
         model = model_for_export(ticket, impl)
-        size = export_onnx(out, model, dtype, onnx_metadata(ticket, impl, dtype))
+        size = _write_verified(out, lambda tmp: export_onnx(tmp, model, dtype, onnx_metadata(ticket, impl, dtype)),
+                               lambda tmp: _runs_as(tmp.read_bytes(), model, dtype, tmp))
         narrowed = _narrow_text(ticket, model)
         lines = [f"wrote {out}: {size:,} bytes, ONNX opset {OPSET}, {dtype} weights ({_density_text(ticket)}"
                  + (f"; {narrowed}" if narrowed else "") + ")"]
@@ -258,8 +269,12 @@ def export_ticket(
         from mirl.models.narrow import narrow_model
 
         model = narrow_model(ticket.model).eval()  # any ticket: an unstructured one has few whole dead channels
-        save_checkpoint(out, model, metadata={"source": str(ticket.checkpoint), **ticket.meta["metadata"]})
-        size = os.path.getsize(out)
+
+        def write(tmp: Path) -> int:
+            save_checkpoint(tmp, model, metadata={"source": str(ticket.checkpoint), **ticket.meta["metadata"]})
+            return os.path.getsize(tmp)
+
+        size = _write_verified(out, write, lambda tmp: _loads_as(tmp, model))
         narrowed = (f"{sum(p.numel() for p in model.parameters()):,} of {int(ticket.densities['parameters']):,} parameters "
                     "stored (dead channels removed" + ("" if ticket.narrow else "; an unstructured ticket has few") + ")")
         lines = [f"wrote {out}: {size:,} bytes, narrowed network: {narrowed}; {_density_text(ticket)}"]
@@ -296,6 +311,7 @@ def _export_web(ticket: Ticket, out: Path, dtype: str, impl: str, tile: int, ove
         info["speed"] = speed_against_dense(data, onnx_bytes(dense, dtype, browser=onnx_file is None), model, dense)
         details["speed"] = speed_text(info["speed"])
     record = build_web_folder(out, data, info, "", examples)
+    _check_page(out, model_for_export(ticket, impl), dtype)
     details.update(web_download_details(record["model"]))
     details["compact"] = bool(record["model"].get("weights"))
     atomic_write_text(out / CARD_FILE, model_card(ticket, "web", out, details))
@@ -304,6 +320,82 @@ def _export_web(ticket: Ticket, out: Path, dtype: str, impl: str, tile: int, ove
              f"open it: mirl serve {out}   (or: cd {out} && python -m http.server 8000, then http://localhost:8000/)"]
     card_file = write_card(ticket, "web", out, details)
     return ExportResult(out, "web", size, card_file, lines + [f"model card: {card_file}"], record)
+
+
+# ---- every export is read back by its own loader before it is reported as written -----------------
+
+
+def _write_verified(out: Path, write: Callable[[Path], int], check: Callable[[Path], None]) -> int:
+    """``write`` a temporary beside ``out``, ``check`` it with the loader its users use, and only
+    then rename it to ``out``: an export that does not load back is a :class:`MirlError` naming
+    ``out``, and leaves ``out`` (and any earlier file there) as it was. Returns ``write``'s size."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")  # the pattern stale clean-ups know
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        size = write(tmp)
+        try:
+            check(tmp)
+        except MirlError as exc:
+            why = str(exc).replace(str(tmp), out.name).split(". If the file holds")[0]
+            raise MirlError(f"{out}: the export does not load back, so it was not written ({why}); "
+                            "this is a mirl bug: please report it") from None
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return size
+
+
+def _loads_as(path: Path, model: Any, config: str | None = None) -> None:
+    """``load_checkpoint`` reads ``path`` (as ``config``, if given) into a network of ``model``'s
+    shapes (a narrowed one for a narrowed ``model``)."""
+    from mirl.models import load_checkpoint
+
+    loaded, _ = load_checkpoint(path, config=config)
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in loaded.state_dict().items()}
+    if got != want:
+        differ = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))
+        raise MirlError(f"{path} loads as another network than the one exported ({len(differ)} tensors differ, e.g. {differ[:3]})")
+
+
+def _runs_as(data: bytes, model: Any, dtype: str, where: Any) -> None:
+    """onnxruntime loads the ONNX ``data`` and, on a 32 x 32 input, computes ``model``'s function
+    (within float16 rounding for float16 weights)."""
+    import numpy as np
+    import torch
+
+    from .onnx_model import INPUT_NAME, inference_session
+
+    try:
+        session = inference_session(data, threads=1)
+        x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+        got = session.run(None, {INPUT_NAME: x.numpy()})[0]
+    except Exception as exc:  # onnxruntime raises its own types for graphs it cannot load or run
+        raise MirlError(f"{where}: onnxruntime cannot run it ({(str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]})") from None
+    with torch.no_grad():
+        expected = model.eval()(x).numpy()
+    tolerance = 2e-2 if dtype == "float16" else 1e-3
+    diff = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
+    if not diff <= tolerance:
+        raise MirlError(f"{where}: computes another function than the exported network (max difference {diff:.3g}, "
+                        f"output {list(got.shape)} for {list(expected.shape)})")
+
+
+def _check_page(out: Path, model: Any, dtype: str) -> None:
+    """The page's network, as the page assembles it (graph + compact weights), runs and computes
+    ``model``'s function; if not, the folder is removed and the error names it."""
+    import shutil
+
+    from .compact import page_onnx
+
+    try:
+        _runs_as(page_onnx(out), model, "float16", out)  # the page may ship float16 values: float16's tolerance
+    except MirlError as exc:
+        shutil.rmtree(out, ignore_errors=True)
+        raise MirlError(f"{out}: the web export does not load back, so it was removed ({exc}); this is a mirl bug: "
+                        "please report it") from None
 
 
 __all__ = ["DTYPES_BY_FORMAT", "ExportResult", "FORMATS", "card_path", "check_out_of_studies", "check_web_tiling", "export_ticket",

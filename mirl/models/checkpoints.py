@@ -35,7 +35,7 @@ import torch
 from mirl.errors import MirlError
 from mirl.fileio import atomic_torch_save
 
-from .config import MODEL_PRESETS, ModelConfig, preset, preset_name
+from .config import MODEL_PRESETS, PARAMETER_BUDGET_FACTOR, ModelConfig, parameter_budget, parameter_count, preset, preset_name
 from .promptir import PromptIR
 from .sparse import SPARSE_FORMAT, densify
 
@@ -136,6 +136,16 @@ def _is_tensor_dict(obj: Any) -> bool:
     )
 
 
+def _add_narrow(info: dict[str, Any], obj: Mapping[str, Any], source: str) -> None:
+    """Copy a narrowed network's recorded widths (mirl checkpoints and sparse exports) into ``info``."""
+    if obj.get("narrow") is None:
+        return
+    if not isinstance(obj["narrow"], Mapping):
+        raise CheckpointError(f"{source}: its narrowed widths are not a mapping of unit names to channel counts; "
+                              "the file is damaged: export it again")
+    info["narrow"] = dict(obj["narrow"])
+
+
 def extract_state_dict(obj: Any, source: str = "checkpoint") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Split a loaded checkpoint object into ``(state_dict, info)``.
 
@@ -147,20 +157,21 @@ def extract_state_dict(obj: Any, source: str = "checkpoint") -> tuple[dict[str, 
             "config": obj.get("config"),
             "metadata": dict(obj.get("metadata") or {}),
         }
-        if obj.get("narrow") is not None:
-            if not isinstance(obj["narrow"], Mapping):
-                raise CheckpointError(f"{source}: its narrowed widths are not a mapping of unit names to channel counts; "
-                                      "the file is damaged: export it again")
-            info["narrow"] = dict(obj["narrow"])
+        _add_narrow(info, obj, source)
         return dict(obj["state_dict"]), info
     if isinstance(obj, Mapping) and obj.get("format") == SPARSE_FORMAT:
-        state, mask = densify(obj)
-        return state, {
+        try:
+            state, mask = densify(obj, source)
+        except MirlError as exc:
+            raise CheckpointError(str(exc)) from None
+        info = {
             "format": SPARSE_FORMAT,
             "config": obj.get("config"),
             "metadata": dict(obj.get("metadata") or {}),
             "mask": mask,
         }
+        _add_narrow(info, obj, source)
+        return state, info
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         state = obj["state_dict"]
         if any(k.startswith("net.") for k in state):
@@ -214,8 +225,31 @@ def infer_config(state: Mapping[str, torch.Tensor]) -> ModelConfig | None:
             bias="patch_embed.proj.bias" in state,
             chnl_reduce3_out=None if reduce3 == 2 * prompt_dims[1] else reduce3,
         )
-    except (KeyError, IndexError, ValueError, AttributeError):
+    except (KeyError, IndexError, ValueError, AttributeError, TypeError):
         return None
+
+
+def recorded_config(values: Any, source: str) -> ModelConfig:
+    """The :class:`ModelConfig` a file records, or a one-line :class:`CheckpointError` naming the
+    file: its settings are as untrusted as its tensors (a 1 MB file can ask for a terabyte network)."""
+    try:
+        return ModelConfig.from_dict(values)
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{source}: the network settings recorded in the file are invalid ({_first_line(str(exc), 240)}); "
+                              f"the file is damaged: export it again, or name its size (CLI: --model "
+                              f"{'|'.join(MODEL_PRESETS)})") from None
+
+
+def check_budget(cfg: ModelConfig, source: str) -> None:
+    """Refuse a configuration whose network would have more than :func:`parameter_budget`
+    parameters (counted on the ``meta`` device, before any memory is allocated)."""
+    count, budget = parameter_count(cfg), parameter_budget()
+    if count > budget:
+        raise CheckpointError(
+            f"{source}: its network settings (dim {cfg.dim}, num_blocks {list(cfg.num_blocks)}, prompt_dims "
+            f"{list(cfg.prompt_dims)}) make a PromptIR of {count:,} parameters, more than {budget:,} "
+            f"({PARAMETER_BUDGET_FACTOR}x the paper model); the file is damaged or not a mirl checkpoint: export it again"
+        )
 
 
 def _describe(names: list[str], limit: int = 4) -> str:
@@ -288,6 +322,18 @@ def check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
         )
 
 
+def _build(cfg: ModelConfig, narrow: Any, impl: str, source: str) -> PromptIR:
+    """The network of ``cfg``, narrowed to ``narrow``'s widths when the file records them."""
+    if narrow is None:
+        return PromptIR(cfg, impl=impl)  # type: ignore[arg-type]
+    from .narrow import build_narrow_model
+
+    try:
+        return build_narrow_model(cfg, narrow, impl=impl, source=source)
+    except MirlError as exc:
+        raise CheckpointError(str(exc)) from None
+
+
 def load_checkpoint(
     path: str | os.PathLike,
     map_location: str | torch.device = "cpu",
@@ -310,26 +356,24 @@ def load_checkpoint(
     if config is not None:
         cfg, how = (preset(config) if isinstance(config, str) else config), "given"
     elif info.get("config"):
-        cfg, how = ModelConfig.from_dict(info["config"]), "recorded in the file"
+        cfg, how = recorded_config(info["config"], source), "recorded in the file"
     else:
         inferred = infer_config(state)
         if inferred is not None and not any(_mismatch(inferred, state)):
             cfg, how = inferred, "inferred from shapes"
         else:  # incomplete or foreign: compare with the nearest preset so the message names what is really missing
             cfg, how = closest_preset(state), "the closest preset; the file's keys fit no architecture"
+    check_budget(cfg, source)
     name = preset_name(cfg) or "custom"
-    if info.get("narrow") is not None:  # a narrowed network: rebuilt from its recorded widths
-        from .narrow import build_narrow_model
-
-        try:
-            model = build_narrow_model(cfg, info["narrow"], impl=impl, source=source)
-        except MirlError as exc:
-            raise CheckpointError(str(exc)) from None
+    narrow = info.get("narrow")
+    if narrow is not None:  # a narrowed network: rebuilt from its recorded widths
         how += ", narrowed to its recorded widths"
-    else:
-        model = PromptIR(cfg, impl=impl)  # type: ignore[arg-type]
-    check_state_dict(model, state, f"{name!r} ({how})", source)
+    # shapes first, on the meta device: nothing is allocated until the file's tensors fit the network
+    with torch.device("meta"):
+        skeleton = _build(cfg, narrow, impl, source)
+    check_state_dict(skeleton, state, f"{name!r} ({how})", source)
     check_finite(state, source)
+    model = _build(cfg, narrow, impl, source)
     model.load_state_dict(state)
     model.to(map_location)
     meta: dict[str, Any] = {

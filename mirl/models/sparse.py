@@ -46,8 +46,13 @@ def sparse_payload(
     config: Mapping[str, Any],
     dtype: str = "float32",
     metadata: Mapping[str, Any] | None = None,
+    narrow: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Build the export: masked tensors become (bits, surviving values); the rest is stored dense."""
+    """Build the export: masked tensors become (bits, surviving values); the rest is stored dense.
+
+    ``narrow`` (a narrowed network's ``narrow_widths``) is recorded as in a mirl checkpoint, so that
+    :func:`mirl.models.load_checkpoint` rebuilds the narrowed network the tensors belong to.
+    """
     if dtype not in VALUE_DTYPES:
         raise MirlError(f"unknown value dtype {dtype!r}; valid: {list(VALUE_DTYPES)}")
     torch_dtype = VALUE_DTYPES[dtype]
@@ -64,7 +69,7 @@ def sparse_payload(
             }
         else:
             dense[name] = tensor.to(torch_dtype) if tensor.is_floating_point() else tensor
-    return {
+    payload = {
         "format": SPARSE_FORMAT,
         "version": 1,
         "value_dtype": dtype,
@@ -73,30 +78,47 @@ def sparse_payload(
         "sparse": sparse,
         "dense": dense,
     }
+    if narrow is not None:
+        payload["narrow"] = {str(k): int(v) for k, v in narrow.items()}
+    return payload
 
 
-def densify(payload: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Rebuild ``(float32 state dict, mask)`` from a sparse export."""
+def densify(payload: Mapping[str, Any], source: str = "sparse export") -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Rebuild ``(float32 state dict, mask)`` from a sparse export; ``source`` names the file in errors.
+
+    Every recorded shape is checked against the bits and values present before anything is
+    allocated: a damaged or hostile file cannot ask for more memory than its own bits describe.
+    """
     state: dict[str, torch.Tensor] = {}
     mask: dict[str, torch.Tensor] = {}
     try:
         for name, entry in payload["sparse"].items():
-            shape = list(entry["shape"])
+            shape, bits, values = entry["shape"], entry["bits"], entry["values"]
+            if not isinstance(bits, torch.Tensor) or bits.dtype != torch.uint8 or not isinstance(values, torch.Tensor) \
+                    or not values.is_floating_point():
+                raise MirlError(f"{source}: sparse tensor {name} is not packed bits (uint8) and floating-point values; "
+                                "the file is damaged: re-export it with `mirl export`")
+            if not isinstance(shape, (list, tuple)) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
+                raise MirlError(f"{source}: sparse tensor {name} records the shape {shape!r}, not a list of whole numbers; "
+                                "the file is damaged: re-export it with `mirl export`")
             count = 1
             for s in shape:
                 count *= s
-            keep = unpack_bits(entry["bits"], count)
-            values = entry["values"].to(torch.float32)
+            if not count <= 8 * bits.numel() < count + 8:
+                raise MirlError(f"{source}: sparse tensor {name} records the shape {list(shape)} ({count:,} positions) but "
+                                f"holds {8 * bits.numel():,} mask bits; the file is damaged: re-export it with `mirl export`")
+            keep = unpack_bits(bits, count)
             if int(keep.sum()) != values.numel():
-                raise MirlError(f"sparse export is inconsistent: {name} has {values.numel()} values for {int(keep.sum())} kept positions")
+                raise MirlError(f"{source}: sparse export is inconsistent: {name} has {values.numel()} values for "
+                                f"{int(keep.sum())} kept positions; re-export it with `mirl export`")
             flat = torch.zeros(count, dtype=torch.float32)
-            flat[keep] = values
+            flat[keep] = values.reshape(-1).to(torch.float32)
             state[name] = flat.view(shape)
             mask[name] = keep.view(shape)
         for name, tensor in payload["dense"].items():
             state[name] = tensor.to(torch.float32) if tensor.is_floating_point() else tensor
     except (KeyError, TypeError, AttributeError) as exc:
-        raise MirlError(f"sparse export is malformed (missing {exc}); re-export it with `mirl export`") from None
+        raise MirlError(f"{source}: sparse export is malformed (missing {exc}); re-export it with `mirl export`") from None
     return state, mask
 
 
@@ -107,7 +129,8 @@ def export_sparse(
     config: Mapping[str, Any],
     dtype: str = "float32",
     metadata: Mapping[str, Any] | None = None,
+    narrow: Mapping[str, int] | None = None,
 ) -> int:
-    """Write a sparse export atomically; return its size in bytes."""
-    atomic_torch_save(sparse_payload(state, mask, config, dtype, metadata), path)
+    """Write a sparse export atomically (``narrow``: the narrowed widths, see :func:`sparse_payload`); return its size in bytes."""
+    atomic_torch_save(sparse_payload(state, mask, config, dtype, metadata, narrow), path)
     return os.path.getsize(path)

@@ -205,3 +205,108 @@ def test_a_finished_level_without_its_model_is_named_not_skipped(tiny: Path, tmp
     assert main(["evaluate", str(study), "--data", str(tmp_path / "no_data"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert f"{lost.parent}: the level is marked done but {lost.name} is missing" in err, err
+
+
+# ---- issue 33, case 5: exports of narrowed files, and every export read back before it is reported -------
+
+
+def _narrowed_file(path: Path, config: Any = "tiny") -> tuple[Any, Path]:
+    """A narrowed network made by the library's own narrowing (narrow_model's steps without its log
+    line) from a tiny network with dead FFN and query channels, saved as `mirl export --format narrow` does."""
+    import torch
+
+    from mirl.models.narrow import plan_narrowing
+
+    net = build_model(config)
+    with torch.no_grad():
+        net.encoder_level1[0].ffn.project_out.weight[:, 3:] = 0
+        net.latent[0].attn.project_out.weight[:, :40] = 0
+    plan = plan_narrowing(net)
+    state = plan.apply(net.state_dict())
+    small = plan.build()
+    small.load_state_dict(state)
+    save_checkpoint(path, small.eval())
+    return small, path
+
+
+def test_a_narrowed_file_exports_as_a_sparse_file_that_loads_narrowed(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`mirl export refill.narrow.pt --out t.sparse.pt`: the sparse file records the widths, so
+    `mirl info` and load_checkpoint read it back as the same narrowed network (before: 'with the wrong shape')."""
+    import torch
+
+    from mirl.models import load_checkpoint
+
+    small, narrowed = _narrowed_file(tmp_path / "refill.narrow.pt")
+    out = tmp_path / "t.sparse.pt"
+    assert main(["export", str(narrowed), "--out", str(out)]) == 0
+    assert main(["info", str(out)]) == 0 and "(narrowed: dead channels removed" in capsys.readouterr().out
+    model, meta = load_checkpoint(out)
+    assert meta["format"] == "mirl.sparse" and meta["narrow"] == small.narrow_widths == model.narrow_widths
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x), small(x))
+
+
+def test_a_narrowed_paper_network_is_not_published_as_a_lightning_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The published .ckpt has no narrowed widths: MIR-L would refuse its tensors. One line, nothing written."""
+    _, narrowed = _narrowed_file(tmp_path / "paper.narrow.pt", "paper")
+    out = tmp_path / "mirl_ticket.ckpt"
+    err = _error(["export", str(narrowed), "--format", "lightning", "--out", str(out)], capsys)
+    assert f"{narrowed}: a narrowed network (dead channels removed) cannot be written as a Lightning checkpoint" in err
+    assert "--format narrow, sparse or onnx" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["paper.narrow.pt"]
+
+
+def _broken_writers(kind: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Writers with a bug: a sparse file without the narrowed widths (the bug of case 5), a narrowed
+    checkpoint cut short, an ONNX graph that returns its input. Returns the export's extra arguments."""
+    import mirl.export.onnx_model as onnx_model
+    import mirl.models
+    import mirl.models.sparse as sparse
+
+    if kind == "sparse":
+        real = sparse.export_sparse
+        monkeypatch.setattr(sparse, "export_sparse", lambda path, *args: real(path, *args[:5]))
+    elif kind == "narrow":
+        real_save = mirl.models.save_checkpoint
+
+        def cut(path: Any, *args: Any, **kwargs: Any) -> None:
+            real_save(path, *args, **kwargs)
+            Path(path).write_bytes(Path(path).read_bytes()[:5000])
+
+        monkeypatch.setattr(mirl.models, "save_checkpoint", cut)
+    else:
+        pytest.importorskip("onnxruntime", reason="the onnx extra is not installed (pip install -e '.[onnx]')")
+        identity = _identity_onnx()
+        monkeypatch.setattr(onnx_model, "export_onnx", lambda path, *a, **k: Path(path).write_bytes(identity))
+    return ["--format", kind]
+
+
+@pytest.mark.parametrize("kind", ["sparse", "narrow", "onnx"])
+def test_an_export_that_does_not_load_back_is_not_written(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    """Each export is read back by its own loader (load_checkpoint; onnxruntime on a test input)
+    before it is reported: a bad one is one line, the earlier file at --out stays, no temporary is left."""
+    _, narrowed = _narrowed_file(tmp_path / "refill.narrow.pt")
+    out = tmp_path / "out" / "ticket.bin"
+    out.parent.mkdir()
+    out.write_bytes(b"an earlier export")
+    extra = _broken_writers(kind, monkeypatch)
+    err = _error(["export", str(narrowed), *extra, "--out", str(out)], capsys)
+    assert f"{out}: the export does not load back, so it was not written (" in err and "please report it" in err
+    assert out.read_bytes() == b"an earlier export" and sorted(p.name for p in out.parent.iterdir()) == ["ticket.bin"]
+
+
+def test_a_web_page_whose_network_does_not_load_back_is_removed(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    """The page's network, assembled as the page does (graph + compact weights), must compute the
+    ticket's function; a page that would restore nothing (here: an identity graph) is removed."""
+    _runtime_or_skip()
+    import mirl.export.compact as compact
+
+    identity = _identity_onnx()
+    monkeypatch.setattr(compact, "page_onnx", lambda folder: identity)
+    site = tmp_path / "site"
+    err = _error(["export", str(tiny), "--format", "web", "--no-examples", "--out", str(site)], capsys)
+    assert f"{site}: the web export does not load back, so it was removed (" in err and "another function" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.pt"]

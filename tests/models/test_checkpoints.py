@@ -201,3 +201,94 @@ def test_wrong_preset_advice_can_be_followed(tmp_path, capsys):
         main(["info", str(tmp_path / "tiny.pt"), "--preset", "tiny"])
     err = capsys.readouterr().err
     assert "--preset tiny names a study preset" in err and "--model tiny here" in err and len(err.strip().splitlines()) == 1
+
+
+# ---- issue 33, case 1: a file's recorded network settings are as untrusted as its tensors -------------
+
+
+def _with_config(tmp_path, change, narrow=False):
+    """A real tiny (optionally narrowed) mirl checkpoint whose recorded config is then changed."""
+    from mirl.models.narrow import plan_narrowing
+
+    net = build_model("tiny")
+    if narrow:  # narrow_model's steps, without its log line (a handler of an earlier main() may be gone)
+        with torch.no_grad():
+            net.encoder_level1[0].ffn.project_out.weight[:, 3:] = 0
+        plan = plan_narrowing(net)
+        state = plan.apply(net.state_dict())
+        net = plan.build()
+        net.load_state_dict(state)
+    save_checkpoint(tmp_path / "good.pt", net)
+    payload = torch.load(tmp_path / "good.pt", weights_only=True)
+    payload["config"] = change(payload["config"])
+    torch.save(payload, tmp_path / "bad.pt")
+    return tmp_path / "bad.pt"
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    (lambda c: {**c, "heads": [0, 1, 2, 2]}, "heads[0] = 0"),           # ZeroDivisionError before
+    (lambda c: {**c, "dim": -8}, "dim = -8"),                           # RuntimeError before
+    (lambda c: {**c, "heads": [3, 1, 2, 2]}, "not divisible by 3 heads"),  # ValueError before
+    (lambda c: {**c, "dim": 8192, "num_blocks": [8, 8, 8, 8]}, "dim = 8192"),  # terabytes before
+    (lambda c: {**c, "num_blocks": [10**6, 1, 1, 1]}, "num_blocks[0] = 1000000"),
+    (lambda c: {**c, "heads": "1122"}, "heads = '1122' is not a list of whole numbers"),
+    (lambda c: {**c, "ffn_expansion_factor": float("nan")}, "ffn_expansion_factor = nan"),
+    (lambda c: {**c, "bias": "no"}, "bias = 'no'"),
+    (lambda c: ["dim", 8], "not a list"),
+], ids=["heads0", "dim-8", "heads3", "dim8192", "blocks1e6", "heads-str", "ffn-nan", "bias-str", "config-list"])
+@pytest.mark.parametrize("narrow", [False, True], ids=["full", "narrowed"])
+def test_invalid_recorded_settings_are_one_line_errors_naming_the_file(tmp_path, capsys, change, named, narrow):
+    bad = _with_config(tmp_path, change, narrow)
+    assert main(["info", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mirl info: error: {bad}: the network settings recorded in the file are invalid (") and err.count("\n") == 1
+    assert named in err and "--model paper|small|tiny" in err
+
+
+class _Recorder:
+    """Wraps PromptIR in mirl.models.checkpoints: the device of every network it builds."""
+
+    def __init__(self, monkeypatch):
+        import mirl.models.checkpoints as checkpoints
+        import mirl.models.narrow as narrow
+
+        self.devices = []
+        real = checkpoints.PromptIR
+
+        def build(*args, **kwargs):
+            net = real(*args, **kwargs)
+            self.devices.append(next(net.parameters()).device.type)
+            return net
+
+        monkeypatch.setattr(checkpoints, "PromptIR", build)
+        monkeypatch.setattr(narrow, "PromptIR", build)
+
+
+def test_a_recorded_network_over_the_parameter_budget_is_refused_before_it_is_built(tmp_path, monkeypatch):
+    """dim 512 with the paper's blocks: every setting in range, 4.0 G parameters; counted on meta, never built."""
+    from mirl.models.config import parameter_budget, parameter_count, preset
+
+    big = {**preset("paper").to_dict(), "dim": 512}
+    assert parameter_count(ModelConfig.from_dict(big)) > parameter_budget()
+    bad = _with_config(tmp_path, lambda c: big)
+    recorder = _Recorder(monkeypatch)
+    with pytest.raises(CheckpointError, match=r"bad\.pt: its network settings \(dim 512, .*\) make a PromptIR of [\d,]+ "
+                                              r"parameters, more than [\d,]+ \(4x the paper model\)"):
+        load_checkpoint(bad)
+    assert set(recorder.devices) <= {"meta"}
+
+
+@pytest.mark.parametrize("narrow", [False, True], ids=["full", "narrowed"])
+def test_recorded_shapes_are_checked_against_the_tensors_before_anything_is_built(tmp_path, monkeypatch, narrow):
+    """A tiny file recording the paper settings (in budget): the mismatch is found on the meta
+    device; no 35 M parameter network is allocated to find it."""
+    from mirl.models.config import preset
+
+    bad = _with_config(tmp_path, lambda c: preset("paper").to_dict(), narrow)
+    recorder = _Recorder(monkeypatch)
+    with pytest.raises(CheckpointError, match=r"bad\.pt: does not fit PromptIR preset 'paper' \(recorded in the file"):
+        load_checkpoint(bad)
+    assert recorder.devices and set(recorder.devices) == {"meta"}
+    recorder.devices.clear()
+    model, meta = load_checkpoint(tmp_path / "good.pt")  # a good file is still built for real
+    assert recorder.devices[-1] == "cpu" and bool(meta.get("narrow")) == narrow

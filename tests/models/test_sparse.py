@@ -43,3 +43,23 @@ def test_sparse_export_size_at_ten_percent_density(tmp_path):
     size = export_sparse(tmp_path / "sparse.pt", model.state_dict(), mask, model.config.to_dict())
     ratio = size / (tmp_path / "dense.pt").stat().st_size
     assert ratio <= 0.15, f"sparse export is {ratio:.1%} of the dense checkpoint"
+
+
+@pytest.mark.parametrize(("shape", "named"), [([2**20, 2**20], "records the shape [1048576, 1048576] (1,099,511,627,776 positions)"),
+                                              ([-4, -4], "records the shape [-4, -4], not a list of whole numbers"),
+                                              ("8x8", "records the shape '8x8'")], ids=["4TiB", "negative", "string"])
+def test_a_recorded_sparse_shape_must_fit_the_bits_present(tmp_path, capsys, shape, named):
+    """A 4 TiB shape recorded over a few bytes of bits is refused before anything is allocated."""
+    from mirl.cli import main
+    from mirl.models.sparse import export_sparse
+
+    model = build_model("tiny")
+    mask = {n: t != 0 for n, t in model.state_dict().items() if n.endswith("weight") and t.dim() == 4}
+    export_sparse(tmp_path / "ok.pt", model.state_dict(), mask, model.config.to_dict())
+    payload = torch.load(tmp_path / "ok.pt", weights_only=True)
+    payload["sparse"]["output.weight"]["shape"] = shape
+    torch.save(payload, tmp_path / "bad.pt")
+    assert main(["info", str(tmp_path / "bad.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mirl info: error: {tmp_path / 'bad.pt'}: sparse tensor output.weight ") and err.count("\n") == 1
+    assert named in err and "re-export it with `mirl export`" in err
