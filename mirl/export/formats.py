@@ -310,8 +310,8 @@ def _export_web(ticket: Ticket, out: Path, dtype: str, impl: str, tile: int, ove
         model, dense = model_for_export(ticket, impl), model_for_export(ticket, impl, narrow=False)
         info["speed"] = speed_against_dense(data, onnx_bytes(dense, dtype, browser=onnx_file is None), model, dense)
         details["speed"] = speed_text(info["speed"])
-    record = build_web_folder(out, data, info, "", examples)
-    _check_page(out, model_for_export(ticket, impl), dtype)
+    page_model = model_for_export(ticket, impl)
+    record = build_web_folder(out, data, info, "", examples, check=lambda folder: _check_page(folder, out, page_model))
     details.update(web_download_details(record["model"]))
     details["compact"] = bool(record["model"].get("weights"))
     atomic_write_text(out / CARD_FILE, model_card(ticket, "web", out, details))
@@ -383,18 +383,15 @@ def _runs_as(data: bytes, model: Any, dtype: str, where: Any) -> None:
                         f"output {list(got.shape)} for {list(expected.shape)})")
 
 
-def _check_page(out: Path, model: Any, dtype: str) -> None:
-    """The page's network, as the page assembles it (graph + compact weights), runs and computes
-    ``model``'s function; if not, the folder is removed and the error names it."""
-    import shutil
-
+def _check_page(folder: Path, out: Path, model: Any) -> None:
+    """The page's network in ``folder``, as the page assembles it (graph + compact weights), runs
+    and computes ``model``'s function; if not, the error names ``out``, which is left as it was."""
     from .compact import page_onnx
 
     try:
-        _runs_as(page_onnx(out), model, "float16", out)  # the page may ship float16 values: float16's tolerance
+        _runs_as(page_onnx(folder), model, "float16", out)  # the page may ship float16 values: float16's tolerance
     except MirlError as exc:
-        shutil.rmtree(out, ignore_errors=True)
-        raise MirlError(f"{out}: the web export does not load back, so it was removed ({exc}); this is a mirl bug: "
+        raise MirlError(f"{out}: the web export does not load back, so it was not written ({exc}); this is a mirl bug: "
                         "please report it") from None
 
 

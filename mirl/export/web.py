@@ -191,6 +191,7 @@ def build_web_folder(
     examples: bool = True,
     compact: bool = True,
     values: str = "float16",
+    check: Callable[[Path], None] | None = None,
 ) -> dict[str, Any]:
     """Write the static folder ``out`` (replaced whole, atomically: built beside it, then renamed).
 
@@ -202,6 +203,8 @@ def build_web_folder(
     anything else is refused rather than overwritten. ``compact`` ships the weights as bitmasks and
     ``values`` (float16, kept when the probe shows the output moves by at most half an 8-bit level;
     see :mod:`mirl.export.compact`); ``compact=False`` ships the whole ONNX file, weights dense.
+    ``check(folder)`` runs on the finished folder before it replaces ``out``: an error there leaves
+    ``out`` as it was.
 
     Example:
         >>> record = build_web_folder("site", onnx_data, web_info(ticket, "float32", "fast", 256, 32))  # doctest: +SKIP
@@ -258,6 +261,8 @@ def build_web_folder(
         (tmp / TICKET_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         (tmp / CARD_FILE).write_text(card, encoding="utf-8")
         os.chmod(tmp, 0o755)
+        if check is not None:
+            check(tmp)
         if out.exists():
             old = out.with_name(f".{out.name}.old")
             shutil.rmtree(old, ignore_errors=True)

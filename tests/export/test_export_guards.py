@@ -308,5 +308,21 @@ def test_a_web_page_whose_network_does_not_load_back_is_removed(tiny: Path, tmp_
     monkeypatch.setattr(compact, "page_onnx", lambda folder: identity)
     site = tmp_path / "site"
     err = _error(["export", str(tiny), "--format", "web", "--no-examples", "--out", str(site)], capsys)
-    assert f"{site}: the web export does not load back, so it was removed (" in err and "another function" in err
+    assert f"{site}: the web export does not load back, so it was not written (" in err and "another function" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.pt"]
+
+
+def test_a_failing_page_check_leaves_an_earlier_export_as_it_was(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture) -> None:
+    """The page's network is checked in the folder built beside ``--out``: an earlier export there
+    is not replaced by a page that fails the check (it was replaced, then removed)."""
+    _runtime_or_skip()
+    import mirl.export.compact as compact
+
+    site = tmp_path / "site"
+    assert main(["export", str(tiny), "--format", "web", "--no-examples", "--out", str(site)]) == 0
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    monkeypatch.setattr(compact, "page_onnx", lambda folder: _identity_onnx())
+    err = _error(["export", str(tiny), "--format", "web", "--no-examples", "--out", str(site)], capsys)
+    assert "the web export does not load back, so it was not written" in err
+    assert {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before  # card site.md too
