@@ -384,7 +384,10 @@ def compute_seconds(studies: Sequence[str | os.PathLike]) -> float:
 
 def barrier_table(studies: Mapping[str, str | os.PathLike], denominator: str = "trainable") -> pd.DataFrame:
     """The stability barrier (dB, :mod:`mirl.branches.stability`) of each study at each level: the
-    mean over replicates with its 95% t-interval across them and its n (path images x replicates).
+    mean over replicates with its 95% t-interval across them and its n (seeds, each the mean over
+    the path's images); beside it the gain over the degraded input at the path's ends (mean of
+    alpha = 0 and 1) and the distance ratio ||theta_A - theta_B|| / ||theta_A - theta_start||, each
+    with its interval across seeds, and the test crops per photo the path was scored on.
 
     ``studies`` maps a label (e.g. ``"reset to theta_0"``, ``"rewind to step 40"``) to a study
     folder. Only levels whose stability branch every replicate finished are shown.
@@ -404,37 +407,63 @@ def barrier_table(studies: Mapping[str, str | os.PathLike], denominator: str = "
             for node, metrics in zip(nodes, found):
                 _check_barrier(node, metrics, denominator)
             check_distinct_replicates(zip(nodes, found))
-            iv = replicate_interval([m["barrier"] for m in found], images=int(found[0]["path"][0]["images"]))
+            images = int(found[0]["path"][0]["images"])
+            iv = replicate_interval([m["barrier"] for m in found], images=images)
+            gain = replicate_interval([m["gain_ends"] for m in found], images=images)
+            ratios = [m["distance"]["ratio"] for m in found]
+            ratio = replicate_interval(ratios, images=images).format("", digits=3) if None not in ratios else "n/a"
             rows.append({"label": label, "level": level,
                          f"remaining {denominator} (%)": round(100 * float(found[0][f"density_{denominator}"]), 2),
                          "mean": iv.mean, "low": iv.low, "high": iv.high, "barrier (dB)": iv.format("", signed=True),
+                         "gain over the input at the ends (dB)": gain.format("", signed=True),
+                         "|A - B| / |A - start|": ratio, "crops per photo": _per_photo(found[0]["path_images_per_photo"]),
                          "n": iv.sample_size, "method": iv.method,
                          "alphas": ", ".join(f"{a:g}" for a in found[0]["alphas"])})
     return pd.DataFrame(rows, columns=["label", "level", f"remaining {denominator} (%)", "mean", "low", "high",
-                                       "barrier (dB)", "n", "method", "alphas"])
+                                       "barrier (dB)", "gain over the input at the ends (dB)", "|A - B| / |A - start|",
+                                       "crops per photo", "n", "method", "alphas"])
+
+
+def _per_photo(per_task: Mapping[str, Mapping[str, int] | None]) -> str:
+    """``"2 from each of 4 photos"`` (or ``"every image"``) from a stability node's ``path_images_per_photo``."""
+    counts = list(per_task.values())
+    if any(c is None for c in counts):
+        return "every image (no photo names)"
+    per_photo = sorted({n for c in counts for n in c.values()})  # type: ignore[union-attr]
+    photos = sorted({p for c in counts for p in c})  # type: ignore[union-attr]
+    return f"{'/'.join(map(str, per_photo))} from each of {len(photos)} photos"
 
 
 def _check_barrier(node: os.PathLike, metrics: Mapping[str, object], denominator: str) -> None:
-    """Refuse a finished stability node whose metrics lack the barrier, its linear path or alphas."""
+    """Refuse a finished stability node whose metrics lack the barrier, its linear path, alphas, the
+    gain at the ends, the distance ratio or the images per photo (an older mirl's path)."""
     from mirl import paths
 
-    path = metrics.get("path")
+    path, dist = metrics.get("path"), metrics.get("distance")
     if (not isinstance(metrics.get("barrier"), (int, float)) or not isinstance(path, list) or not path
             or not isinstance(path[0], dict) or not isinstance(path[0].get("images"), int)
             or not isinstance(metrics.get("alphas"), list) or not isinstance(metrics.get(f"density_{denominator}"), (int, float))):
         raise MirlError(f"{paths.metrics_file(node)} lacks the stability barrier or its linear path ('barrier', 'path', "
                         f"'alphas'); remove {paths.done_file(node)} and run the study again to redo that stability node")
+    if (not isinstance(metrics.get("gain_ends"), (int, float)) or not isinstance(dist, dict) or "ratio" not in dist
+            or not isinstance(metrics.get("path_images_per_photo"), dict)):
+        raise MirlError(f"{paths.metrics_file(node)} was scored by an older mirl (no 'gain_ends', 'distance' or "
+                        f"'path_images_per_photo': its path saw only the first test images by name); remove "
+                        f"{paths.done_file(node)} and run the study again to redo that stability node")
 
 
 def barrier_headline(barriers: pd.DataFrame, denominator: str = "trainable") -> dict[str, str]:
     """The stability barrier of each study (reset, rewinding, ...) at its dense and its last level,
-    with interval and n, for the report index (a :func:`barrier_table`).
+    with interval and n, beside the gain over the input and the distance ratio, for the report index
+    (a :func:`barrier_table`).
 
     Example:
         >>> table = pd.DataFrame({"label": ["this study"] * 2, "level": [0, 2], "remaining trainable (%)": [100.0, 14.2],
-        ...                       "barrier (dB)": ["+0.76 [+0.41, +1.11]", "+0.03 [-0.10, +0.16]"], "n": ["4 images x 3 replicates"] * 2})
+        ...                       "barrier (dB)": ["+0.76 [+0.41, +1.11]", "+0.03 [-0.10, +0.16]"], "n": ["3 seeds (each the mean over 8 test images)"] * 2,
+        ...                       "gain over the input at the ends (dB)": ["+3.10 [+2.90, +3.30]", "+2.50 [+2.20, +2.80]"],
+        ...                       "|A - B| / |A - start|": ["0.812 [0.700, 0.924]", "0.650 [0.600, 0.700]"]})
         >>> barrier_headline(table)["this study: stability barrier, level 2 (14.2% trainable) (dB)"]
-        '+0.03 [-0.10, +0.16] (n = 4 images x 3 replicates)'
+        '+0.03 [-0.10, +0.16] beside a gain over the input of +2.50 [+2.20, +2.80] at the ends; |A - B| / |A - start| 0.650 [0.600, 0.700] (n = 3 seeds (each the mean over 8 test images))'
     """
     out: dict[str, str] = {}
     for label, group in barriers.groupby("label", sort=False):
@@ -442,7 +471,9 @@ def barrier_headline(barriers: pd.DataFrame, denominator: str = "trainable") -> 
         for _, row in (group.iloc[[0, -1]] if len(group) > 1 else group).iterrows():
             remaining = row[f"remaining {denominator} (%)"]
             where = "dense" if row["level"] == 0 else f"level {int(row['level'])} ({remaining:.3g}% {denominator})"
-            out[f"{label}: stability barrier, {where} (dB)"] = f"{row['barrier (dB)']} (n = {row['n']})"
+            out[f"{label}: stability barrier, {where} (dB)"] = (
+                f"{row['barrier (dB)']} beside a gain over the input of {row['gain over the input at the ends (dB)']} at the ends; "
+                f"|A - B| / |A - start| {row['|A - B| / |A - start|']} (n = {row['n']})")
     return out
 
 

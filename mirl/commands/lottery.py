@@ -179,7 +179,9 @@ def print_summary(study: str | os.PathLike) -> None:
     if not barriers.empty:
         print(f"stability barrier (dB; 0 = linearly connected), {barriers['method'].iloc[0]}:")
         for _, row in barriers.iterrows():
-            print(f"  level {row['level']}  {row['remaining trainable (%)']:7.2f}% trainable  {row['barrier (dB)']} dB  n = {row['n']}")
+            print(f"  level {row['level']}  {row['remaining trainable (%)']:7.2f}% trainable  {row['barrier (dB)']} dB"
+                  f"  beside a gain over the input of {row['gain over the input at the ends (dB)']} dB"
+                  f"  |A - B| / |A - start| {row['|A - B| / |A - start|']}  n = {row['n']}; {row['crops per photo']}")
 
 
 def _print_variant(label: str, scores: "pd.DataFrame") -> None:  # noqa: F821

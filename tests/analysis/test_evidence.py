@@ -271,4 +271,13 @@ def test_a_stability_node_without_its_barrier_is_one_line(smoke_run, tmp_path, d
         barrier_table({"": study})
     node_ok = json.loads(paths.metrics_file(node).read_text())
     paths.metrics_file(node).write_text(json.dumps({**node_ok, "barrier": 0.0, "path": path}))
-    assert barrier_table({"": study})["mean"].tolist() == [0.0]
+    with pytest.raises(MirlError, match=rf"^{paths.metrics_file(node)} was scored by an older mirl .*its path saw only the "
+                                        rf"first test images by name\); remove {paths.done_file(node)} and run"):
+        barrier_table({"": study})  # issue 31: an old path (first N images by name, no gain or distance) is not shown
+    new = {"gain_ends": 3.0, "distance": {"a_b": 1.0, "a_start": 4.0, "ratio": 0.25},
+           "path_images_per_photo": {"derain": {"barbara": 1, "china": 1}}}
+    paths.metrics_file(node).write_text(json.dumps({**node_ok, "barrier": 0.0, "path": path, **new}))
+    table = barrier_table({"": study})
+    assert table["mean"].tolist() == [0.0] and table["crops per photo"].tolist() == ["1 from each of 2 photos"]
+    assert table["gain over the input at the ends (dB)"].tolist() == ["+3.00 [+3.00, +3.00]"]
+    assert table["|A - B| / |A - start|"].tolist() == ["0.250 [0.250, 0.250]"]
