@@ -24,7 +24,7 @@ import pandas as pd
 from mirl.errors import MirlError
 from mirl.scoring.metrics import harm_warning
 from mirl.paths import MAIN as MAIN_BRANCH
-from mirl.analysis.stats import Interval, interval, verdict
+from mirl.analysis.stats import TOO_FEW, Interval, holm, interval, verdict, with_levels
 
 MEAN = "mean"  # the row/panel that averages the tasks (each task weighs the same)
 METRICS: dict[str, str] = {
@@ -154,31 +154,76 @@ def curve_table(scores: pd.DataFrame, metric: str = "psnr") -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns).assign(metric=metric)
 
 
-def paired_differences(scores: pd.DataFrame, ticket: str, metric: str = "psnr") -> pd.DataFrame:
-    """``ticket - control`` per pruned level, task (and ``mean``) for every other variant, paired
-    on the same replicate seeds and test images; with its 95% interval and verdict.
-
-    Level 0 is left out: the dense level is shared by the variants of one seed.
-    """
-    scores = _complete_levels(scores)
-    tasks = _tasks(scores)
+def _paired(scores: pd.DataFrame, ticket: str, metric: str) -> Iterator[tuple[str, pd.DataFrame]]:
+    """``(control, per-image differences ticket - control at the pruned levels)`` per other variant,
+    paired on the same seeds and test images (level 0 is left out: it is shared by one seed's variants)."""
     mine = scores[scores["label"] == ticket]
-    rows = []
     for control in [v for v in dict.fromkeys(scores["label"]) if v != ticket]:
         theirs = scores[scores["label"] == control]
         keys = ["seed", "level", "task", "name"]
         _check_same_images(mine, theirs, ticket, control)
         both = mine.merge(theirs[keys + [metric]], on=keys, suffixes=("", "_control"))
-        both = both[both["level"] > 0].assign(difference=lambda t: t[metric] - t[f"{metric}_control"])
+        yield control, both[both["level"] > 0].assign(difference=lambda t: t[metric] - t[f"{metric}_control"])
+
+
+def paired_differences(scores: pd.DataFrame, ticket: str, metric: str = "psnr") -> pd.DataFrame:
+    """``ticket - control`` per pruned level, task (and ``mean``) for every other variant, paired
+    on the same replicate seeds and test images; with its 95% interval, df, p and verdict.
+
+    These are the **secondary** rows of the analysis plan (``docs/lottery.md``): ``p_holm`` is
+    Holm-adjusted over all rows of one control (every level, every task and the mean), and the
+    verdict follows it; with fewer than 2 seeds or 2 images per task it is "too few to tell".
+    Level 0 is left out: the dense level is shared by the variants of one seed.
+    """
+    scores = _complete_levels(scores)
+    tasks = _tasks(scores)
+    rows = []
+    for control, both in _paired(scores, ticket, metric):
+        family = []
         for level, group in both.groupby("level"):
             where = {"control": control, "level": int(level), "remaining_prunable": group["remaining_prunable"].iloc[0],
                      "remaining_trainable": group["remaining_trainable"].iloc[0]}
             for task in [*tasks, MEAN]:
                 iv = interval(_values(group, "difference", tasks if task == MEAN else [task]))
-                rows.append({**_row(iv, **where, task=task), "verdict": verdict(iv)})
+                family.append((iv, {**_row(iv, **where, task=task), "df": iv.df, "task_images": iv.task_images, "p": iv.p}))
+        adjusted = holm([iv.p for iv, _ in family])
+        rows += [{**row, "p_holm": p, "verdict": verdict(iv, p)} for (iv, row), p in zip(family, adjusted)]
     columns = ["control", "level", "remaining_prunable", "remaining_trainable", "task", "mean", "low", "high", "images",
-               "replicates", "method", "verdict"]
+               "replicates", "method", "df", "task_images", "p", "p_holm", "verdict"]
     return pd.DataFrame(rows, columns=columns).assign(metric=metric)
+
+
+def primary_endpoints(scores: pd.DataFrame, ticket: str, metric: str = "psnr") -> pd.DataFrame:
+    """The **primary endpoint** of each control, named before the run (``docs/lottery.md``,
+    "Analysis plan"): for each seed, the paired difference ``ticket - control`` averaged over the
+    test images of each task, the tasks, and every pruned level both finished; then a 95%
+    t-interval across seeds with ``seeds - 1`` degrees of freedom, its two-sided p and verdict
+    ("too few to tell" with fewer than 2 seeds or 2 images per task).
+
+    Example:
+        >>> primary_endpoints(scores, "ticket")[["control", "mean", "low", "high", "df", "seeds", "verdict"]]  # doctest: +SKIP
+    """
+    scores = _complete_levels(scores)
+    tasks = _tasks(scores)
+    rows = []
+    for control, both in _paired(scores, ticket, metric):
+        levels = sorted(int(v) for v in both["level"].unique())
+        if not levels:
+            continue
+        per_level = [_values(both[both["level"] == level], "difference", tasks) for level in levels]
+        values = [[t for level in per_level for t in level[r]] for r in range(len(per_level[0]))]  # [seed][level x task]
+        iv = interval(values)
+        iv = with_levels(iv, len(levels), iv.images // len(levels))
+        unit = UNITS.get(metric, "")
+        rows.append({"control": control, "levels": ", ".join(map(str, levels)), "mean": iv.mean, "low": iv.low, "high": iv.high,
+                     "df": iv.df, "seeds": iv.replicates, "images": iv.images, "task_images": iv.task_images, "p": iv.p,
+                     "method": iv.method, "n": iv.sample_size, "verdict": verdict(iv),
+                     "sentence": f"{ticket} - {control}, mean over pruned level{'s' if len(levels) > 1 else ''} "
+                                 f"{', '.join(map(str, levels))}: {iv.format(unit, signed=True)}, "
+                                 f"{'t-interval, df = ' + str(iv.df) if iv.df else 'no t-interval (1 seed)'}, "
+                                 f"n = {iv.sample_size}: {verdict(iv)}"})
+    return pd.DataFrame(rows, columns=["control", "levels", "mean", "low", "high", "df", "seeds", "images", "task_images", "p",
+                                       "method", "n", "verdict", "sentence"]).assign(metric=metric)
 
 
 def paired_differences_by_study(scores: pd.DataFrame, variants: Mapping[str, Mapping[str, object]],
@@ -215,8 +260,9 @@ def _check_same_images(mine: pd.DataFrame, theirs: pd.DataFrame, ticket: str, co
 
 
 def verdict_table(differences: pd.DataFrame, ticket: str = "ticket", denominator: str = "trainable") -> pd.DataFrame:
-    """One sentence per control and level from the ``mean`` rows of :func:`paired_differences`,
-    e.g. "at 19.5% trainable the ticket is +0.40 dB [+0.10, +0.70] above random re-init: resolved".
+    """One sentence per control and level from the ``mean`` rows of :func:`paired_differences` (the
+    secondary rows, Holm-adjusted), e.g. "at 19.5% trainable the ticket is +0.40 dB [+0.10, +0.70]
+    above random re-init: resolved (Holm-adjusted p = 0.012)".
     """
     rows = []
     for row in differences[differences["task"] == MEAN].itertuples():
@@ -224,14 +270,29 @@ def verdict_table(differences: pd.DataFrame, ticket: str = "ticket", denominator
         side = "above" if row.mean >= 0 else "below"
         unit = UNITS.get(str(row.metric), "")
         density = 100 * getattr(row, f"remaining_{denominator}")
+        holm_p = "" if row.verdict == TOO_FEW or not np.isfinite(row.p_holm) else f" (Holm-adjusted p = {row.p_holm:.3g})"
         rows.append({
             "control": row.control, "level": row.level, f"remaining {denominator} (%)": round(density, 2),
-            "ticket - control": iv.format(unit, signed=True), "n": iv.sample_size, "verdict": row.verdict,
+            "ticket - control": iv.format(unit, signed=True), "n": iv.sample_size,
+            "Holm-adjusted p": round(float(row.p_holm), 4) if np.isfinite(row.p_holm) else None, "verdict": row.verdict,
             "sentence": f"at {density:.3g}% {denominator} the {ticket} is {iv.format(unit, signed=True)} {side} "
-                        f"{row.control}: {row.verdict}",
+                        f"{row.control}: {row.verdict}{holm_p}",
         })
     return pd.DataFrame(rows, columns=["control", "level", f"remaining {denominator} (%)", "ticket - control", "n",
-                                       "verdict", "sentence"])
+                                       "Holm-adjusted p", "verdict", "sentence"])
+
+
+def primary_lines(scores: pd.DataFrame, ticket: str = "ticket", metric: str = "psnr") -> list[str]:
+    """The primary endpoint of every control as printed lines (``mirl lottery``'s summary); none
+    when the study has no control.
+
+    Example:
+        >>> primary_lines(scores)  # doctest: +SKIP
+        ['ticket - random re-init, mean over pruned levels 1, 2: +0.39 dB [+0.10, +0.68], t-interval, df = 2, n = 3 seeds (...): resolved']
+    """
+    if scores.empty or scores["label"].nunique() < 2:
+        return []
+    return list(primary_endpoints(scores, ticket, metric)["sentence"])
 
 
 def wide_table(curves: pd.DataFrame, denominator: str = "trainable", digits: int = 2) -> pd.DataFrame:
@@ -255,11 +316,12 @@ def wide_table(curves: pd.DataFrame, denominator: str = "trainable", digits: int
 
 def headline(scores: pd.DataFrame, reference: str, metric: str = "gain") -> dict[str, str]:
     """The numbers for the report index: the reference variant's dense and last-level means over
-    tasks with their interval and n, each variant's last level, and the last level's verdicts.
+    tasks with their interval and n, each variant's last level, each control's primary endpoint
+    (:func:`primary_endpoints`), and the last level's Holm-adjusted verdicts.
 
     Example:
         >>> headline(scores, "ticket")  # doctest: +SKIP
-        {'ticket: dense, mean PSNR gain (dB)': '+3.10 [+2.90, +3.30] (n = 80 images x 1 replicate)', ...}
+        {'ticket: dense, mean PSNR gain (dB)': '+3.10 [+2.90, +3.30] (n = 1 seed (the mean over 80 test images))', ...}
     """
     curves = curve_table(scores, metric)
     means = curves[curves["task"] == MEAN]
@@ -278,9 +340,11 @@ def headline(scores: pd.DataFrame, reference: str, metric: str = "gain") -> dict
         last = group.sort_values("level").iloc[-1]
         put(f"{label}, level {int(last['level'])} ({100 * last['remaining_trainable']:.3g}% trainable): mean {name}", last)
     if scores["label"].nunique() > 1:
+        for row in primary_endpoints(scores, reference).itertuples():
+            out[f"{reference} - {row.control}: primary endpoint (PSNR, dB, mean over pruned levels)"] = row.sentence
         table = verdict_table(paired_differences(scores, reference), ticket=reference)
         for control, group in table.groupby("control", sort=False):
-            out[f"{reference} - {control}, last level"] = group.iloc[-1]["sentence"]
+            out[f"{reference} - {control}, last level (secondary, Holm-adjusted)"] = group.iloc[-1]["sentence"]
     return out
 
 
@@ -320,7 +384,10 @@ def compute_seconds(studies: Sequence[str | os.PathLike]) -> float:
 
 def barrier_table(studies: Mapping[str, str | os.PathLike], denominator: str = "trainable") -> pd.DataFrame:
     """The stability barrier (dB, :mod:`mirl.branches.stability`) of each study at each level: the
-    mean over replicates with its 95% t-interval across them and its n (path images x replicates).
+    mean over replicates with its 95% t-interval across them and its n (seeds, each the mean over
+    the path's images); beside it the gain over the degraded input at the path's ends (mean of
+    alpha = 0 and 1) and the distance ratio ||theta_A - theta_B|| / ||theta_A - theta_start||, each
+    with its interval across seeds, and the test crops per photo the path was scored on.
 
     ``studies`` maps a label (e.g. ``"reset to theta_0"``, ``"rewind to step 40"``) to a study
     folder. Only levels whose stability branch every replicate finished are shown.
@@ -340,37 +407,63 @@ def barrier_table(studies: Mapping[str, str | os.PathLike], denominator: str = "
             for node, metrics in zip(nodes, found):
                 _check_barrier(node, metrics, denominator)
             check_distinct_replicates(zip(nodes, found))
-            iv = replicate_interval([m["barrier"] for m in found], images=int(found[0]["path"][0]["images"]))
+            images = int(found[0]["path"][0]["images"])
+            iv = replicate_interval([m["barrier"] for m in found], images=images)
+            gain = replicate_interval([m["gain_ends"] for m in found], images=images)
+            ratios = [m["distance"]["ratio"] for m in found]
+            ratio = replicate_interval(ratios, images=images).format("", digits=3) if None not in ratios else "n/a"
             rows.append({"label": label, "level": level,
                          f"remaining {denominator} (%)": round(100 * float(found[0][f"density_{denominator}"]), 2),
                          "mean": iv.mean, "low": iv.low, "high": iv.high, "barrier (dB)": iv.format("", signed=True),
+                         "gain over the input at the ends (dB)": gain.format("", signed=True),
+                         "|A - B| / |A - start|": ratio, "crops per photo": _per_photo(found[0]["path_images_per_photo"]),
                          "n": iv.sample_size, "method": iv.method,
                          "alphas": ", ".join(f"{a:g}" for a in found[0]["alphas"])})
     return pd.DataFrame(rows, columns=["label", "level", f"remaining {denominator} (%)", "mean", "low", "high",
-                                       "barrier (dB)", "n", "method", "alphas"])
+                                       "barrier (dB)", "gain over the input at the ends (dB)", "|A - B| / |A - start|",
+                                       "crops per photo", "n", "method", "alphas"])
+
+
+def _per_photo(per_task: Mapping[str, Mapping[str, int] | None]) -> str:
+    """``"2 from each of 4 photos"`` (or ``"every image"``) from a stability node's ``path_images_per_photo``."""
+    counts = list(per_task.values())
+    if any(c is None for c in counts):
+        return "every image (no photo names)"
+    per_photo = sorted({n for c in counts for n in c.values()})  # type: ignore[union-attr]
+    photos = sorted({p for c in counts for p in c})  # type: ignore[union-attr]
+    return f"{'/'.join(map(str, per_photo))} from each of {len(photos)} photos"
 
 
 def _check_barrier(node: os.PathLike, metrics: Mapping[str, object], denominator: str) -> None:
-    """Refuse a finished stability node whose metrics lack the barrier, its linear path or alphas."""
+    """Refuse a finished stability node whose metrics lack the barrier, its linear path, alphas, the
+    gain at the ends, the distance ratio or the images per photo (an older mirl's path)."""
     from mirl import paths
 
-    path = metrics.get("path")
+    path, dist = metrics.get("path"), metrics.get("distance")
     if (not isinstance(metrics.get("barrier"), (int, float)) or not isinstance(path, list) or not path
             or not isinstance(path[0], dict) or not isinstance(path[0].get("images"), int)
             or not isinstance(metrics.get("alphas"), list) or not isinstance(metrics.get(f"density_{denominator}"), (int, float))):
         raise MirlError(f"{paths.metrics_file(node)} lacks the stability barrier or its linear path ('barrier', 'path', "
                         f"'alphas'); remove {paths.done_file(node)} and run the study again to redo that stability node")
+    if (not isinstance(metrics.get("gain_ends"), (int, float)) or not isinstance(dist, dict) or "ratio" not in dist
+            or not isinstance(metrics.get("path_images_per_photo"), dict)):
+        raise MirlError(f"{paths.metrics_file(node)} was scored by an older mirl (no 'gain_ends', 'distance' or "
+                        f"'path_images_per_photo': its path saw only the first test images by name); remove "
+                        f"{paths.done_file(node)} and run the study again to redo that stability node")
 
 
 def barrier_headline(barriers: pd.DataFrame, denominator: str = "trainable") -> dict[str, str]:
     """The stability barrier of each study (reset, rewinding, ...) at its dense and its last level,
-    with interval and n, for the report index (a :func:`barrier_table`).
+    with interval and n, beside the gain over the input and the distance ratio, for the report index
+    (a :func:`barrier_table`).
 
     Example:
         >>> table = pd.DataFrame({"label": ["this study"] * 2, "level": [0, 2], "remaining trainable (%)": [100.0, 14.2],
-        ...                       "barrier (dB)": ["+0.76 [+0.41, +1.11]", "+0.03 [-0.10, +0.16]"], "n": ["4 images x 3 replicates"] * 2})
+        ...                       "barrier (dB)": ["+0.76 [+0.41, +1.11]", "+0.03 [-0.10, +0.16]"], "n": ["3 seeds (each the mean over 8 test images)"] * 2,
+        ...                       "gain over the input at the ends (dB)": ["+3.10 [+2.90, +3.30]", "+2.50 [+2.20, +2.80]"],
+        ...                       "|A - B| / |A - start|": ["0.812 [0.700, 0.924]", "0.650 [0.600, 0.700]"]})
         >>> barrier_headline(table)["this study: stability barrier, level 2 (14.2% trainable) (dB)"]
-        '+0.03 [-0.10, +0.16] (n = 4 images x 3 replicates)'
+        '+0.03 [-0.10, +0.16] beside a gain over the input of +2.50 [+2.20, +2.80] at the ends; |A - B| / |A - start| 0.650 [0.600, 0.700] (n = 3 seeds (each the mean over 8 test images))'
     """
     out: dict[str, str] = {}
     for label, group in barriers.groupby("label", sort=False):
@@ -378,7 +471,9 @@ def barrier_headline(barriers: pd.DataFrame, denominator: str = "trainable") -> 
         for _, row in (group.iloc[[0, -1]] if len(group) > 1 else group).iterrows():
             remaining = row[f"remaining {denominator} (%)"]
             where = "dense" if row["level"] == 0 else f"level {int(row['level'])} ({remaining:.3g}% {denominator})"
-            out[f"{label}: stability barrier, {where} (dB)"] = f"{row['barrier (dB)']} (n = {row['n']})"
+            out[f"{label}: stability barrier, {where} (dB)"] = (
+                f"{row['barrier (dB)']} beside a gain over the input of {row['gain over the input at the ends (dB)']} at the ends; "
+                f"|A - B| / |A - start| {row['|A - B| / |A - start|']} (n = {row['n']})")
     return out
 
 
@@ -401,5 +496,6 @@ def harm_warnings(scores: pd.DataFrame) -> list[str]:
 
 
 __all__ = ["MEAN", "METRICS", "barrier_headline", "barrier_table", "compute_seconds", "conventions", "curve_table", "harm_warnings",
-           "harmful_levels", "headline", "interval_method", "paired_differences", "paired_differences_by_study", "scores_table", "study_variants",
+           "harmful_levels", "headline", "interval_method", "paired_differences", "paired_differences_by_study", "primary_endpoints",
+           "primary_lines", "scores_table", "study_variants",
            "verdict_table", "wide_table"]

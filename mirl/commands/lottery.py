@@ -159,20 +159,30 @@ def _dry_run(args: argparse.Namespace, overrides: dict) -> int:
 def print_summary(study: str | os.PathLike) -> None:
     """Per variant (the ticket, then each control branch), one line per level finished by every
     replicate: remaining weights (both denominators), the mean PSNR over tasks against the degraded
-    input's, and the gain with its 95% interval and n; then each stability barrier, and a warning
-    for every task and level where a network makes images worse than its input."""
-    from mirl.analysis.evidence import barrier_table, scores_table, study_variants
+    input's, and the gain with its 95% interval and n; then each control's primary endpoint, each
+    stability barrier, and a warning for every task and level where a network makes images worse
+    than its input."""
+    from mirl.analysis.evidence import barrier_table, primary_lines, scores_table, study_variants
 
     scores = scores_table(study_variants(study))
     if scores.empty:
         return
     for label, group in scores.groupby("label", sort=False):
         _print_variant(label, group)
+    primary = primary_lines(scores)
+    if primary:
+        print("primary endpoint of each control (named before the run: docs/lottery.md, Analysis plan), "
+              "PSNR difference ticket - control, 95% t-interval across seeds:")
+        for line in primary:
+            print(f"  {line}")
+        print("  (per-level and per-task differences are secondary rows, Holm-adjusted: notebook 02)")
     barriers = barrier_table({"": study})
     if not barriers.empty:
         print(f"stability barrier (dB; 0 = linearly connected), {barriers['method'].iloc[0]}:")
         for _, row in barriers.iterrows():
-            print(f"  level {row['level']}  {row['remaining trainable (%)']:7.2f}% trainable  {row['barrier (dB)']} dB  n = {row['n']}")
+            print(f"  level {row['level']}  {row['remaining trainable (%)']:7.2f}% trainable  {row['barrier (dB)']} dB"
+                  f"  beside a gain over the input of {row['gain over the input at the ends (dB)']} dB"
+                  f"  |A - B| / |A - start| {row['|A - B| / |A - start|']}  n = {row['n']}; {row['crops per photo']}")
 
 
 def _print_variant(label: str, scores: "pd.DataFrame") -> None:  # noqa: F821

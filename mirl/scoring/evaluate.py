@@ -17,7 +17,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -36,8 +36,9 @@ def check_limit(limit: int | None) -> None:
 @dataclass(frozen=True)
 class EvalSettings:
     """How test images are scored: the metric convention, centre crop or padding to
-    ``crop_multiple``, tiling, images per task (``limit``: ``None`` or 0 = all), the test-noise
-    seed, the inference precision, and whether bad test files are skipped with a note.
+    ``crop_multiple``, tiling, images per task (``limit``: ``None`` or 0 = all; or ``select``, given
+    a task's sorted image names, returns the indices to score), the test-noise seed, the inference
+    precision, and whether bad test files are skipped with a note.
 
     Example:
         >>> EvalSettings(convention="y", limit=4).test_crop
@@ -52,6 +53,7 @@ class EvalSettings:
     seed: int = 0
     precision: str = "fp32"
     skip_bad: bool = False
+    select: Callable[[Sequence[str]], Sequence[int]] | None = None
 
     @property
     def test_crop(self) -> str:
@@ -109,8 +111,9 @@ def evaluate_model(
             ds = TestDataset(data_root, task, crop_multiple=settings.crop_multiple, pad=settings.pad, seed=settings.seed,
                              skip_bad=settings.skip_bad)
         n = min(settings.limit, len(ds)) if settings.limit else len(ds)
+        chosen = list(range(n)) if settings.select is None else _selected(settings.select, [s.name for s in ds.samples])
         per_image = []
-        for i in tqdm(range(n), desc=f"evaluate {task}", unit="img", disable=not progress):
+        for i in tqdm(chosen, desc=f"evaluate {task}", unit="img", disable=not progress):
             item = ds[i]
             out = restore_image(model, item["degraded"][None], tile=settings.tile, precision=settings.precision)[0].cpu()
             _, _, h, w = item["crop"]
@@ -134,6 +137,14 @@ def evaluate_model(
             "per_image": per_image,
         }
     return results
+
+
+def _selected(select: Callable[[Sequence[str]], Sequence[int]], names: list[str]) -> list[int]:
+    """The indices ``select`` picks from ``names``: distinct, in range, at least one, in order."""
+    chosen = sorted({int(i) for i in select(names)})
+    if not chosen or chosen[0] < 0 or chosen[-1] >= len(names):
+        raise ValueError(f"an image selection must pick at least one of the {len(names)} test images, got {chosen}")
+    return chosen
 
 
 def mean_psnr(values: Sequence[float]) -> tuple[float, int]:

@@ -167,8 +167,8 @@ class StudyConfig:
     replicates: int = _setting(1, "replicates of the study, seeds seed, seed+1, ... (folders replicate_0, replicate_1, ...; finished ones are reused); at most 1000",
                                Limits(at_least=1, at_most=1000, example="3"))
     branches: tuple[str, ...] = _setting((), "branches of every pruned level of the ticket: random_reinit, random_prune, one_shot, stability (docs/lottery.md)", check=_branches)
-    stability_alphas: tuple[float, ...] = _setting((0.0, 0.25, 0.5, 0.75, 1.0), "points of the linear path the stability branch scores (must hold 0 and 1)", check=_alphas)
-    stability_eval_limit: int = _setting(0, "test images per task for the stability branch's path (0 = eval_limit's)", NON_NEGATIVE)
+    stability_alphas: tuple[float, ...] = _setting(tuple(i / 8 for i in range(9)), "points of the linear path the stability branch scores (must hold 0 and 1)", check=_alphas)
+    stability_eval_limit: int = _setting(0, "test crops per photo (each task) for the stability branch's path, the same for every photo (0 = every test image; names without a photo: every image)", NON_NEGATIVE)
     device: str = _setting("auto", "'auto' (CUDA when present), 'cpu' or 'cuda'")
     num_workers: int = _setting(0, "data-loader worker processes (batches do not depend on it)", NON_NEGATIVE)
     checkpoint_every: int = _setting(100, "steps between the periodic checkpoints an interrupted level resumes from", POSITIVE_COUNT)
@@ -281,6 +281,7 @@ STUDY_PRESETS: dict[str, dict[str, Any]] = {
         "lr": 1e-3,
         "max_test_side": 64,
         "eval_limit": 1,
+        "stability_eval_limit": 1,  # one crop of every test photo on the stability path
         "checkpoint_every": 2,
     },
 }
@@ -288,9 +289,9 @@ STUDY_PRESETS: dict[str, dict[str, Any]] = {
 # 50% down to 3.1% of the prunable weights (<= 3.5%, the published endpoint 0.8^15), 3 replicates
 # (seeds 0-2), each level with the field's controls and the stability branch: 3 x (6 main + 5 x 3
 # branches + 1 dense stability) = 66 trainings of about 90 s on 2 quiet cores, the stability path
-# on 8 test images per task (seed 0's dense level is the quickstart's, reused when it exists).
+# on 2 test crops of every test photo per task (seed 0's dense level is the quickstart's, reused when it exists).
 STUDY_PRESETS["evidence"] = {**STUDY_PRESETS["quickstart"], "rounds": 5, "fraction": 0.5, "replicates": 3,
-                             "branches": ("random_reinit", "random_prune", "stability"), "stability_eval_limit": 8}
+                             "branches": ("random_reinit", "random_prune", "stability"), "stability_eval_limit": 2}
 
 
 def _field_types() -> dict[str, Any]:

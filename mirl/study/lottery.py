@@ -30,7 +30,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 
@@ -125,11 +125,14 @@ def warn_collapse(level: int, empty: list[str], cfg: StudyConfig) -> None:
     )
 
 
-def _evaluate(net: torch.nn.Module, study: _Study, limit: int = 0) -> dict[str, Any]:
+def _evaluate(net: torch.nn.Module, study: _Study, limit: int | Callable[[Sequence[str]], Sequence[int]] = 0) -> dict[str, Any]:
+    """Score ``net`` on the study's test images: the first ``limit`` (0: eval_limit's) or those a selection picks."""
     from mirl.scoring.evaluate import EvalSettings, evaluate_model
 
     cfg = study.cfg
-    settings = EvalSettings(convention=cfg.convention, pad=cfg.test_pad, limit=(limit or cfg.eval_limit) or None)
+    select = limit if callable(limit) else None
+    settings = EvalSettings(convention=cfg.convention, pad=cfg.test_pad, select=select,
+                            limit=None if select is not None else (limit or cfg.eval_limit) or None)
     return evaluate_model(net, study.data_root, list(cfg.tasks), settings, device=study.device, progress=cfg.progress)
 
 

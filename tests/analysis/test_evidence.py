@@ -70,8 +70,66 @@ def test_a_planted_one_db_ticket_advantage_is_resolved(tmp_path):
     assert mean["mean"].tolist() == pytest.approx([1.0, 1.0], abs=0.1)
     table = verdict_table(diffs)
     assert table["sentence"].iloc[0].startswith("at 55% trainable the ticket is +1.0")
-    assert table["sentence"].iloc[0].endswith("above random re-init: resolved")
-    assert table["n"].iloc[0] == "32 images x 3 replicates"
+    assert " above random re-init: resolved (Holm-adjusted p = " in table["sentence"].iloc[0]
+    assert table["n"].iloc[0] == "3 seeds (each the mean over 32 test images)"
+
+
+def _per_seed_differences(variants: dict[str, list[Path]], levels: list[int]) -> list[float]:
+    """Each seed's primary endpoint, straight from the metrics files: the mean over pruned levels and
+    tasks of the mean over images of ticket - control."""
+    out = []
+    for mine, theirs in zip(variants["ticket"], variants["random re-init"]):
+        values = []
+        for level in levels:
+            a, b = (json.loads(paths.metrics_file(paths.level_dir(run, level)).read_text())["tasks"] for run in (mine, theirs))
+            values += [np.mean([x["psnr"] - y["psnr"] for x, y in zip(a[t]["per_image"], b[t]["per_image"])]) for t in TASKS]
+        out.append(float(np.mean(values)))
+    return out
+
+
+@pytest.mark.parametrize("planted", [1.0, 0.0])
+def test_the_primary_endpoint_is_a_t_interval_across_seeds_of_the_mean_over_levels(tmp_path, planted):
+    """Issue 31: one endpoint per control, its df and real n (seeds), computed here with scipy directly."""
+    from scipy import stats
+
+    from mirl.analysis.evidence import primary_endpoints, primary_lines
+
+    variants = study(tmp_path, planted, noise=0.3)
+    table = primary_endpoints(scores_table(variants), "ticket")
+    assert list(table.control) == ["random re-init"]
+    row = table.iloc[0]
+    per_seed = _per_seed_differences(variants, [1, 2])
+    test = stats.ttest_1samp(per_seed, 0.0)
+    ci = test.confidence_interval(0.95)
+    assert (row["mean"], row["low"], row["high"], row["p"]) == pytest.approx((np.mean(per_seed), ci.low, ci.high, test.pvalue))
+    assert (row["df"], row["seeds"], row["images"], row["levels"]) == (2, 3, IMAGES * len(TASKS), "1, 2")
+    assert row["n"] == f"3 seeds (each the mean over 2 pruned levels x {IMAGES * len(TASKS)} test images)"
+    assert row["verdict"] == ("resolved" if ci.low > 0 or ci.high < 0 else "not resolved")
+    assert row["verdict"] == ("resolved" if planted else "not resolved")
+    assert primary_lines(scores_table(variants)) == [row["sentence"]] and ", df = 2, n = 3 seeds" in row["sentence"]
+
+
+@pytest.mark.parametrize("replicates, images", [(1, IMAGES), (3, 1)])
+def test_one_seed_or_one_image_per_task_is_too_few_to_tell_everywhere(tmp_path, monkeypatch, replicates, images):
+    """The smoke preset's one-image intervals (and any one-seed study) never print 'resolved'."""
+    from mirl.analysis.evidence import primary_endpoints
+
+    monkeypatch.setitem(globals(), "IMAGES", images)
+    scores = scores_table(study(tmp_path, 3.0, replicates=replicates, noise=0.05))
+    primary = primary_endpoints(scores, "ticket")
+    assert primary["verdict"].tolist() == ["too few to tell"] and primary["low"].iloc[0] > 0
+    diffs = paired_differences(scores, "ticket")
+    assert (diffs.verdict == "too few to tell").all() and diffs["p_holm"].isna().all() == (replicates == 1)
+
+
+def test_secondary_rows_are_holm_adjusted_within_each_control(tmp_path):
+    from mirl.analysis.stats import holm
+
+    diffs = paired_differences(scores_table(study(tmp_path, 0.3, noise=0.5)), "ticket")
+    assert len(diffs) == 2 * (len(TASKS) + 1)  # 2 pruned levels x (tasks + mean): one family
+    assert diffs["p_holm"].tolist() == pytest.approx(holm(diffs["p"].tolist()))
+    assert (diffs["p_holm"] >= diffs["p"]).all()
+    assert ((diffs["p_holm"] < 0.05) == (diffs["verdict"] == "resolved")).all()
 
 
 def test_no_planted_difference_is_not_resolved(tmp_path):
@@ -93,7 +151,7 @@ def test_networks_worse_than_their_input_are_flagged(tmp_path):
     assert (bad["mean"] < 0).all()
     lines = harm_warnings(scores)
     assert lines[0].startswith("ticket, level 0 (100% trainable), derain: the restored images score 2.")
-    assert "below the degraded input" in lines[0] and "n = 16 images x 1 replicate)" in lines[0]
+    assert "below the degraded input" in lines[0] and "n = 1 seed (the mean over 16 test images))" in lines[0]
     gains = curve_table(scores, "gain")
     assert gains[(gains.task == "denoise_25") & (gains.level == 0)]["mean"].iloc[0] == pytest.approx(3.0, abs=0.15)
 
@@ -107,8 +165,12 @@ def test_report_tables_keep_the_variant_order_and_state_n(tmp_path):
     assert list(wide.label) == ["ticket"] * 3 + ["random re-init"] * 3
     assert wide["n (mean)"].iloc[0] == "32 img x 3 rep" and wide["mean"].iloc[0].startswith("3.0")
     numbers = headline(scores, "ticket")
-    assert all("(n = 32 images x 3 replicates)" in v for k, v in numbers.items() if "mean PSNR gain" in k)
-    assert numbers["ticket - random re-init, last level"].endswith("above random re-init: resolved")
+    assert all("(n = 3 seeds (each the mean over 32 test images))" in v for k, v in numbers.items() if "mean PSNR gain" in k)
+    assert " above random re-init: resolved (Holm-adjusted p = " in numbers["ticket - random re-init, last level (secondary, Holm-adjusted)"]
+    primary = numbers["ticket - random re-init: primary endpoint (PSNR, dB, mean over pruned levels)"]
+    assert primary.startswith("ticket - random re-init, mean over pruned levels 1, 2: +1.0") and primary.endswith(": resolved")
+    assert list(numbers).index("ticket - random re-init: primary endpoint (PSNR, dB, mean over pruned levels)") < \
+        list(numbers).index("ticket - random re-init, last level (secondary, Holm-adjusted)")
     assert branch_label("main") == "ticket" and branch_label("random_reinit") == "random re-init"
 
 
@@ -209,4 +271,13 @@ def test_a_stability_node_without_its_barrier_is_one_line(smoke_run, tmp_path, d
         barrier_table({"": study})
     node_ok = json.loads(paths.metrics_file(node).read_text())
     paths.metrics_file(node).write_text(json.dumps({**node_ok, "barrier": 0.0, "path": path}))
-    assert barrier_table({"": study})["mean"].tolist() == [0.0]
+    with pytest.raises(MirlError, match=rf"^{paths.metrics_file(node)} was scored by an older mirl .*its path saw only the "
+                                        rf"first test images by name\); remove {paths.done_file(node)} and run"):
+        barrier_table({"": study})  # issue 31: an old path (first N images by name, no gain or distance) is not shown
+    new = {"gain_ends": 3.0, "distance": {"a_b": 1.0, "a_start": 4.0, "ratio": 0.25},
+           "path_images_per_photo": {"derain": {"barbara": 1, "china": 1}}}
+    paths.metrics_file(node).write_text(json.dumps({**node_ok, "barrier": 0.0, "path": path, **new}))
+    table = barrier_table({"": study})
+    assert table["mean"].tolist() == [0.0] and table["crops per photo"].tolist() == ["1 from each of 2 photos"]
+    assert table["gain over the input at the ends (dB)"].tolist() == ["+3.00 [+3.00, +3.00]"]
+    assert table["|A - B| / |A - start|"].tolist() == ["0.250 [0.250, 0.250]"]

@@ -124,6 +124,32 @@ def test_summary_rows_are_the_levels_scores(smoke_run: Path, capsys: pytest.Capt
         assert f"level {level} (" in line and f"{task}: the restored images score" in line
 
 
+@pytest.mark.parametrize("replicates, verdict", [(3, "resolved"), (1, "too few to tell")])
+def test_summary_prints_one_primary_endpoint_per_control_with_its_df_and_seeds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                              capsys: pytest.CaptureFixture, replicates: int,
+                                                                              verdict: str) -> None:
+    """Issue 31: after the curves, each control's primary endpoint on one line: interval, df, seeds, verdict."""
+    import pandas as pd
+
+    from mirl.analysis import evidence
+    from mirl.commands.lottery import print_summary
+    from tests.analysis.test_evidence import study
+
+    variants = study(tmp_path, 1.0, replicates=replicates)
+    monkeypatch.setattr(evidence, "study_variants", lambda _: variants)
+    monkeypatch.setattr(evidence, "barrier_table", lambda _: pd.DataFrame())
+    print_summary(tmp_path)
+    lines = capsys.readouterr().out.splitlines()
+    header = [i for i, line in enumerate(lines) if line.startswith("primary endpoint of each control")]
+    assert len(header) == 1
+    line = lines[header[0] + 1]
+    expected = evidence.primary_endpoints(evidence.scores_table(variants), "ticket").iloc[0]
+    assert line == f"  {expected['sentence']}" and line.endswith(f": {verdict}")
+    assert line.startswith("  ticket - random re-init, mean over pruned levels 1, 2: +1.0")
+    assert (", df = 2, n = 3 seeds (each the mean over 2 pruned levels x 32 test images)" in line) == (replicates == 3)
+    assert ("no t-interval (1 seed), n = 1 seed (the mean over 2 pruned levels x 32 test images)" in line) == (replicates == 1)
+
+
 def _fake_tools(folder: Path, **scripts: str) -> str:
     """A PATH with these shell scripts (name -> body) first."""
     import os

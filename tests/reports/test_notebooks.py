@@ -122,15 +122,17 @@ def test_study_notebook(smoke: dict[str, Any]) -> None:
 
 
 def test_sparsity_vs_psnr_notebook(smoke: dict[str, Any]) -> None:
-    from mirl.analysis.stats import RESOLVED_ONE_SEED
+    from mirl.analysis.stats import TOO_FEW
 
     data = _results(smoke, "02_sparsity_vs_psnr")
     study = Path(smoke["run_dir"]).name
     assert data["runs"] == {"ticket": [f"{study}/replicate_0/main"], "random re-init": [f"{study}/replicate_0/random_reinit"]}
     assert {row["label"] for row in data["table"]} == set(data["runs"])
-    assert data["verdicts"] and all(v["verdict"] in ("resolved", "not resolved", RESOLVED_ONE_SEED) for v in data["verdicts"])
+    assert data["verdicts"] and all(v["verdict"] == TOO_FEW for v in data["verdicts"])  # one seed, one image per task
+    assert [p["control"] for p in data["primary"]] == ["random re-init"] and data["primary"][0]["verdict"] == TOO_FEW
     assert data["verdicts"][0]["sentence"].startswith("at ") and "random re-init" in data["verdicts"][0]["sentence"]
-    assert all("(n = " in v or k.endswith("last level") for k, v in data["headline"].items())
+    assert all("(n = " in v or "n = 1 seed" in v or k.endswith("(secondary, Holm-adjusted)") for k, v in data["headline"].items())
+    assert any("primary endpoint" in k for k in data["headline"])
 
 
 def test_gallery_notebook(smoke: dict[str, Any]) -> None:

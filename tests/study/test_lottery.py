@@ -134,12 +134,39 @@ def test_stability_path_starts_at_the_ticket(tree):
         for level in (0, 1, 2):
             main = json.loads(paths.metrics_file(paths.level_dir(replicate, level)).read_text())
             stab = json.loads(paths.metrics_file(paths.level_dir(replicate, level, "stability")).read_text())
-            assert [p["alpha"] for p in stab["path"]] == [0.0, 0.25, 0.5, 0.75, 1.0]
-            assert stab["path"][0]["psnr"] == pytest.approx(main["mean_psnr"], abs=1e-9)
-            assert stab["path"][-1]["psnr"] == pytest.approx(stab["mean_psnr"], abs=1e-9)
+            assert [p["alpha"] for p in stab["path"]] == [i / 8 for i in range(9)]
+            # issue 31: one crop of every test photo (the smoke preset), not the first images by name
+            photos = {"barbara": 1, "china": 1, "kodim23": 1, "monarch": 1}
+            assert stab["path_images_per_photo"] == {task: photos for task in main["tasks"]}
+            assert stab["path_eval_limit"] == 1 and all(len(names) == 4 for names in stab["path_images"].values())
+            for point, node in ((stab["path"][0], paths.level_dir(replicate, level)),
+                                (stab["path"][-1], paths.level_dir(replicate, level, "stability"))):
+                assert point["per_image"] == _scores_on(node, tree, stab["path_images"])  # alpha 0 is main, 1 the copy
+            gains = [p["gain"] for p in (stab["path"][0], stab["path"][-1])]
+            assert stab["gain_ends"] == pytest.approx(sum(gains) / 2)
+            start = main_starting_weights(study_preset("smoke", {"branches": BRANCHES}), replicate, level, _theta0(replicate))
+            mask = load_mask(paths.mask_file(paths.level_dir(replicate, level)))
+            a, b = _state(paths.level_dir(replicate, level)), _state(paths.level_dir(replicate, level, "stability"))
+            names = [n for n, _ in build_model("tiny").named_parameters()]
+            norm = lambda x, y: float(torch.sqrt(sum(((x[n] - (y[n] * mask[n] if n in mask else y[n])) ** 2).sum() for n in names)))
+            assert stab["distance"]["a_b"] == pytest.approx(norm(a, b), rel=1e-5)
+            assert stab["distance"]["ratio"] == pytest.approx(norm(a, b) / norm(a, start), rel=1e-5)
             ends = (stab["path"][0]["psnr"] + stab["path"][-1]["psnr"]) / 2
             assert stab["barrier"] == pytest.approx(max(ends - p["psnr"] for p in stab["path"]))
             assert stab["data_seed"] != main["data_seed"]
+
+
+def _scores_on(node: Path, study: Path, names: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+    """Per-image PSNR of ``node``'s trained network on exactly ``names`` (task -> test images)."""
+    from mirl.scoring.evaluate import EvalSettings, evaluate_model
+
+    data = json.loads(paths.run_config(study).read_text())["data"]
+    out = {}
+    for task, wanted in names.items():
+        settings = EvalSettings(select=lambda all_names: [all_names.index(n) for n in wanted])
+        scored = evaluate_model(load_checkpoint(paths.model_file(node))[0], data, [task], settings, device="cpu", progress=False)
+        out[task] = {i["name"]: i["psnr"] for i in scored["tasks"][task]["per_image"]}
+    return out
 
 
 def test_the_barrier_reaches_the_report_index_with_its_interval(tree):
@@ -154,8 +181,9 @@ def test_the_barrier_reaches_the_report_index_with_its_interval(tree):
                              f"reset: stability barrier, level 2 ({barriers.iloc[-1]['remaining trainable (%)']:.3g}% trainable) (dB)"]
     found = [json.loads(paths.metrics_file(paths.level_dir(paths.replicate_dir(tree, r), 2, "stability")).read_text()) for r in (0, 1)]
     expected = replicate_interval([m["barrier"] for m in found], images=int(found[0]["path"][0]["images"]))
-    assert numbers[list(numbers)[-1]] == f"{expected.format('', signed=True)} (n = {expected.sample_size})"
-    assert "x 2 replicates" in numbers[list(numbers)[-1]]
+    last = numbers[list(numbers)[-1]]
+    assert last.startswith(f"{expected.format('', signed=True)} beside a gain over the input of ")
+    assert last.endswith(f"(n = {expected.sample_size})") and "2 seeds (each the mean over 8 test images)" in last
 
 
 def test_a_second_copy_with_the_tickets_own_seed_has_no_barrier(demo_data, tmp_path, monkeypatch):
