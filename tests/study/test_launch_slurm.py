@@ -120,6 +120,7 @@ def test_slurm_job_cancelled_mid_level_resumes_to_the_same_files(slurm, demo_dat
         assert time.monotonic() < deadline, slurm.sacct([job_id])
         time.sleep(0.5)
     assert not paths.is_finished(paths.level_dir(paths.replicate_dir(study, 0), 0))
+    _a_lock_of_the_cancelled_job_on_another_host_is_stale(study, job_id)
     again = _lottery(tmp_path / "cluster", settings, "--launcher", "slurm", "--partition", "debug", "--wait")
     assert again.returncode == 0, again.stderr[-2000:]
     assert "submitted 1 SLURM job(s)" in again.stdout  # the cancelled job is not waited for: it is submitted again
@@ -131,6 +132,20 @@ def test_slurm_job_cancelled_mid_level_resumes_to_the_same_files(slurm, demo_dat
     resumed = json.loads(paths.metrics_file(paths.level_dir(paths.replicate_dir(study, 0), 0)).read_text())
     assert resumed["train"]["resumed_from"] > 0
     _same_files(serial, study)
+
+
+def _a_lock_of_the_cancelled_job_on_another_host_is_stale(study: Path, job_id: str) -> None:
+    """What a job killed on another host leaves (its node lock, naming the job): ``mirl status``
+    asks the real sacct, which knows the job ended, and shows a stale lock with the fix (it showed
+    "running" for ever: a dead process can only be ruled out on this host)."""
+    from mirl.runlock import LOCK_FILE
+
+    lock = paths.level_dir(paths.replicate_dir(study, 0), 0) / LOCK_FILE
+    lock.write_text(json.dumps({"pid": 1, "host": "elsewhere.invalid", "since": "2026-12-07T00:00:00", "slurm_job": job_id}) + "\n")
+    status = subprocess.run([sys.executable, "-m", "mirl", "status", str(study)], env=subprocess_env(), capture_output=True, text=True)
+    assert status.returncode == 0, status.stderr
+    assert f"stale lock: {lock} names SLURM job {job_id}, which ended (CANCELLED)" in status.stdout, status.stdout
+    lock.unlink()
 
 
 def test_slurm_graph_in_two_local_processes_gives_the_files_of_a_serial_run(demo_data, graph_serial, tmp_path) -> None:
