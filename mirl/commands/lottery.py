@@ -160,14 +160,19 @@ def print_summary(study: str | os.PathLike) -> None:
     """Per variant (the ticket, then each control branch), one line per level finished by every
     replicate: remaining weights (both denominators), the mean PSNR over tasks against the degraded
     input's, and the gain with its 95% interval and n; then each stability barrier, and a warning
-    for every task and level where a network makes images worse than its input."""
+    for every task and level where a network makes images worse than its input, and for every node
+    whose mask empties a tensor or cuts a normalisation scale by more than half."""
     from mirl.analysis.evidence import barrier_table, scores_table, study_variants
+
+    from mirl.pruning.health import study_mask_warnings
 
     scores = scores_table(study_variants(study))
     if scores.empty:
         return
     for label, group in scores.groupby("label", sort=False):
         _print_variant(label, group)
+    for line in study_mask_warnings(study):
+        print(f"warning: {line}")
     barriers = barrier_table({"": study})
     if not barriers.empty:
         print(f"stability barrier (dB; 0 = linearly connected), {barriers['method'].iloc[0]}:")

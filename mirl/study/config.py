@@ -122,6 +122,22 @@ def _tasks(value: tuple[str, ...]) -> str | None:
 
 
 NON_NEGATIVE, POSITIVE_COUNT = Limits(at_least=0), Limits(at_least=1)
+AUTO = "auto"  # the rule setting that follows the scope (effective_rule)
+
+
+def effective_rule(rule: str, scope: str) -> str:
+    """The prunable rule a study uses (:mod:`mirl.pruning.rules`): ``auto`` is ``conv`` under
+    ``layerwise`` scope (a threshold per tensor would cut the same share of every LayerNorm scale,
+    so only convolution and linear weights are ranked, as open_lth does) and ``upstream`` (MIR-L's
+    rule) under ``global`` scope; any other rule is itself.
+
+    Example:
+        >>> effective_rule("auto", "layerwise"), effective_rule("auto", "global"), effective_rule("upstream", "layerwise")
+        ('conv', 'upstream', 'upstream')
+    """
+    if rule != AUTO:
+        return rule
+    return "conv" if scope == "layerwise" else "upstream"
 
 
 @dataclass
@@ -154,7 +170,8 @@ class StudyConfig:
     pruner: str = _setting("magnitude", "how main picks the weights it prunes each round, from mirl/study/pruners/ (magnitude: the published rule)")
     fraction: float = _setting(0.2, "fraction of the surviving prunable weights removed per round, in (0, 1)", Limits(above=0, below=1, example="0.2"))
     scope: str = _setting("global", "'global' (one ranking over every prunable tensor) or 'layerwise' (one per tensor; keeps every layer alive)")
-    rule: str = _setting("upstream", "prunable tensors: 'upstream' (every *weight*, as published) or 'conv' (convolution weights the forward uses)")
+    rule: str = _setting("auto", "prunable tensors: 'auto' (conv under scope=layerwise, upstream under global), 'upstream' (every *weight*, as published) "
+                         "or 'conv' (convolution and linear weights the forward uses; never a norm scale, bias or prompt)")
     reset: str = _setting("init", "where survivors restart: 'init' (theta_0, the paper) or 'rewind' (theta_k after rewind_steps)")
     rewind_steps: int = _setting(0, "with reset=rewind: rewind to the weights after this many steps of the dense level", NON_NEGATIVE)
     reset_params: str = _setting("upstream", "'upstream' resets only tensors named *weight*/*bias* to theta_0 (prompts and temperatures keep training), 'all' resets everything")
@@ -176,6 +193,11 @@ class StudyConfig:
     cuda_graph: str = _setting("auto", "'auto' replays each training step as one CUDA graph on a single GPU; 'off' runs it eagerly")
     compile: str = _setting("none", "'regional' compiles each transformer block with torch.compile (minutes of warm-up per process; not yet measured on a GPU)")
     compile_memory_budget: float = _setting(1.0, "with compile=regional: the fraction (0, 1] of its default activations the compiler may keep; less recomputes more in backward", Limits(above=0, at_most=1, example="0.7"))
+
+    def __post_init__(self) -> None:
+        # rule=auto is resolved at once, so a study records (and hashes) the rule it prunes with:
+        # the paper's global scope keeps upstream (its hash is unchanged), layer-wise scope prunes conv.
+            self.rule = effective_rule(self.rule, self.scope)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -233,7 +255,7 @@ def _fixed_choices() -> dict[str, tuple[str, ...]]:
     from mirl.pruning.magnitude import SCOPES
     from mirl.pruning.rules import RULES
 
-    return {"impl": IMPLS, "scope": SCOPES, "rule": RULES,
+    return {"impl": IMPLS, "scope": SCOPES, "rule": (AUTO, *RULES),
             "convention": tuple(CONVENTIONS), "device": DEVICE_CHOICES, **_STUDY_CHOICES}
 
 
@@ -425,6 +447,23 @@ def study_preset(
     return StudyConfig(**parsed)
 
 
+def recorded_config(record: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> StudyConfig:
+    """The settings of a study from its ``config.json`` record (``non_default``, then ``extra``).
+
+    The record's ``rule`` is kept as it ran: a study recorded before ``rule=auto`` with
+    ``scope=layerwise`` and no rule of its own pruned with ``upstream`` (the default then).
+
+    Example:
+        >>> recorded_config({"non_default": {"scope": "layerwise"}, "rule": "upstream"}).rule
+        'upstream'
+        >>> recorded_config({"non_default": {"scope": "layerwise", "rule": "conv"}, "rule": "conv"}).rule
+        'conv'
+    """
+    values = {**dict(record["non_default"]), **dict(extra or {})}
+    values.setdefault("rule", record.get("rule", "upstream"))
+    return study_preset("paper", values)
+
+
 def non_default(cfg: StudyConfig) -> dict[str, Any]:
     """Settings that differ from the dataclass defaults and define the run's identity."""
     defaults = StudyConfig().to_dict()
@@ -457,12 +496,14 @@ __all__ = [
     "ConfigError",
     "STUDY_PRESETS",
     "check_preset",
+    "effective_rule",
     "StudyConfig",
     "config_hash",
     "load_config_file",
     "non_default",
     "parse_assignments",
     "parse_value",
+    "recorded_config",
     "run_name",
     "study_preset",
 ]

@@ -36,7 +36,7 @@ import torch
 
 from mirl import paths
 from mirl.branches import Branch, BranchContext, branch_seed, get_branch
-from mirl.study.config import StudyConfig, config_hash, dense_identity, non_default, run_name, study_preset
+from mirl.study.config import StudyConfig, config_hash, dense_identity, non_default, recorded_config, run_name, study_preset
 from mirl.data.resolve import dataset_root, parse_repeats
 from mirl.device import resolve_device
 from mirl.study.distributed import DistInfo, broadcast_mask, init_distributed
@@ -47,6 +47,7 @@ from mirl.models.networks import build_network
 from mirl.models.promptir import PromptIR
 from mirl.paths import MAIN, level_dir, replicate_dir, runs_dir
 from mirl.pruning.mask import Mask, apply_mask, full_mask, load_mask, save_mask, write_sparsity_report
+from mirl.pruning.health import norm_scale_warning, rule_warning
 from mirl.pruning.reset import reset_weights
 from mirl.runlock import RunLock
 from mirl.study.log import TENSORBOARD_DIR, ScalarLog, run_log
@@ -229,6 +230,8 @@ def run_study(
     try:
         with run_log(run_dir) if dist.is_main else contextlib.nullcontext():
             log.info("%s: %d node(s) to run or check on %s (settings hash %s)", run_dir.name, len(wanted), device, study.hash)
+            if rule_warning(cfg.rule, cfg.scope):
+                log.warning("%s: %s", run_dir.name, rule_warning(cfg.rule, cfg.scope))
             theta = {}
             for r, level, branch in wanted:
                 if r not in theta:
@@ -380,6 +383,8 @@ def _run_node(study: _Study, r: int, level: int, branch: str, theta0: Mapping[st
         report = write_sparsity_report(paths.sparsity_file(node), mask, theta0, UNUSED, level=level, rule=cfg.rule,
                                        scope=cfg.scope, branch=branch)
         warn_collapse(level, report["empty_tensors"], cfg)
+        if norm_scale_warning(report):
+            log.warning("replicate %d, level %d, %s: %s", r, level, branch, norm_scale_warning(report))
     net = build_network(cfg.model, cfg.impl)
     net.load_state_dict(main_starting_weights(cfg, replicate, level, theta0) if rule is None else rule.starting_weights(ctx))
     apply_mask(net, mask)
@@ -450,7 +455,7 @@ def reuse_dense_level(study: _Study, r: int) -> Path | None:
             record = json.loads(sibling.read_text())
             if record.get("format") != paths.LAYOUT_VERSION:
                 continue
-            other = study_preset("paper", dict(record["non_default"]))
+            other = recorded_config(record)
         except (MirlError, KeyError, ValueError, TypeError, OSError):
             continue
         for rr in paths.replicate_numbers(source_study):

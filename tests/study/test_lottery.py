@@ -617,3 +617,29 @@ def test_a_full_disk_at_the_score_writer_is_one_line_and_the_node_is_not_done(sm
                                         "this node is not marked done: free some space and run the same command again"):
         run_study("smoke", {"data": str(demo_data), **FAST}, out=tmp_path)
     assert not paths.is_finished(node) and not paths.metrics_file(node).exists()
+
+
+def test_a_layerwise_upstream_study_is_warned_in_the_log_and_the_summary(demo_data, tmp_path, capsys):
+    """rule=upstream with scope=layerwise cuts every LayerNorm scale by the round's fraction: the
+    study says so in log.txt (the rule, and each node whose norm scales lost more than half) and in
+    the CLI summary; the same study with the default rule prunes no norm scale and says nothing."""
+    from mirl.commands.lottery import print_summary
+
+    settings = {"data": str(demo_data), "scope": "layerwise", "rounds": 1, "fraction": 0.7, **FAST}
+    study = run_study("smoke", {**settings, "rule": "upstream"}, out=tmp_path)
+    text = (study / "log.txt").read_text()
+    assert "rule=upstream with scope=layerwise" in text
+    assert "replicate 0, level 1, main: " in text and "normalisation scale(s) lost more than half" in text
+    print_summary(study)
+    out = capsys.readouterr().out
+    assert "warning: replicate 0, level 1, main: " in out and "normalisation scale(s) lost more than half" in out
+    default = run_study("smoke", settings, out=tmp_path)
+    assert default != study and "rule=upstream" not in (default / "log.txt").read_text()
+    report = json.loads(paths.sparsity_file(level_dir_of(default, 1)).read_text())
+    assert not [n for n in report["tensors"] if ".norm" in n]
+    print_summary(default)
+    assert "normalisation" not in capsys.readouterr().out
+
+
+def level_dir_of(study: Path, level: int) -> Path:
+    return paths.level_dir(paths.replicate_dir(study, 0), level)
