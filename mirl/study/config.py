@@ -311,7 +311,11 @@ STUDY_PRESETS: dict[str, dict[str, Any]] = {
 # (seeds 0-2), each level with the field's controls and the stability branch: 3 x (6 main + 5 x 3
 # branches + 1 dense stability) = 66 trainings of about 90 s on 2 quiet cores, the stability path
 # on 8 test images per task (seed 0's dense level is the quickstart's, reused when it exists).
-STUDY_PRESETS["evidence"] = {**STUDY_PRESETS["quickstart"], "rounds": 5, "fraction": 0.5, "replicates": 3,
+# reset_params=all: every level of the ticket and of every control restarts every tensor, prompts and
+# temperatures included, so that a control differs from the ticket in one thing only (under MIR-L's
+# carry-over, random re-init would train fresh weights with prompts fitted to the ticket's;
+# docs/lottery.md, "Controls that differ in one thing"). The paper preset keeps MIR-L's carry-over.
+STUDY_PRESETS["evidence"] = {**STUDY_PRESETS["quickstart"], "rounds": 5, "fraction": 0.5, "replicates": 3, "reset_params": "all",
                              "branches": ("random_reinit", "random_prune", "stability"), "stability_eval_limit": 8}
 
 

@@ -2,8 +2,9 @@
 
 A study folder (:mod:`mirl.paths`) holds one replicate per seed. In each replicate, level 0 of
 the ``main`` chain trains the dense network from theta_0 (``init.pt``); main's level k prunes
-``fraction`` of the weights that survived its level k-1, resets the survivors to theta_0 (or
-rewinds them to theta_k) and trains again with a fresh optimiser and schedule. The branches of
+``fraction`` of the weights that survived its level k-1, resets the survivors to theta_0 and trains
+again with a fresh optimiser and schedule (or rewinds them to theta_t and resumes training at step t,
+:mod:`mirl.study.rewind`). The branches of
 level k (:mod:`mirl.branches`: ``random_reinit``, ``random_prune``, ``one_shot``, ``stability``)
 start from main's saved mask and starting weights of that level and differ from it in one thing.
 
@@ -51,6 +52,7 @@ from mirl.pruning.health import norm_scale_warning, rule_warning
 from mirl.pruning.reset import reset_weights
 from mirl.runlock import RunLock
 from mirl.study.log import TENSORBOARD_DIR, ScalarLog, run_log
+from mirl.study.rewind import rewind_start, snapshot_hook
 from mirl.study.train import TrainSettings, train_level
 
 # The weights PromptIR defines but never calls (the network declares them).
@@ -400,10 +402,10 @@ def _run_node(study: _Study, r: int, level: int, branch: str, theta0: Mapping[st
     data_seed = rep_seed if rule is None else rule.data_seed(ctx)
     study.train_set.seed = data_seed
     settings = dataclasses.replace(TrainSettings.from_study(cfg), seed=data_seed)
-    on_step = _rewind_hook(cfg, replicate, dist) if (level == 0 and rule is None) else None
+    on_step = snapshot_hook(cfg, replicate, dist) if (level == 0 and rule is None) else None
     identity = node_identity(cfg, r, level, branch)
     summary = train_level(model, mask, study.train_set, settings, node, device, level=level, dist=dist, on_step=on_step,
-                          node=identity)
+                          node=identity, start=rewind_start(cfg, replicate, level, device))
     if dist.is_main:
         net.eval()
         save_checkpoint(paths.model_file(node), net, metadata={"run": study.name, "replicate": r, "level": level,
@@ -619,22 +621,6 @@ def _initial_weights(study: _Study, r: int) -> dict[str, torch.Tensor]:
         return model.state_dict()
     model, _ = load_checkpoint(path)
     return model.state_dict()
-
-
-def _rewind_hook(cfg: StudyConfig, replicate: Path, dist: DistInfo):
-    """Snapshot theta_k (``rewind.pt``) after ``rewind_steps`` steps of main's dense level."""
-    if cfg.reset != "rewind" or not dist.is_main:
-        return None
-    path = paths.rewind_weights(replicate)
-    if cfg.rewind_steps == 0 and not path.exists():
-        model, _ = load_checkpoint(paths.init_weights(replicate))
-        save_checkpoint(path, model, metadata={"theta": 0})
-
-    def hook(step: int, net: torch.nn.Module) -> None:
-        if step == cfg.rewind_steps and not path.exists():
-            save_checkpoint(path, net, metadata={"theta": step})  # type: ignore[arg-type]
-
-    return hook
 
 
 def replicate_dirs(run_dir: str | os.PathLike, replicates: int | None = None) -> list[Path]:

@@ -128,6 +128,20 @@ def test_one_shot_prunes_the_dense_level_straight_to_the_level(tree):
                                                  PromptIR.unused_in_forward))
 
 
+def test_one_shot_carries_level_0s_prompts_not_main_level_k_minus_1s(tree):
+    """Under reset_params=upstream the prompts are carried over, not reset: one-shot prunes the
+    dense level 0, so it starts from level 0's trained prompts; the ticket from its level k-1's."""
+    cfg = study_preset("smoke", {"branches": BRANCHES})
+    replicate = paths.replicate_dir(tree, 0)
+    theta0, dense = _theta0(replicate), _state(paths.level_dir(replicate, 0))
+    ctx = branch_context(cfg, replicate, 2, "one_shot", theta0)
+    start = get_branch("one_shot").starting_weights(ctx)
+    prompt = "prompt1.prompt_param"
+    assert torch.equal(start[prompt], dense[prompt])
+    assert not torch.equal(ctx.main_start[prompt], dense[prompt])  # main's level 2 carries level 1's
+    assert torch.equal(start["output.weight"], theta0["output.weight"])  # the reset tensors are main's start
+
+
 def test_stability_path_starts_at_the_ticket(tree):
     for r in (0, 1):
         replicate = paths.replicate_dir(tree, r)
@@ -230,12 +244,29 @@ def test_rerun_skips_finished_levels(smoke_run, demo_data):
     assert again == smoke_run and paths.model_file(node).stat().st_mtime_ns == stamp
 
 
+def _train_log(node: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(paths.train_log_file(node)) as fh:
+        return list(csv.DictReader(fh))
+
+
 def test_rewind_resets_to_weights_after_k_steps(demo_data, tmp_path):
     settings = {"reset": "rewind", "rewind_steps": 2, "rounds": 1}
-    study = run_study("smoke", {"data": str(demo_data), **settings, "branches": "stability", **FAST}, out=tmp_path)
+    study = run_study("smoke", {"data": str(demo_data), **settings, "branches": "stability,random_reinit", **FAST}, out=tmp_path)
     replicate = paths.replicate_dir(study, 0)
     rewound, meta = load_checkpoint(paths.rewind_weights(replicate))
     assert meta["metadata"]["theta"] == 2
+    # every rewound level, of main and of each branch, resumes the dense run at step 2 (open_lth):
+    # the AdamW state of step 2, the schedule from step 3 on, and the remaining 6 - 2 steps
+    point = torch.load(paths.rewind_state(replicate), weights_only=True)
+    assert point["step"] == 2 and all(int(s["step"]) == 2 for s in point["optimizer"]["state"].values())
+    dense_lr = {r["step"]: r["lr"] for r in _train_log(paths.level_dir(replicate, 0))}
+    for branch in ("main", "stability", "random_reinit"):
+        rows = _train_log(paths.level_dir(replicate, 1, branch))
+        assert [r["step"] for r in rows] == ["3", "4", "5", "6"], branch
+        assert [r["lr"] for r in rows] == [dense_lr[r["step"]] for r in rows], branch
+        assert json.loads(paths.metrics_file(paths.level_dir(replicate, 1, branch)).read_text())["train"]["started_at"] == 2
     theta0 = _theta0(replicate)
     assert not torch.equal(rewound.state_dict()["output.weight"], theta0["output.weight"])
     start = main_starting_weights(study_preset("smoke", settings), replicate, 1, theta0)
