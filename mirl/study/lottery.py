@@ -439,7 +439,7 @@ def reuse_dense_level(study: _Study, r: int) -> Path | None:
     settings and the same seed.
 
     Level 0 does not depend on ``rounds``, ``fraction``, ``scope`` or ``reset_params``, nor on
-    the branches, so e.g. the quickstart and the evidence study train seed 0's dense network once.
+    the branches (a sibling that recorded other data files is passed over), so e.g. the quickstart and the evidence study train seed 0's dense network once.
     The copy is atomic and ``reused.json`` names its source; a sibling whose files are damaged is
     passed over with a warning. Returns the source replicate folder, or ``None``.
     """
@@ -460,6 +460,8 @@ def reuse_dense_level(study: _Study, r: int) -> Path | None:
             other = recorded_config(record)
         except (MirlError, KeyError, ValueError, TypeError, OSError):
             continue
+        if not _same_data(study.run_dir, source_study):
+            continue  # trained on other files (e.g. the built-in corpus before its val split)
         for rr in paths.replicate_numbers(source_study):
             source = replicate_dir(source_study, rr)
             if (_without_seed(dense_identity(other)), replicate_seed(other, rr)) != wanted:
@@ -473,6 +475,14 @@ def reuse_dense_level(study: _Study, r: int) -> Path | None:
                 continue
             return source
     return None
+
+
+def _same_data(run_dir: Path, other: Path) -> bool:
+    """Whether two studies recorded the same data fingerprint (``data.json``)."""
+    try:
+        return json.loads(paths.data_fingerprint(run_dir).read_text()) == json.loads(paths.data_fingerprint(other).read_text())
+    except (OSError, ValueError):
+        return False
 
 
 def _without_seed(identity: Mapping[str, Any]) -> dict[str, Any]:

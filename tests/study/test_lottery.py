@@ -287,6 +287,18 @@ def test_dense_level_is_shared_between_studies_that_differ_in_pruning(smoke_run,
     assert not paths.reused_file(paths.level_dir(paths.replicate_dir(other_seed, 0), 0)).exists()
 
 
+def test_a_sibling_trained_on_other_data_is_not_reused(smoke_run, demo_data, tmp_path):
+    """Issue 31: the built-in corpus lost two training photos to its val split; a dense level
+    trained on the old files (another data.json) is not copied into a study of the new ones."""
+    sibling = tmp_path / smoke_run.name
+    shutil.copytree(smoke_run, sibling)
+    recorded = json.loads(paths.data_fingerprint(sibling).read_text())
+    recorded["train"] = {**recorded["train"], "train/denoise/Corpus/chelsea.png": 1}
+    paths.data_fingerprint(sibling).write_text(json.dumps(recorded))
+    study = run_study("smoke", {"data": str(demo_data), "rounds": 0, "fraction": 0.5, **FAST}, out=tmp_path)
+    assert not paths.reused_file(paths.level_dir(paths.replicate_dir(study, 0), 0)).exists()
+
+
 def test_a_broken_sibling_dense_level_is_passed_over(smoke_run, demo_data, tmp_path):
     sibling = tmp_path / smoke_run.name
     shutil.copytree(smoke_run, sibling)
