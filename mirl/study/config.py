@@ -269,12 +269,14 @@ STUDY_PRESETS: dict[str, dict[str, Any]] = {
     # CPU demo study on the built-in corpus: about 80 s a level on 2 cores, every task restored.
     # Layer-wise scope: global pruning empties the output convolution (measured on small) below ~20%
     # density (docs/lottery.md, "Layer collapse"); add scope=global to see it happen.
-    # Chosen on a validation copy of the corpus (mirl make-dataset --seed 1), dense level, 3 seeds.
+    # Chosen on a validation copy of the corpus (mirl make-dataset --seed 1: the test photos with other
+    # degradation draws, so not a true validation set), dense level, 3 seeds; re-checked on the val
+    # photos (chelsea, flower) in docs/benchmarks.md. Choose on val/, never on test/.
     "quickstart": {
         "model": "tiny",  # a 64 px step takes 0.52x a 48 px step of small; in equal time small (200 steps) gave derain +0.7 dB, tiny (375) +2.2
         "scope": "layerwise",
-        # Samples per epoch: denoise 29% (11 photos x 4 per sigma), derain 57% (33 x 8), dehaze 14%
-        # (33 x 2). With a third each ("demo") the network learns dehazing's "darken what is bright
+        # Samples per epoch: denoise 29% (9 photos x 4 per sigma), derain 57% (27 x 8), dehaze 14%
+        # (27 x 2). With a third each ("demo") the network learns dehazing's "darken what is bright
         # and flat" first and applies it to every input: derain -3.1 dB, a white sky -30 dB.
         "repeats": "denoise=4,derain=8,dehaze=2",  # derain -0.2 -> +0.9 dB, mean +2.9 -> +3.4 (400 steps)
         "patch_size": 64,  # streaks are 15-35 px long: 48 px patches (460 steps, same time) gave derain +1.4 dB, 64 px +1.7
