@@ -76,6 +76,7 @@ def builtin_dataset_dir(max_test_side: int | None, base: PathLike | None = None)
 #   runs/<preset>_<hash8>/data.json                   fingerprint of the data it trained and tested on
 #   runs/<preset>_<hash8>/replicate_<r>/              seed = seed + r (replicate_dir)
 #       init.pt, rewind.pt                            theta_0, theta_k (init_weights, rewind_weights)
+#       rewind_state.pt                               optimiser state and step at theta_k (rewind_state)
 #       level_<k>/main/                               the ticket chain (level_dir(rep, k))
 #       level_<k>/<branch>/                           a branch of level k (level_dir(rep, k, branch))
 #
@@ -134,6 +135,12 @@ def init_weights(replicate: PathLike) -> Path:
 def rewind_weights(replicate: PathLike) -> Path:
     """``rewind.pt``: theta_k of a replicate, the weights after ``rewind_steps`` (``reset=rewind``)."""
     return Path(replicate) / "rewind.pt"
+
+
+def rewind_state(replicate: PathLike) -> Path:
+    """``rewind_state.pt``: the optimiser state and step at the rewind point; every rewound level
+    resumes training from it (``reset=rewind``, :mod:`mirl.study.rewind`)."""
+    return Path(replicate) / "rewind_state.pt"
 
 
 def level_dir(replicate: PathLike, level: int, branch: str = MAIN) -> Path:

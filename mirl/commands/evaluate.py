@@ -26,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile", type=int, default=None, help="tile size for large test images")
     parser.add_argument("--limit", type=int, default=None, help="at most this many images per task (default and 0: all, as the study's eval_limit)")
     parser.add_argument("--seed", type=int, default=0, help="test-noise seed (default 0)")
+    parser.add_argument("--split", default="test", choices=["test", "val"], help="score the test images (default) or the "
+                        "validation images (val/: choose a recipe on these, never on test)")
     parser.add_argument("--save-images", action="store_true", help="also write restored PNGs under --out/images/<model>/")
     parser.add_argument("--skip-bad", action="store_true", help="skip bad test files with a warning instead of stopping")
     add_checkpoint_arguments(parser)
@@ -55,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if args.save_images and not args.out:
         raise MirlError("--save-images needs --out DIR")
     settings = EvalSettings(convention=args.convention, pad=args.pad, tile=args.tile, limit=args.limit, seed=args.seed,
-                            precision=args.precision, skip_bad=args.skip_bad)
+                            precision=args.precision, skip_bad=args.skip_bad, split=args.split)
     results = {}
     for name, path in find_checkpoints(args.target):
         model, _ = load_checkpoint(path, map_location=device, allow_pickle=args.allow_pickle, config=args.model)

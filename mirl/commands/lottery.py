@@ -161,8 +161,11 @@ def print_summary(study: str | os.PathLike) -> None:
     replicate: remaining weights (both denominators), the mean PSNR over tasks against the degraded
     input's, and the gain with its 95% interval and n; then each control's primary endpoint, each
     stability barrier, and a warning for every task and level where a network makes images worse
-    than its input."""
+    than its input, and for every node whose mask empties a tensor or cuts a normalisation scale by
+    more than half."""
     from mirl.analysis.evidence import barrier_table, primary_lines, scores_table, study_variants
+
+    from mirl.pruning.health import study_mask_warnings
 
     scores = scores_table(study_variants(study))
     if scores.empty:
@@ -176,6 +179,8 @@ def print_summary(study: str | os.PathLike) -> None:
         for line in primary:
             print(f"  {line}")
         print("  (per-level and per-task differences are secondary rows, Holm-adjusted: notebook 02)")
+    for line in study_mask_warnings(study):
+        print(f"warning: {line}")
     barriers = barrier_table({"": study})
     if not barriers.empty:
         print(f"stability barrier (dB; 0 = linearly connected), {barriers['method'].iloc[0]}:")

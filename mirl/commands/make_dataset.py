@@ -7,7 +7,7 @@ import time
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="folder to create (holds train/ and test/)")
+    parser.add_argument("--out", required=True, help="folder to create (holds train/, val/ and test/)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every degradation (default 0)")
     parser.add_argument("--max-test-side", type=int, default=None, help="centre-crop test photos to at most this many px per side")
     parser.add_argument("--photos", nargs="+", default=None, help="only these corpus photos (quick demos); default all fifteen")
@@ -24,6 +24,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.out}: already complete with these settings; nothing to do")
         return 0
     for split, counts in manifest["counts"].items():
+        if not manifest["split"][split]:
+            continue  # e.g. --photos without a validation photo
         print(f"{split:5s} " + ", ".join(f"{task} {n}" for task, n in counts.items()) + f"   photos: {', '.join(manifest['split'][split])}")
     if manifest["unavailable"]:
         print("unavailable photos: " + ", ".join(f"{k} ({v})" for k, v in manifest["unavailable"].items()))

@@ -4,8 +4,9 @@ Nothing is downloaded and the packages holding the photos are never imported (sp
 imgaug do not import here): ``importlib.util.find_spec`` finds the package folder. A missing package
 makes its photos unavailable; :func:`unavailable_photos` says which and why, and the rest are used.
 
-Fixed split: ``TEST_NAMES`` (kodim23, monarch, barbara, china) are the test photos, the other eleven
-train. The corpus is a demo set, not a benchmark: never compare numbers on it with paper numbers.
+Fixed split: ``TEST_NAMES`` (kodim23, monarch, barbara, china) are the test photos, ``VAL_NAMES``
+(chelsea, flower) the validation photos, on which any recipe choice is made (never on the test
+photos), and the other nine train. The corpus is a demo set, not a benchmark: never compare numbers on it with paper numbers.
 
 Example:
     >>> [p.name for p in corpus_photos("test")]  # doctest: +SKIP
@@ -46,6 +47,8 @@ class Photo:
 _SK, _MPL, _SKL, _SPC, _MAH, _IAA = "skimage", "matplotlib", "sklearn", "sporco", "mahotas", "imgaug"
 
 TEST_NAMES: tuple[str, ...] = ("kodim23", "monarch", "barbara", "china")
+# Two former training photos (issue 31): a recipe is chosen on them, never on the test photos.
+VAL_NAMES: tuple[str, ...] = ("chelsea", "flower")
 
 _ROWS: tuple[tuple[str, str, str, str], ...] = (
     ("astronaut", _SK, "data/astronaut.png", "NASA, public domain"),
@@ -66,10 +69,11 @@ _ROWS: tuple[tuple[str, str, str, str], ...] = (
 )
 
 PHOTOS: tuple[Photo, ...] = tuple(
-    Photo(name, pkg, rel, lic, "test" if name in TEST_NAMES else "train") for name, pkg, rel, lic in _ROWS
+    Photo(name, pkg, rel, lic, "test" if name in TEST_NAMES else "val" if name in VAL_NAMES else "train")
+    for name, pkg, rel, lic in _ROWS
 )
 DISPARITY = (_SK, "data/motorcycle_disp.npz")  # true disparity of the motorcycle photo
-SPLITS = ("train", "test", "all")
+SPLITS = ("train", "val", "test", "all")
 
 
 def package_dir(package: str) -> Path | None:
@@ -84,7 +88,7 @@ def package_dir(package: str) -> Path | None:
 
 
 def corpus_photos(split: str = "all") -> list[Photo]:
-    """The available photos of ``split`` (``train``, ``test`` or ``all``) in the fixed order.
+    """The available photos of ``split`` (``train``, ``val``, ``test`` or ``all``) in the fixed order.
 
     Example:
         >>> len(corpus_photos("all")) <= 15
@@ -144,6 +148,7 @@ __all__ = [
     "Photo",
     "SPLITS",
     "TEST_NAMES",
+    "VAL_NAMES",
     "corpus_photos",
     "load_photo",
     "motorcycle_depth",

@@ -1,6 +1,6 @@
 """Datasets over the published folder layout (MIR-L / PromptIR), for training and testing.
 
-Layout (``root`` is the folder that holds ``train/`` and ``test/``)::
+Layout (``root`` is the folder that holds ``train/`` and ``test/``, and ``val/`` laid out as ``test/``)::
 
     {train,test}/denoise/<set>/**/*.{png,jpg,...}                  clean only; noise made on the fly
     {train,test}/derain/<set>/{input/X_rainy.png, target/X_gt.png}
@@ -41,7 +41,7 @@ from . import PUBLISHED_REPEATS, TASKS, expand_tasks, task_sigma
 from .degrade import add_gaussian_noise, derive_seed
 from .imageio import BadImageError, image_size, is_image_name, read_image, to_tensor
 
-SPLIT_NAMES = ("train", "test")
+SPLIT_NAMES = ("train", "val", "test")  # val: the built-in corpus's validation photos (mirl make-dataset)
 # task family -> (folder under train/ or test/, suffix of input stems); denoise has no inputs.
 FAMILIES: dict[str, tuple[str, str | None]] = {
     "denoise": ("denoise", None),
@@ -310,7 +310,7 @@ def center_crop_box(h: int, w: int, multiple: int) -> tuple[int, int, int, int]:
 
 
 class TestDataset(torch.utils.data.Dataset):
-    """Test images of one task: centre-cropped to ``crop_multiple`` (published) or, with ``pad=True``,
+    """Test images of one task (``split="val"``: the validation images): centre-cropped to ``crop_multiple`` (published) or, with ``pad=True``,
     reflect-padded to it (the restored output is cropped back before scoring).
 
     Items: ``{"name", "degraded", "clean", "crop": (top, left, h, w), "pad": (bottom, right), "task"}``;
@@ -331,18 +331,24 @@ class TestDataset(torch.utils.data.Dataset):
         pad: bool = False,
         seed: int = 0,
         skip_bad: bool = False,
+        split: str = "test",
     ) -> None:
         if task not in TASKS:
             raise DatasetError(f"TestDataset takes one task; got {task!r}; valid: {', '.join(TASKS)}")
-        self.task = task
+        if split not in ("test", "val"):
+            raise DatasetError(f"TestDataset scores the test or val split; got {split!r}")
+        self.task, self.split = task, split
         self.root = Path(root)
+        if split == "val" and not (self.root / "val").is_dir():
+            raise DatasetError(f"{self.root}/val does not exist: a validation split is written by mirl make-dataset (the built-in "
+                               "corpus; remake an older one); for another data set, lay out val/ as test/ (docs/data.md)")
         self.crop_multiple, self.pad, self.seed = int(crop_multiple), bool(pad), int(seed)
-        found, self.skipped = discover(self.root, "test", task, skip_bad)
+        found, self.skipped = discover(self.root, split, task, skip_bad)
         problems = _Problems(skip_bad)
         self.samples = _check_sizes(found, 1 if pad else self.crop_multiple, problems, "crop multiple")
         self.skipped += problems.skipped
         if not self.samples:
-            raise DatasetError(f"{self.root}/test: no usable images for task {task!r}")
+            raise DatasetError(f"{self.root}/{split}: no usable images for task {task!r}")
 
     @property
     def test_crop(self) -> str:

@@ -6,6 +6,7 @@ Written tree (``OUT``)::
     train/derain/Rain100L/{input/<photo>-<k>_rainy.png, target/<photo>-<k>_gt.png}   3 per photo
     train/dehaze/OTS/{input/<photo>_<A>_<beta>_hazy.png, target/<photo>_gt.png}      3 per photo
     train/jpeg/Upload/{input/<photo>-<k>_jpeg.png, target/<photo>-<k>_gt.png}        2 per photo
+    val/denoise/Corpus, val/derain/Rain100L, val/dehaze/SOTS, val/jpeg/Upload        1 per validation image
     test/denoise/Corpus, test/derain/Rain100L, test/dehaze/SOTS, test/jpeg/Upload    1 per test image
     mirl_dataset.json                                     settings, every file's parameters
 
@@ -15,7 +16,9 @@ Test images: with ``max_test_side`` set, each test photo gives a grid of up to `
 full-size image per photo, named ``<photo>``. Every test image is degraded independently, from its own seed, at the
 scale training sees: rain is drawn over the whole photo and cropped (the streak layer is normalised
 per image, so rain drawn on a small crop alone is brighter than on a full-size training photo), and
-haze uses the photo's own depth map, cropped.
+haze uses the photo's own depth map, cropped. Validation images (``val/``, the photos of
+:data:`mirl.data.corpus.VAL_NAMES`) are made exactly as test images are, from their own photos: a
+recipe is chosen on them (``mirl evaluate --split val``), never on the test photos.
 
 The tree is built in a temporary folder beside ``OUT`` and renamed into place, so ``OUT`` is either
 complete or absent. Running again with the same settings does nothing.
@@ -47,7 +50,8 @@ from .imageio import write_image
 MANIFEST = "mirl_dataset.json"
 FORMAT = "mirl.dataset"
 # 2: several test crops per photo (TEST_GRID), rain and depth drawn at full photo size then cropped.
-VERSION = 2
+# 3: two training photos moved to a val/ split (the test images are unchanged, byte for byte).
+VERSION = 3
 # At most this many test crops per side of a photo when max_test_side is set (3: 20 test images per
 # task from the 4 test photos at 224 px).
 TEST_GRID = 3
@@ -56,6 +60,8 @@ SUBSETS = {
     "train": {"denoise": "Corpus", "derain": "Rain100L", "dehaze": "OTS", "jpeg": "Upload"},
     "test": {"denoise": "Corpus", "derain": "Rain100L", "dehaze": "SOTS", "jpeg": "Upload"},
 }
+SUBSETS["val"] = SUBSETS["test"]  # validation images are made, and laid out, as test images
+SPLITS = ("train", "val", "test")
 
 
 class DatasetExistsError(MirlError):
@@ -230,7 +236,7 @@ def make_dataset(
         records: list[dict] = []
         for photo in tqdm(selected, desc="make-dataset", unit="photo", disable=not progress):
             records += _write_photo(tmp, photo.split, photo, seed, max_test_side)
-        counts = {split: {} for split in ("train", "test")}
+        counts: dict[str, dict[str, int]] = {split: {} for split in SPLITS}
         for photo in selected:
             for r in records:
                 if r["photo"] == photo.name:
@@ -238,7 +244,7 @@ def make_dataset(
         manifest = {
             "format": FORMAT,
             "settings": settings,
-            "split": {s: [p.name for p in selected if p.split == s] for s in ("train", "test")},
+            "split": {s: [p.name for p in selected if p.split == s] for s in SPLITS},
             "licences": {p.name: f"{p.licence} ({p.package}/{p.relpath})" for p in selected},
             "unavailable": {p.name: why for p, why in missing},
             "recommended_repeats": dict(DEMO_REPEATS),

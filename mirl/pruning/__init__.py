@@ -12,6 +12,7 @@ Example:
 from mirl.models.sparse import densify, export_sparse
 
 from .controls import one_shot_fraction, random_prune
+from .health import mask_warnings, study_mask_warnings
 from .magnitude import SCOPES, magnitude_prune
 from .mask import (Mask, MaskApplier, apply_mask, check_mask_fits, count_kept, full_mask, load_mask, mask_gradients, masks_equal,
                    save_mask, sparsity_report, write_sparsity_report)
@@ -33,6 +34,7 @@ __all__ = [
     "is_prunable",
     "load_mask",
     "magnitude_prune",
+    "mask_warnings",
     "mask_gradients",
     "masks_equal",
     "one_shot_fraction",
@@ -41,5 +43,6 @@ __all__ = [
     "random_prune",
     "save_mask",
     "sparsity_report",
+    "study_mask_warnings",
     "write_sparsity_report",
 ]

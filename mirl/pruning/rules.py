@@ -4,6 +4,10 @@
   the prompt linear layers, and six convolutions the forward pass never uses), as MIR-L does;
 * ``conv``: only convolution and linear weights that the forward pass uses; the network declares
   the ones it never uses (``PromptIR.unused_in_forward``), and the caller passes them as ``unused``.
+  Normalisation scales, biases, prompts and temperatures are never pruned (open_lth's rule).
+
+A study's ``rule=auto`` (its default, :func:`mirl.study.config.effective_rule`) is ``conv`` under
+layer-wise scope and ``upstream`` under global scope.
 
 Example:
     >>> from mirl.models import build_model

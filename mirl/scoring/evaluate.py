@@ -38,7 +38,8 @@ class EvalSettings:
     """How test images are scored: the metric convention, centre crop or padding to
     ``crop_multiple``, tiling, images per task (``limit``: ``None`` or 0 = all; or ``select``, given
     a task's sorted image names, returns the indices to score), the test-noise seed, the inference
-    precision, and whether bad test files are skipped with a note.
+    precision, whether bad test files are skipped with a note, and the split scored (``test``, or
+    ``val``: the validation images a recipe is chosen on).
 
     Example:
         >>> EvalSettings(convention="y", limit=4).test_crop
@@ -54,6 +55,7 @@ class EvalSettings:
     precision: str = "fp32"
     skip_bad: bool = False
     select: Callable[[Sequence[str]], Sequence[int]] | None = None
+    split: str = "test"
 
     @property
     def test_crop(self) -> str:
@@ -103,13 +105,14 @@ def evaluate_model(
         "tile": settings.tile,
         "precision": settings.precision,
         "data_root": str(data_root),
+        "split": settings.split,
         "tasks": {},
     }
     for task in expand_tasks(tasks):
         with warnings.catch_warnings():  # skipped files are listed in results and by format_table, not as raw warnings
             warnings.filterwarnings("ignore", message="skipping ", category=UserWarning)
             ds = TestDataset(data_root, task, crop_multiple=settings.crop_multiple, pad=settings.pad, seed=settings.seed,
-                             skip_bad=settings.skip_bad)
+                             skip_bad=settings.skip_bad, split=settings.split)
         n = min(settings.limit, len(ds)) if settings.limit else len(ds)
         chosen = list(range(n)) if settings.select is None else _selected(settings.select, [s.name for s in ds.samples])
         per_image = []
@@ -225,7 +228,8 @@ def format_table(results_by_model: dict[str, dict[str, Any]]) -> str:
     rows = [row for name, res in results_by_model.items() for row in results_rows(res, name)]
     if not rows:
         return "(no results)"
-    head = f"metric convention: {', '.join(sorted({r['convention'] for r in rows}))}; test images: {', '.join(sorted({r['test_crop'] for r in rows}))}"
+    splits = sorted({str(res.get("split", "test")) for res in results_by_model.values()})
+    head = f"{'validation images (val) -- ' if splits == ['val'] else ''}metric convention: {', '.join(sorted({r['convention'] for r in rows}))}; test images: {', '.join(sorted({r['test_crop'] for r in rows}))}"
     width = max([len("model")] + [len(r["model"]) for r in rows])
     lines = [head, f"{'model':<{width}}  {'task':<11} {'PSNR':>8} {'input':>8} {'gain':>7} {'SSIM':>7} {'images':>6}"]
     for r in rows:

@@ -122,6 +122,22 @@ def _tasks(value: tuple[str, ...]) -> str | None:
 
 
 NON_NEGATIVE, POSITIVE_COUNT = Limits(at_least=0), Limits(at_least=1)
+AUTO = "auto"  # the rule setting that follows the scope (effective_rule)
+
+
+def effective_rule(rule: str, scope: str) -> str:
+    """The prunable rule a study uses (:mod:`mirl.pruning.rules`): ``auto`` is ``conv`` under
+    ``layerwise`` scope (a threshold per tensor would cut the same share of every LayerNorm scale,
+    so only convolution and linear weights are ranked, as open_lth does) and ``upstream`` (MIR-L's
+    rule) under ``global`` scope; any other rule is itself.
+
+    Example:
+        >>> effective_rule("auto", "layerwise"), effective_rule("auto", "global"), effective_rule("upstream", "layerwise")
+        ('conv', 'upstream', 'upstream')
+    """
+    if rule != AUTO:
+        return rule
+    return "conv" if scope == "layerwise" else "upstream"
 
 
 @dataclass
@@ -154,7 +170,8 @@ class StudyConfig:
     pruner: str = _setting("magnitude", "how main picks the weights it prunes each round, from mirl/study/pruners/ (magnitude: the published rule)")
     fraction: float = _setting(0.2, "fraction of the surviving prunable weights removed per round, in (0, 1)", Limits(above=0, below=1, example="0.2"))
     scope: str = _setting("global", "'global' (one ranking over every prunable tensor) or 'layerwise' (one per tensor; keeps every layer alive)")
-    rule: str = _setting("upstream", "prunable tensors: 'upstream' (every *weight*, as published) or 'conv' (convolution weights the forward uses)")
+    rule: str = _setting("auto", "prunable tensors: 'auto' (conv under scope=layerwise, upstream under global), 'upstream' (every *weight*, as published) "
+                         "or 'conv' (convolution and linear weights the forward uses; never a norm scale, bias or prompt)")
     reset: str = _setting("init", "where survivors restart: 'init' (theta_0, the paper) or 'rewind' (theta_k after rewind_steps)")
     rewind_steps: int = _setting(0, "with reset=rewind: rewind to the weights after this many steps of the dense level", NON_NEGATIVE)
     reset_params: str = _setting("upstream", "'upstream' resets only tensors named *weight*/*bias* to theta_0 (prompts and temperatures keep training), 'all' resets everything")
@@ -176,6 +193,11 @@ class StudyConfig:
     cuda_graph: str = _setting("auto", "'auto' replays each training step as one CUDA graph on a single GPU; 'off' runs it eagerly")
     compile: str = _setting("none", "'regional' compiles each transformer block with torch.compile (minutes of warm-up per process; not yet measured on a GPU)")
     compile_memory_budget: float = _setting(1.0, "with compile=regional: the fraction (0, 1] of its default activations the compiler may keep; less recomputes more in backward", Limits(above=0, at_most=1, example="0.7"))
+
+    def __post_init__(self) -> None:
+        # rule=auto is resolved at once, so a study records (and hashes) the rule it prunes with:
+        # the paper's global scope keeps upstream (its hash is unchanged), layer-wise scope prunes conv.
+            self.rule = effective_rule(self.rule, self.scope)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -233,7 +255,7 @@ def _fixed_choices() -> dict[str, tuple[str, ...]]:
     from mirl.pruning.magnitude import SCOPES
     from mirl.pruning.rules import RULES
 
-    return {"impl": IMPLS, "scope": SCOPES, "rule": RULES,
+    return {"impl": IMPLS, "scope": SCOPES, "rule": (AUTO, *RULES),
             "convention": tuple(CONVENTIONS), "device": DEVICE_CHOICES, **_STUDY_CHOICES}
 
 
@@ -247,12 +269,14 @@ STUDY_PRESETS: dict[str, dict[str, Any]] = {
     # CPU demo study on the built-in corpus: about 80 s a level on 2 cores, every task restored.
     # Layer-wise scope: global pruning empties the output convolution (measured on small) below ~20%
     # density (docs/lottery.md, "Layer collapse"); add scope=global to see it happen.
-    # Chosen on a validation copy of the corpus (mirl make-dataset --seed 1), dense level, 3 seeds.
+    # Chosen on a validation copy of the corpus (mirl make-dataset --seed 1: the test photos with other
+    # degradation draws, so not a true validation set), dense level, 3 seeds; re-checked on the val
+    # photos (chelsea, flower) in docs/benchmarks.md. Choose on val/, never on test/.
     "quickstart": {
         "model": "tiny",  # a 64 px step takes 0.52x a 48 px step of small; in equal time small (200 steps) gave derain +0.7 dB, tiny (375) +2.2
         "scope": "layerwise",
-        # Samples per epoch: denoise 29% (11 photos x 4 per sigma), derain 57% (33 x 8), dehaze 14%
-        # (33 x 2). With a third each ("demo") the network learns dehazing's "darken what is bright
+        # Samples per epoch: denoise 29% (9 photos x 4 per sigma), derain 57% (27 x 8), dehaze 14%
+        # (27 x 2). With a third each ("demo") the network learns dehazing's "darken what is bright
         # and flat" first and applies it to every input: derain -3.1 dB, a white sky -30 dB.
         "repeats": "denoise=4,derain=8,dehaze=2",  # derain -0.2 -> +0.9 dB, mean +2.9 -> +3.4 (400 steps)
         "patch_size": 64,  # streaks are 15-35 px long: 48 px patches (460 steps, same time) gave derain +1.4 dB, 64 px +1.7
@@ -290,7 +314,11 @@ STUDY_PRESETS: dict[str, dict[str, Any]] = {
 # (seeds 0-2), each level with the field's controls and the stability branch: 3 x (6 main + 5 x 3
 # branches + 1 dense stability) = 66 trainings of about 90 s on 2 quiet cores, the stability path
 # on 2 test crops of every test photo per task (seed 0's dense level is the quickstart's, reused when it exists).
-STUDY_PRESETS["evidence"] = {**STUDY_PRESETS["quickstart"], "rounds": 5, "fraction": 0.5, "replicates": 3,
+# reset_params=all: every level of the ticket and of every control restarts every tensor, prompts and
+# temperatures included, so that a control differs from the ticket in one thing only (under MIR-L's
+# carry-over, random re-init would train fresh weights with prompts fitted to the ticket's;
+# docs/lottery.md, "Controls that differ in one thing"). The paper preset keeps MIR-L's carry-over.
+STUDY_PRESETS["evidence"] = {**STUDY_PRESETS["quickstart"], "rounds": 5, "fraction": 0.5, "replicates": 3, "reset_params": "all",
                              "branches": ("random_reinit", "random_prune", "stability"), "stability_eval_limit": 2}
 
 
@@ -426,6 +454,23 @@ def study_preset(
     return StudyConfig(**parsed)
 
 
+def recorded_config(record: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> StudyConfig:
+    """The settings of a study from its ``config.json`` record (``non_default``, then ``extra``).
+
+    The record's ``rule`` is kept as it ran: a study recorded before ``rule=auto`` with
+    ``scope=layerwise`` and no rule of its own pruned with ``upstream`` (the default then).
+
+    Example:
+        >>> recorded_config({"non_default": {"scope": "layerwise"}, "rule": "upstream"}).rule
+        'upstream'
+        >>> recorded_config({"non_default": {"scope": "layerwise", "rule": "conv"}, "rule": "conv"}).rule
+        'conv'
+    """
+    values = {**dict(record["non_default"]), **dict(extra or {})}
+    values.setdefault("rule", record.get("rule", "upstream"))
+    return study_preset("paper", values)
+
+
 def non_default(cfg: StudyConfig) -> dict[str, Any]:
     """Settings that differ from the dataclass defaults and define the run's identity."""
     defaults = StudyConfig().to_dict()
@@ -458,12 +503,14 @@ __all__ = [
     "ConfigError",
     "STUDY_PRESETS",
     "check_preset",
+    "effective_rule",
     "StudyConfig",
     "config_hash",
     "load_config_file",
     "non_default",
     "parse_assignments",
     "parse_value",
+    "recorded_config",
     "run_name",
     "study_preset",
 ]

@@ -407,7 +407,7 @@ def node_states(study: str | os.PathLike) -> list[dict[str, Any]]:
         ['done', 'done']
     """
     from mirl import paths
-    from mirl.study.config import study_preset
+    from mirl.study.config import recorded_config
     from mirl.study.lottery import study_nodes
     from mirl.runlock import lock_holder
 
@@ -419,7 +419,7 @@ def node_states(study: str | os.PathLike) -> list[dict[str, Any]]:
         raise MirlError(f"{paths.run_config(study)} is not a study's settings (no 'non_default'); restore it or give another folder")
     grown = {k: config[k] for k in ("replicates", "branches") if k in config}  # not part of the hash: as last run
     try:
-        cfg = study_preset("paper", {**config["non_default"], **grown})
+        cfg = recorded_config(config, grown)
     except MirlError as exc:
         raise MirlError(f"{paths.run_config(study)} holds a bad setting ({exc}); restore it or give another folder") from None
     jobs = submitted_jobs(study)

@@ -2,8 +2,9 @@
 
 A study folder (:mod:`mirl.paths`) holds one replicate per seed. In each replicate, level 0 of
 the ``main`` chain trains the dense network from theta_0 (``init.pt``); main's level k prunes
-``fraction`` of the weights that survived its level k-1, resets the survivors to theta_0 (or
-rewinds them to theta_k) and trains again with a fresh optimiser and schedule. The branches of
+``fraction`` of the weights that survived its level k-1, resets the survivors to theta_0 and trains
+again with a fresh optimiser and schedule (or rewinds them to theta_t and resumes training at step t,
+:mod:`mirl.study.rewind`). The branches of
 level k (:mod:`mirl.branches`: ``random_reinit``, ``random_prune``, ``one_shot``, ``stability``)
 start from main's saved mask and starting weights of that level and differ from it in one thing.
 
@@ -36,7 +37,7 @@ import torch
 
 from mirl import paths
 from mirl.branches import Branch, BranchContext, branch_seed, get_branch
-from mirl.study.config import StudyConfig, config_hash, dense_identity, non_default, run_name, study_preset
+from mirl.study.config import StudyConfig, config_hash, dense_identity, non_default, recorded_config, run_name, study_preset
 from mirl.data.resolve import dataset_root, parse_repeats
 from mirl.device import resolve_device
 from mirl.study.distributed import DistInfo, broadcast_mask, init_distributed
@@ -47,9 +48,11 @@ from mirl.models.networks import build_network
 from mirl.models.promptir import PromptIR
 from mirl.paths import MAIN, level_dir, replicate_dir, runs_dir
 from mirl.pruning.mask import Mask, apply_mask, full_mask, load_mask, save_mask, write_sparsity_report
+from mirl.pruning.health import norm_scale_warning, rule_warning
 from mirl.pruning.reset import reset_weights
 from mirl.runlock import RunLock
 from mirl.study.log import TENSORBOARD_DIR, ScalarLog, run_log
+from mirl.study.rewind import rewind_start, snapshot_hook
 from mirl.study.train import TrainSettings, train_level
 
 # The weights PromptIR defines but never calls (the network declares them).
@@ -232,6 +235,8 @@ def run_study(
     try:
         with run_log(run_dir) if dist.is_main else contextlib.nullcontext():
             log.info("%s: %d node(s) to run or check on %s (settings hash %s)", run_dir.name, len(wanted), device, study.hash)
+            if rule_warning(cfg.rule, cfg.scope):
+                log.warning("%s: %s", run_dir.name, rule_warning(cfg.rule, cfg.scope))
             theta = {}
             for r, level, branch in wanted:
                 if r not in theta:
@@ -383,6 +388,8 @@ def _run_node(study: _Study, r: int, level: int, branch: str, theta0: Mapping[st
         report = write_sparsity_report(paths.sparsity_file(node), mask, theta0, UNUSED, level=level, rule=cfg.rule,
                                        scope=cfg.scope, branch=branch)
         warn_collapse(level, report["empty_tensors"], cfg)
+        if norm_scale_warning(report):
+            log.warning("replicate %d, level %d, %s: %s", r, level, branch, norm_scale_warning(report))
     net = build_network(cfg.model, cfg.impl)
     net.load_state_dict(main_starting_weights(cfg, replicate, level, theta0) if rule is None else rule.starting_weights(ctx))
     apply_mask(net, mask)
@@ -398,10 +405,10 @@ def _run_node(study: _Study, r: int, level: int, branch: str, theta0: Mapping[st
     data_seed = rep_seed if rule is None else rule.data_seed(ctx)
     study.train_set.seed = data_seed
     settings = dataclasses.replace(TrainSettings.from_study(cfg), seed=data_seed)
-    on_step = _rewind_hook(cfg, replicate, dist) if (level == 0 and rule is None) else None
+    on_step = snapshot_hook(cfg, replicate, dist) if (level == 0 and rule is None) else None
     identity = node_identity(cfg, r, level, branch)
     summary = train_level(model, mask, study.train_set, settings, node, device, level=level, dist=dist, on_step=on_step,
-                          node=identity)
+                          node=identity, start=rewind_start(cfg, replicate, level, device))
     if dist.is_main:
         net.eval()
         save_checkpoint(paths.model_file(node), net, metadata={"run": study.name, "replicate": r, "level": level,
@@ -435,7 +442,7 @@ def reuse_dense_level(study: _Study, r: int) -> Path | None:
     settings and the same seed.
 
     Level 0 does not depend on ``rounds``, ``fraction``, ``scope`` or ``reset_params``, nor on
-    the branches, so e.g. the quickstart and the evidence study train seed 0's dense network once.
+    the branches (a sibling that recorded other data files is passed over), so e.g. the quickstart and the evidence study train seed 0's dense network once.
     The copy is atomic and ``reused.json`` names its source; a sibling whose files are damaged is
     passed over with a warning. Returns the source replicate folder, or ``None``.
     """
@@ -453,9 +460,11 @@ def reuse_dense_level(study: _Study, r: int) -> Path | None:
             record = json.loads(sibling.read_text())
             if record.get("format") != paths.LAYOUT_VERSION:
                 continue
-            other = study_preset("paper", dict(record["non_default"]))
+            other = recorded_config(record)
         except (MirlError, KeyError, ValueError, TypeError, OSError):
             continue
+        if not _same_data(study.run_dir, source_study):
+            continue  # trained on other files (e.g. the built-in corpus before its val split)
         for rr in paths.replicate_numbers(source_study):
             source = replicate_dir(source_study, rr)
             if (_without_seed(dense_identity(other)), replicate_seed(other, rr)) != wanted:
@@ -469,6 +478,14 @@ def reuse_dense_level(study: _Study, r: int) -> Path | None:
                 continue
             return source
     return None
+
+
+def _same_data(run_dir: Path, other: Path) -> bool:
+    """Whether two studies recorded the same data fingerprint (``data.json``)."""
+    try:
+        return json.loads(paths.data_fingerprint(run_dir).read_text()) == json.loads(paths.data_fingerprint(other).read_text())
+    except (OSError, ValueError):
+        return False
 
 
 def _without_seed(identity: Mapping[str, Any]) -> dict[str, Any]:
@@ -617,22 +634,6 @@ def _initial_weights(study: _Study, r: int) -> dict[str, torch.Tensor]:
         return model.state_dict()
     model, _ = load_checkpoint(path)
     return model.state_dict()
-
-
-def _rewind_hook(cfg: StudyConfig, replicate: Path, dist: DistInfo):
-    """Snapshot theta_k (``rewind.pt``) after ``rewind_steps`` steps of main's dense level."""
-    if cfg.reset != "rewind" or not dist.is_main:
-        return None
-    path = paths.rewind_weights(replicate)
-    if cfg.rewind_steps == 0 and not path.exists():
-        model, _ = load_checkpoint(paths.init_weights(replicate))
-        save_checkpoint(path, model, metadata={"theta": 0})
-
-    def hook(step: int, net: torch.nn.Module) -> None:
-        if step == cfg.rewind_steps and not path.exists():
-            save_checkpoint(path, net, metadata={"theta": step})  # type: ignore[arg-type]
-
-    return hook
 
 
 def replicate_dirs(run_dir: str | os.PathLike, replicates: int | None = None) -> list[Path]:

@@ -206,6 +206,21 @@ def _resume(net: nn.Module, optimizer: torch.optim.Optimizer, state: Mapping[str
             weights[name].mul_(keep.to(weights[name].device, weights[name].dtype))
 
 
+def _begin_at(optimizer: torch.optim.Optimizer, start: Mapping[str, Any], total_steps: int) -> int:
+    """Load the optimiser state of a rewind point and return its step (where the level begins)."""
+    step = int(start["step"])
+    if not 0 <= step < total_steps:
+        raise MirlError(f"the rewind point is step {step}, outside this level's {total_steps} steps; lower rewind_steps below "
+                        f"{total_steps}")
+    if start.get("optimizer") is not None:
+        try:
+            optimizer.load_state_dict(start["optimizer"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+            raise MirlError(f"the rewind point's optimiser state does not fit this level ({str(exc).splitlines()[0][:100]}); "
+                            "delete the replicate's rewind_state.pt, rewind.pt and pruned levels to train them again") from None
+    return step
+
+
 def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=LOG_FIELDS)
@@ -292,15 +307,18 @@ def train_level(
     device: torch.device,
     level: int = 0,
     dist: DistInfo | None = None,
-    on_step: Callable[[int, nn.Module], None] | None = None,
+    on_step: Callable[[int, nn.Module, torch.optim.Optimizer], None] | None = None,
     node: Mapping[str, Any] | None = None,
+    start: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` (already on ``device``, masked) for one level; resume from ``train_state.pt``.
 
     A fresh AdamW and schedule every level. Gradients of pruned weights are zeroed before the
     step and the weights are re-masked after it, so pruned weights stay exactly zero. Every
-    ``settings.checkpoint_every`` steps the full state is written atomically. ``on_step(step, model)``
-    runs after each optimiser step (used to snapshot rewind weights). ``node`` (default: the level)
+    ``settings.checkpoint_every`` steps the full state is written atomically. ``on_step(step, model, optimizer)``
+    runs after each optimiser step (used to snapshot the rewind point). ``start`` (``{"step": t,
+    "optimizer": state or None}``, :mod:`mirl.study.rewind`) begins a level that has no saved state
+    at step t: that optimiser state, the schedule at step t + 1 and the remaining steps only. ``node`` (default: the level)
     is recorded in the saved state; a state recorded for another node is refused, and a resumed
     state's pruned weights must be zero. Returns a summary.
 
@@ -326,6 +344,8 @@ def train_level(
     step, rows = 0, []
     identity = dict(node) if node is not None else {"level": level}
     resumed = state_file.load(device, identity)
+    if resumed is None and start is not None:
+        step = _begin_at(optimizer, start, total_steps)
     if resumed is not None:
         _resume(net, optimizer, resumed, mask, state_file.path)
         step, rows = int(resumed["step"]), list(resumed["log"])
@@ -363,7 +383,7 @@ def train_level(
                 record.add(PendingStep(step, epoch, lr, loss.detach(), degraded.shape[0] * dist.world_size))
                 if on_step is not None:
                     record.flush()
-                    on_step(step, net)
+                    on_step(step, net, optimizer)
                 if step % settings.checkpoint_every == 0 and step < total_steps:
                     record.flush()
                     if dist.is_main:
@@ -383,6 +403,7 @@ def train_level(
     return {"steps": step, "epochs": settings.epochs, "final_loss": record.last_loss,
             "seconds": round(time.perf_counter() - record.started, 2),
             "resumed_from": int(resumed["step"]) if resumed else 0,
+            **({"started_at": int(start["step"])} if start is not None else {}),
             "execution": {"device": device.type, "bf16": train_step.amp, "cuda_graph": train_step.cuda_graph,
                           "channels_last": options.channels_last, "compile": settings.compile,
                           **({"compile_memory_budget": settings.compile_memory_budget} if train_step.compiled_blocks else {})}}

@@ -12,7 +12,7 @@ import pytest
 from mirl.cli import main
 from mirl.data.make_dataset import MANIFEST
 
-PHOTOS = ["astronaut", "china"]  # one training photo, one test photo
+PHOTOS = ["astronaut", "chelsea", "china"]  # one training photo, one validation photo, one test photo
 ARGS = ["--photos", *PHOTOS, "--max-test-side", "32", "--no-progress"]
 
 
@@ -30,13 +30,13 @@ def test_printed_counts_are_the_files_written(tmp_path: Path, capsys: pytest.Cap
     assert main(["make-dataset", "--out", str(out), *ARGS]) == 0
     lines = capsys.readouterr().out.splitlines()
     manifest = json.loads((out / MANIFEST).read_text())
-    for split, line in zip(("train", "test"), lines):
+    for split, line in zip(("train", "val", "test"), lines):
         counts, photos = line[6:].split("   photos: ")
         assert line.startswith(f"{split:5s} ")
         assert dict((t, int(n)) for t, n in (part.split() for part in counts.split(", "))) == _inputs_on_disk(out, split)
         assert photos.split(", ") == manifest["split"][split] and set(photos.split(", ")) <= set(PHOTOS)
     assert re.fullmatch(rf"wrote {re.escape(str(out))} in [\d.]+ s \(built-in demo corpus: not a benchmark\)", lines[-1])
-    assert len(lines) == 3  # every photo available: no "unavailable" line
+    assert len(lines) == 4  # every photo available: no "unavailable" line
 
 
 def test_a_second_run_with_the_same_settings_is_a_no_op(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

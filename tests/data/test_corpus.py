@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mirl.data import corpus
-from mirl.data.corpus import PHOTOS, TEST_NAMES, corpus_photos, unavailable_photos
+from mirl.data.corpus import PHOTOS, TEST_NAMES, VAL_NAMES, corpus_photos, unavailable_photos
 from mirl.errors import MirlError
 
 
@@ -17,6 +17,9 @@ def test_fixed_split_and_names():
     assert len(PHOTOS) == 15
     assert set(TEST_NAMES) == {"kodim23", "monarch", "barbara", "china"}
     assert {p.name for p in PHOTOS if p.split == "test"} == set(TEST_NAMES)
+    # issue 31: two former training photos hold the recipe's validation; the test photos stay as they were
+    assert {p.name for p in PHOTOS if p.split == "val"} == set(VAL_NAMES) == {"chelsea", "flower"}
+    assert sum(p.split == "train" for p in PHOTOS) == 9
     assert all("_" not in p.name for p in PHOTOS)  # names go into X_A_beta_hazy file names
     assert len({p.name for p in PHOTOS}) == 15
 
@@ -26,7 +29,7 @@ def test_available_photos_are_readable_rgb():
     assert photos, "no corpus photo found: is scikit-image installed?"
     img = corpus.load_photo(photos[0])
     assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
-    assert {p.name for p in corpus_photos("train")} | {p.name for p in corpus_photos("test")} == {p.name for p in photos}
+    assert {p.name for split in ("train", "val", "test") for p in corpus_photos(split)} == {p.name for p in photos}
 
 
 def test_missing_package_is_reported_and_rest_used(monkeypatch):

@@ -33,8 +33,8 @@ def made(tmp_path_factory) -> Path:
 def test_layout_and_manifest(made):
     manifest = json.loads((made / mk.MANIFEST).read_text())
     train = [p.name for p in corpus_photos("train") if p.name in SUBSET]
-    assert manifest["split"] == {"train": train, "test": [p.name for p in corpus_photos("test") if p.name in SUBSET]}
-    assert manifest["split"]["test"] == ["china", "kodim23"] and len(train) == 3
+    assert manifest["split"] == {"train": train, "val": ["chelsea"], "test": [p.name for p in corpus_photos("test") if p.name in SUBSET]}
+    assert manifest["split"]["test"] == ["china", "kodim23"] and len(train) == 2 and "chelsea" not in train
     assert sorted(p.name for p in (made / "train/denoise/Corpus").iterdir()) == sorted(f"{n}.png" for n in train)
     assert len(list((made / "train/derain/Rain100L/input").glob("*_rainy.png"))) == 3 * len(train)
     hazy = sorted((made / "test/dehaze/SOTS/input").glob("*_hazy.png"))
@@ -44,6 +44,31 @@ def test_layout_and_manifest(made):
     assert all("airlight" in r["params"] and "beta" in r["params"] for r in recs)
     assert any(r["params"]["depth"] == "middlebury_disparity" for r in recs if r["photo"] == "motorcycle")
     assert not list(made.parent.glob(".ds.tmp-*"))
+
+
+def test_the_validation_photos_are_laid_out_and_made_as_test_photos(made):
+    """val/ holds the validation photos (two former training photos), one degraded image per crop,
+    in the test layout; no test photo is in it, and TestDataset scores it with split="val"."""
+    from mirl.data.datasets import TestDataset
+
+    manifest = json.loads((made / mk.MANIFEST).read_text())
+    crops = sorted(p.stem for p in (made / "val/denoise/Corpus").iterdir())
+    assert crops and all(c.startswith("chelsea-r") for c in crops)
+    assert sorted(p.stem for p in (made / "val/derain/Rain100L/input").iterdir()) == [f"{c}_rainy" for c in crops]
+    assert len(list((made / "val/dehaze/SOTS/input").glob("*_hazy.png"))) == len(crops)
+    assert manifest["counts"]["val"]["derain"] == len(crops)
+    assert not list((made / "train").rglob("chelsea*"))
+    ds = TestDataset(made, "derain", split="val")
+    assert len(ds) == len(crops) and ds[0]["name"].startswith("Rain100L/chelsea")
+    assert all("chelsea" not in s.name for s in TestDataset(made, "derain").samples)
+
+
+def test_val_is_refused_in_one_line_where_a_data_set_has_none(tmp_path):
+    from mirl.data.datasets import DatasetError, TestDataset
+
+    (tmp_path / "test").mkdir()
+    with pytest.raises(DatasetError, match="val does not exist: a validation split is written by mirl make-dataset"):
+        TestDataset(tmp_path, "derain", split="val")
 
 
 def test_test_photos_cropped(made):

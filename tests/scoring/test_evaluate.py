@@ -222,3 +222,22 @@ def test_a_network_that_makes_images_worse_is_named_in_the_table(data):
     assert f"warning: darken derain: the restored images score {-gain:.2f} dB below the degraded input" in table
     identity = evaluate_model(Identity(), data, ["derain"], device="cpu", progress=False)
     assert "warning" not in format_table({"identity": identity})  # equal to the input is not worse
+
+
+def test_cli_evaluate_scores_the_validation_split(data, tmp_path, capsys):
+    """Issue 31: `--split val` scores val/ (laid out as test/), says so in the header and results,
+    and a data set without val/ is refused in one line."""
+    checkpoint = tmp_path / "tiny.pt"
+    save_checkpoint(checkpoint, build_model("tiny"))
+    argv = ["evaluate", str(checkpoint), "--data", str(data), "--tasks", "derain", "--device", "cpu", "--no-progress"]
+    assert main([*argv, "--split", "val"]) == 2
+    assert "val does not exist" in capsys.readouterr().err
+    clean = rgb(40, 52, 7)
+    write_image(data / "val/derain/Rain100L/target/v_gt.png", clean)
+    write_image(data / "val/derain/Rain100L/input/v_rainy.png", np.clip(clean.astype(int) + 30, 0, 255).astype(np.uint8))
+    assert main([*argv, "--split", "val", "--out", str(tmp_path / "val")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("validation images (val)")
+    result = json.loads((tmp_path / "val/results.json").read_text())
+    assert [m["split"] for m in result["models"].values()] == ["val"]
+    assert main(argv) == 0 and not capsys.readouterr().out.startswith("validation")

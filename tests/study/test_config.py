@@ -67,7 +67,7 @@ def test_run_hash_is_pinned():
 def test_the_presets_keep_their_hashes_with_the_swappable_settings_at_their_defaults():
     """optimizer, loss, schedule, pruner and the network registry came later: at their defaults
     (the published AdamW, L1, warm-up + cosine, magnitude) no existing study is renamed."""
-    pinned = {"paper": "6dfa7bac", "quickstart": "5520eaf8", "smoke": "de4d1844", "evidence": "5f3cf7cb"}
+    pinned = {"paper": "6dfa7bac", "quickstart": "6bcc40d6", "smoke": "de4d1844", "evidence": "e320761e"}  # issue 31: layer-wise presets prune rule=conv; evidence resets all
     assert {p: config_hash(study_preset(p)) for p in pinned} == pinned
     published = {"optimizer": "adamw", "loss": "l1", "schedule": "warmup_cosine", "pruner": "magnitude"}
     assert {p: config_hash(study_preset(p, published)) for p in pinned} == pinned
@@ -150,3 +150,10 @@ def test_settings_that_multiply_the_nodes_are_bounded(name: str, capsys) -> None
     assert main(["lottery", "--preset", "smoke", "--set", f"{name}=100000", "--dry-run", "--no-timing"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"mirl lottery: error: bad value 100000 for {name}; it must be in") and err.count("\n") == 1, err
+
+
+def test_the_evidence_controls_reset_every_tensor_and_the_paper_keeps_mirls_carry_over():
+    """Issue 31: in the evidence study the ticket and every control restart prompts and
+    temperatures too, so a control differs from the ticket in one thing; the paper keeps MIR-L's."""
+    assert study_preset("evidence").reset_params == "all"
+    assert study_preset("paper").reset_params == study_preset("quickstart").reset_params == "upstream"

@@ -128,6 +128,20 @@ def test_one_shot_prunes_the_dense_level_straight_to_the_level(tree):
                                                  PromptIR.unused_in_forward))
 
 
+def test_one_shot_carries_level_0s_prompts_not_main_level_k_minus_1s(tree):
+    """Under reset_params=upstream the prompts are carried over, not reset: one-shot prunes the
+    dense level 0, so it starts from level 0's trained prompts; the ticket from its level k-1's."""
+    cfg = study_preset("smoke", {"branches": BRANCHES})
+    replicate = paths.replicate_dir(tree, 0)
+    theta0, dense = _theta0(replicate), _state(paths.level_dir(replicate, 0))
+    ctx = branch_context(cfg, replicate, 2, "one_shot", theta0)
+    start = get_branch("one_shot").starting_weights(ctx)
+    prompt = "prompt1.prompt_param"
+    assert torch.equal(start[prompt], dense[prompt])
+    assert not torch.equal(ctx.main_start[prompt], dense[prompt])  # main's level 2 carries level 1's
+    assert torch.equal(start["output.weight"], theta0["output.weight"])  # the reset tensors are main's start
+
+
 def test_stability_path_starts_at_the_ticket(tree):
     for r in (0, 1):
         replicate = paths.replicate_dir(tree, r)
@@ -258,12 +272,29 @@ def test_rerun_skips_finished_levels(smoke_run, demo_data):
     assert again == smoke_run and paths.model_file(node).stat().st_mtime_ns == stamp
 
 
+def _train_log(node: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(paths.train_log_file(node)) as fh:
+        return list(csv.DictReader(fh))
+
+
 def test_rewind_resets_to_weights_after_k_steps(demo_data, tmp_path):
     settings = {"reset": "rewind", "rewind_steps": 2, "rounds": 1}
-    study = run_study("smoke", {"data": str(demo_data), **settings, "branches": "stability", **FAST}, out=tmp_path)
+    study = run_study("smoke", {"data": str(demo_data), **settings, "branches": "stability,random_reinit", **FAST}, out=tmp_path)
     replicate = paths.replicate_dir(study, 0)
     rewound, meta = load_checkpoint(paths.rewind_weights(replicate))
     assert meta["metadata"]["theta"] == 2
+    # every rewound level, of main and of each branch, resumes the dense run at step 2 (open_lth):
+    # the AdamW state of step 2, the schedule from step 3 on, and the remaining 6 - 2 steps
+    point = torch.load(paths.rewind_state(replicate), weights_only=True)
+    assert point["step"] == 2 and all(int(s["step"]) == 2 for s in point["optimizer"]["state"].values())
+    dense_lr = {r["step"]: r["lr"] for r in _train_log(paths.level_dir(replicate, 0))}
+    for branch in ("main", "stability", "random_reinit"):
+        rows = _train_log(paths.level_dir(replicate, 1, branch))
+        assert [r["step"] for r in rows] == ["3", "4", "5", "6"], branch
+        assert [r["lr"] for r in rows] == [dense_lr[r["step"]] for r in rows], branch
+        assert json.loads(paths.metrics_file(paths.level_dir(replicate, 1, branch)).read_text())["train"]["started_at"] == 2
     theta0 = _theta0(replicate)
     assert not torch.equal(rewound.state_dict()["output.weight"], theta0["output.weight"])
     start = main_starting_weights(study_preset("smoke", settings), replicate, 1, theta0)
@@ -282,6 +313,18 @@ def test_dense_level_is_shared_between_studies_that_differ_in_pruning(smoke_run,
     assert paths.done_file(paths.level_dir(paths.replicate_dir(variant, 0), 1)).exists()
     other_seed = run_study("smoke", {"data": str(demo_data), "seed": 1, "rounds": 0, **FAST}, out=smoke_run.parent)
     assert not paths.reused_file(paths.level_dir(paths.replicate_dir(other_seed, 0), 0)).exists()
+
+
+def test_a_sibling_trained_on_other_data_is_not_reused(smoke_run, demo_data, tmp_path):
+    """Issue 31: the built-in corpus lost two training photos to its val split; a dense level
+    trained on the old files (another data.json) is not copied into a study of the new ones."""
+    sibling = tmp_path / smoke_run.name
+    shutil.copytree(smoke_run, sibling)
+    recorded = json.loads(paths.data_fingerprint(sibling).read_text())
+    recorded["train"] = {**recorded["train"], "train/denoise/Corpus/chelsea.png": 1}
+    paths.data_fingerprint(sibling).write_text(json.dumps(recorded))
+    study = run_study("smoke", {"data": str(demo_data), "rounds": 0, "fraction": 0.5, **FAST}, out=tmp_path)
+    assert not paths.reused_file(paths.level_dir(paths.replicate_dir(study, 0), 0)).exists()
 
 
 def test_a_broken_sibling_dense_level_is_passed_over(smoke_run, demo_data, tmp_path):
@@ -645,3 +688,29 @@ def test_a_full_disk_at_the_score_writer_is_one_line_and_the_node_is_not_done(sm
                                         "this node is not marked done: free some space and run the same command again"):
         run_study("smoke", {"data": str(demo_data), **FAST}, out=tmp_path)
     assert not paths.is_finished(node) and not paths.metrics_file(node).exists()
+
+
+def test_a_layerwise_upstream_study_is_warned_in_the_log_and_the_summary(demo_data, tmp_path, capsys):
+    """rule=upstream with scope=layerwise cuts every LayerNorm scale by the round's fraction: the
+    study says so in log.txt (the rule, and each node whose norm scales lost more than half) and in
+    the CLI summary; the same study with the default rule prunes no norm scale and says nothing."""
+    from mirl.commands.lottery import print_summary
+
+    settings = {"data": str(demo_data), "scope": "layerwise", "rounds": 1, "fraction": 0.7, **FAST}
+    study = run_study("smoke", {**settings, "rule": "upstream"}, out=tmp_path)
+    text = (study / "log.txt").read_text()
+    assert "rule=upstream with scope=layerwise" in text
+    assert "replicate 0, level 1, main: " in text and "normalisation scale(s) lost more than half" in text
+    print_summary(study)
+    out = capsys.readouterr().out
+    assert "warning: replicate 0, level 1, main: " in out and "normalisation scale(s) lost more than half" in out
+    default = run_study("smoke", settings, out=tmp_path)
+    assert default != study and "rule=upstream" not in (default / "log.txt").read_text()
+    report = json.loads(paths.sparsity_file(level_dir_of(default, 1)).read_text())
+    assert not [n for n in report["tensors"] if ".norm" in n]
+    print_summary(default)
+    assert "normalisation" not in capsys.readouterr().out
+
+
+def level_dir_of(study: Path, level: int) -> Path:
+    return paths.level_dir(paths.replicate_dir(study, 0), level)
