@@ -629,10 +629,7 @@ def _rewind_hook(cfg: StudyConfig, replicate: Path, dist: DistInfo):
     """Snapshot theta_k (``rewind.pt``) after ``rewind_steps`` steps of main's dense level."""
     if cfg.reset != "rewind" or not dist.is_main:
         return None
-    path = paths.rewind_weights(replicate)
-    if cfg.rewind_steps == 0 and not path.exists():
-        model, _ = load_checkpoint(paths.init_weights(replicate))
-        save_checkpoint(path, model, metadata={"theta": 0})
+    path = paths.rewind_weights(replicate)  # rewind_steps > 0 (config.check_together)
 
     def hook(step: int, net: torch.nn.Module) -> None:
         if step == cfg.rewind_steps and not path.exists():
