@@ -50,13 +50,13 @@ def study_variants(study: str | os.PathLike, branches: Sequence[str] | None = No
         {'ticket': [(.../replicate_0, 'main'), ...], 'random re-init': [(.../replicate_0, 'random_reinit'), ...]}
     """
     from mirl import paths
-    from mirl.branches import branch_label, registry
+    from mirl.branches import branch_label, get_branch
     from mirl.analysis.results import branches_of, study_dir
 
     root = study_dir(study)
     found = branches_of(root)
     wanted = [MAIN_BRANCH, *(b for b in (branches if branches is not None else found)
-                             if b != MAIN_BRANCH and b in found and registry()[b].is_control)]
+                             if b != MAIN_BRANCH and b in found and get_branch(b).is_control)]
     replicates = [paths.replicate_dir(root, r) for r in paths.replicate_numbers(root)]
     return {branch_label(b) + suffix: [(rep, b) for rep in replicates] for b in wanted}
 

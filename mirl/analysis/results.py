@@ -178,7 +178,9 @@ def list_runs(root: PathLike = "runs") -> pd.DataFrame:
 def node_record(path: PathLike) -> dict[str, Any]:
     """A JSON object of a node folder (``metrics.json``, ``sparsity_report.json``); refused in one
     line when it records another replicate, level or branch than the folder it lies in (another
-    node's files copied there). A record without those entries is taken as it is.
+    node's files copied there), or when its node is stale (made by other code or options than this
+    mirl's, or from a stale level of main: :mod:`mirl.study.stale`), with the command that trains it
+    again. A record without those entries is taken as it is.
 
     Example:
         >>> node_record("runs/smoke_de4d1844/replicate_0/level_1/random_reinit/metrics.json")["branch"]  # doctest: +SKIP
@@ -195,6 +197,13 @@ def node_record(path: PathLike) -> dict[str, Any]:
         if different:
             raise MirlError(f"{path} belongs to another node: it records {', '.join(different)}; these are another node's "
                             f"files copied here: delete the folder {path.parent} and run the study again to redo the node")
+        from mirl.study.stale import node_stale
+
+        why = node_stale(place[0], place[1], place[2]) if paths.is_finished(path.parent) else None
+        if why is not None:
+            study = place[0].parent
+            raise MirlError(f"{path.parent} is stale ({why}): made by other code or options than this mirl's, it is not "
+                            f"mixed into a report; `mirl status {study}` gives the command that trains it again (--rerun-stale)")
     return data
 
 

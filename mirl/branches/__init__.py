@@ -8,23 +8,35 @@ subclass; the registry finds them all, so a new branch is one new file.
 
 Branches of one level are independent of each other and of later levels: their inputs are main's
 files of that level (and of level 0 for ``one_shot``), and their random draws come from a seed
-derived from (replicate seed, level, branch name) alone (:func:`branch_seed`).
+derived from (replicate seed, level, branch folder name) alone (:func:`branch_seed`).
+
+A branch declares its options (:class:`Option`, with a default and a help line, like a study
+setting) and a code ``version``; ``--set 'branches=[{name: random_prune, scope: global}]'`` runs
+a variant, whose folder is named by the branch and its non-default options
+(``random_prune-scope_global``). A finished node records its branch's version and options, and a
+node made by another version is stale (:mod:`mirl.study.stale`). docs/extending.md, "Writing a
+branch", says how to write one.
 
 Example:
-    >>> sorted(registry())
-    ['one_shot', 'random_prune', 'random_reinit', 'refill', 'stability']
+    >>> {"random_reinit", "random_prune", "stability"} <= set(registry())
+    True
     >>> registry()["random_reinit"].label
     'random re-init'
+    >>> variant = get_branch("random_prune-scope_global")
+    >>> variant.folder, variant.settings, branch_label(variant.folder)
+    ('random_prune-scope_global', {'scope': 'global'}, 'random pruning (scope=global)')
     >>> branch_seed(0, 2, "random_reinit") == branch_seed(0, 2, "random_reinit") != branch_seed(0, 1, "random_reinit")
     True
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import importlib
 import pkgutil
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping
@@ -34,10 +46,19 @@ import torch
 from mirl.errors import MirlError
 
 
+# The code version of the main chain (mirl.study.lottery: its mask, reset and training): raise it
+# when a change there changes main's results; every finished node of an older one is then stale.
+MAIN_VERSION = 1
+
+_VALUE_TEXT = re.compile(r"^[A-Za-z0-9_.+]+$")  # what an option value may be in a folder name
+
+
 @dataclass(frozen=True)
 class BranchContext:
-    """What a branch of one level may read: main's mask and starting weights of that level, the
-    replicate's folder and seed, the study's settings, and the branch's own seed."""
+    """What a branch of one level may read: main's mask and starting weights of that level
+    (``main_start``: theta_0 under ``reset=init``, the rewind point theta_t under ``reset=rewind``,
+    for the reset tensors), theta_0 of the replicate (``theta0``, ``init.pt``), the replicate's
+    folder and seed, the study's settings, and the branch's own seed."""
 
     cfg: Any  # mirl.study.config.StudyConfig
     replicate: Path
@@ -47,6 +68,50 @@ class BranchContext:
     main_mask: Mapping[str, torch.Tensor]
     main_start: Mapping[str, torch.Tensor]
     unused: frozenset[str]
+    theta0: Mapping[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a branch: its default, its meaning (``--list-settings`` shows both) and, for
+    a word, the allowed values. The default's type (bool, int, float, str) is the option's type.
+
+    Example:
+        >>> Option("layerwise", "where the kept count is drawn", ("layerwise", "global")).parse("global")
+        'global'
+    """
+
+    default: Any
+    help: str
+    choices: tuple[Any, ...] = ()
+
+    def parse(self, raw: Any) -> Any:
+        """``raw`` (a value or its text) as the option's type; a bad one raises ``ValueError``."""
+        kind = type(self.default)
+        if kind is bool:
+            text = str(raw).lower()
+            if isinstance(raw, bool) or text in ("true", "false"):
+                value: Any = raw if isinstance(raw, bool) else text == "true"
+            else:
+                raise ValueError("true or false")
+        elif kind is int:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError("a whole number")
+            value = int(raw)
+        else:
+            value = kind(raw)
+        if self.choices and value not in self.choices:
+            raise ValueError(", ".join(map(str, self.choices)))
+        if not _VALUE_TEXT.match(_text(value)):
+            raise ValueError("letters, digits, '_', '.' or '+' (it becomes part of a folder name)")
+        return value
+
+
+def _text(value: Any) -> str:
+    """An option value as it appears in a folder name."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 Evaluate = Callable[[torch.nn.Module, int], dict[str, Any]]  # (network, image limit or 0) -> scores
@@ -63,6 +128,37 @@ class Branch:
     changes: ClassVar[str] = ""
     runs_at_level_zero: ClassVar[bool] = False
     is_control: ClassVar[bool] = True  # a control is plotted and paired against the ticket
+    version: ClassVar[int] = 1  # raise it when a change of this file changes the branch's results
+    options: ClassVar[Mapping[str, Option]] = {}
+
+    def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
+        given = dict(settings or {})
+        unknown = sorted(set(given) - set(self.options))
+        if unknown:
+            valid = ", ".join(self.options) or "none"
+            raise MirlError(f"branch {self.name!r} has no option {unknown[0]!r}; its options: {valid}")
+        self.settings: dict[str, Any] = {}
+        for key, option in self.options.items():
+            try:
+                self.settings[key] = option.parse(given[key]) if key in given else option.default
+            except (TypeError, ValueError) as exc:
+                raise MirlError(f"bad value {given[key]!r} for option {key} of branch {self.name}; valid: {exc}") from None
+
+    @property
+    def non_default(self) -> dict[str, Any]:
+        """The options that differ from their defaults, by name."""
+        return {k: v for k, v in sorted(self.settings.items()) if v != self.options[k].default}
+
+    @property
+    def folder(self) -> str:
+        """The node folder's name: the branch's name, then ``-<option>_<value>`` per non-default option."""
+        return self.name + "".join(f"-{k}_{_text(v)}" for k, v in self.non_default.items())
+
+    @property
+    def title(self) -> str:
+        """The label with the non-default options, e.g. ``random pruning (scope=global)``."""
+        extra = ", ".join(f"{k}={_text(v)}" for k, v in self.non_default.items())
+        return f"{self.label} ({extra})" if extra else self.label
 
     def runs_at(self, level: int) -> bool:
         """Whether this branch has a node at ``level`` (every pruned level; level 0 if declared)."""
@@ -113,15 +209,58 @@ def registry() -> dict[str, Branch]:
 
 
 def get_branch(name: str) -> Branch:
-    """The branch called ``name``, or an error that lists the valid names."""
+    """The branch of a node folder name (``random_prune``, ``random_prune-scope_global``), or an
+    error that lists the valid names or options."""
+    return branch_variant(name)
+
+
+def branch_variant(spec: str | Mapping[str, Any]) -> Branch:
+    """A branch with its options, from a folder name or a mapping ``{name: ..., <option>: value}``.
+
+    Example:
+        >>> branch_variant({"name": "random_prune", "scope": "global"}).folder
+        'random_prune-scope_global'
+        >>> branch_variant({"name": "random_prune", "scope": "layerwise"}) is registry()["random_prune"]
+        True
+    """
     branches = registry()
+    if isinstance(spec, Mapping):
+        settings = {str(k): v for k, v in spec.items() if k != "name"}
+        name = spec.get("name")
+        if not isinstance(name, str):
+            raise MirlError(f"a branch with options needs its name, e.g. {{name: random_prune, scope: global}}; got {dict(spec)!r}")
+    else:
+        name, *parts = str(spec).split("-")
+        settings = {}
+        for part in parts:
+            options = branches[name].options if name in branches else {}
+            key = max((k for k in options if part.startswith(k + "_")), key=len, default=None)
+            if key is None:
+                raise MirlError(f"{spec!r}: {part!r} is not <option>_<value> of branch {name!r} (its options: "
+                                f"{', '.join(options) or 'none'})")
+            settings[key] = part[len(key) + 1:]
     if name not in branches:
         raise MirlError(f"unknown branch {name!r}; valid: {', '.join(branches)}")
-    return branches[name]
+    branch = type(branches[name])(settings)
+    return branches[name] if branch.folder == name else branch
+
+
+def node_code(folder: str) -> dict[str, Any]:
+    """What a finished node records of the code that made it: the version of its branch (main:
+    :data:`MAIN_VERSION`) and the branch's options.
+
+    Example:
+        >>> node_code("main"), node_code("random_prune-scope_global")
+        ({'version': 1, 'options': {}}, {'version': 1, 'options': {'scope': 'global'}})
+    """
+    if folder == "main":
+        return {"version": MAIN_VERSION, "options": {}}
+    branch = get_branch(folder)
+    return {"version": int(branch.version), "options": dict(branch.settings)}
 
 
 def branch_label(name: str) -> str:
-    """``main`` -> ``ticket``; a branch's label; an unknown name as it is.
+    """``main`` -> ``ticket``; a branch's label, with its non-default options; an unknown name as it is.
 
     Example:
         >>> branch_label("main"), branch_label("random_prune")
@@ -129,7 +268,29 @@ def branch_label(name: str) -> str:
     """
     if name == "main":
         return "ticket"
-    return registry()[name].label if name in registry() else name
+    try:
+        return get_branch(name).title
+    except MirlError:
+        return name
 
 
-__all__ = ["Branch", "BranchContext", "branch_label", "branch_seed", "get_branch", "registry"]
+def options_help() -> list[str]:
+    """One line per option of every branch: ``<branch>.<option>  <default>  <help>``.
+
+    Example:
+        >>> any(line.startswith("random_prune.scope") for line in options_help())
+        True
+    """
+    return [f"{name}.{key:<12} {option.default!r:12} {option.help}" + (f" ({', '.join(map(str, option.choices))})" if option.choices else "")
+            for name, branch in registry().items() for key, option in branch.options.items()]
+
+
+def branches_help() -> str:
+    """The help of the ``branches`` setting, from the registry."""
+    names = ", ".join(registry())
+    return (f"branches of every pruned level of the ticket: {names}; a branch with options as "
+            "{name: random_prune, scope: global} (docs/lottery.md)")
+
+
+__all__ = ["MAIN_VERSION", "Branch", "BranchContext", "Option", "branch_label", "branch_seed", "branch_variant", "branches_help",
+           "get_branch", "node_code", "options_help", "registry"]

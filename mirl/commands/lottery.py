@@ -17,7 +17,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="shorthand for --set seed=N")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="shorthand for --set device=...")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--list-settings", action="store_true", help="print every setting with its value for this preset (and its choices) and exit")
+    parser.add_argument("--list-settings", action="store_true",
+                        help="print every setting with its value for this preset (and its choices), and every branch's options, and exit")
+    parser.add_argument("--rerun-stale", action="store_true",
+                        help="train again the finished nodes made by other code or options than this mirl's (mirl status "
+                             "lists them), and what depends on them; without it such a study is refused")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the plan (replicates, levels, branches, job graph, data, steps) and the estimated compute, "
                              "timed from a few training steps on this device; write nothing")
@@ -39,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mirl.study.config import HELP, choices, parse_assignments, study_preset
+    from mirl.branches import options_help
+    from mirl.study.config import choices, parse_assignments, setting_help, study_preset
     from mirl.errors import MirlError
     from mirl.study.lottery import run_study
 
@@ -53,8 +58,11 @@ def run(args: argparse.Namespace) -> int:
         settings = cfg.to_dict()
         width, allowed = max(map(len, settings)), choices()
         for key, value in settings.items():
-            listed = f" [{', '.join(allowed[key])}]" if key in allowed else ""
-            print(f"{key:{width}s} {value!r:28s} {HELP.get(key, '')}{listed}")
+            listed = f" [{', '.join(allowed[key])}]" if key in allowed and key != "branches" else ""
+            print(f"{key:{width}s} {value!r:28s} {setting_help(key)}{listed}")
+        print("branch options (--set 'branches=[random_prune, {name: random_prune, scope: global}]'):")
+        for line in options_help():
+            print(f"  {line}")
         return 0
     _check_launcher_options(args)  # a dry run refuses what the run would refuse
     if args.dry_run:
@@ -66,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
         if study is None:
             return 0
     else:
-        study = run_study(args.preset, overrides, args.config, out=args.out, progress=not args.no_progress)
+        study = run_study(args.preset, overrides, args.config, out=args.out, progress=not args.no_progress,
+                          rerun_stale=args.rerun_stale)
     if os.environ.get("RANK", "0") == "0":
         print_summary(study)
         print(f"study: {study}")
@@ -110,7 +119,7 @@ def _run_graph(args: argparse.Namespace, overrides: dict) -> "os.PathLike | None
     from mirl.paths import runs_dir
 
     cfg = study_preset(args.preset, overrides, args.config)
-    spec = launch.StudySpec(args.preset, overrides, args.config, str(Path(args.out or runs_dir()).resolve()))
+    spec = launch.StudySpec(args.preset, overrides, args.config, str(Path(args.out or runs_dir()).resolve()), args.rerun_stale)
     graph = launch.job_graph(cfg)
     if args.launcher == "local":
         spec.run()

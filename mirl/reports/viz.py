@@ -35,12 +35,15 @@ STUDY_STYLES = ("-", "--", ":", "-.")
 
 
 def branch_color(name: str) -> str:
-    """The colour of a branch, by name or label (``ticket`` is main): fixed for the built-in
-    branches, chosen from the name for a new one.
+    """The colour of a branch, by folder name or label (``ticket`` is main): fixed for the built-in
+    branches, chosen from the label for a new one or a branch with options (its folder name and
+    its label give the same colour).
 
     Example:
         >>> branch_color("random_prune"), branch_color("random pruning"), branch_color("ticket")
         ('C2', 'C2', 'C0')
+        >>> branch_color("random_prune-scope_global") == branch_color("random pruning (scope=global)") != "C2"
+        True
     """
     import hashlib
 
@@ -49,7 +52,8 @@ def branch_color(name: str) -> str:
     for branch, color in BRANCH_COLORS.items():
         if name in (branch, branch_label(branch)):
             return color
-    return f"C{6 + hashlib.sha256(name.encode()).digest()[0] % 4}"
+    label = branch_label(name)  # a folder name with options -> its label, which the figures show
+    return f"C{6 + hashlib.sha256(label.encode()).digest()[0] % 4}"
 
 _DENOMINATORS = {
     "prunable": ("remaining_prunable", "remaining prunable weights (%)"),

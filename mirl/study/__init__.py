@@ -4,7 +4,8 @@
 would do and cost), ``lottery`` (the study: levels of iterative magnitude pruning with reset, and
 the branches of :mod:`mirl.branches`), ``train`` and ``step`` (one level's training and its
 optimizer step), ``distributed`` (torchrun), ``launch`` (the study as a job graph: local processes
-or SLURM through submitit) and ``log`` (log.txt and TensorBoard). Readers of finished runs
+or SLURM through submitit), ``log`` (log.txt and TensorBoard) and ``stale`` (finished nodes made by
+other code, which readers check too). Readers of finished runs
 (:mod:`mirl.analysis`, :mod:`mirl.reports`) never import this package's engine modules.
 
 Example:
@@ -12,4 +13,4 @@ Example:
     >>> run_study("smoke")                      # doctest: +SKIP
 """
 
-__all__ = ["config", "distributed", "launch", "log", "lottery", "plan", "step", "train", "yamlio"]
+__all__ = ["config", "distributed", "launch", "log", "lottery", "plan", "stale", "step", "train", "yamlio"]

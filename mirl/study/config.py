@@ -99,11 +99,30 @@ def _repeats(value: str) -> str | None:
 
 
 def _branches(value: tuple[str, ...]) -> str | None:
-    from mirl.branches import registry
+    from mirl.branches import get_branch, registry
 
-    if any(b not in registry() for b in value) or len(set(value)) != len(value):
+    try:
+        folders = [get_branch(b).folder for b in value]
+    except MirlError as exc:
+        return f"{exc}; give distinct names from: {', '.join(registry())}, or none"
+    if folders != list(value) or len(set(value)) != len(value):
         return f"give distinct names from: {', '.join(registry())}, or none"
     return None
+
+
+def _branch_folders(raw: Any) -> tuple[str, ...]:
+    """``branches`` as node folder names: each item a name, a folder name with options
+    (``random_prune-scope_global``) or a mapping ``{name: random_prune, scope: global}``."""
+    from mirl.branches import branch_variant
+
+    if isinstance(raw, str) and raw.strip().startswith("{"):
+        raw = [_yaml_value("branches", raw)]
+    items = raw.split(",") if isinstance(raw, str) else [raw] if isinstance(raw, Mapping) else list(raw)
+    try:
+        return tuple(branch_variant(v if isinstance(v, Mapping) else str(v).strip()).folder
+                     for v in items if isinstance(v, Mapping) or str(v).strip())
+    except MirlError as exc:
+        raise ConfigError(f"bad value {raw!r} for branches; {exc}") from None
 
 
 def _alphas(value: tuple[float, ...]) -> str | None:
@@ -183,7 +202,7 @@ class StudyConfig:
     # not part of the study's identity: a study grows replicates and branches in place
     replicates: int = _setting(1, "replicates of the study, seeds seed, seed+1, ... (folders replicate_0, replicate_1, ...; finished ones are reused); at most 1000",
                                Limits(at_least=1, at_most=1000, example="3"))
-    branches: tuple[str, ...] = _setting((), "branches of every pruned level of the ticket: random_reinit, random_prune, one_shot, stability (docs/lottery.md)", check=_branches)
+    branches: tuple[str, ...] = _setting((), "branches of every pruned level of the ticket, by name or as {name: ..., <option>: value} (docs/lottery.md; the names: mirl.branches.registry())", check=_branches)
     stability_alphas: tuple[float, ...] = _setting(tuple(i / 8 for i in range(9)), "points of the linear path the stability branch scores (must hold 0 and 1)", check=_alphas)
     stability_eval_limit: int = _setting(0, "test crops per photo (each task) for the stability branch's path, the same for every photo (0 = every test image; names without a photo: every image)", NON_NEGATIVE)
     device: str = _setting("auto", "'auto' (CUDA when present), 'cpu' or 'cuda'")
@@ -263,6 +282,20 @@ def _fixed_choices() -> dict[str, tuple[str, ...]]:
 _FIELDS = {f.name: f for f in dataclasses.fields(StudyConfig)}
 HELP: dict[str, str] = {name: f.metadata["help"] for name, f in _FIELDS.items()}
 
+
+def setting_help(name: str) -> str:
+    """The meaning of a setting; the ``branches`` help lists the branches of the registry.
+
+    Example:
+        >>> "random_prune" in setting_help("branches"), setting_help("rounds") == HELP["rounds"]
+        (True, True)
+    """
+    if name == "branches":
+        from mirl.branches import branches_help
+
+        return branches_help()
+    return HELP.get(name, "")
+
 STUDY_PRESETS: dict[str, dict[str, Any]] = {
     # The published reference run (GPU): 15 rounds of 20%, 120 epochs each, batch 8, 64x64 patches.
     "paper": {},
@@ -339,9 +372,11 @@ def parse_value(name: str, raw: Any) -> Any:
     if kind in (tuple[str, ...], tuple[float, ...]) and isinstance(raw, str) and raw.strip().startswith("["):
         raw = _yaml_list(name, raw)
     try:
-        if kind is bool:
+        if name == "branches":
+            value: Any = _branch_folders(raw)
+        elif kind is bool:
             if isinstance(raw, bool):
-                value: Any = raw
+                value = raw
             elif str(raw).lower() in ("1", "true", "yes", "on"):
                 value = True
             elif str(raw).lower() in ("0", "false", "no", "off"):
@@ -368,11 +403,15 @@ def parse_value(name: str, raw: Any) -> Any:
     return value
 
 
-def _yaml_list(name: str, text: str) -> list[Any]:
-    """``--set branches=[a, b]``: a YAML list, as ``mirl report --set`` reads lists."""
+def _yaml_value(name: str, text: str) -> Any:
     from mirl.study.yamlio import parse_yaml_value
 
-    value = parse_yaml_value(name, text, ConfigError)
+    return parse_yaml_value(name, text, ConfigError)
+
+
+def _yaml_list(name: str, text: str) -> list[Any]:
+    """``--set branches=[a, b]``: a YAML list, as ``mirl report --set`` reads lists."""
+    value = _yaml_value(name, text)
     if not isinstance(value, list):
         raise ConfigError(f"bad value {text!r} for {name}: expected a list, e.g. [a, b], or a,b")
     return value
@@ -451,7 +490,25 @@ def study_preset(
         values.update(load_config_file(config_file))
     values.update(overrides or {})
     parsed = {k: parse_value(k, v) for k, v in values.items()}
-    return StudyConfig(**parsed)
+    cfg = StudyConfig(**parsed)
+    check_together(cfg)
+    return cfg
+
+
+def check_together(cfg: StudyConfig) -> None:
+    """Refuse settings that do nothing under the others (they would still make a new study), or
+    that contradict each other, in one line.
+
+    Example:
+        >>> check_together(StudyConfig(rewind_steps=5))
+        Traceback (most recent call last):
+        mirl.study.config.ConfigError: rewind_steps=5 does nothing with reset=init (the survivors restart from theta_0); set reset=rewind to rewind, or leave rewind_steps out
+    """
+    if cfg.reset == "init" and cfg.rewind_steps != 0:
+        raise ConfigError(f"rewind_steps={cfg.rewind_steps} does nothing with reset=init (the survivors restart from theta_0); "
+                          "set reset=rewind to rewind, or leave rewind_steps out")
+    if cfg.reset == "rewind" and cfg.rewind_steps == 0:
+        raise ConfigError("reset=rewind needs rewind_steps > 0 (rewinding to step 0 is reset=init), e.g. rewind_steps=100")
 
 
 def recorded_config(record: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> StudyConfig:
@@ -503,7 +560,9 @@ __all__ = [
     "ConfigError",
     "STUDY_PRESETS",
     "check_preset",
+    "check_together",
     "effective_rule",
+    "setting_help",
     "StudyConfig",
     "config_hash",
     "load_config_file",

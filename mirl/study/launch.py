@@ -49,13 +49,14 @@ class StudySpec:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     config_file: str | None = None
     out: str | None = None
+    rerun_stale: bool = False  # the setup (no nodes) deletes the stale nodes, so that the jobs train them again
 
     def run(self, nodes: Sequence[Node] = ()) -> Path:
         """Run ``nodes`` of the study (none: only set up its folder) beside other jobs; its folder."""
         from mirl.study.lottery import run_study
 
         return run_study(self.preset, {**self.overrides, "progress": False}, self.config_file, out=self.out,
-                         nodes=[tuple(n) for n in nodes], shared=True)
+                         nodes=[tuple(n) for n in nodes], shared=True, rerun_stale=self.rerun_stale and not nodes)
 
 
 def job_graph(cfg: Any) -> list[Job]:
@@ -336,6 +337,7 @@ def submit_slurm(spec: StudySpec, jobs: Sequence[Job], options: SlurmOptions) ->
 ACTIVE = ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING", "REQUEUE_HOLD",
           "REQUEUE_FED", "SIGNALING", "STAGE_OUT")
 STALE_LOCK = "stale lock"
+STALE = "stale"  # finished by other code or options (mirl.study.stale)
 ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "DEADLINE", "BOOT_FAIL")
 
 
@@ -397,21 +399,11 @@ def slurm_states(job_ids: Sequence[str]) -> dict[str, str]:
     return states
 
 
-def node_states(study: str | os.PathLike) -> list[dict[str, Any]]:
-    """Every node of a study (from its ``config.json``): done, running (a job of it is PENDING or
-    RUNNING, or a local process holds its lock), started (files but no ``done.json``) or missing,
-    with its SLURM job and that job's state when it was submitted.
-
-    Example:
-        >>> [row["state"] for row in node_states("runs/smoke_de4d1844")][:2]  # doctest: +SKIP
-        ['done', 'done']
-    """
+def _study_settings(study: Path) -> tuple[dict[str, Any], Any]:
+    """A study's ``config.json`` and its settings (replicates and branches as last run)."""
     from mirl import paths
     from mirl.study.config import recorded_config
-    from mirl.study.lottery import study_nodes
-    from mirl.runlock import lock_holder
 
-    study = Path(study)
     if not paths.is_run_dir(study):
         raise MirlError(f"{study} is not a study folder (no {paths.run_config('.').name}); give runs/<preset>_<hash>")
     config = read_json(paths.run_config(study))
@@ -422,10 +414,56 @@ def node_states(study: str | os.PathLike) -> list[dict[str, Any]]:
         cfg = recorded_config(config, grown)
     except MirlError as exc:
         raise MirlError(f"{paths.run_config(study)} holds a bad setting ({exc}); restore it or give another folder") from None
+    return config, cfg
+
+
+RUN_ONLY = ("device", "num_workers", "progress", "checkpoint_every", "cuda_graph", "compile", "compile_memory_budget")
+
+
+def rerun_stale_command(study: str | os.PathLike) -> str:
+    """The ``mirl lottery`` command that trains a study's stale nodes again (its preset, the
+    settings that differ from the preset's, its folder, and ``--rerun-stale``).
+
+    Example:
+        >>> rerun_stale_command("runs/smoke_de4d1844")   # doctest: +SKIP
+        'mirl lottery --preset smoke --out runs --rerun-stale'
+    """
+    import shlex
+
+    from mirl.study.config import study_preset
+
+    study = Path(study)
+    config = _study_settings(study)[0]
+    preset = str(config.get("preset", "paper"))
+    base = study_preset(preset).to_dict()
+    sets = [f"{key}={','.join(map(str, value)) if isinstance(value, list) else value}"
+            for key, value in config.items() if key in base and key not in RUN_ONLY and value != base[key]]
+    words = ["mirl", "lottery", "--preset", preset, *(["--set", *sets] if sets else []), "--out", str(study.parent), "--rerun-stale"]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def node_states(study: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every node of a study (from its ``config.json``): done, stale (finished by other code or
+    options: ``stale`` says why, :mod:`mirl.study.stale`), running (a job of it is PENDING or
+    RUNNING, or a local process holds its lock), started (files but no ``done.json``) or missing,
+    with its SLURM job and that job's state when it was submitted.
+
+    Example:
+        >>> [row["state"] for row in node_states("runs/smoke_de4d1844")][:2]  # doctest: +SKIP
+        ['done', 'done']
+    """
+    from mirl import paths
+    from mirl.study.lottery import study_nodes
+    from mirl.study.stale import stale_nodes
+    from mirl.runlock import lock_holder
+
+    study = Path(study)
+    cfg = _study_settings(study)[1]
     jobs = submitted_jobs(study)
     by_node = {tuple(n): (name, job["job_id"]) for name, job in jobs.items() for n in job["nodes"]}
     folders = {node: paths.level_dir(paths.replicate_dir(study, node[0]), node[1], node[2]) for node in study_nodes(cfg)}
     finished = {node for node, folder in folders.items() if paths.is_finished(folder)}
+    stale = stale_nodes(study, folders)
     holders = {node: lock_holder(folder) for node, folder in folders.items() if node not in finished and folder.is_dir()}
     lock_jobs = {h["slurm_job"] for h in holders.values() if h is not None and h["slurm_job"]}
     states = slurm_states(sorted({job_id for _, job_id in by_node.values()} | lock_jobs))
@@ -434,7 +472,9 @@ def node_states(study: str | os.PathLike) -> list[dict[str, Any]]:
         job_name, job_id = by_node.get(node, (None, None))
         slurm = states.get(job_id or "", "")
         holder = holders.get(node)
-        if node in finished:
+        if node in stale:
+            state = STALE
+        elif node in finished:
             state = "done"
         elif slurm in ACTIVE:
             state = "pending" if slurm == "PENDING" else "running"
@@ -445,7 +485,7 @@ def node_states(study: str | os.PathLike) -> list[dict[str, Any]]:
         else:
             state = "missing"
         lock_job = holder["slurm_job"] if holder is not None else None
-        rows.append({"replicate": node[0], "level": node[1], "branch": node[2], "state": state,
+        rows.append({"replicate": node[0], "level": node[1], "branch": node[2], "state": state, "stale": stale.get(node),
                      "job": job_name, "job_id": job_id, "slurm_state": slurm or None,
                      "lock_job": lock_job, "lock_job_state": states.get(lock_job) if lock_job else None})
     return rows
@@ -462,5 +502,5 @@ def stale_lock_fix(study: str | os.PathLike, row: Mapping[str, Any]) -> str:
 
 
 __all__ = ["JOBS_FILE", "LAUNCHERS", "Job", "SlurmOptions", "StudySpec", "Submission", "check_script_values", "check_slurm_reachable", "graph_summary",
-           "job_graph", "local_devices", "node_states", "run_local", "sbatch_options", "slurm_states", "stale_lock_fix", "submit_slurm",
+           "job_graph", "local_devices", "node_states", "rerun_stale_command", "run_local", "sbatch_options", "slurm_states", "stale_lock_fix", "submit_slurm",
            "submitted_jobs", "wait_for_slurm"]

@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import torch
 
 from mirl import paths
-from mirl.branches import Branch, BranchContext, branch_seed, get_branch
+from mirl.branches import Branch, BranchContext, branch_seed, get_branch, node_code
 from mirl.study.config import StudyConfig, config_hash, dense_identity, non_default, recorded_config, run_name, study_preset
 from mirl.data.resolve import dataset_root, parse_repeats
 from mirl.device import resolve_device
@@ -53,6 +53,7 @@ from mirl.pruning.reset import reset_weights
 from mirl.runlock import RunLock
 from mirl.study.log import TENSORBOARD_DIR, ScalarLog, run_log
 from mirl.study.rewind import rewind_start, snapshot_hook
+from mirl.study.stale import code_change, remove_stale, stale_message, stale_nodes
 from mirl.study.train import TrainSettings, train_level
 
 # The weights PromptIR defines but never calls (the network declares them).
@@ -174,6 +175,7 @@ def run_study(
     progress: bool = True,
     nodes: Iterable[Node] | None = None,
     shared: bool = False,
+    rerun_stale: bool = False,
 ) -> Path:
     """Run (or resume) a study, every replicate and branch, and return its folder ``<out>/<preset>_<hash>``.
 
@@ -181,6 +183,8 @@ def run_study(
     finished); a node's files do not depend on the order nodes run in. ``shared``: other
     processes run other nodes of the same study at the same time (the jobs of
     :mod:`mirl.study.launch`): the study is locked only while its files are set up, each node while it runs.
+    A study holding stale nodes (:mod:`mirl.study.stale`) is refused, naming them; ``rerun_stale``
+    deletes them first, so that they (and only they) are trained again.
 
     Example:
         >>> run_study("smoke", {"replicates": 2, "branches": "random_reinit,stability"}, progress=False)  # doctest: +SKIP
@@ -211,7 +215,10 @@ def run_study(
 
     def start() -> int:
         """1: every wanted node is finished (nothing to write); 0: locked and ready to write."""
-        if paths.is_run_dir(run_dir) and all(_finished_node(study, *node) for node in wanted):
+        stale = stale_nodes(run_dir, study_nodes(cfg)) if paths.is_run_dir(run_dir) else {}
+        if stale and not rerun_stale:
+            raise MirlError(stale_message(run_dir, stale))
+        if not stale and paths.is_run_dir(run_dir) and all(_finished_node(study, *node) for node in wanted):
             if not shared:
                 _tidy_finished(run_dir)
             return 1
@@ -220,6 +227,10 @@ def run_study(
             _check_same_config(run_dir, record)  # another process may have started it meanwhile
             if not shared:  # a killed run may have died inside an atomic write (shared: each node cleans its own)
                 _remove_dead_temporaries(run_dir)
+            if stale:
+                gone = stale_nodes(run_dir, study_nodes(cfg))  # as found under the lock
+                log.warning("%s: training %d stale node(s) again: %s", run_dir.name, len(gone), ", ".join(map(str, gone)))
+                remove_stale(run_dir, gone)
             atomic_write_json(paths.run_config(run_dir), record)
             if not paths.data_fingerprint(run_dir).exists():
                 atomic_write_json(paths.data_fingerprint(run_dir), fingerprint)
@@ -354,7 +365,7 @@ def branch_context(cfg: StudyConfig, replicate: Path, level: int, branch: str,
                         "does not hold yet; run main's levels first")
     rep_seed = replicate_seed(cfg, paths.replicate_number(replicate) or 0)
     return BranchContext(cfg=cfg, replicate=replicate, replicate_seed=rep_seed, level=level,
-                         seed=branch_seed(rep_seed, level, branch),
+                         seed=branch_seed(rep_seed, level, branch), theta0=theta0,
                          main_mask=load_mask(paths.mask_file(level_dir(replicate, level)), expected=full_mask(theta0, cfg.rule, UNUSED)),
                          main_start=main_starting_weights(cfg, replicate, level, theta0), unused=frozenset(UNUSED))
 
@@ -417,7 +428,8 @@ def _run_node(study: _Study, r: int, level: int, branch: str, theta0: Mapping[st
         extra = rule.after_training(ctx, net, lambda n, limit: _evaluate(n, study, limit)) if rule is not None else {}
         summary["level_seconds"] = round(time.perf_counter() - started, 2)
         _log_scores(node, f"replicate {r}, level {level}, {branch}", scores, summary)
-        record = {"study": study.name, "hash": study.hash, **identity, "weights": weights_fingerprint(net.state_dict())}
+        record = {"study": study.name, "hash": study.hash, **identity, **node_code(branch),
+                  "weights": weights_fingerprint(net.state_dict())}
         atomic_write_json(paths.metrics_file(node), {**_level_metrics(level, report, scores, summary), **record,
                                                       "data_seed": data_seed, **extra})
         paths.train_state_file(node).unlink(missing_ok=True)
@@ -472,6 +484,12 @@ def reuse_dense_level(study: _Study, r: int) -> Path | None:
             if not paths.is_finished(level_dir(source, 0)) or not paths.init_weights(source).is_file():
                 continue
             try:
+                made = read_json(paths.done_file(level_dir(source, 0)))
+            except (OSError, MirlError):
+                continue
+            if not isinstance(made, dict) or code_change(MAIN, made) is not None:
+                continue  # made by another version of main: stale there too
+            try:
                 _copy_dense_level(study, source, replicate)
             except (OSError, ValueError, MirlError) as exc:
                 warnings.warn(f"not reusing the dense level of {source}: {exc}", stacklevel=2)
@@ -507,7 +525,7 @@ def _copy_dense_level(study: _Study, source: Path, replicate: Path) -> None:
             shutil.copytree(origin / TENSORBOARD_DIR, tmp / TENSORBOARD_DIR)
         load_checkpoint(tmp / paths.model_file(".").name)  # a damaged file is refused here, not later
         identity = {"study": study.name, "hash": study.hash,
-                    **node_identity(study.cfg, paths.replicate_number(replicate) or 0, 0, MAIN)}
+                    **node_identity(study.cfg, paths.replicate_number(replicate) or 0, 0, MAIN), **node_code(MAIN)}
         atomic_write_json(paths.metrics_file(tmp), {**metrics, **identity, "reused_from": str(source)})
         atomic_write_json(paths.reused_file(tmp), {"source": str(source), "reason": "same dense settings and seed"})
         atomic_write_json(paths.done_file(tmp), {**identity, "reused_from": str(source), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})

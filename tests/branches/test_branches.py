@@ -31,6 +31,46 @@ def test_registry_keys_are_the_branches_own_names_with_distinct_labels() -> None
     assert registry() is registry()  # cached: one instance per branch
 
 
+def test_every_branch_declares_a_version_and_options_with_defaults_and_help() -> None:
+    """Issue 34, parts 2 and 3: a node records its branch's version and options; the default
+    options name no variant (the folder is the branch's name)."""
+    from mirl.branches import MAIN_VERSION, Option, node_code
+
+    assert isinstance(MAIN_VERSION, int) and MAIN_VERSION >= 1
+    for name, branch in registry().items():
+        assert isinstance(branch.version, int) and branch.version >= 1, name
+        assert branch.folder == name and branch.title == branch.label and branch.non_default == {}, name
+        for key, option in branch.options.items():
+            assert isinstance(option, Option) and len(option.help) > 15 and option.parse(option.default) == option.default, (name, key)
+            assert not option.choices or option.default in option.choices, (name, key)
+        assert node_code(name) == {"version": branch.version, "options": branch.settings}
+
+
+def test_a_variant_is_named_by_its_non_default_options_and_parsed_back() -> None:
+    variant = get_branch("random_prune-scope_global")
+    assert type(variant) is type(registry()["random_prune"]) and variant.settings == {"scope": "global"}
+    assert variant.folder == "random_prune-scope_global" and branch_label(variant.folder) == "random pruning (scope=global)"
+    assert get_branch("random_prune-scope_layerwise") is registry()["random_prune"]  # a default option is no variant
+    with pytest.raises(MirlError, match="'size_2' is not <option>_<value> of branch 'random_prune'"):
+        get_branch("random_prune-size_2")
+
+
+def test_the_doctest_of_the_registry_holds_when_a_branch_is_added(monkeypatch) -> None:
+    """Issue 34, part 3: a new branch broke the ``sorted(registry())`` doctest."""
+    import doctest
+
+    import mirl.branches as package
+
+    class Extra(Branch):
+        name, label, changes = "zz_extra", "extra", "nothing"
+
+    found = {**registry(), "zz_extra": Extra()}
+    monkeypatch.setattr(package, "registry", lambda: found)
+    tests = [t for t in doctest.DocTestFinder().find(package) if t.name == "mirl.branches"]
+    result = doctest.DocTestRunner().run(tests[0], out=lambda text: None)
+    assert result.attempted and not result.failed
+
+
 def test_branch_label_maps_main_to_ticket_every_branch_to_its_label_and_unknowns_through() -> None:
     for name, branch in registry().items():
         assert branch_label(name) == branch.label

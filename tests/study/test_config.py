@@ -48,13 +48,73 @@ def test_cli_refuses_bad_settings_without_leaving_a_folder(tmp_path, capsys, arg
 def test_every_setting_is_explained_where_it_is_declared(capsys):
     import dataclasses
 
-    from mirl.study.config import HELP, StudyConfig
+    from mirl.branches import registry
+    from mirl.study.config import HELP, StudyConfig, setting_help
 
     names = [f.name for f in dataclasses.fields(StudyConfig)]
     assert set(HELP) == set(names) and all(len(HELP[n]) > 15 for n in names)
     assert main(["lottery", "--preset", "smoke", "--list-settings"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == len(names) and all(HELP[n] in line for n, line in zip(names, lines))
+    options = [(name, key, option) for name, branch in registry().items() for key, option in branch.options.items()]
+    assert options, "no branch declares an option"
+    assert len(lines) == len(names) + 1 + len(options)
+    assert all(setting_help(n) in line for n, line in zip(names, lines))
+    for (name, key, option), line in zip(options, lines[len(names) + 1:]):  # every branch's options, with default and help
+        assert line.split()[0] == f"{name}.{key}" and repr(option.default) in line and option.help in line
+
+
+def test_the_branches_help_comes_from_the_registry(monkeypatch):
+    """Issue 34, part 3: the help text of ``branches`` was a fixed list that missed refill."""
+    from mirl import branches
+    from mirl.study.config import setting_help
+
+    assert all(name in setting_help("branches") for name in branches.registry())
+
+    class Extra(branches.Branch):
+        name, label, changes = "extra_control", "extra", "nothing"
+
+    found = {**branches.registry(), "extra_control": Extra()}
+    monkeypatch.setattr(branches, "registry", lambda: found)
+    assert "extra_control" in setting_help("branches")
+
+
+def test_a_branch_with_options_is_its_own_variant_named_by_its_folder(capsys):
+    """Issue 34, part 3: ``branches=[random_prune, {name: random_prune, scope: global}]``, open_lth-style."""
+    both = study_preset("smoke", {"branches": "[random_prune, {name: random_prune, scope: global}]"})
+    assert both.branches == ("random_prune", "random_prune-scope_global")
+    # the folder name, a single mapping and a file's list of mappings give the same study; a default option is no variant
+    assert study_preset("smoke", {"branches": "random_prune,random_prune-scope_global"}) == both
+    assert study_preset("smoke", {"branches": "{name: random_prune, scope: global}"}).branches == ("random_prune-scope_global",)
+    assert study_preset("smoke", {"branches": [{"name": "random_prune", "scope": "layerwise"}]}).branches == ("random_prune",)
+    assert config_hash(both) == config_hash(study_preset("smoke"))  # branches grow a study in place
+    assert main(["lottery", "--preset", "smoke", "--set", "branches=[{name: random_prune, scope: global}]", "--list-settings"]) == 0
+    assert "'random_prune-scope_global'" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("value, message", [
+    ("[{name: random_prune, scope: everywhere}]", "bad value 'everywhere' for option scope of branch random_prune; valid: layerwise, global"),
+    ("[{name: random_prune, scop: global}]", "branch 'random_prune' has no option 'scop'; its options: scope"),
+    ("[{scope: global}]", "a branch with options needs its name"),
+    ("random_prune-size_3", "'size_3' is not <option>_<value> of branch 'random_prune'"),
+    ("[{name: random_reinit, scope: global}]", "branch 'random_reinit' has no option 'scope'; its options: none"),
+    ("random_prune,random_prune-scope_layerwise", "give distinct names"),
+])
+def test_bad_branch_options_are_one_line(value, message, capsys):
+    assert main(["lottery", "--preset", "smoke", "--set", f"branches={value}", "--list-settings"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mirl lottery: error: bad value") and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"rewind_steps": 5}, "rewind_steps=5 does nothing with reset=init"),
+    ({"reset": "rewind"}, "reset=rewind needs rewind_steps > 0"),
+    ({"reset": "rewind", "rewind_steps": 0}, "reset=rewind needs rewind_steps > 0"),
+])
+def test_settings_that_do_nothing_or_contradict_are_refused(settings, message):
+    """Issue 34, part 2: ``rewind_steps=5`` with ``reset=init`` made a new study that trained the same thing."""
+    with pytest.raises(ConfigError, match=message):
+        study_preset("smoke", settings)
+    assert study_preset("smoke", {"reset": "rewind", "rewind_steps": 2}).rewind_steps == 2
 
 
 def test_run_hash_is_pinned():
@@ -65,8 +125,9 @@ def test_run_hash_is_pinned():
 
 
 def test_the_presets_keep_their_hashes_with_the_swappable_settings_at_their_defaults():
-    """optimizer, loss, schedule, pruner and the network registry came later: at their defaults
-    (the published AdamW, L1, warm-up + cosine, magnitude) no existing study is renamed."""
+    """New checks and settings rename no study: optimizer, loss, schedule, pruner and the network
+    registry at their defaults (the published AdamW, L1, warm-up + cosine, magnitude), branch
+    options and versions (issue 34). Only a recipe change renames one (issue 31, below)."""
     pinned = {"paper": "6dfa7bac", "quickstart": "6bcc40d6", "smoke": "de4d1844", "evidence": "e320761e"}  # issue 31: layer-wise presets prune rule=conv; evidence resets all
     assert {p: config_hash(study_preset(p)) for p in pinned} == pinned
     published = {"optimizer": "adamw", "loss": "l1", "schedule": "warmup_cosine", "pruner": "magnitude"}

@@ -245,7 +245,9 @@ def test_a_branch_needs_its_main_level(demo_data, tmp_path):
 def test_the_control_setting_names_branches():
     with pytest.raises(ConfigError, match="branches=random_reinit"):
         study_preset("smoke", {"control": "random_reinit"})
-    with pytest.raises(ConfigError, match="from: one_shot, random_prune, random_reinit, refill, stability"):
+    from mirl.branches import registry
+
+    with pytest.raises(ConfigError, match=f"unknown branch 'bogus'; valid: {', '.join(registry())}"):
         study_preset("smoke", {"branches": "random_reinit,bogus"})
     with pytest.raises(ConfigError, match="stability_alphas"):
         study_preset("smoke", {"stability_alphas": "0.25,0.5"})
