@@ -181,14 +181,14 @@ def paired_differences(scores: pd.DataFrame, ticket: str, metric: str = "psnr") 
     for control, both in _paired(scores, ticket, metric):
         family = []
         for level, group in both.groupby("level"):
-            where = {"control": control, "level": int(level), "remaining_prunable": group["remaining_prunable"].iloc[0],
+            where = {"ticket": ticket, "control": control, "level": int(level), "remaining_prunable": group["remaining_prunable"].iloc[0],
                      "remaining_trainable": group["remaining_trainable"].iloc[0]}
             for task in [*tasks, MEAN]:
                 iv = interval(_values(group, "difference", tasks if task == MEAN else [task]))
                 family.append((iv, {**_row(iv, **where, task=task), "df": iv.df, "task_images": iv.task_images, "p": iv.p}))
         adjusted = holm([iv.p for iv, _ in family])
         rows += [{**row, "p_holm": p, "verdict": verdict(iv, p)} for (iv, row), p in zip(family, adjusted)]
-    columns = ["control", "level", "remaining_prunable", "remaining_trainable", "task", "mean", "low", "high", "images",
+    columns = ["ticket", "control", "level", "remaining_prunable", "remaining_trainable", "task", "mean", "low", "high", "images",
                "replicates", "method", "df", "task_images", "p", "p_holm", "verdict"]
     return pd.DataFrame(rows, columns=columns).assign(metric=metric)
 
@@ -262,23 +262,26 @@ def _check_same_images(mine: pd.DataFrame, theirs: pd.DataFrame, ticket: str, co
 def verdict_table(differences: pd.DataFrame, ticket: str = "ticket", denominator: str = "trainable") -> pd.DataFrame:
     """One sentence per control and level from the ``mean`` rows of :func:`paired_differences` (the
     secondary rows, Holm-adjusted), e.g. "at 19.5% trainable the ticket is +0.40 dB [+0.10, +0.70]
-    above random re-init: resolved (Holm-adjusted p = 0.012)".
+    above random re-init: resolved (Holm-adjusted p = 0.012)". Each row names the ticket it was
+    paired with (a compared study's controls against that study's ticket); ``ticket`` names it for
+    differences that do not record one.
     """
     rows = []
     for row in differences[differences["task"] == MEAN].itertuples():
+        mine = getattr(row, "ticket", None) or ticket
         iv = Interval(row.mean, row.low, row.high, row.images, row.replicates, row.method)
         side = "above" if row.mean >= 0 else "below"
         unit = UNITS.get(str(row.metric), "")
         density = 100 * getattr(row, f"remaining_{denominator}")
         holm_p = "" if row.verdict == TOO_FEW or not np.isfinite(row.p_holm) else f" (Holm-adjusted p = {row.p_holm:.3g})"
         rows.append({
-            "control": row.control, "level": row.level, f"remaining {denominator} (%)": round(density, 2),
+            "ticket": mine, "control": row.control, "level": row.level, f"remaining {denominator} (%)": round(density, 2),
             "ticket - control": iv.format(unit, signed=True), "n": iv.sample_size,
             "Holm-adjusted p": round(float(row.p_holm), 4) if np.isfinite(row.p_holm) else None, "verdict": row.verdict,
-            "sentence": f"at {density:.3g}% {denominator} the {ticket} is {iv.format(unit, signed=True)} {side} "
+            "sentence": f"at {density:.3g}% {denominator} the {mine} is {iv.format(unit, signed=True)} {side} "
                         f"{row.control}: {row.verdict}{holm_p}",
         })
-    return pd.DataFrame(rows, columns=["control", "level", f"remaining {denominator} (%)", "ticket - control", "n",
+    return pd.DataFrame(rows, columns=["ticket", "control", "level", f"remaining {denominator} (%)", "ticket - control", "n",
                                        "Holm-adjusted p", "verdict", "sentence"])
 
 

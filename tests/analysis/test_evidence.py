@@ -74,6 +74,27 @@ def test_a_planted_one_db_ticket_advantage_is_resolved(tmp_path):
     assert table["n"].iloc[0] == "3 seeds (each the mean over 32 test images)"
 
 
+def test_a_compared_studys_controls_are_paired_with_and_named_by_its_own_ticket(tmp_path):
+    """Issue 34: with compare=[{reset: rewind}] the rows read "ticket - random pruning (reset=rewind)"
+    while the rewind study's controls were paired with the rewind ticket; each row now names the
+    ticket it was paired with, and the difference is the one against that ticket."""
+    from mirl.analysis.evidence import paired_differences_by_study
+
+    reset = {"ticket": [write_run(tmp_path, f"t_{r}", seed=r, offset=1.0) for r in range(3)],
+             "random re-init": [write_run(tmp_path, f"c_{r}", seed=r, offset=0.0) for r in range(3)]}
+    rewind = {"ticket (rewind)": [write_run(tmp_path, f"tw_{r}", seed=r, offset=3.0) for r in range(3)],
+              "random re-init (rewind)": [write_run(tmp_path, f"cw_{r}", seed=r, offset=2.5) for r in range(3)]}
+    scores = scores_table({**reset, **rewind})
+    diffs = paired_differences_by_study(scores, {"": reset, " (rewind)": rewind})
+    table = verdict_table(diffs)
+    level1 = table[table.level == 1].set_index("control")
+    assert level1.loc["random re-init (rewind)", "ticket"] == "ticket (rewind)"
+    assert level1.loc["random re-init (rewind)", "sentence"].startswith("at 55% trainable the ticket (rewind) is +0.")
+    assert level1.loc["random re-init", "ticket"] == "ticket" and level1.loc["ticket (rewind)", "ticket"] == "ticket"
+    mean = diffs[(diffs.level == 1) & (diffs.task == MEAN)].set_index("control")["mean"]
+    assert mean.to_dict() == pytest.approx({"random re-init": 1.0, "random re-init (rewind)": 0.5, "ticket (rewind)": -2.0}, abs=0.15)
+
+
 def _per_seed_differences(variants: dict[str, list[Path]], levels: list[int]) -> list[float]:
     """Each seed's primary endpoint, straight from the metrics files: the mean over pruned levels and
     tasks of the mean over images of ticket - control."""
