@@ -383,26 +383,33 @@ def _run_node(study: _Study, r: int, level: int, branch: str, theta0: Mapping[st
     rep_seed = replicate_seed(cfg, r)
     rule: Branch | None = None if branch == MAIN else get_branch(branch)
     ctx = branch_context(cfg, replicate, level, branch, theta0) if rule is not None else None
+    other = rule.network_config(ctx) if rule is not None else None  # another network (dense_same_size)
+    start = rule.starting_weights(ctx) if other is not None else None
+    template = start if start is not None else theta0  # the shapes of the network that trains
     mask_path = paths.mask_file(node)
     if mask_path.exists():  # an interrupted node: its mask was saved before training began
-        mask = load_mask(mask_path, expected=full_mask(theta0, cfg.rule, UNUSED))
+        mask = load_mask(mask_path, expected=full_mask(template, cfg.rule, UNUSED))
     else:
-        if dist.is_main:
+        if dist.is_main and other is not None:
+            mask = full_mask(template, cfg.rule, UNUSED)
+        elif dist.is_main:
             mask = main_mask(cfg, replicate, level, theta0, study.train_set, device) if rule is None else rule.mask(ctx)
         else:
-            mask = full_mask(theta0, cfg.rule, UNUSED)
+            mask = full_mask(template, cfg.rule, UNUSED)
         mask = broadcast_mask(mask, dist, device)
         if dist.is_main:
             save_mask(mask_path, mask)
     report = None
     if dist.is_main:
-        report = write_sparsity_report(paths.sparsity_file(node), mask, theta0, UNUSED, level=level, rule=cfg.rule,
+        report = write_sparsity_report(paths.sparsity_file(node), mask, template, UNUSED, level=level, rule=cfg.rule,
                                        scope=cfg.scope, branch=branch)
         warn_collapse(level, report["empty_tensors"], cfg)
         if norm_scale_warning(report):
             log.warning("replicate %d, level %d, %s: %s", r, level, branch, norm_scale_warning(report))
-    net = build_network(cfg.model, cfg.impl)
-    net.load_state_dict(main_starting_weights(cfg, replicate, level, theta0) if rule is None else rule.starting_weights(ctx))
+    net = build_network(cfg.model, cfg.impl) if other is None else PromptIR(other, impl=cfg.impl)
+    if start is None:
+        start = main_starting_weights(cfg, replicate, level, theta0) if rule is None else rule.starting_weights(ctx)
+    net.load_state_dict(start)
     apply_mask(net, mask)
     net.to(device)
     model: torch.nn.Module = net
@@ -419,7 +426,7 @@ def _run_node(study: _Study, r: int, level: int, branch: str, theta0: Mapping[st
     on_step = snapshot_hook(cfg, replicate, dist) if (level == 0 and rule is None) else None
     identity = node_identity(cfg, r, level, branch)
     summary = train_level(model, mask, study.train_set, settings, node, device, level=level, dist=dist, on_step=on_step,
-                          node=identity, start=rewind_start(cfg, replicate, level, device))
+                          node=identity, start=None if rule is not None and rule.scratch else rewind_start(cfg, replicate, level, device))
     if dist.is_main:
         net.eval()
         save_checkpoint(paths.model_file(node), net, metadata={"run": study.name, "replicate": r, "level": level,
