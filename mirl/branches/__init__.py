@@ -2,8 +2,9 @@
 
 A study's ``main`` chain is the lottery ticket (prune by magnitude, reset, train). A branch of
 level k reads main's mask and starting weights at level k and changes exactly one of: the mask
-(``random_prune``, ``one_shot``, ``refill``), the starting weights (``random_reinit``) or the SGD noise
-(``stability``). Each branch is one module of this package that defines one :class:`Branch`
+(``random_prune``, ``one_shot``, ``refill``), the starting weights (``random_reinit``), both
+(``refill_scratch``), the network itself (``dense_same_size``, a narrower dense network) or the SGD
+noise (``stability``). Each branch is one module of this package that defines one :class:`Branch`
 subclass; the registry finds them all, so a new branch is one new file.
 
 Branches of one level are independent of each other and of later levels: their inputs are main's
@@ -128,6 +129,7 @@ class Branch:
     changes: ClassVar[str] = ""
     runs_at_level_zero: ClassVar[bool] = False
     is_control: ClassVar[bool] = True  # a control is plotted and paired against the ticket
+    scratch: ClassVar[bool] = False  # trains from step 0 with a fresh optimiser, even in a rewinding study
     version: ClassVar[int] = 1  # raise it when a change of this file changes the branch's results
     options: ClassVar[Mapping[str, Option]] = {}
 
@@ -171,6 +173,12 @@ class Branch:
     def starting_weights(self, ctx: BranchContext) -> dict[str, torch.Tensor]:
         """The weights the branch trains from (default: main's, before masking)."""
         return {n: t.clone() for n, t in ctx.main_start.items()}
+
+    def network_config(self, ctx: BranchContext) -> Any:
+        """The configuration (:class:`mirl.models.config.ModelConfig`) of another network that the
+        branch trains instead of the study's, from a fresh draw and with its full mask; ``None``
+        (the default): the study's network under :meth:`mask`."""
+        return None
 
     def data_seed(self, ctx: BranchContext) -> int:
         """Seed of the training data order and degradation draws (default: main's)."""

@@ -178,12 +178,12 @@ def load_ticket(
     return ticket
 
 
-STRUCTURED_BRANCHES: tuple[str, ...] = ("refill",)  # branches whose masks remove whole channels
+STRUCTURED_BRANCHES: tuple[str, ...] = ("refill", "refill_scratch")  # branches whose masks remove whole channels
 
 
 def structured_ticket(model: Any, meta: dict[str, Any], metrics: dict[str, Any] | None) -> bool:
     """Whether exports narrow the network: it is narrowed already, or its checkpoint or level
-    scores say it is a branch whose mask removes whole channels (``refill``).
+    scores say it is a branch whose mask removes whole channels (``refill``, ``refill_scratch``).
 
     Example:
         >>> structured_ticket(object(), {"metadata": {"branch": "refill"}}, None)

@@ -29,7 +29,7 @@ import pandas as pd
 DEMO_LABEL = "built-in demo corpus, not a benchmark"
 
 # One colour per branch in every figure and report: a study that grows a branch keeps the others'.
-BRANCH_COLORS = {"main": "C0", "random_reinit": "C1", "random_prune": "C2", "one_shot": "C3", "stability": "C4", "refill": "C5"}
+BRANCH_COLORS = {"main": "C0", "random_reinit": "C1", "random_prune": "C2", "one_shot": "C3", "stability": "C4", "refill": "C5", "refill_scratch": "C6", "dense_same_size": "C7"}
 # Line styles of the studies set side by side (notebook 02's ``compare``): the first study solid.
 STUDY_STYLES = ("-", "--", ":", "-.")
 

@@ -177,6 +177,8 @@ class StudyConfig:
     epochs: int = _setting(120, "training epochs per level; every level trains from its reset weights", POSITIVE_COUNT)
     warmup_epochs: int = _setting(15, "epochs of linear learning-rate warm-up before the cosine decay", NON_NEGATIVE)
     steps_per_epoch: int = _setting(0, "training steps per epoch (0 = one pass over the training set)", NON_NEGATIVE)
+    steps_scale: int = _setting(1, "training budget: every level trains this many times its epochs (warm-up scaled alike, so the "
+                                "schedule keeps its shape), e.g. 4", Limits(at_least=1, at_most=1000, example="4"))
     lr: float = _setting(2e-4, "peak learning rate of the optimizer", Limits(above=0))
     weight_decay: float = _setting(0.01, "weight decay of the optimizer", NON_NEGATIVE)
     optimizer: str = _setting("adamw", "optimizer of every level, from mirl/study/optimizers/ (adamw: the published one)")
@@ -204,6 +206,8 @@ class StudyConfig:
                                Limits(at_least=1, at_most=1000, example="3"))
     branches: tuple[str, ...] = _setting((), "branches of every pruned level of the ticket, by name or as {name: ..., <option>: value} (docs/lottery.md; the names: mirl.branches.registry())", check=_branches)
     stability_alphas: tuple[float, ...] = _setting(tuple(i / 8 for i in range(9)), "points of the linear path the stability branch scores (must hold 0 and 1)", check=_alphas)
+    val_curve_images: int = _setting(2, "validation images per task scored at 8 evenly spaced steps of the dense level 0 (its "
+                                     "val_curve in metrics.json; 0 = none)", NON_NEGATIVE)
     stability_eval_limit: int = _setting(0, "test crops per photo (each task) for the stability branch's path, the same for every photo (0 = every test image; names without a photo: every image)", NON_NEGATIVE)
     device: str = _setting("auto", "'auto' (CUDA when present), 'cpu' or 'cuda'")
     num_workers: int = _setting(0, "data-loader worker processes (batches do not depend on it)", NON_NEGATIVE)
@@ -222,7 +226,7 @@ class StudyConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
-NOT_HASHED = frozenset({"replicates", "branches", "stability_alphas", "stability_eval_limit", "device", "num_workers", "checkpoint_every", "progress", "cuda_graph", "compile",
+NOT_HASHED = frozenset({"replicates", "branches", "stability_alphas", "stability_eval_limit", "val_curve_images", "device", "num_workers", "checkpoint_every", "progress", "cuda_graph", "compile",
                         "compile_memory_budget"})
 # Settings that only act from level 1 on: runs that differ only in these share the dense level 0.
 PRUNING_ONLY = frozenset({"rounds", "fraction", "scope", "reset_params", "pruner"})

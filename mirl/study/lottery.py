@@ -55,6 +55,7 @@ from mirl.study.log import TENSORBOARD_DIR, ScalarLog, run_log
 from mirl.study.rewind import rewind_start, snapshot_hook
 from mirl.study.stale import code_change, remove_stale, stale_message, stale_nodes
 from mirl.study.train import TrainSettings, train_level
+from mirl.study.val_curve import FILE as VAL_CURVE_FILE, ValCurve, chain
 
 # The weights PromptIR defines but never calls (the network declares them).
 UNUSED = PromptIR.unused_in_forward
@@ -383,26 +384,33 @@ def _run_node(study: _Study, r: int, level: int, branch: str, theta0: Mapping[st
     rep_seed = replicate_seed(cfg, r)
     rule: Branch | None = None if branch == MAIN else get_branch(branch)
     ctx = branch_context(cfg, replicate, level, branch, theta0) if rule is not None else None
+    other = rule.network_config(ctx) if rule is not None else None  # another network (dense_same_size)
+    start = rule.starting_weights(ctx) if other is not None else None
+    template = start if start is not None else theta0  # the shapes of the network that trains
     mask_path = paths.mask_file(node)
     if mask_path.exists():  # an interrupted node: its mask was saved before training began
-        mask = load_mask(mask_path, expected=full_mask(theta0, cfg.rule, UNUSED))
+        mask = load_mask(mask_path, expected=full_mask(template, cfg.rule, UNUSED))
     else:
-        if dist.is_main:
+        if dist.is_main and other is not None:
+            mask = full_mask(template, cfg.rule, UNUSED)
+        elif dist.is_main:
             mask = main_mask(cfg, replicate, level, theta0, study.train_set, device) if rule is None else rule.mask(ctx)
         else:
-            mask = full_mask(theta0, cfg.rule, UNUSED)
+            mask = full_mask(template, cfg.rule, UNUSED)
         mask = broadcast_mask(mask, dist, device)
         if dist.is_main:
             save_mask(mask_path, mask)
     report = None
     if dist.is_main:
-        report = write_sparsity_report(paths.sparsity_file(node), mask, theta0, UNUSED, level=level, rule=cfg.rule,
+        report = write_sparsity_report(paths.sparsity_file(node), mask, template, UNUSED, level=level, rule=cfg.rule,
                                        scope=cfg.scope, branch=branch)
         warn_collapse(level, report["empty_tensors"], cfg)
         if norm_scale_warning(report):
             log.warning("replicate %d, level %d, %s: %s", r, level, branch, norm_scale_warning(report))
-    net = build_network(cfg.model, cfg.impl)
-    net.load_state_dict(main_starting_weights(cfg, replicate, level, theta0) if rule is None else rule.starting_weights(ctx))
+    net = build_network(cfg.model, cfg.impl) if other is None else PromptIR(other, impl=cfg.impl)
+    if start is None:
+        start = main_starting_weights(cfg, replicate, level, theta0) if rule is None else rule.starting_weights(ctx)
+    net.load_state_dict(start)
     apply_mask(net, mask)
     net.to(device)
     model: torch.nn.Module = net
@@ -417,9 +425,11 @@ def _run_node(study: _Study, r: int, level: int, branch: str, theta0: Mapping[st
     study.train_set.seed = data_seed
     settings = dataclasses.replace(TrainSettings.from_study(cfg), seed=data_seed)
     on_step = snapshot_hook(cfg, replicate, dist) if (level == 0 and rule is None) else None
+    curve = _val_curve(study, node, settings, net) if (level == 0 and rule is None and dist.is_main) else None
+    on_step = chain(on_step, curve)
     identity = node_identity(cfg, r, level, branch)
     summary = train_level(model, mask, study.train_set, settings, node, device, level=level, dist=dist, on_step=on_step,
-                          node=identity, start=rewind_start(cfg, replicate, level, device))
+                          node=identity, start=None if rule is not None and rule.scratch else rewind_start(cfg, replicate, level, device))
     if dist.is_main:
         net.eval()
         save_checkpoint(paths.model_file(node), net, metadata={"run": study.name, "replicate": r, "level": level,
@@ -431,10 +441,28 @@ def _run_node(study: _Study, r: int, level: int, branch: str, theta0: Mapping[st
         record = {"study": study.name, "hash": study.hash, **identity, **node_code(branch),
                   "weights": weights_fingerprint(net.state_dict())}
         atomic_write_json(paths.metrics_file(node), {**_level_metrics(level, report, scores, summary), **record,
-                                                      "data_seed": data_seed, **extra})
+                                                      "data_seed": data_seed, **extra,
+                                                      **({"val_curve": curve.result()} if curve is not None and not curve.failed else {})})
         paths.train_state_file(node).unlink(missing_ok=True)
+        (node / VAL_CURVE_FILE).unlink(missing_ok=True)
         atomic_write_json(paths.done_file(node), {**record, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
     dist.barrier()
+
+
+def _val_curve(study: _Study, node: Path, settings: TrainSettings, net: torch.nn.Module) -> ValCurve | None:
+    """The dense level's validation curve (:mod:`mirl.study.val_curve`), step 0 scored; ``None`` with ``val_curve_images=0``."""
+    from mirl.scoring.evaluate import EvalSettings, evaluate_model
+    from mirl.study.train import epoch_batches
+
+    cfg = study.cfg
+    if cfg.val_curve_images == 0:
+        return None
+    per_epoch = len(epoch_batches(len(study.train_set), settings.batch_size, settings.seed, 0, 0, study.dist, settings.steps_per_epoch))
+    evaluate = EvalSettings(convention=cfg.convention, pad=cfg.test_pad, limit=cfg.val_curve_images, split="val")
+    curve = ValCurve(node, lambda n: evaluate_model(n, study.data_root, list(cfg.tasks), evaluate, device=study.device, progress=False),
+                     total_steps=per_epoch * settings.epochs)
+    curve.start(net)
+    return curve
 
 
 def _log_scores(node: Path, what: str, scores: Mapping[str, Any], summary: Mapping[str, Any]) -> None:

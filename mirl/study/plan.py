@@ -59,10 +59,10 @@ def _steps_and_data(cfg: StudyConfig) -> tuple[int | None, int | None, dict[str,
     """(steps per node, training samples, test images per task, note) from the data as it is now."""
     from mirl.data.resolve import BUILTIN, DataFolderError, dataset_root, parse_repeats
 
-    fixed = cfg.epochs * cfg.steps_per_epoch if cfg.steps_per_epoch > 0 else None
+    fixed = cfg.epochs * cfg.steps_scale * cfg.steps_per_epoch if cfg.steps_per_epoch > 0 else None
     assumed = ""
     if fixed is None and cfg.model == "paper":
-        fixed = cfg.epochs * (PUBLISHED_SAMPLES_PER_EPOCH // cfg.batch_size)
+        fixed = cfg.epochs * cfg.steps_scale * (PUBLISHED_SAMPLES_PER_EPOCH // cfg.batch_size)
         assumed = (f"; steps assume the published data: {PUBLISHED_SAMPLES_PER_EPOCH:,} samples per epoch (BSD400 + WED, "
                    f"Rain100L, OTS with the published repeats) / batch {cfg.batch_size} x {cfg.epochs} epochs")
     if str(cfg.data) == BUILTIN and not paths.builtin_dataset_dir(cfg.max_test_side).is_dir():
@@ -76,7 +76,7 @@ def _steps_and_data(cfg: StudyConfig) -> tuple[int | None, int | None, dict[str,
     train = TrainDataset(root, list(cfg.tasks), patch_size=cfg.patch_size, repeats=parse_repeats(cfg.repeats), seed=cfg.seed)
     per_epoch = cfg.steps_per_epoch if cfg.steps_per_epoch > 0 else len(train) // cfg.batch_size
     tests = {task: len(TestDataset(root, task)) for task in train.tasks}
-    return cfg.epochs * per_epoch, len(train), tests, f"data: {root}"
+    return cfg.epochs * cfg.steps_scale * per_epoch, len(train), tests, f"data: {root}"
 
 
 def plan_study(preset: str, overrides: Mapping[str, Any] | None = None, config_file: str | os.PathLike | None = None,
@@ -162,7 +162,7 @@ def format_plan(plan: StudyPlan, step_seconds: float | None, timed_on: str) -> s
     branches = ", ".join(cfg.branches) or "none"
     lines = [f"plan of {plan.run_dir} (nothing written)",
              f"  network {cfg.model}, {cfg.rounds} rounds of {cfg.fraction:g} ({cfg.scope}), reset={cfg.reset}, "
-             f"batch {cfg.batch_size} of {cfg.patch_size}x{cfg.patch_size}, {cfg.epochs} epochs per node",
+             f"batch {cfg.batch_size} of {cfg.patch_size}x{cfg.patch_size}, {cfg.epochs * cfg.steps_scale} epochs per node",
              f"  replicates {cfg.replicates} (seeds {cfg.seed}..{cfg.seed + cfg.replicates - 1}), levels 0..{cfg.rounds}, "
              f"branches: {branches}",
              f"  {plan.data_note}"]

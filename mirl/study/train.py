@@ -88,14 +88,22 @@ class TrainSettings:
 
     @classmethod
     def from_study(cls, cfg: StudyConfig) -> TrainSettings:
-        """The training settings of study ``cfg``.
+        """The training settings of study ``cfg``: its epochs (and warm-up epochs) times ``steps_scale``.
 
         Example:
             >>> from mirl.study.config import study_preset
             >>> TrainSettings.from_study(study_preset("smoke", {"epochs": 3})).epochs
             3
+            >>> scaled = TrainSettings.from_study(study_preset("smoke", {"epochs": 3, "warmup_epochs": 2, "steps_scale": 4}))
+            >>> scaled.epochs, scaled.warmup_epochs     # steps_scale: the same schedule, 4 times as long
+            (12, 8)
         """
-        return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls)})
+        values = {f.name: getattr(cfg, f.name) for f in fields(cls)}
+        scale = int(getattr(cfg, "steps_scale", 1))
+        values["epochs"] = cfg.epochs * scale
+        if cfg.warmup_epochs > 1:  # 0 or 1 warm-up epoch means none (lr_at_epoch): it stays none
+            values["warmup_epochs"] = cfg.warmup_epochs * scale
+        return cls(**values)
 
     def step_options(self, device: torch.device, dist: DistInfo) -> StepOptions:
         """How the step runs on ``device`` in this process (:meth:`StepOptions.for_study`).
