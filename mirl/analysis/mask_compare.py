@@ -21,7 +21,7 @@ Example:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -237,7 +237,8 @@ class MaskScan:
     ``densities``: one row per node and tensor (replicate, level, branch, tensor, block, size, kept).
     ``pairs``: one row per compared pair of nodes and tensor (:data:`PAIR_KEYS`, tensor, block,
     size, kept_a, kept_b, both), for the kinds :data:`BRANCH_PAIR`, :data:`NEXT_LEVEL_PAIR`,
-    :data:`REPLICATE_PAIR`.
+    :data:`REPLICATE_PAIR`. ``other_networks``: the branches that train another network than the
+    ticket's (``dense_same_size``): their masks have no tensor in common with the ticket's to compare.
     """
 
     study: Path
@@ -246,6 +247,7 @@ class MaskScan:
     nodes: list[Node]
     densities: pd.DataFrame
     pairs: pd.DataFrame
+    other_networks: list[str] = field(default_factory=list)
 
     @property
     def replicates(self) -> list[int]:
@@ -283,6 +285,11 @@ def _node_mask(replicate: Path, level: int, branch: str) -> dict[str, Any] | Non
     return load_mask(path) if paths.is_finished(node) and path.is_file() else None
 
 
+def _same_network(mask_a: Mapping[str, Any], mask_b: Mapping[str, Any]) -> bool:
+    """Whether two masks cover the same tensors with the same shapes (the same network)."""
+    return mask_a.keys() == mask_b.keys() and all(tuple(mask_a[k].shape) == tuple(mask_b[k].shape) for k in mask_a)
+
+
 def _density_rows(node: Node, mask: Mapping[str, Any]) -> list[tuple[Any, ...]]:
     return [(node.replicate, node.level, node.branch, name, block_of(name), m.numel(), int(m.sum())) for name, m in mask.items()]
 
@@ -317,6 +324,7 @@ def scan_study(run_dir: PathLike) -> MaskScan:
     pairs: list[pd.DataFrame] = []
     previous: dict[int, dict[str, Any]] = {}
     previous_level = -1
+    other_networks: set[str] = set()
     for level in all_levels:
         current: dict[int, dict[str, Any]] = {}
         for r in replicates:
@@ -334,6 +342,9 @@ def scan_study(run_dir: PathLike) -> MaskScan:
                 mask = _node_mask(replicate, level, branch) if branch != MAIN else None
                 if mask is None:
                     continue
+                if not _same_network(main, mask):
+                    other_networks.add(branch)
+                    continue
                 other = Node(r, level, branch)
                 nodes.append(other)
                 densities += _density_rows(other, mask)
@@ -347,7 +358,7 @@ def scan_study(run_dir: PathLike) -> MaskScan:
     pair_columns = PAIR_KEYS + ["tensor", "block", "size", "kept_a", "kept_b", "both"]
     pair_table = pd.concat(pairs, ignore_index=True) if pairs else pd.DataFrame(columns=pair_columns)
     return MaskScan(study=study, scope=str(config.get("scope", "unknown")), fraction=float(config.get("fraction", float("nan"))),
-                    nodes=nodes, densities=density_table, pairs=pair_table)
+                    nodes=nodes, densities=density_table, pairs=pair_table, other_networks=sorted(other_networks))
 
 
 # --------------------------------------------------------------------------- per block

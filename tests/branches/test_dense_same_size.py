@@ -109,3 +109,15 @@ def test_dense_same_size_exports_sparse_and_restores(study: Path, demo_data: Pat
         target = tmp_path / f"restored_{Path(source).name}"
         assert main(["restore", str(source), *map(str, photos), "--out", str(target), "--no-progress"]) == 0
         assert list(target.rglob("*.png"))
+
+
+def test_the_mask_explorer_names_a_branch_of_another_network_instead_of_comparing_it(study: Path) -> None:
+    """Notebook 04 failed on such a study ("masks disagree on the shape of ...project_in.weight"):
+    dense_same_size's mask belongs to a narrower network, so it is listed, not paired with main's;
+    refill's and refill_scratch's masks (the ticket's network) are still compared."""
+    from mirl.analysis.mask_compare import BRANCH_PAIR, scan_study
+
+    scan = scan_study(study)
+    assert scan.other_networks == ["dense_same_size"]
+    compared = set(scan.pairs.loc[scan.pairs["kind"] == BRANCH_PAIR, "branch_b"])
+    assert compared == {"refill", "refill_scratch"} and "dense_same_size" not in scan.branches
