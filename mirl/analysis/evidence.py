@@ -219,8 +219,8 @@ def primary_endpoints(scores: pd.DataFrame, ticket: str, metric: str = "psnr") -
                      "df": iv.df, "seeds": iv.replicates, "images": iv.images, "task_images": iv.task_images, "p": iv.p,
                      "method": iv.method, "n": iv.sample_size, "verdict": verdict(iv),
                      "sentence": f"{ticket} - {control}, mean over pruned level{'s' if len(levels) > 1 else ''} "
-                                 f"{', '.join(map(str, levels))}: {iv.format(unit, signed=True)}, "
-                                 f"{'t-interval, df = ' + str(iv.df) if iv.df else 'no t-interval (1 seed)'}, "
+                                 f"{', '.join(map(str, levels))}: "
+                                 f"{iv.format(unit, signed=True) + ', t-interval, df = ' + str(iv.df) if iv.df else f'{iv.mean:+.2f} {unit}, no interval (1 seed)'}, "
                                  f"n = {iv.sample_size}: {verdict(iv)}"})
     return pd.DataFrame(rows, columns=["control", "levels", "mean", "low", "high", "df", "seeds", "images", "task_images", "p",
                                        "method", "n", "verdict", "sentence"]).assign(metric=metric)
@@ -304,7 +304,11 @@ def wide_table(curves: pd.DataFrame, denominator: str = "trainable", digits: int
     unit_fmt = f"{{:.{digits if curves['metric'].iloc[0] != 'ssim' else 4}f}}"
 
     def cell(r: pd.Series) -> str:
+        if r["replicates"] < 2 and r["images"] < 2 * (len(tasks) if r["task"] == MEAN else 1):  # nothing estimates a spread
+            return f"{unit_fmt.format(r['mean'])} (no interval)"
         return f"{unit_fmt.format(r['mean'])} [{unit_fmt.format(r['low'])}, {unit_fmt.format(r['high'])}]"
+
+    tasks = [t for t in dict.fromkeys(curves["task"]) if t != MEAN]
 
     table = curves.assign(cell=curves.apply(cell, axis=1))
     wide = table.pivot(index=["label", "level"], columns="task", values="cell")
@@ -333,7 +337,9 @@ def headline(scores: pd.DataFrame, reference: str, metric: str = "gain") -> dict
     out: dict[str, str] = {}
 
     def put(key: str, row: pd.Series) -> None:
-        iv = Interval(row["mean"], row["low"], row["high"], int(row["images"]), int(row["replicates"]), row["method"])
+        per_task = curves[(curves["label"] == row["label"]) & (curves["level"] == row["level"]) & (curves["task"] != MEAN)]
+        iv = Interval(row["mean"], row["low"], row["high"], int(row["images"]), int(row["replicates"]), row["method"],
+                      task_images=int(per_task["images"].min()) if not per_task.empty else None)
         out[key] = f"{iv.format('', signed=metric == 'gain')} (n = {iv.sample_size})"
 
     dense = means[(means["label"] == reference) & (means["level"] == 0)]

@@ -95,10 +95,24 @@ class Interval:
             return f"1 seed (the mean over {over})"
         return f"{_plural(self.replicates, 'seed')} (each the mean over {over})"
 
+    @property
+    def has_spread(self) -> bool:
+        """Whether anything estimates a spread: 2 or more seeds, or one seed with 2 or more images in
+        every task (a bootstrap over them); else the "interval" would be the mean twice."""
+        return self.replicates >= 2 or (self.task_images if self.task_images is not None else self.images) >= 2
+
     def format(self, unit: str = "dB", signed: bool = False, digits: int = 2) -> str:
-        """``"+0.40 dB [+0.10, +0.70]"`` (``signed`` for differences)."""
+        """``"+0.40 dB [+0.10, +0.70]"`` (``signed`` for differences); ``"+0.40 dB (no interval)"``
+        when nothing estimates a spread (one seed and one image per task).
+
+        Example:
+            >>> Interval(0.39, 0.39, 0.39, images=2, replicates=1, method="", task_images=1).format(signed=True)
+            '+0.39 dB (no interval: 1 seed, 1 image per task)'
+        """
         fmt = f"{{:{'+' if signed else ''}.{digits}f}}"
         unit = f" {unit}" if unit else ""
+        if not self.has_spread:
+            return f"{fmt.format(self.mean)}{unit} (no interval: 1 seed, 1 image per task)"
         return f"{fmt.format(self.mean)}{unit} [{fmt.format(self.low)}, {fmt.format(self.high)}]"
 
 

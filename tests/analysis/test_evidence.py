@@ -195,6 +195,23 @@ def test_report_tables_keep_the_variant_order_and_state_n(tmp_path):
     assert branch_label("main") == "ticket" and branch_label("random_reinit") == "random re-init"
 
 
+def test_one_seed_and_one_image_per_task_print_no_interval(tmp_path, monkeypatch):
+    """The smoke preset (1 image per task, 1 seed) printed "+0.39 dB [+0.39, +0.39]": a bracket
+    that reads as an interval. Nothing estimates a spread there, and the tables and headlines say so."""
+    import tests.analysis.test_evidence as here
+    from mirl.analysis.evidence import headline, wide_table
+
+    monkeypatch.setattr(here, "IMAGES", 1)
+    scores = scores_table(study(tmp_path, 1.0, replicates=1))
+    wide = wide_table(curve_table(scores, "gain"))
+    assert all(cell.endswith(" (no interval)") and "[" not in cell for cell in wide["mean"]), list(wide["mean"])
+    numbers = headline(scores, "ticket")
+    gains = [v for k, v in numbers.items() if "mean PSNR gain" in k]
+    assert gains and all("(no interval: 1 seed, 1 image per task)" in v and "[" not in v for v in gains), gains
+    primary = numbers["ticket - random re-init: primary endpoint (PSNR, dB, mean over pruned levels)"]
+    assert "no interval (1 seed)" in primary and "[" not in primary and primary.endswith(": too few to tell")
+
+
 def test_variants_scored_on_different_images_are_not_paired(tmp_path):
     from mirl.errors import MirlError
 

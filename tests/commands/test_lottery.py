@@ -147,7 +147,8 @@ def test_summary_prints_one_primary_endpoint_per_control_with_its_df_and_seeds(t
     assert line == f"  {expected['sentence']}" and line.endswith(f": {verdict}")
     assert line.startswith("  ticket - random re-init, mean over pruned levels 1, 2: +1.0")
     assert (", df = 2, n = 3 seeds (each the mean over 2 pruned levels x 32 test images)" in line) == (replicates == 3)
-    assert ("no t-interval (1 seed), n = 1 seed (the mean over 2 pruned levels x 32 test images)" in line) == (replicates == 1)
+    assert (" dB, no interval (1 seed), n = 1 seed (the mean over 2 pruned levels x 32 test images)" in line) == (replicates == 1)
+    assert ("[" in line) == (replicates == 3)  # one seed: no bracket that reads as an interval across seeds
 
 
 def _fake_tools(folder: Path, **scripts: str) -> str:
