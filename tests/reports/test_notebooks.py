@@ -103,7 +103,9 @@ def test_every_notebook_has_parameters_cell() -> None:
         assigned = {line.split("=")[0].strip() for line in tagged[0].source.splitlines() if re.match(r"^\w+\s*=", line)}
         assert set(params) == assigned, f"{path}: papermill cannot parse the parameters {sorted(assigned - set(params))}"
         assert "output_dir" in params, path
-        if spec.stem != "05_any_checkpoint":
+        if spec.stem == "06_scaling":
+            assert params["preset"].strip("'\"") == "scaling", f"{path}: defaults must read the real grid"
+        elif spec.stem != "05_any_checkpoint":
             assert params["preset"].strip("'\"") == "quickstart", f"{path}: defaults must run the real study"
 
 
