@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 
-.PHONY: setup test study evidence evidence-rewind reports clean-reports
+.PHONY: setup test study evidence evidence-rewind scaling scaling-gpu reports clean-reports
 
 setup: $(STAMP)
 
@@ -34,6 +34,31 @@ evidence-rewind: setup
 	$(PYTHON) -m mirl lottery --preset evidence
 	$(PYTHON) -m mirl lottery --preset evidence --set reset=rewind rewind_steps=40
 	$(PYTHON) -m mirl report --preset evidence --notebooks 02 --set 'compare=[{reset: rewind, rewind_steps: 40}]' --out reports/evidence-rewind
+
+# The scaling grid (issue 32; docs/lottery.md, "The scaling grid"): the ticket, random re-init and
+# dense_same_size at 28% and 11.5% of the trainable parameters (2 rounds of 77%), 2 seeds, for
+# tiny at 1x and 4x the budget and small at 1x; the cells are notebooks/scaling.yaml's. Budget: 150
+# steps per node (the quickstart recipe at 10 epochs); 14 trainings per cell (2 seeds x (3 main +
+# 2 levels x 2 branches)). Dry-run bill (2026-12-07, 2 cores shared with a test run, 1 thread):
+#   tiny 1x:   2,100 steps x 381 ms  = 0.22 h
+#   tiny 4x:   8,400 steps x 381 ms  = 0.89 h
+#   small 1x:  2,100 steps x 1926 ms = 1.12 h          -> 2.2 h training when the cores are busy;
+# on 2 quiet cores tiny runs 240 ms per step (docs/benchmarks.md: 90 s per 375-step node), so
+# about 0.63 x that, 1.4 h, plus evaluation (about 10 s a node). It fits 2 hours by cutting the
+# quickstart's 375 steps to 150 and the evidence preset's 3 seeds to 2. Resumable: finished nodes
+# are reused, an interrupted one resumes. Reports in reports/scaling/.
+scaling: setup
+	$(PYTHON) -m mirl lottery --preset scaling
+	$(PYTHON) -m mirl lottery --preset scaling --set steps_scale=4
+	$(PYTHON) -m mirl lottery --preset scaling --set model=small
+	$(PYTHON) -m mirl report --params notebooks/scaling.yaml --out reports/scaling
+
+# The same grid on a GPU with the published budget per round (120 epochs of the published data):
+# small and paper widths. Prints the bills only (docs/lottery.md); train with the same commands
+# without --dry-run and --set data=/data/datasets.
+scaling-gpu: setup
+	$(PYTHON) -m mirl lottery --preset scaling-gpu --dry-run
+	$(PYTHON) -m mirl lottery --preset scaling-gpu --set model=paper --dry-run
 
 clean-reports:
 	rm -rf reports/*.html reports/*.ipynb reports/index.json reports/*/

@@ -51,10 +51,12 @@ PathLike = str | os.PathLike
 
 @dataclass(frozen=True)
 class NotebookSpec:
-    """A study notebook: file stem and the title shown in the index."""
+    """A study notebook: file stem, the title shown in the index, and whether it runs by default
+    (``False``: only when named, e.g. ``--notebooks 06``: it reads a grid of studies, not one)."""
 
     stem: str
     title: str
+    default: bool = True
 
 
 NOTEBOOKS: tuple[NotebookSpec, ...] = (
@@ -63,6 +65,7 @@ NOTEBOOKS: tuple[NotebookSpec, ...] = (
     NotebookSpec("03_gallery", "Restoration gallery"),
     NotebookSpec("04_mask_explorer", "Mask explorer"),
     NotebookSpec("05_any_checkpoint", "Any checkpoint: table and gallery"),
+    NotebookSpec("06_scaling", "Scaling: the ticket's gap by width and budget", default=False),
 )
 
 # Parameters every notebook has that the report runner fills in itself.
@@ -297,14 +300,17 @@ def _execute_into(
 
 
 def select_notebooks(names: Iterable[str | int] | str | int | None) -> list[NotebookSpec]:
-    """The notebooks named (by stem, prefix like ``04`` or number ``4``; one name or a list), or all of them.
+    """The notebooks named (by stem, prefix like ``04`` or number ``4``; one name or a list), or
+    (none named) every notebook that runs by default: 06 reads a grid of studies and runs only when named.
 
     Example:
         >>> [s.stem for s in select_notebooks(["4", "01_study"])]
         ['01_study', '04_mask_explorer']
+        >>> "06_scaling" in [s.stem for s in select_notebooks(None)], [s.stem for s in select_notebooks("06")]
+        (False, ['06_scaling'])
     """
     if not names:
-        return list(NOTEBOOKS)
+        return [s for s in NOTEBOOKS if s.default]
     if isinstance(names, (str, int)):
         names = [names]
     if isinstance(names, Mapping) or not isinstance(names, Iterable):

@@ -357,6 +357,19 @@ STUDY_PRESETS: dict[str, dict[str, Any]] = {
 # docs/lottery.md, "Controls that differ in one thing"). The paper preset keeps MIR-L's carry-over.
 STUDY_PRESETS["evidence"] = {**STUDY_PRESETS["quickstart"], "rounds": 5, "fraction": 0.5, "replicates": 3, "reset_params": "all",
                              "branches": ("random_reinit", "random_prune", "stability"), "stability_eval_limit": 2}
+# The scaling grid (issue 32; make scaling, docs/lottery.md "The scaling grid"): the ticket,
+# random re-init and a dense network of the same size at about 30% and 10% of the trainable
+# parameters: 2 rounds of 77%, layer-wise, leave 28.1% and 11.5% of tiny's trainable parameters
+# (small: 29.9%, 13.8%; paper: 28.7%, 12.3%: small and paper keep more never-pruned parameters; tests/analysis/test_scaling.py computes them), so
+# branches run only at those two levels. The quickstart recipe at 10 epochs (150 steps per node)
+# so that tiny 1x, tiny 4x (--set steps_scale=4) and small 1x (--set model=small), 2 seeds each,
+# fit 2 hours on 2 cores (the bill is in the Makefile). reset_params=all as in evidence.
+STUDY_PRESETS["scaling"] = {**STUDY_PRESETS["quickstart"], "rounds": 2, "fraction": 0.77, "replicates": 2, "reset_params": "all",
+                            "epochs": 10, "branches": ("random_reinit", "dense_same_size")}
+# The same grid on a GPU with the published budget per round (120 epochs of the published data,
+# batch 8, 64x64): small width here, paper width with --set model=paper (make scaling-gpu prints both bills).
+STUDY_PRESETS["scaling-gpu"] = {"model": "small", "scope": "layerwise", "rounds": 2, "fraction": 0.77, "replicates": 2,
+                                "reset_params": "all", "branches": ("random_reinit", "dense_same_size")}
 
 
 def _field_types() -> dict[str, Any]:
@@ -476,7 +489,7 @@ def check_preset(preset: str) -> None:
     Example:
         >>> check_preset("smoek")
         Traceback (most recent call last):
-        mirl.study.config.ConfigError: unknown preset 'smoek'; valid: paper, quickstart, smoke, evidence
+        mirl.study.config.ConfigError: unknown preset 'smoek'; valid: paper, quickstart, smoke, evidence, scaling, scaling-gpu
     """
     if preset not in STUDY_PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; valid: {', '.join(STUDY_PRESETS)}")

@@ -103,7 +103,9 @@ def test_every_notebook_has_parameters_cell() -> None:
         assigned = {line.split("=")[0].strip() for line in tagged[0].source.splitlines() if re.match(r"^\w+\s*=", line)}
         assert set(params) == assigned, f"{path}: papermill cannot parse the parameters {sorted(assigned - set(params))}"
         assert "output_dir" in params, path
-        if spec.stem != "05_any_checkpoint":
+        if spec.stem == "06_scaling":
+            assert params["preset"].strip("'\"") == "scaling", f"{path}: defaults must read the real grid"
+        elif spec.stem != "05_any_checkpoint":
             assert params["preset"].strip("'\"") == "quickstart", f"{path}: defaults must run the real study"
 
 
@@ -250,3 +252,38 @@ def test_reports_end_with_a_headline_table_not_a_raw_dict(smoke: dict[str, Any])
         page = (smoke["reports"] / f"{record['name']}.html").read_text(encoding="utf-8")
         assert 'class="mirl-headline"' in page, stem
         assert not re.search(r"\{'[^'<]{1,200}': ", page), f"{stem}: a raw dict in the report"
+
+
+def test_scaling_notebook_reads_a_grid_and_its_numbers_match_the_metrics_files(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Notebook 06 on two smoke cells (steps_scale 1 and 2, 2 seeds, both controls at 2 pruned
+    levels): its share of the dense gain and ticket - control match values computed by hand; a
+    missing cell is refused with the command that makes it; `mirl report` leaves 06 out unless named."""
+    import nbformat
+
+    from mirl.reports import runner
+    from tests.analysis.test_scaling import GRID_CELLS, expected_numbers, smoke_grid
+
+    base = tmp_path_factory.mktemp("scaling_reports")
+    grid = smoke_grid(tmp_path_factory.mktemp("scaling_grid"))
+    runs = grid[0].parent
+    params = {"notebooks": ["06"], "preset": "smoke", "cells": GRID_CELLS}
+    (record,) = runner.run_reports(param_sets=[params], out=base / "reports", runs_dir=runs, log=None)
+    assert record["status"] == "ok", record["error"]
+    data = json.loads((base / "reports" / record["name"] / "results.json").read_text())
+    assert list(data["cells"].values()) == [g.name for g in grid]
+    for (label, folder), study in zip(data["cells"].items(), grid):
+        expected = expected_numbers(study)
+        share = {row["level"]: row for row in data["gains"] if row["cell"] == label and row["quantity"] == "share of dense gain"}
+        assert {level: row["mean"] for level, row in share.items()} == pytest.approx(expected["share"], abs=1e-9)
+        assert all(row["df"] == 1 and row["seeds"] == 2 for row in share.values())
+        diffs = {row["control"]: row["mean"] for row in data["differences"] if row["cell"] == label}
+        assert diffs == pytest.approx({"random re-init": expected["difference"]["random_reinit"],
+                                       "dense, same size": expected["difference"]["dense_same_size"]}, abs=1e-9)
+    assert any("share of the dense gain" in k for k in data["headline"]) and any("ticket - random re-init" in k for k in data["headline"])
+    assert (base / "reports" / record["name"] / data["main_figure"]).is_file()
+    sizes = _png_sizes(nbformat.read(base / "reports" / record["executed_notebook"], as_version=4))
+    assert sizes and all(w > h for w, h in sizes), sizes  # figures wider than tall
+    missing = {**params, "cells": [*GRID_CELLS, {**GRID_CELLS[0], "steps_scale": 3}]}
+    (failed,) = runner.run_reports(param_sets=[missing], out=base / "reports", runs_dir=runs, log=None)
+    assert failed["status"] == "failed" and "mirl lottery --preset smoke" in failed["error"] and "steps_scale=3" in failed["error"]
+    assert "06_scaling" not in [s.stem for s in runner.select_notebooks(None)]

@@ -1,0 +1,173 @@
+"""The scaling grid (issue 32): does the ticket's gap to the dense network close with budget or width?
+
+A grid is several finished studies, one per cell (a width and a training budget), each with the
+ticket (``main``) and its ``random_reinit`` and ``dense_same_size`` branches at two pruned levels.
+Per cell: the dense gain (level 0 over the degraded input), the ticket's gain at each level, the
+ticket's **share of the dense gain** (per seed: ticket gain / dense gain, each the mean over tasks
+of the per-task mean over test images; then a 95% t-interval across seeds), and the paired
+differences ticket - control (:func:`mirl.analysis.evidence.primary_endpoints`: mean over the
+pruned levels, t-interval across seeds).
+
+Example:
+    >>> cells = [("tiny 1x", "runs/scaling_1a2b3c4d"), ("tiny 4x", "runs/scaling_5e6f7a8b")]   # doctest: +SKIP
+    >>> gains, differences = gain_table(cells), difference_table(cells)                     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from mirl.analysis import evidence
+from mirl.analysis.stats import TOO_FEW, Interval, replicate_interval
+from mirl.errors import MirlError
+
+Cell = tuple[str, "str | os.PathLike"]  # (label, study folder)
+TICKET = "ticket"
+CONTROLS = ("random_reinit", "dense_same_size")
+
+
+def planned_densities(model: str, rounds: int, fraction: float, scope: str = "layerwise", rule: str = "conv") -> list[float]:
+    """Trainable density (4 digits) after each round of layer-wise magnitude pruning of ``model``:
+    layer-wise pruning keeps a fixed count per tensor, so seeded random weights give the study's densities.
+
+    Example:
+        >>> planned_densities("tiny", 2, 0.77)
+        [0.2805, 0.1148]
+    """
+    import torch
+
+    from mirl.models import build_model
+    from mirl.models.promptir import PromptIR
+    from mirl.pruning.magnitude import magnitude_prune
+    from mirl.pruning.rules import density_summary
+
+    torch.manual_seed(0)
+    weights = {n: p.detach() for n, p in build_model(model).named_parameters()}
+    unused = PromptIR.unused_in_forward
+    mask, out = None, []
+    for _ in range(rounds):
+        mask = magnitude_prune(weights, mask, fraction, scope, rule, unused)
+        masked = {n: (t * mask[n] if n in mask else t) for n, t in weights.items()}
+        out.append(round(float(density_summary(masked, rule, unused)["density_trainable"]), 4))
+    return out
+
+
+def cell_settings(study: str | os.PathLike) -> dict[str, object]:
+    """Model, budget (``steps_scale`` and steps per node) and seeds of one cell's study."""
+    from mirl.analysis.results import load_config
+
+    cfg = load_config(study)
+    scale = int(cfg.get("steps_scale", 1))
+    return {"model": cfg.get("model"), "steps_scale": scale, "steps": int(cfg["epochs"]) * scale * int(cfg["steps_per_epoch"]),
+            "replicates": int(cfg.get("replicates", 1))}
+
+
+def _scores(study: str | os.PathLike) -> pd.DataFrame:
+    scores = evidence.scores_table(evidence.study_variants(study, list(CONTROLS)))
+    if scores.empty:
+        raise MirlError(f"{study}: no finished level with per-image scores; finish it with `mirl lottery`")
+    return scores
+
+
+def seed_gains(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per label, seed and level: the gain (dB) as the mean over tasks of each task's mean over
+    test images, the trainable density and the images behind it."""
+    per_task = scores.groupby(["label", "seed", "level", "task"], sort=True).agg(
+        gain=("gain", "mean"), images=("gain", "size"), remaining_trainable=("remaining_trainable", "first")).reset_index()
+    return per_task.groupby(["label", "seed", "level"], sort=True).agg(
+        gain=("gain", "mean"), images=("images", "sum"), remaining_trainable=("remaining_trainable", "first")).reset_index()
+
+
+def _row(cell: str, settings: dict, iv: Interval, **keys: object) -> dict[str, object]:
+    return {"cell": cell, **settings, **keys, "mean": iv.mean, "low": iv.low, "high": iv.high, "seeds": iv.replicates,
+            "df": iv.df, "n": iv.sample_size}
+
+
+def gain_table(cells: Sequence[Cell]) -> pd.DataFrame:
+    """One row per cell and quantity: ``dense gain`` (level 0), ``ticket gain`` and ``share of dense
+    gain`` at each pruned level; mean, 95% t-interval across seeds (none with one seed), df, n."""
+    rows = []
+    for cell, study in cells:
+        settings = cell_settings(study)
+        per_seed = seed_gains(_scores(study))
+        ticket = per_seed[per_seed["label"] == TICKET]
+        dense = ticket[ticket["level"] == 0].set_index("seed")
+        if dense.empty:
+            raise MirlError(f"{study}: the dense level (level 0 main) is not finished; finish it with `mirl lottery`")
+        rows.append(_row(cell, settings, replicate_interval(dense["gain"].tolist(), int(dense["images"].iloc[0])),
+                         quantity="dense gain", level=0, remaining_trainable=1.0))
+        for level, group in ticket[ticket["level"] > 0].groupby("level"):
+            group = group.set_index("seed").loc[dense.index.intersection(group["seed"])]
+            images = int(group["images"].iloc[0])
+            where = dict(level=int(level), remaining_trainable=float(group["remaining_trainable"].iloc[0]))
+            rows.append(_row(cell, settings, replicate_interval(group["gain"].tolist(), images), quantity="ticket gain", **where))
+            share = (group["gain"] / dense.loc[group.index, "gain"]).tolist()
+            rows.append(_row(cell, settings, replicate_interval(share, images), quantity="share of dense gain", **where))
+    return pd.DataFrame(rows)
+
+
+def difference_table(cells: Sequence[Cell]) -> pd.DataFrame:
+    """One row per cell and control: ticket - control in PSNR (dB) on the same seeds and test
+    images, the mean over the pruned levels per seed, 95% t-interval across seeds, df and verdict
+    (:func:`mirl.analysis.evidence.primary_endpoints`; "too few to tell" below 2 seeds)."""
+    parts = []
+    for cell, study in cells:
+        endpoints = evidence.primary_endpoints(_scores(study), TICKET, "psnr")
+        parts.append(endpoints.assign(cell=cell, **cell_settings(study)))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def headline(gains: pd.DataFrame, differences: pd.DataFrame) -> dict[str, str]:
+    """The index's headline: the ticket's share of the dense gain at each level, and ticket -
+    control, per cell, each with its interval and n."""
+    out: dict[str, str] = {}
+    for _, r in gains[gains["quantity"] == "share of dense gain"].iterrows():
+        out[f"{r['cell']}, level {r['level']} ({100 * r['remaining_trainable']:.1f}% trainable): ticket's share of the dense gain"] = (
+            f"{r['mean']:.2f} [{r['low']:.2f}, {r['high']:.2f}] (n = {r['n']})")
+    for _, r in differences.iterrows():
+        out[f"{r['cell']}: ticket - {r['control']} (dB, levels {r['levels']})"] = (
+            f"{r['mean']:+.2f} [{r['low']:+.2f}, {r['high']:+.2f}] (df = {r['df']}, n = {r['n']}): {r['verdict']}"
+            if r["verdict"] != TOO_FEW or r["df"] else f"{r['mean']:+.2f} (n = {r['n']}): {TOO_FEW}")
+    return out
+
+
+def figure(gains: pd.DataFrame, differences: pd.DataFrame):  # -> matplotlib Figure
+    """Left: the ticket's share of the dense gain per cell, one marker per level, with intervals
+    (1 = the dense network's gain). Right: ticket - control per cell with intervals (0 = no gap).
+    Cells in the grid's order, so the gap's trend with budget or width reads left to right."""
+    import matplotlib.pyplot as plt
+
+    cells = list(dict.fromkeys(gains["cell"]))
+    x = np.arange(len(cells))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
+    share = gains[gains["quantity"] == "share of dense gain"]
+    levels = sorted(share["level"].unique())
+    for i, level in enumerate(levels):
+        part = share[share["level"] == level].set_index("cell").reindex(cells)
+        offset = (i - (len(levels) - 1) / 2) * 0.15
+        density = part["remaining_trainable"].dropna()
+        label = f"level {level}" + (f" (~{100 * density.mean():.0f}% trainable)" if len(density) else "")
+        left.errorbar(x + offset, part["mean"], yerr=[part["mean"] - part["low"], part["high"] - part["mean"]],
+                      fmt="o", capsize=4, label=label)
+    left.axhline(1.0, color="grey", lw=1, ls="--")
+    left.set(xticks=x, xticklabels=cells, ylabel="ticket gain / dense gain", title="Ticket's share of the dense gain (95% CI, seeds)")
+    left.legend(fontsize=8)
+    controls = list(dict.fromkeys(differences["control"])) if len(differences) else []
+    for i, control in enumerate(controls):
+        part = differences[differences["control"] == control].set_index("cell").reindex(cells)
+        offset = (i - (len(controls) - 1) / 2) * 0.15
+        right.errorbar(x + offset, part["mean"], yerr=[part["mean"] - part["low"], part["high"] - part["mean"]],
+                       fmt="s", capsize=4, label=f"ticket - {control}")
+    right.axhline(0.0, color="grey", lw=1, ls="--")
+    right.set(xticks=x, xticklabels=cells, ylabel="PSNR difference (dB)", title="Ticket - control, mean over pruned levels (95% CI)")
+    if controls:
+        right.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["CONTROLS", "cell_settings", "difference_table", "figure", "gain_table", "headline", "planned_densities", "seed_gains"]

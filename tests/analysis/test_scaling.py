@@ -1,0 +1,110 @@
+"""The scaling grid: its presets land near 30% and 10% trainable, the Makefile trains the grid file's
+cells, and the tables' numbers match values computed from the metrics files by hand."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO
+
+GRID_OVERRIDES = {"replicates": 2, "branches": "random_reinit,dense_same_size"}
+GRID_CELLS = [dict(GRID_OVERRIDES), {**GRID_OVERRIDES, "steps_scale": 2}]
+_CACHE: dict[str, Any] = {}
+
+
+def smoke_grid(base: Path) -> list[Path]:
+    """Two smoke cells (steps_scale 1 and 2), 2 seeds, both controls at the 2 pruned levels (cached per session)."""
+    if "grid" not in _CACHE:
+        from mirl.study.lottery import run_study
+
+        _CACHE["grid"] = [run_study("smoke", cell, out=base / "runs", progress=False) for cell in GRID_CELLS]
+    return _CACHE["grid"]
+
+
+def _node_gain(node: Path) -> tuple[float, dict[str, np.ndarray]]:
+    """Mean over tasks of the per-task mean gain, and the per-image PSNR per task, from metrics.json."""
+    tasks = json.loads((node / "metrics.json").read_text())["tasks"]
+    psnr = {t: np.array([i["psnr"] for i in v["per_image"]]) for t, v in tasks.items()}
+    gain = float(np.mean([np.mean([i["psnr"] - i["input_psnr"] for i in v["per_image"]]) for v in tasks.values()]))
+    return gain, psnr
+
+
+def expected_numbers(study: Path) -> dict[str, Any]:
+    """Share of the dense gain per seed and level, and ticket - control per seed (mean over levels), by hand."""
+    shares: dict[int, list[float]] = {1: [], 2: []}
+    diffs: dict[str, list[float]] = {"random_reinit": [], "dense_same_size": []}
+    for replicate in sorted(study.glob("replicate_*")):
+        dense, _ = _node_gain(replicate / "level_0" / "main")
+        per_control: dict[str, list[float]] = {c: [] for c in diffs}
+        for level in (1, 2):
+            gain, ticket = _node_gain(replicate / f"level_{level}" / "main")
+            shares[level].append(gain / dense)
+            for control in diffs:
+                _, theirs = _node_gain(replicate / f"level_{level}" / control)
+                per_control[control].append(float(np.mean([np.mean(ticket[t] - theirs[t]) for t in ticket])))
+        for control in diffs:
+            diffs[control].append(float(np.mean(per_control[control])))
+    return {"share": {k: float(np.mean(v)) for k, v in shares.items()}, "share_seeds": shares,
+            "difference": {k: float(np.mean(v)) for k, v in diffs.items()}}
+
+
+def test_the_scaling_presets_land_near_30_and_10_percent_trainable_at_their_two_levels() -> None:
+    from mirl.analysis.scaling import planned_densities
+    from mirl.study.config import study_preset
+
+    for preset, models in (("scaling", ("tiny", "small")), ("scaling-gpu", ("small", "paper"))):
+        cfg = study_preset(preset)
+        assert cfg.rounds == 2 and set(cfg.branches) == {"random_reinit", "dense_same_size"} and cfg.replicates >= 2, preset
+        for model in models:
+            first, second = planned_densities(model, cfg.rounds, cfg.fraction, cfg.scope)
+            assert abs(first - 0.30) <= 0.03 and abs(second - 0.10) <= 0.04, (preset, model, first, second)
+    assert study_preset("scaling-gpu").epochs == study_preset("paper").epochs  # the published budget per round
+
+
+def test_make_scaling_trains_the_cells_of_the_grid_file_then_reports_them() -> None:
+    from mirl.reports.runner import load_param_sets
+    from mirl.study.config import study_preset
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    (params,) = load_param_sets(REPO / "notebooks" / "scaling.yaml")
+    dry = subprocess.run(["make", "-n", "-W", "pyproject.toml", "scaling"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    trained = []
+    for line in dry.splitlines():
+        words = shlex.split(line)
+        if "lottery" in words:
+            sets = words[words.index("--set") + 1:] if "--set" in words else []
+            trained.append((words[words.index("--preset") + 1], dict(s.split("=", 1) for s in sets)))
+    wanted = [(params["preset"], {k: str(v) for k, v in cell.items()}) for cell in params["cells"]]
+    assert trained == wanted
+    assert [study_preset(p, c) for p, c in trained] == [study_preset(params["preset"], c) for c in params["cells"]]
+    assert re.search(r"mirl report --params notebooks/scaling.yaml", dry)
+
+
+def test_gain_and_difference_tables_match_the_metrics_files(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from mirl.analysis import scaling
+
+    grid = smoke_grid(tmp_path_factory.mktemp("scaling"))
+    cells = [(f"cell {i}", study) for i, study in enumerate(grid)]
+    gains, differences = scaling.gain_table(cells), scaling.difference_table(cells)
+    for label, study in cells:
+        expected = expected_numbers(study)
+        share = gains[(gains["cell"] == label) & (gains["quantity"] == "share of dense gain")].set_index("level")
+        for level in (1, 2):
+            assert share.loc[level, "mean"] == pytest.approx(expected["share"][level], abs=1e-9)
+            assert share.loc[level, "seeds"] == 2 and share.loc[level, "df"] == 1
+            assert share.loc[level, "low"] <= share.loc[level, "mean"] <= share.loc[level, "high"]
+        mine = differences[differences["cell"] == label].set_index("control")
+        assert mine.loc["random re-init", "mean"] == pytest.approx(expected["difference"]["random_reinit"], abs=1e-9)
+        assert mine.loc["dense, same size", "mean"] == pytest.approx(expected["difference"]["dense_same_size"], abs=1e-9)
+    assert list(gains["steps"].unique()) == [6, 12]  # smoke: 2 epochs x 3 steps, then steps_scale 2
+    assert scaling.headline(gains, differences)
