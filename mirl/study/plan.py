@@ -61,7 +61,7 @@ def _steps_and_data(cfg: StudyConfig) -> tuple[int | None, int | None, dict[str,
 
     fixed = cfg.epochs * cfg.steps_scale * cfg.steps_per_epoch if cfg.steps_per_epoch > 0 else None
     assumed = ""
-    if fixed is None and cfg.model == "paper":
+    if fixed is None and cfg.model in ("small", "paper"):  # the GPU widths (paper, scaling-gpu) are billed on the published data
         fixed = cfg.epochs * cfg.steps_scale * (PUBLISHED_SAMPLES_PER_EPOCH // cfg.batch_size)
         assumed = (f"; steps assume the published data: {PUBLISHED_SAMPLES_PER_EPOCH:,} samples per epoch (BSD400 + WED, "
                    f"Rain100L, OTS with the published repeats) / batch {cfg.batch_size} x {cfg.epochs} epochs")

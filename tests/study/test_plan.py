@@ -89,3 +89,15 @@ def test_the_dry_run_of_the_largest_study_allowed_takes_seconds(tmp_path: Path) 
     assert f"longest chain {bounds['rounds'] + 2} jobs, up to {2 * bounds['replicates']} at once" in proc.stdout
     assert len(proc.stdout.splitlines()) < 60 and "more replicate and level lines" in proc.stdout
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("model", ["small", "paper"])
+def test_the_gpu_scaling_grid_is_billed_on_the_published_data(model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--preset scaling-gpu`` (small width) printed "steps unknown": only the paper width assumed the
+    published data; both GPU widths now get the published budget per round."""
+    from mirl.study.plan import PUBLISHED_SAMPLES_PER_EPOCH
+
+    monkeypatch.setenv("MIRL_HOME", str(tmp_path))
+    plan = plan_study("scaling-gpu", {"model": model}, out=tmp_path / "runs")
+    cfg = study_preset("scaling-gpu", {"model": model})
+    assert plan.steps_per_node == cfg.epochs * (PUBLISHED_SAMPLES_PER_EPOCH // cfg.batch_size)
