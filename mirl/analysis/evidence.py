@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Iterator, Mapping, Sequence
 
@@ -215,7 +216,8 @@ def primary_endpoints(scores: pd.DataFrame, ticket: str, metric: str = "psnr") -
         iv = interval(values)
         iv = with_levels(iv, len(levels), iv.images // len(levels))
         unit = UNITS.get(metric, "")
-        rows.append({"control": control, "levels": ", ".join(map(str, levels)), "mean": iv.mean, "low": iv.low, "high": iv.high,
+        low, high = (iv.low, iv.high) if iv.df else (math.nan, math.nan)  # one seed: no interval across seeds
+        rows.append({"control": control, "levels": ", ".join(map(str, levels)), "mean": iv.mean, "low": low, "high": high,
                      "df": iv.df, "seeds": iv.replicates, "images": iv.images, "task_images": iv.task_images, "p": iv.p,
                      "method": iv.method, "n": iv.sample_size, "verdict": verdict(iv),
                      "sentence": f"{ticket} - {control}, mean over pruned level{'s' if len(levels) > 1 else ''} "

@@ -210,6 +210,10 @@ def test_one_seed_and_one_image_per_task_print_no_interval(tmp_path, monkeypatch
     assert gains and all("(no interval: 1 seed, 1 image per task)" in v and "[" not in v for v in gains), gains
     primary = numbers["ticket - random re-init: primary endpoint (PSNR, dB, mean over pruned levels)"]
     assert "no interval (1 seed)" in primary and "[" not in primary and primary.endswith(": too few to tell")
+    from mirl.analysis.evidence import primary_endpoints
+
+    row = primary_endpoints(scores, "ticket").iloc[0]
+    assert np.isnan(row["low"]) and np.isnan(row["high"]) and row["df"] is None  # no interval across one seed
 
 
 def test_variants_scored_on_different_images_are_not_paired(tmp_path):
