@@ -43,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="float32", choices=DTYPES,
                         help="storage type of the weights (sparse: any; onnx, web: float32 or float16; lightning: float32)")
     parser.add_argument("--mask", help="mask file (default: mask.pt in the level folder; else the non-zero weights)")
-    parser.add_argument("--rule", default="upstream", choices=["upstream", "conv"], help="prunable tensors when the mask comes from non-zeros")
+    parser.add_argument("--rule", default=None, choices=["upstream", "conv"],
+                        help="prunable tensors in the densities (and the mask when it comes from non-zeros); default: the study's, else upstream")
     parser.add_argument("--impl", default="fast", choices=["fast", "reference"], help="implementation the ONNX graph is traced from (onnx, web)")
     parser.add_argument("--tile", type=int, default=256, help="web: default tile size of the page in px (default 256)")
     parser.add_argument("--overlap", type=int, default=32, help="web: tile overlap in px, under half of --tile (default 32, as mirl restore)")

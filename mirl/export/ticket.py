@@ -129,21 +129,22 @@ def resolve_source(source: str | os.PathLike) -> tuple[Path, Path | None]:
 def load_ticket(
     source: str | os.PathLike,
     mask: str | os.PathLike | None = None,
-    rule: str = "upstream",
+    rule: str | None = None,
     allow_pickle: bool = False,
     preset: str | None = None,
 ) -> Ticket:
     """Load ``source`` for export: the network (CPU, eval mode), its mask and its provenance.
 
     The mask is ``mask`` if given, else ``mask.pt`` of the level folder, else the sparse
-    export's own, else the non-zero weights of the ``rule``'s prunable tensors.
+    export's own, else the non-zero weights of the ``rule``'s prunable tensors. ``rule`` (which
+    tensors count as prunable in the densities) defaults to the study's own, else ``upstream``.
 
     Example:
         >>> ticket = load_ticket("runs/smoke_abc/level_2")   # doctest: +SKIP
     """
     from mirl.models import load_checkpoint
     from mirl.pruning.mask import load_mask
-    from mirl.pruning.rules import density_summary, prunable_names
+    from mirl.pruning.rules import RULES, density_summary, prunable_names
 
     checkpoint, level_dir = resolve_source(source)
     model, meta = load_checkpoint(checkpoint, allow_pickle=allow_pickle, config=preset)
@@ -156,15 +157,14 @@ def load_ticket(
     elif "mask" in meta:
         found, how = dict(meta.pop("mask")), "the sparse export's mask"
     else:
-        found = {n: state[n] != 0 for n in prunable_names(state, rule, model.unused_in_forward)}
-        how = f"the non-zero weights ({rule} prunable tensors)"
+        found = {n: state[n] != 0 for n in prunable_names(state, rule or "upstream", model.unused_in_forward)}
+        how = f"the non-zero weights ({rule or 'upstream'} prunable tensors)"
     wrong = sorted(n for n, m in found.items() if n not in state or tuple(m.shape) != tuple(state[n].shape))
     if wrong:
         raise MirlError(f"{mask or checkpoint}: the mask does not fit the network ({len(wrong)} tensors, e.g. {wrong[:3]}); give the mask of this checkpoint")
     ticket = Ticket(model=model, meta=meta, checkpoint=checkpoint, mask={n: m.cpu().bool() for n, m in found.items()},
-                    mask_source=how, rule=rule)
+                    mask_source=how, rule=rule or "upstream")
     model.load_state_dict(ticket.state_dict())  # pruned weights are zeros in every export
-    ticket.densities = density_summary(model.state_dict(), rule, model.unused_in_forward)
     if level_dir is not None:
         ticket.level = paths.level_number(level_dir.parent)
         ticket.metrics = _read_json(paths.metrics_file(level_dir), "run the level again, or remove the file to export without scores")
@@ -172,6 +172,10 @@ def load_ticket(
         if study is not None:
             ticket.run_dir = study
             ticket.run_config = _read_json(paths.run_config(study), "restore the study's config.json (it names the data and settings)")
+    recorded = (ticket.run_config or {}).get("rule")
+    if rule is None and recorded in RULES:  # the densities count what the study pruned (issue 31: layer-wise prunes conv only)
+        ticket.rule = recorded
+    ticket.densities = density_summary(model.state_dict(), ticket.rule, model.unused_in_forward)
     if ticket.level is None and isinstance(meta.get("metadata", {}).get("level"), int):
         ticket.level = int(meta["metadata"]["level"])
     ticket.narrow = structured_ticket(model, meta, ticket.metrics)

@@ -180,3 +180,19 @@ def test_settings_hash_needs_an_underscore(net: torch.nn.Module) -> None:
     ticket = Ticket(model=net, meta={"preset": "tiny"}, checkpoint=Path("x.pt"), mask={}, mask_source="-",
                     run_dir=Path("runs/plainname"))
     assert ticket.run_name == "plainname" and ticket.settings_hash is None and ticket.preset == "tiny"
+
+
+@pytest.mark.parametrize("recorded, asked, expected", [("conv", None, "conv"), ("upstream", None, "upstream"),
+                                                       ("conv", "upstream", "upstream"), (None, None, "upstream")])
+def test_densities_count_what_the_study_pruned(tmp_path: Path, recorded: str | None, asked: str | None, expected: str) -> None:
+    """A layer-wise study prunes only convolution and linear weights (rule conv, issue 31); its export
+    said "10.1% of the prunable weights (upstream rule)", counting the norms it never pruned. The
+    ticket now counts under the study's recorded rule unless one is asked for."""
+    from mirl.pruning.rules import density_summary
+
+    study = make_study(tmp_path, {"rule": recorded} if recorded else {})
+    model = build_model("tiny")
+    node = make_node(paths.level_dir(paths.replicate_dir(study, 0), 1), model, mask=full_mask(model.state_dict(), "upstream"))
+    ticket = load_ticket(node, rule=asked)
+    assert ticket.rule == expected
+    assert ticket.densities == density_summary(ticket.model.state_dict(), expected, ticket.model.unused_in_forward)
