@@ -4,7 +4,8 @@ A grid is several finished studies, one per cell (a width and a training budget)
 ticket (``main``) and its ``random_reinit`` and ``dense_same_size`` branches at two pruned levels.
 Per cell: the dense gain (level 0 over the degraded input), the ticket's gain at each level, the
 ticket's **share of the dense gain** (per seed: ticket gain / dense gain, each the mean over tasks
-of the per-task mean over test images; then a 95% t-interval across seeds), and the paired
+of the per-task mean over test images; then a 95% t-interval across seeds; none where the dense
+network does not restore, gain <= 0), and the paired
 differences ticket - control (:func:`mirl.analysis.evidence.primary_endpoints`: mean over the
 pruned levels, t-interval across seeds).
 
@@ -15,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Sequence
 
@@ -105,7 +107,13 @@ def gain_table(cells: Sequence[Cell]) -> pd.DataFrame:
             images = int(group["images"].iloc[0])
             where = dict(level=int(level), remaining_trainable=float(group["remaining_trainable"].iloc[0]))
             rows.append(_row(cell, settings, replicate_interval(group["gain"].tolist(), images), quantity="ticket gain", **where))
-            share = (group["gain"] / dense.loc[group.index, "gain"]).tolist()
+            dense_gains = dense.loc[group.index, "gain"]
+            if (dense_gains <= 0).any():  # a share of a dense network that does not restore means nothing
+                iv = Interval(math.nan, math.nan, math.nan, images, len(group), "no share: the dense network does not restore")
+                rows.append({**_row(cell, settings, iv, quantity="share of dense gain", **where),
+                             "n": f"no share: the dense gain is not above 0 for seed(s) {sorted(dense_gains[dense_gains <= 0].index)}"})
+                continue
+            share = (group["gain"] / dense_gains).tolist()
             rows.append(_row(cell, settings, replicate_interval(share, images), quantity="share of dense gain", **where))
     return pd.DataFrame(rows)
 
@@ -127,7 +135,7 @@ def headline(gains: pd.DataFrame, differences: pd.DataFrame) -> dict[str, str]:
     out: dict[str, str] = {}
     for _, r in gains[gains["quantity"] == "share of dense gain"].iterrows():
         out[f"{r['cell']}, level {r['level']} ({100 * r['remaining_trainable']:.1f}% trainable): ticket's share of the dense gain"] = (
-            f"{r['mean']:.2f} [{r['low']:.2f}, {r['high']:.2f}] (n = {r['n']})")
+            f"{r['mean']:.2f} [{r['low']:.2f}, {r['high']:.2f}] (n = {r['n']})" if np.isfinite(r["mean"]) else str(r["n"]))
     for _, r in differences.iterrows():
         out[f"{r['cell']}: ticket - {r['control']} (dB, levels {r['levels']})"] = (
             f"{r['mean']:+.2f} [{r['low']:+.2f}, {r['high']:+.2f}] (df = {r['df']}, n = {r['n']}): {r['verdict']}"
@@ -135,39 +143,4 @@ def headline(gains: pd.DataFrame, differences: pd.DataFrame) -> dict[str, str]:
     return out
 
 
-def figure(gains: pd.DataFrame, differences: pd.DataFrame):  # -> matplotlib Figure
-    """Left: the ticket's share of the dense gain per cell, one marker per level, with intervals
-    (1 = the dense network's gain). Right: ticket - control per cell with intervals (0 = no gap).
-    Cells in the grid's order, so the gap's trend with budget or width reads left to right."""
-    import matplotlib.pyplot as plt
-
-    cells = list(dict.fromkeys(gains["cell"]))
-    x = np.arange(len(cells))
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
-    share = gains[gains["quantity"] == "share of dense gain"]
-    levels = sorted(share["level"].unique())
-    for i, level in enumerate(levels):
-        part = share[share["level"] == level].set_index("cell").reindex(cells)
-        offset = (i - (len(levels) - 1) / 2) * 0.15
-        density = part["remaining_trainable"].dropna()
-        label = f"level {level}" + (f" (~{100 * density.mean():.0f}% trainable)" if len(density) else "")
-        left.errorbar(x + offset, part["mean"], yerr=[part["mean"] - part["low"], part["high"] - part["mean"]],
-                      fmt="o", capsize=4, label=label)
-    left.axhline(1.0, color="grey", lw=1, ls="--")
-    left.set(xticks=x, xticklabels=cells, ylabel="ticket gain / dense gain", title="Ticket's share of the dense gain (95% CI, seeds)")
-    left.legend(fontsize=8)
-    controls = list(dict.fromkeys(differences["control"])) if len(differences) else []
-    for i, control in enumerate(controls):
-        part = differences[differences["control"] == control].set_index("cell").reindex(cells)
-        offset = (i - (len(controls) - 1) / 2) * 0.15
-        right.errorbar(x + offset, part["mean"], yerr=[part["mean"] - part["low"], part["high"] - part["mean"]],
-                       fmt="s", capsize=4, label=f"ticket - {control}")
-    right.axhline(0.0, color="grey", lw=1, ls="--")
-    right.set(xticks=x, xticklabels=cells, ylabel="PSNR difference (dB)", title="Ticket - control, mean over pruned levels (95% CI)")
-    if controls:
-        right.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-__all__ = ["CONTROLS", "cell_settings", "difference_table", "figure", "gain_table", "headline", "planned_densities", "seed_gains"]
+__all__ = ["CONTROLS", "cell_settings", "difference_table", "gain_table", "headline", "planned_densities", "seed_gains"]

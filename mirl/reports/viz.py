@@ -709,3 +709,44 @@ def node_block_figure(density: pd.Series, reference_density: pd.Series | None, o
         ax_o.text(0.5, 0.5, "nothing to compare", transform=ax_o.transAxes, ha="center", va="center", fontsize=10, color="0.4")
     fig.suptitle(title, fontsize=10)
     return fig
+
+
+def scaling_figure(gains: Any, differences: Any) -> Any:
+    """Left: the ticket's share of the dense gain per cell, one marker per level, with intervals
+    (1 = the dense network's gain). Right: ticket - control per cell with intervals (0 = no gap).
+    Cells in the grid's order, so the gap's trend with budget or width reads left to right
+    (:mod:`mirl.analysis.scaling` makes both tables).
+
+    Example:
+        >>> fig = scaling_figure(scaling.gain_table(cells), scaling.difference_table(cells))  # doctest: +SKIP
+    """
+    cells = list(dict.fromkeys(gains["cell"]))
+    x = np.arange(len(cells))
+    fig = _figure(12, 4.2)
+    left, right = fig.subplots(1, 2)
+    share = gains[gains["quantity"] == "share of dense gain"]
+    levels = sorted(share["level"].unique())
+    for i, level in enumerate(levels):
+        part = share[share["level"] == level].set_index("cell").reindex(cells)
+        offset = (i - (len(levels) - 1) / 2) * 0.15
+        density = part["remaining_trainable"].dropna()
+        label = f"level {level}" + (f" (~{100 * density.mean():.0f}% trainable)" if len(density) else "")
+        left.errorbar(x + offset, part["mean"], yerr=[part["mean"] - part["low"], part["high"] - part["mean"]],
+                      fmt="o", capsize=4, label=label)
+    if share["mean"].isna().all():
+        left.text(0.5, 0.5, "no share: no cell's dense network restores (gain <= 0)", ha="center", va="center",
+                  transform=left.transAxes, color="grey")
+    left.axhline(1.0, color="grey", lw=1, ls="--")
+    left.set(xticks=x, xticklabels=cells, ylabel="ticket gain / dense gain", title="Ticket's share of the dense gain (95% CI, seeds)")
+    left.legend(fontsize=8)
+    controls = list(dict.fromkeys(differences["control"])) if len(differences) else []
+    for i, control in enumerate(controls):
+        part = differences[differences["control"] == control].set_index("cell").reindex(cells)
+        offset = (i - (len(controls) - 1) / 2) * 0.15
+        right.errorbar(x + offset, part["mean"], yerr=[part["mean"] - part["low"], part["high"] - part["mean"]],
+                       fmt="s", capsize=4, label=f"ticket - {control}")
+    right.axhline(0.0, color="grey", lw=1, ls="--")
+    right.set(xticks=x, xticklabels=cells, ylabel="PSNR difference (dB)", title="Ticket - control, mean over pruned levels (95% CI)")
+    if controls:
+        right.legend(fontsize=8)
+    return fig

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tests.conftest import REPO
@@ -42,8 +43,10 @@ def expected_numbers(study: Path) -> dict[str, Any]:
     """Share of the dense gain per seed and level, and ticket - control per seed (mean over levels), by hand."""
     shares: dict[int, list[float]] = {1: [], 2: []}
     diffs: dict[str, list[float]] = {"random_reinit": [], "dense_same_size": []}
+    dense_gains = []
     for replicate in sorted(study.glob("replicate_*")):
         dense, _ = _node_gain(replicate / "level_0" / "main")
+        dense_gains.append(dense)
         per_control: dict[str, list[float]] = {c: [] for c in diffs}
         for level in (1, 2):
             gain, ticket = _node_gain(replicate / f"level_{level}" / "main")
@@ -53,7 +56,7 @@ def expected_numbers(study: Path) -> dict[str, Any]:
                 per_control[control].append(float(np.mean([np.mean(ticket[t] - theirs[t]) for t in ticket])))
         for control in diffs:
             diffs[control].append(float(np.mean(per_control[control])))
-    return {"share": {k: float(np.mean(v)) for k, v in shares.items()}, "share_seeds": shares,
+    return {"share": {k: float(np.mean(v)) for k, v in shares.items()}, "share_seeds": shares, "dense_restores": min(dense_gains) > 0,
             "difference": {k: float(np.mean(v)) for k, v in diffs.items()}}
 
 
@@ -100,11 +103,42 @@ def test_gain_and_difference_tables_match_the_metrics_files(tmp_path_factory: py
         expected = expected_numbers(study)
         share = gains[(gains["cell"] == label) & (gains["quantity"] == "share of dense gain")].set_index("level")
         for level in (1, 2):
-            assert share.loc[level, "mean"] == pytest.approx(expected["share"][level], abs=1e-9)
-            assert share.loc[level, "seeds"] == 2 and share.loc[level, "df"] == 1
-            assert share.loc[level, "low"] <= share.loc[level, "mean"] <= share.loc[level, "high"]
+            if expected["dense_restores"]:
+                assert share.loc[level, "mean"] == pytest.approx(expected["share"][level], abs=1e-9)
+                assert share.loc[level, "seeds"] == 2 and share.loc[level, "df"] == 1
+                assert share.loc[level, "low"] <= share.loc[level, "mean"] <= share.loc[level, "high"]
+            else:  # smoke's 6 steps do not restore: a share of a negative gain means nothing
+                assert np.isnan(share.loc[level, "mean"]) and share.loc[level, "n"].startswith("no share: the dense gain is not above 0")
         mine = differences[differences["cell"] == label].set_index("control")
         assert mine.loc["random re-init", "mean"] == pytest.approx(expected["difference"]["random_reinit"], abs=1e-9)
         assert mine.loc["dense, same size", "mean"] == pytest.approx(expected["difference"]["dense_same_size"], abs=1e-9)
     assert list(gains["steps"].unique()) == [6, 12]  # smoke: 2 epochs x 3 steps, then steps_scale 2
     assert scaling.headline(gains, differences)
+
+
+def test_the_share_is_the_mean_of_each_seeds_ratio_and_none_where_the_dense_network_does_not_restore(monkeypatch) -> None:
+    """The share of the dense gain, per seed, against hand-made gains: a t-interval across seeds of
+    ticket gain / dense gain; a cell whose dense network scores below its input gets no share."""
+    from scipy import stats
+
+    from mirl.analysis import scaling
+
+    def scores(dense: tuple[float, float]) -> pd.DataFrame:
+        rows = []
+        for seed, dense_gain in enumerate(dense):
+            for level, gain, trainable in ((0, dense_gain, 1.0), (1, 0.8 * dense_gain + seed * 0.1, 0.3), (2, 0.5, 0.1)):
+                for task in ("derain", "dehaze"):
+                    rows += [{"label": "ticket", "seed": seed, "level": level, "task": task, "gain": gain, "remaining_trainable": trainable}] * 2
+        return pd.DataFrame(rows)
+
+    frames = {"good": scores((2.0, 4.0)), "bad": scores((2.0, -1.0))}
+    monkeypatch.setattr(scaling, "_scores", lambda study: frames[str(study)])
+    monkeypatch.setattr(scaling, "cell_settings", lambda study: {"model": "tiny", "steps_scale": 1, "steps": 10, "replicates": 2})
+    gains = scaling.gain_table([("good", "good"), ("bad", "bad")]).set_index(["cell", "quantity", "level"])
+    per_seed = [(0.8 * 2.0) / 2.0, (0.8 * 4.0 + 0.1) / 4.0]
+    expected = stats.ttest_1samp(per_seed, 0).confidence_interval(0.95)
+    row = gains.loc[("good", "share of dense gain", 1)]
+    assert row["mean"] == pytest.approx(np.mean(per_seed)) and (row["low"], row["high"]) == pytest.approx((expected.low, expected.high))
+    assert gains.loc[("good", "share of dense gain", 2)]["mean"] == pytest.approx(np.mean([0.5 / 2.0, 0.5 / 4.0]))
+    bad = gains.loc[("bad", "share of dense gain", 1)]
+    assert np.isnan(bad["mean"]) and bad["n"] == "no share: the dense gain is not above 0 for seed(s) [1]"
