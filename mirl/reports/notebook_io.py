@@ -140,11 +140,12 @@ def lottery_command(preset: str, cfg: Any, runs_dir: PathLike | None = None) -> 
     """
     import shlex
 
-    from mirl.study.config import study_preset
+    from mirl.study.config import AUTO, effective_rule, study_preset
 
     base = study_preset(preset).to_dict()
+    follows_scope = cfg.rule == effective_rule(AUTO, cfg.scope)  # rule=auto gives it: no need to say it
     sets = [f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in cfg.to_dict().items()
-            if v != base[k] and k != "progress"]
+            if v != base[k] and k != "progress" and not (k == "rule" and follows_scope)]
     words = ["mirl", "lottery", "--preset", preset] + (["--set", *sets] if sets else [])
     words += ["--out", str(runs_dir)] if runs_dir is not None else []
     return " ".join(shlex.quote(w) for w in words)
@@ -203,8 +204,12 @@ def find_sibling(run: PathLike, overrides: Mapping[str, Any]) -> Path:
         >>> find_sibling("runs/smoke_24da834f", {"reset": "rewind", "rewind_steps": 2})  # doctest: +SKIP
         PosixPath('/.../runs/smoke_5c1e0a77')
     """
+    from mirl.study.config import AUTO, effective_rule
+
     run = Path(run)
     preset, settings = _settings_of(run)
+    if "scope" in overrides and "rule" not in overrides and settings.get("rule") == effective_rule(AUTO, str(settings.get("scope"))):
+        settings.pop("rule")  # the study's rule was its scope's default: the sibling's scope chooses its own
     return find_study(None, preset, {**settings, **dict(overrides)}, run.parent)
 
 

@@ -121,6 +121,27 @@ def compile_blocks(model: nn.Module, block_type: type[nn.Module] | None = None,
     return blocks
 
 
+@contextlib.contextmanager
+def eager_blocks(model: nn.Module) -> Iterator[None]:
+    """Run ``model``'s compiled blocks eagerly inside the block, compiled again after it: an
+    evaluation in the middle of training (images of other sizes) must not compile a graph each.
+
+    Example:
+        >>> from mirl.models import build_model
+        >>> net = build_model("tiny"); _ = compile_blocks(net)
+        >>> with eager_blocks(net):
+        ...     pass
+    """
+    saved = [(m, m._compiled_call_impl) for m in model.modules() if getattr(m, "_compiled_call_impl", None) is not None]
+    for module, _ in saved:
+        module._compiled_call_impl = None
+    try:
+        yield
+    finally:
+        for module, compiled in saved:
+            module._compiled_call_impl = compiled
+
+
 def uncompile_blocks(blocks: list[nn.Module]) -> None:
     """Undo :func:`compile_blocks` (evaluation sees images of many sizes: one compilation each
     would cost more than it saves).

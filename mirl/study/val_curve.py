@@ -21,6 +21,7 @@ import torch
 
 from mirl.errors import MirlError
 from mirl.fileio import atomic_write_json, read_json
+from mirl.study.step import eager_blocks
 
 POINTS = 8  # evaluations after step 0
 FILE = "val_curve.json"
@@ -81,7 +82,7 @@ class ValCurve:
         was_training = net.training
         net.eval()
         try:
-            with torch.random.fork_rng(devices=[]), torch.no_grad():
+            with torch.random.fork_rng(devices=[]), torch.no_grad(), eager_blocks(net):  # compiled blocks are for training
                 scores = self.score(net)
         except MirlError as exc:  # e.g. a data folder without a val/ split
             log.warning("no validation curve: %s", exc)

@@ -358,7 +358,7 @@ def test_replicates_grow_in_place_and_resume_one_by_one(smoke_run, demo_data, tm
     assert paths.done_file(paths.level_dir(replicate1, 2)).is_file()
     assert {p: p.stat().st_mtime_ns for p in others} == others
     out = capsys.readouterr().out
-    assert "95% t-interval across 2 replicates" in out and "x 2 rep" in out and f"study: {study}" in out
+    assert "95% t-interval across 2 seeds (df = 1)" in out and "x 2 rep" in out and f"study: {study}" in out
 
 
 # ---- refusals: another study's files, changed data, damaged files (issue 23) ---------------
