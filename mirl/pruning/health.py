@@ -60,7 +60,6 @@ def norm_scale_warning(report: Mapping[str, Any]) -> str | None:
     return (f"{len(cut)} normalisation scale(s) lost more than half their channels ({worst[0]} keeps {worst[1]} "
             f"of {worst[2]}{', ...' if len(cut) > 1 else ''}): a zeroed channel passes only the norm's bias; prune with "
             "rule=conv (the default under scope=layerwise) or scope=global")
-    return lines
 
 
 def rule_warning(rule: str, scope: str) -> str | None:

@@ -247,8 +247,9 @@ def run_study(
     try:
         with run_log(run_dir) if dist.is_main else contextlib.nullcontext():
             log.info("%s: %d node(s) to run or check on %s (settings hash %s)", run_dir.name, len(wanted), device, study.hash)
-            if rule_warning(cfg.rule, cfg.scope):
-                log.warning("%s: %s", run_dir.name, rule_warning(cfg.rule, cfg.scope))
+            flagged = rule_warning(cfg.rule, cfg.scope)
+            if flagged:
+                log.warning("%s: %s", run_dir.name, flagged)
             theta = {}
             for r, level, branch in wanted:
                 if r not in theta:
@@ -405,8 +406,9 @@ def _run_node(study: _Study, r: int, level: int, branch: str, theta0: Mapping[st
         report = write_sparsity_report(paths.sparsity_file(node), mask, template, UNUSED, level=level, rule=cfg.rule,
                                        scope=cfg.scope, branch=branch)
         warn_collapse(level, report["empty_tensors"], cfg)
-        if norm_scale_warning(report):
-            log.warning("replicate %d, level %d, %s: %s", r, level, branch, norm_scale_warning(report))
+        cut_norms = norm_scale_warning(report)
+        if cut_norms:
+            log.warning("replicate %d, level %d, %s: %s", r, level, branch, cut_norms)
     net = build_network(cfg.model, cfg.impl) if other is None else PromptIR(other, impl=cfg.impl)
     if start is None:
         start = main_starting_weights(cfg, replicate, level, theta0) if rule is None else rule.starting_weights(ctx)
