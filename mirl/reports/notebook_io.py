@@ -25,6 +25,7 @@ from mirl import paths
 from mirl.errors import MirlError
 from mirl.fileio import atomic_open, atomic_write_json
 from mirl.paths import datasets_dir, reports_dir
+from mirl.study.config import lottery_command
 
 PathLike = str | os.PathLike
 
@@ -127,28 +128,6 @@ def _settings_of(run_dir: Path) -> tuple[str, dict[str, Any]]:
     preset = str(record.get("preset") or run_dir.name.rpartition("_")[0])
     names = {f.name for f in dataclasses.fields(StudyConfig)}
     return preset, {k: v for k, v in record.items() if k in names}
-
-
-def lottery_command(preset: str, cfg: Any, runs_dir: PathLike | None = None) -> str:
-    """The ``mirl lottery`` command that makes (or grows) the study of ``cfg``: the preset and every
-    setting that differs from it, the replicates and branches included.
-
-    Example:
-        >>> from mirl.study.config import study_preset
-        >>> lottery_command("smoke", study_preset("smoke", {"rounds": 3, "branches": "random_reinit"}), "/tmp/runs")
-        'mirl lottery --preset smoke --set rounds=3 branches=random_reinit --out /tmp/runs'
-    """
-    import shlex
-
-    from mirl.study.config import AUTO, effective_rule, study_preset
-
-    base = study_preset(preset).to_dict()
-    follows_scope = cfg.rule == effective_rule(AUTO, cfg.scope)  # rule=auto gives it: no need to say it
-    sets = [f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in cfg.to_dict().items()
-            if v != base[k] and k != "progress" and not (k == "rule" and follows_scope)]
-    words = ["mirl", "lottery", "--preset", preset] + (["--set", *sets] if sets else [])
-    words += ["--out", str(runs_dir)] if runs_dir is not None else []
-    return " ".join(shlex.quote(w) for w in words)
 
 
 def find_study(study: PathLike | None = None, preset: str = "quickstart", overrides: Mapping[str, Any] | None = None,

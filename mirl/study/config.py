@@ -528,6 +528,30 @@ def check_together(cfg: StudyConfig) -> None:
         raise ConfigError("reset=rewind needs rewind_steps > 0 (rewinding to step 0 is reset=init), e.g. rewind_steps=100")
 
 
+# Settings of how a run goes, not of what it computes: a command that remakes a study leaves them out.
+RUN_ONLY = ("device", "num_workers", "progress", "checkpoint_every", "cuda_graph", "compile", "compile_memory_budget")
+
+
+def lottery_command(preset: str, cfg: StudyConfig, out: str | os.PathLike | None = None, *extra: str) -> str:
+    """The ``mirl lottery`` command that makes (or grows) the study of ``cfg``: the preset, every
+    setting that differs from it (the replicates and branches included; not a rule its scope
+    implies, nor :data:`RUN_ONLY`), ``--out`` and ``extra`` words.
+
+    Example:
+        >>> lottery_command("smoke", study_preset("smoke", {"rounds": 3, "branches": "random_reinit"}), "/tmp/runs")
+        'mirl lottery --preset smoke --set rounds=3 branches=random_reinit --out /tmp/runs'
+    """
+    import shlex
+
+    base = study_preset(preset).to_dict()
+    follows_scope = cfg.rule == effective_rule(AUTO, cfg.scope)  # rule=auto gives it: no need to say it
+    sets = [f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in cfg.to_dict().items()
+            if v != base[k] and k not in RUN_ONLY and not (k == "rule" and follows_scope)]
+    words = ["mirl", "lottery", "--preset", preset] + (["--set", *sets] if sets else [])
+    words += ["--out", str(out)] if out is not None else []
+    return " ".join(shlex.quote(w) for w in [*words, *extra])
+
+
 def recorded_config(record: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> StudyConfig:
     """The settings of a study from its ``config.json`` record (``non_default``, then ``extra``).
 
@@ -586,6 +610,7 @@ __all__ = [
     "non_default",
     "parse_assignments",
     "parse_value",
+    "lottery_command",
     "recorded_config",
     "run_name",
     "study_preset",

@@ -417,9 +417,6 @@ def _study_settings(study: Path) -> tuple[dict[str, Any], Any]:
     return config, cfg
 
 
-RUN_ONLY = ("device", "num_workers", "progress", "checkpoint_every", "cuda_graph", "compile", "compile_memory_budget")
-
-
 def rerun_stale_command(study: str | os.PathLike) -> str:
     """The ``mirl lottery`` command that trains a study's stale nodes again (its preset, the
     settings that differ from the preset's, its folder, and ``--rerun-stale``).
@@ -428,18 +425,11 @@ def rerun_stale_command(study: str | os.PathLike) -> str:
         >>> rerun_stale_command("runs/smoke_de4d1844")   # doctest: +SKIP
         'mirl lottery --preset smoke --out runs --rerun-stale'
     """
-    import shlex
-
-    from mirl.study.config import study_preset
+    from mirl.study.config import lottery_command
 
     study = Path(study)
-    config = _study_settings(study)[0]
-    preset = str(config.get("preset", "paper"))
-    base = study_preset(preset).to_dict()
-    sets = [f"{key}={','.join(map(str, value)) if isinstance(value, list) else value}"
-            for key, value in config.items() if key in base and key not in RUN_ONLY and value != base[key]]
-    words = ["mirl", "lottery", "--preset", preset, *(["--set", *sets] if sets else []), "--out", str(study.parent), "--rerun-stale"]
-    return " ".join(shlex.quote(w) for w in words)
+    config, cfg = _study_settings(study)
+    return lottery_command(str(config.get("preset", "paper")), cfg, study.parent, "--rerun-stale")
 
 
 def node_states(study: str | os.PathLike) -> list[dict[str, Any]]:
