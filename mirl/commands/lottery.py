@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mirl.study.cpu_plan import CpuPlan
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,9 +31,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "timed from a few training steps on this device; write nothing")
     parser.add_argument("--no-timing", action="store_true", help="with --dry-run: do not time steps; use --seconds-per-step")
     jobs = parser.add_argument_group("running as a job graph (a job per level of main, one per branch of a level)")
-    jobs.add_argument("--launcher", choices=("inline", "local", "slurm"), default="inline",
-                      help="inline: this process (default); local: --jobs processes here; slurm: submit with submitit")
-    jobs.add_argument("--jobs", type=int, default=2, metavar="N", help="local: processes at once (each its own GPU when there are several)")
+    jobs.add_argument("--launcher", choices=("auto", "inline", "local", "slurm"), default="auto",
+                      help="auto (default): on the CPU, nodes side by side in processes here when the free cores and the job "
+                           "graph allow, else this process (logged); on a GPU, this process. inline: this process; local: "
+                           "--jobs processes here; slurm: submit with submitit")
+    jobs.add_argument("--jobs", type=int, default=None, metavar="N",
+                      help="local: processes at once (default: on the CPU the free cores, at most the nodes that can run at "
+                           "once; on GPUs 2, each its own GPU when there are several)")
+    jobs.add_argument("--threads", type=int, default=None, metavar="T",
+                      help="CPU: torch threads per process (default: OMP_NUM_THREADS when set, else the free cores shared "
+                           "among the processes, never more)")
     jobs.add_argument("--partition", help="slurm: partition")
     jobs.add_argument("--gpus-per-job", type=int, default=0, metavar="G", help="slurm: GPUs per job (more than one: one task per GPU, as torchrun)")
     jobs.add_argument("--cpus-per-job", type=int, default=None, metavar="C", help="slurm: CPUs per task")
@@ -69,8 +80,9 @@ def run(args: argparse.Namespace) -> int:
         return _dry_run(args, overrides)
     if args.no_timing or args.seconds_per_step is not None:
         raise MirlError("--no-timing and --seconds-per-step go with --dry-run")
-    if args.launcher != "inline":
-        study = _run_graph(args, overrides)
+    launcher, threads = _cpu_launch(args, overrides)
+    if launcher != "inline":
+        study = _run_graph(args, overrides, launcher, threads)
         if study is None:
             return 0
     else:
@@ -95,8 +107,13 @@ def _check_launcher_options(args: argparse.Namespace) -> None:
         if given:
             raise MirlError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for --launcher slurm, not --launcher "
                             f"{args.launcher}; add --launcher slurm or leave {'it' if len(given) == 1 else 'them'} out")
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         raise MirlError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.threads is not None and args.threads < 1:
+        raise MirlError(f"--threads must be at least 1, got {args.threads}")
+    if args.launcher == "inline" and args.jobs is not None:
+        raise MirlError(f"--jobs {args.jobs} is for --launcher local or auto (inline runs one node at a time); leave it out "
+                        "or add --launcher local")
     if args.gpus_per_job < 0:
         raise MirlError(f"--gpus-per-job must be 0 (CPU jobs) or more, got {args.gpus_per_job}")
     if args.cpus_per_job is not None and args.cpus_per_job < 1:
@@ -110,8 +127,36 @@ def _check_launcher_options(args: argparse.Namespace) -> None:
         sbatch_options(args.sbatch)
 
 
-def _run_graph(args: argparse.Namespace, overrides: dict) -> "os.PathLike | None":
-    """Run the study as a job graph; the study folder once it is finished (None: submitted, not waited for)."""
+def _cpu_launch(args: argparse.Namespace, overrides: dict, log_choice: bool = True) -> tuple[str, "CpuPlan | None"]:
+    """The launcher to run with (``auto`` resolved) and, on the CPU, the processes and threads per
+    process chosen from the free cores and the job graph (:func:`mirl.study.cpu_plan.plan_cpu`),
+    logged; this process then runs torch on that many threads. No plan on a GPU or with SLURM."""
+    import logging
+
+    from mirl.device import resolve_device
+    from mirl.study.config import study_preset
+
+    cfg = study_preset(args.preset, overrides, args.config)
+    if args.launcher == "slurm" or resolve_device(cfg.device).type != "cpu":
+        return ("inline" if args.launcher == "auto" else args.launcher), None
+    from mirl.study.cpu_plan import busy_cores, plan_cpu, threads_from_env, usable_cores, use_threads
+    from mirl.study.launch import graph_shape, job_graph
+    from mirl.study.plan import plan_study
+
+    width = graph_shape(job_graph(cfg))[1]
+    steps = plan_study(args.preset, overrides, args.config, out=args.out).steps_per_node
+    processes = 1 if args.launcher == "inline" else args.jobs
+    plan = plan_cpu(usable_cores(), busy_cores(), width, steps, processes=processes, threads=args.threads or threads_from_env())
+    launcher = "local" if args.launcher == "local" or plan.processes > 1 else "inline"
+    if log_choice:
+        logging.getLogger("mirl.study.cpu_plan").info("cpu: %s (--launcher %s)", plan.reason, launcher)
+    use_threads(plan.threads)
+    return launcher, plan
+
+
+def _run_graph(args: argparse.Namespace, overrides: dict, launcher: str, cpu: "CpuPlan | None" = None) -> "os.PathLike | None":
+    """Run the study as a job graph (``launcher`` local or slurm; ``cpu``: the local processes and
+    their threads); the study folder once it is finished (None: submitted, not waited for)."""
     from pathlib import Path
 
     from mirl.study import launch
@@ -121,9 +166,14 @@ def _run_graph(args: argparse.Namespace, overrides: dict) -> "os.PathLike | None
     cfg = study_preset(args.preset, overrides, args.config)
     spec = launch.StudySpec(args.preset, overrides, args.config, str(Path(args.out or runs_dir()).resolve()), args.rerun_stale)
     graph = launch.job_graph(cfg)
-    if args.launcher == "local":
+    if launcher == "local":
+        from mirl.study.plan import plan_study
+
         spec.run()
-        launch.run_local(spec, graph, args.jobs, launch.local_devices())
+        processes, threads = (cpu.processes, cpu.threads) if cpu is not None else (args.jobs or 2, None)
+        finished = plan_study(args.preset, overrides, args.config, out=args.out).finished
+        launch.run_local(spec, graph, processes, launch.local_devices(), threads=threads, finished=finished,
+                         progress=not args.no_progress and cfg.progress)
         return spec.run()
     options = launch.SlurmOptions(folder=args.submitit_folder or str(Path(spec.out) / "submitit"), partition=args.partition,
                                   gpus_per_job=args.gpus_per_job, time_min=args.time, account=args.account,
@@ -160,7 +210,10 @@ def _dry_run(args: argparse.Namespace, overrides: dict) -> int:
     print(format_plan(plan, step, where))
     from mirl.study.launch import graph_summary, job_graph
 
-    for line in graph_summary(job_graph(plan.cfg), args.launcher, args.jobs, plan.finished):
+    launcher, cpu = _cpu_launch(args, overrides, log_choice=False) if args.launcher != "slurm" else ("slurm", None)
+    if cpu is not None:
+        print(f"  cpu now: {cpu.reason}")
+    for line in graph_summary(job_graph(plan.cfg), launcher, cpu.processes if cpu else (args.jobs or 2), plan.finished):
         print(f"  {line}")
     return 0
 

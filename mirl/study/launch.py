@@ -73,6 +73,22 @@ def job_graph(cfg: Any) -> list[Job]:
     return jobs
 
 
+def graph_shape(jobs: Sequence[Job]) -> tuple[int, int]:
+    """(longest chain of jobs that wait for each other, most jobs at one depth of the graph).
+
+    Example:
+        >>> from mirl.study.config import study_preset
+        >>> graph_shape(job_graph(study_preset("smoke", {"rounds": 1, "replicates": 2, "branches": "random_reinit"})))
+        (3, 2)
+    """
+    from collections import Counter
+
+    depth: dict[str, int] = {}
+    for job in jobs:  # listed after what they wait for
+        depth[job.name] = 1 + max((depth[a] for a in job.after), default=0)
+    return max(depth.values(), default=0), max(Counter(depth.values()).values(), default=0)
+
+
 def graph_summary(jobs: Sequence[Job], launcher: str = "inline", processes: int = 1,
                   finished: Sequence[Node] = ()) -> list[str]:
     """What ``launcher`` would run, in lines for the dry run: jobs to run, the longest chain of
@@ -83,15 +99,9 @@ def graph_summary(jobs: Sequence[Job], launcher: str = "inline", processes: int 
         >>> graph_summary(job_graph(study_preset("smoke", {"rounds": 1, "branches": "random_reinit"})), "slurm")
         ['launcher slurm: 3 of 3 jobs to submit, a job per node (afterok on the job it starts from); longest chain 3 jobs, up to 1 at once']
     """
-    from collections import Counter
-
     done = set(finished)
     todo = [j for j in jobs if not set(j.nodes) <= done]
-    depth: dict[str, int] = {}
-    for job in jobs:  # listed after what they wait for
-        depth[job.name] = 1 + max((depth[a] for a in job.after), default=0)
-    chain = max(depth.values(), default=0)
-    widest = max(Counter(depth.values()).values(), default=0)
+    chain, widest = graph_shape(jobs)
     shape = f"longest chain {chain} jobs, up to {widest} at once"
     if launcher == "slurm":
         return [f"launcher slurm: {len(todo)} of {len(jobs)} jobs to submit, a job per node (afterok on the job it starts "
@@ -114,16 +124,24 @@ def local_devices() -> list[str] | None:
     return visible[:count] if len(visible) >= count else [str(i) for i in range(count)]
 
 
-def _run_job_in_child(spec: StudySpec, nodes: Sequence[Node], device: str | None) -> None:
+def _run_job_in_child(spec: StudySpec, nodes: Sequence[Node], device: str | None, threads: int | None) -> None:
     if device is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = device
+    if threads is not None:
+        from mirl.study.cpu_plan import use_threads
+
+        use_threads(threads)
     spec.run(nodes)
 
 
-def run_local(spec: StudySpec, jobs: Sequence[Job], processes: int, devices: Sequence[str] | None = None) -> None:
+def run_local(spec: StudySpec, jobs: Sequence[Job], processes: int, devices: Sequence[str] | None = None,
+              threads: int | None = None, finished: Sequence[Node] = (), progress: bool = False) -> None:
     """Run the graph in up to ``processes`` local processes, each job once its ``after`` jobs are
     done; with ``devices`` (e.g. :func:`local_devices`), each process sees only one of them
-    (``CUDA_VISIBLE_DEVICES``), handed out in turn.
+    (``CUDA_VISIBLE_DEVICES``), handed out in turn; with ``threads``, each runs torch on that many
+    threads (:func:`mirl.study.cpu_plan.plan_cpu` chooses them so that the cores are not oversubscribed).
+    Jobs whose nodes are all in ``finished`` start no process. ``progress``: a bar of nodes done, with
+    the jobs running (their starts and ends are then logged at debug level).
 
     Example:
         >>> run_local(StudySpec("smoke"), job_graph(study_preset("smoke")), processes=2)  # doctest: +SKIP
@@ -133,30 +151,46 @@ def run_local(spec: StudySpec, jobs: Sequence[Job], processes: int, devices: Seq
     if processes < 1:
         raise MirlError(f"--jobs must be at least 1, got {processes}")
     context = multiprocessing.get_context("spawn")
-    pending, running, done = list(jobs), {}, set()
+    skip = set(map(tuple, finished))
+    done = {j.name for j in jobs if set(j.nodes) <= skip}
+    pending, running = [j for j in jobs if j.name not in done], {}
     free: list[str | None] = [devices[i % len(devices)] for i in range(processes)] if devices else [None] * processes
-    slots = processes
-    while pending or running:
-        for job in [j for j in pending if set(j.after) <= done][: slots - len(running)]:
-            device = free.pop(0)
-            process = context.Process(target=_run_job_in_child, args=(spec, job.nodes, device), name=job.name)
-            process.start()
-            running[job.name] = (process, device, job)
-            pending.remove(job)
-            log.info("job %s started (process %d%s)", job.name, process.pid, f", device {device}" if device else "")
-        time.sleep(0.2)
-        for name, (process, device, job) in list(running.items()):
-            if process.exitcode is None:
-                continue
-            del running[name]
-            free.append(device)
-            if process.exitcode != 0:
-                for other, _, _ in running.values():
-                    other.join()
-                raise MirlError(f"job {name} (nodes {list(job.nodes)}) failed with exit code {process.exitcode}; "
-                                "run the same command again to resume (finished nodes are kept)")
-            done.add(name)
-            log.info("job %s done", name)
+    bar = None
+    if progress and pending:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(pending), desc=f"{processes} process{'es' if processes != 1 else ''}", unit="node", dynamic_ncols=True)
+    note = log.debug if bar is not None else log.info
+    try:
+        while pending or running:
+            for job in [j for j in pending if set(j.after) <= done][: processes - len(running)]:
+                device = free.pop(0)
+                process = context.Process(target=_run_job_in_child, args=(spec, job.nodes, device, threads), name=job.name)
+                process.start()
+                running[job.name] = (process, device, job)
+                pending.remove(job)
+                note("job %s started (process %d%s)", job.name, process.pid, f", device {device}" if device else "")
+                if bar is not None:
+                    bar.set_postfix_str(f"running {', '.join(running)}")
+            time.sleep(0.2)
+            for name, (process, device, job) in list(running.items()):
+                if process.exitcode is None:
+                    continue
+                del running[name]
+                free.append(device)
+                if process.exitcode != 0:
+                    for other, _, _ in running.values():
+                        other.join()
+                    raise MirlError(f"job {name} (nodes {list(job.nodes)}) failed with exit code {process.exitcode}; "
+                                    "run the same command again to resume (finished nodes are kept)")
+                done.add(name)
+                note("job %s done", name)
+                if bar is not None:
+                    bar.set_postfix_str(f"running {', '.join(running)}" if running else "", refresh=False)
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 @dataclass(frozen=True)

@@ -246,7 +246,8 @@ def run_study(
         return run_dir
     try:
         with run_log(run_dir) if dist.is_main else contextlib.nullcontext():
-            log.info("%s: %d node(s) to run or check on %s (settings hash %s)", run_dir.name, len(wanted), device, study.hash)
+            on = f"cpu, {torch.get_num_threads()} thread(s)" if device.type == "cpu" else str(device)
+            log.info("%s: %d node(s) to run or check on %s (settings hash %s)", run_dir.name, len(wanted), on, study.hash)
             flagged = rule_warning(cfg.rule, cfg.scope)
             if flagged:
                 log.warning("%s: %s", run_dir.name, flagged)

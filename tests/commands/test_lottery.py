@@ -29,10 +29,10 @@ def nothing_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--partition", "gpu"], "--partition is for --launcher slurm, not --launcher inline; add --launcher slurm or leave it out"),
+    (["--partition", "gpu"], "--partition is for --launcher slurm, not --launcher auto; add --launcher slurm or leave it out"),
     (["--launcher", "local", "--account", "lab", "--wait"],
      "--account, --wait are for --launcher slurm, not --launcher local; add --launcher slurm or leave them out"),
-    (["--time", "30"], "--time is for --launcher slurm, not --launcher inline"),
+    (["--time", "30"], "--time is for --launcher slurm, not --launcher auto"),
     (["--sbatch", "qos=high"], "--sbatch is for --launcher slurm"),
     (["--launcher", "local", "--jobs", "0"], "--jobs must be at least 1, got 0"),
     (["--launcher", "slurm", "--gpus-per-job", "-1"], "--gpus-per-job must be 0 (CPU jobs) or more, got -1"),
