@@ -56,14 +56,28 @@ def path_shape(study: Path) -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> int:
     from mirl.analysis import evidence
+    from mirl.analysis.kept_by_kind import kept_by_kind
     from mirl.reports import viz
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("study", type=Path)
-    parser.add_argument("--figures", type=Path, default=None, help="folder for evidence_gain.png and evidence_barrier.png")
+    parser.add_argument("--figures", type=Path, default=None,
+                        help="folder for evidence_gain.png, evidence_barrier.png and evidence_kept_by_kind.png")
+    parser.add_argument("--global-run", type=Path, default=None, metavar="STUDY",
+                        help="a run of the same recipe under the paper's global scope: its ticket as its own rows, and its "
+                             "kept weights per kind of tensor beside the study's")
     args = parser.parse_args(argv)
 
     variants = evidence.study_variants(args.study)
     scores = evidence.scores_table(variants)
+    primary = evidence.primary_endpoints(scores, "ticket")
+    print("## Primary endpoints (docs/lottery.md, 'Analysis plan')\n")
+    print(markdown(pd.DataFrame({
+        "control": primary["control"], "pruned levels": primary["levels"],
+        "ticket - control (dB)": [f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]" if lo == lo else f"{m:+.2f} (no interval)"
+                                  for m, lo, hi in zip(primary["mean"], primary["low"], primary["high"])],
+        "df": [df or "-" for df in primary["df"]], "p (two-sided)": [f"{p:.3f}" if p == p else "-" for p in primary["p"]],
+        "n": primary["n"], "verdict": primary["verdict"]})))
     curves = evidence.curve_table(scores, "gain")
     print(f"## Gain over the degraded input (dB) [{evidence.interval_method(curves)}]\n")
     print(markdown(evidence.wide_table(curves, "trainable")))
@@ -86,9 +100,23 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(path_shape(args.study)))
     print("\n## Harm (restored below the degraded input)\n")
     print("\n".join(f"* {w}" for w in evidence.harm_warnings(scores)) or "none")
+    kept = {"layer-wise (this study)": kept_by_kind(args.study)}
+    if args.global_run is not None:
+        global_scores = evidence.scores_table(evidence.study_variants(args.global_run, branches=[]))
+        global_curves = evidence.curve_table(global_scores, "gain")
+        print(f"\n## The paper's global recipe, one replicate ({args.global_run.name}) [{evidence.interval_method(global_curves)}]\n")
+        print(markdown(evidence.wide_table(global_curves, "trainable")))
+        kept["global (the paper's recipe)"] = kept_by_kind(args.global_run)
+    for label, table in kept.items():
+        print(f"\n## Weights kept per kind of tensor: {label}\n")
+        print(markdown(table))
+        emptied = table[table["emptied"] > 0]
+        print("\nemptied tensors: " + ("none" if emptied.empty else "; ".join(
+            f"level {r.level}: {r.emptied} {r.kind}" for r in emptied.itertuples())))
     print(f"\ncompute: {evidence.compute_seconds([args.study]) / 3600:.2f} h of finished nodes")
     if args.figures is not None:
         args.figures.mkdir(parents=True, exist_ok=True)
+        viz.kept_by_kind_figure(kept).savefig(args.figures / "evidence_kept_by_kind.png", dpi=90, bbox_inches="tight")
         fig = viz.interval_curves(curves, denominator="trainable", demo=True)
         fig.savefig(args.figures / "evidence_gain.png", dpi=90, bbox_inches="tight")
         if not barriers.empty:

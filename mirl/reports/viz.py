@@ -253,6 +253,37 @@ def barrier_figure(barriers: pd.DataFrame, denominator: str = "trainable") -> An
     return fig
 
 
+def kept_by_kind_figure(tables: Mapping[str, pd.DataFrame]) -> Any:
+    """Weights kept per kind of tensor against the level, one line style per study (e.g. layer-wise
+    beside global): left, the share of that kind's prunable weights kept; right, the fewest any one
+    tensor of the kind keeps (0: a tensor emptied, the layer passes nothing).
+
+    ``tables`` maps a label to :func:`mirl.analysis.kept_by_kind.kept_by_kind`'s output.
+    """
+    fig = _figure(9.0, 3.6)
+    share, fewest = fig.subplots(1, 2, sharey=True)
+    styles = ("-", "--", ":", "-.")
+    kinds = [k for table in tables.values() for k in table["kind"].unique()]
+    colors = {kind: f"C{i % 10}" for i, kind in enumerate(dict.fromkeys(kinds))}
+    for i, (label, table) in enumerate(tables.items()):
+        for kind, group in table.groupby("kind", sort=False):
+            for ax, column in ((share, "kept (%)"), (fewest, "fewest kept (%)")):
+                ax.plot(group["level"], group[column].clip(lower=0.01), styles[i % len(styles)], marker="o", ms=3,
+                        color=colors[kind], label=f"{kind} ({label})" if ax is share else None)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax, title in ((share, "share of the kind's prunable weights kept"), (fewest, "fewest kept by any one tensor")):
+        ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("level (pruning rounds)", fontsize=8)
+        ax.set_title(title, fontsize=9)
+        ax.grid(True, alpha=0.3)
+        ax.tick_params(labelsize=8)
+    share.set_ylabel("weights kept (%, log; 0 drawn at 0.01)", fontsize=8)
+    fig.legend(loc="outside right center", fontsize=7)
+    return fig
+
+
 _NICE_PERCENTS = (100, 80, 64, 50, 40, 30, 20, 15, 10, 7, 5, 3.5, 2, 1, 0.5, 0.2, 0.1)
 
 
