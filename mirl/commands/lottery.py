@@ -149,7 +149,8 @@ def _cpu_launch(args: argparse.Namespace, overrides: dict, log_choice: bool = Tr
     plan = plan_cpu(usable_cores(), busy_cores(), width, steps, processes=processes, threads=args.threads or threads_from_env())
     launcher = "local" if args.launcher == "local" or plan.processes > 1 else "inline"
     if log_choice:
-        logging.getLogger("mirl.study.cpu_plan").info("cpu: %s (--launcher %s)", plan.reason, launcher)
+        shared = "; a job that runs alone gets every thread" if launcher == "local" and not plan.threads_given and plan.processes > 1 else ""
+        logging.getLogger("mirl.study.cpu_plan").info("cpu: %s%s (--launcher %s)", plan.reason, shared, launcher)
     use_threads(plan.threads)
     return launcher, plan
 
@@ -170,10 +171,14 @@ def _run_graph(args: argparse.Namespace, overrides: dict, launcher: str, cpu: "C
         from mirl.study.plan import plan_study
 
         spec.run()
-        processes, threads = (cpu.processes, cpu.threads) if cpu is not None else (args.jobs or 2, None)
         finished = plan_study(args.preset, overrides, args.config, out=args.out).finished
-        launch.run_local(spec, graph, processes, launch.local_devices(), threads=threads, finished=finished,
-                         progress=not args.no_progress and cfg.progress)
+        options = {"finished": finished, "progress": not args.no_progress and cfg.progress}
+        if cpu is None:
+            launch.run_local(spec, graph, args.jobs or 2, launch.local_devices(), **options)
+        elif cpu.threads_given:  # --threads or OMP_NUM_THREADS: each job gets them
+            launch.run_local(spec, graph, cpu.processes, threads=cpu.threads, **options)
+        else:  # the free cores, shared among the jobs that run at once
+            launch.run_local(spec, graph, cpu.processes, cores=cpu.processes * cpu.threads, **options)
         return spec.run()
     options = launch.SlurmOptions(folder=args.submitit_folder or str(Path(spec.out) / "submitit"), partition=args.partition,
                                   gpus_per_job=args.gpus_per_job, time_min=args.time, account=args.account,

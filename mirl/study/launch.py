@@ -135,11 +135,15 @@ def _run_job_in_child(spec: StudySpec, nodes: Sequence[Node], device: str | None
 
 
 def run_local(spec: StudySpec, jobs: Sequence[Job], processes: int, devices: Sequence[str] | None = None,
-              threads: int | None = None, finished: Sequence[Node] = (), progress: bool = False) -> None:
+              threads: int | None = None, finished: Sequence[Node] = (), progress: bool = False,
+              cores: int | None = None) -> None:
     """Run the graph in up to ``processes`` local processes, each job once its ``after`` jobs are
     done; with ``devices`` (e.g. :func:`local_devices`), each process sees only one of them
     (``CUDA_VISIBLE_DEVICES``), handed out in turn; with ``threads``, each runs torch on that many
-    threads (:func:`mirl.study.cpu_plan.plan_cpu` chooses them so that the cores are not oversubscribed).
+    threads. With ``cores`` instead (the free cores, :func:`mirl.study.cpu_plan.plan_cpu`), the
+    jobs share that many threads: a job that starts alone gets them all, jobs that start together
+    split them, and no job starts while every core has a thread (so a study never holds more threads
+    than free cores, and a chain of levels does not run on one core while the other idles).
     Jobs whose nodes are all in ``finished`` start no process. ``progress``: a bar of nodes done, with
     the jobs running (their starts and ends are then logged at debug level).
 
@@ -163,23 +167,30 @@ def run_local(spec: StudySpec, jobs: Sequence[Job], processes: int, devices: Seq
     note = log.debug if bar is not None else log.info
     try:
         while pending or running:
-            for job in [j for j in pending if set(j.after) <= done][: processes - len(running)]:
+            ready = [j for j in pending if set(j.after) <= done]
+            starting, each = ready[: processes - len(running)], threads
+            if cores is not None:  # share the free threads among the jobs that start now
+                spare = cores - sum(t or 1 for *_, t in running.values())
+                starting = starting[: max(spare, 0)]
+                each = max(1, spare // len(starting)) if starting else None
+            for job in starting:
                 device = free.pop(0)
-                process = context.Process(target=_run_job_in_child, args=(spec, job.nodes, device, threads), name=job.name)
+                process = context.Process(target=_run_job_in_child, args=(spec, job.nodes, device, each), name=job.name)
                 process.start()
-                running[job.name] = (process, device, job)
+                running[job.name] = (process, device, job, each)
                 pending.remove(job)
-                note("job %s started (process %d%s)", job.name, process.pid, f", device {device}" if device else "")
+                note("job %s started (process %d%s%s)", job.name, process.pid, f", device {device}" if device else "",
+                     f", {each} thread{'s' if each != 1 else ''}" if each else "")
                 if bar is not None:
                     bar.set_postfix_str(f"running {', '.join(running)}")
             time.sleep(0.2)
-            for name, (process, device, job) in list(running.items()):
+            for name, (process, device, job, _) in list(running.items()):
                 if process.exitcode is None:
                     continue
                 del running[name]
                 free.append(device)
                 if process.exitcode != 0:
-                    for other, _, _ in running.values():
+                    for other, *_ in running.values():
                         other.join()
                     raise MirlError(f"job {name} (nodes {list(job.nodes)}) failed with exit code {process.exitcode}; "
                                     "run the same command again to resume (finished nodes are kept)")
