@@ -80,9 +80,9 @@ def run(args: argparse.Namespace) -> int:
         return _dry_run(args, overrides)
     if args.no_timing or args.seconds_per_step is not None:
         raise MirlError("--no-timing and --seconds-per-step go with --dry-run")
-    launcher, threads = _cpu_launch(args, overrides)
+    launcher, cpu = _cpu_launch(args, overrides)
     if launcher != "inline":
-        study = _run_graph(args, overrides, launcher, threads)
+        study = _run_graph(args, overrides, launcher, cpu)
         if study is None:
             return 0
     else:
@@ -130,14 +130,15 @@ def _check_launcher_options(args: argparse.Namespace) -> None:
 def _cpu_launch(args: argparse.Namespace, overrides: dict, log_choice: bool = True) -> tuple[str, "CpuPlan | None"]:
     """The launcher to run with (``auto`` resolved) and, on the CPU, the processes and threads per
     process chosen from the free cores and the job graph (:func:`mirl.study.cpu_plan.plan_cpu`),
-    logged; this process then runs torch on that many threads. No plan on a GPU or with SLURM."""
+    logged; this process then runs torch on that many threads. No plan on a GPU, with SLURM, or
+    in a process of a torchrun group (``WORLD_SIZE`` above 1: auto is inline there)."""
     import logging
 
     from mirl.device import resolve_device
     from mirl.study.config import study_preset
 
     cfg = study_preset(args.preset, overrides, args.config)
-    if args.launcher == "slurm" or resolve_device(cfg.device).type != "cpu":
+    if args.launcher == "slurm" or resolve_device(cfg.device).type != "cpu" or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return ("inline" if args.launcher == "auto" else args.launcher), None
     from mirl.study.cpu_plan import busy_cores, plan_cpu, threads_from_env, usable_cores, use_threads
     from mirl.study.launch import graph_shape, job_graph
@@ -215,7 +216,7 @@ def _dry_run(args: argparse.Namespace, overrides: dict) -> int:
     print(format_plan(plan, step, where))
     from mirl.study.launch import graph_summary, job_graph
 
-    launcher, cpu = _cpu_launch(args, overrides, log_choice=False) if args.launcher != "slurm" else ("slurm", None)
+    launcher, cpu = _cpu_launch(args, overrides, log_choice=False)
     if cpu is not None:
         print(f"  cpu now: {cpu.reason}")
     for line in graph_summary(job_graph(plan.cfg), launcher, cpu.processes if cpu else (args.jobs or 2), plan.finished):
