@@ -134,6 +134,20 @@ def _run_job_in_child(spec: StudySpec, nodes: Sequence[Node], device: str | None
     spec.run(nodes)
 
 
+def _waiting_on(jobs: Sequence[Job]) -> dict[str, int]:
+    """How many jobs wait, directly or not, for each job.
+
+    Example:
+        >>> _waiting_on([Job("a", ()), Job("b", (), ("a",)), Job("c", (), ("b",)), Job("d", (), ("a",))])
+        {'a': 3, 'b': 1, 'c': 0, 'd': 0}
+    """
+    below: dict[str, set[str]] = {job.name: set() for job in jobs}
+    for job in reversed(jobs):  # listed after what they wait for: a job's waiters are complete when it is reached
+        for name in job.after:
+            below[name] |= below[job.name] | {job.name}
+    return {name: len(waiters) for name, waiters in below.items()}
+
+
 def run_local(spec: StudySpec, jobs: Sequence[Job], processes: int, devices: Sequence[str] | None = None,
               threads: int | None = None, finished: Sequence[Node] = (), progress: bool = False,
               cores: int | None = None) -> None:
@@ -158,6 +172,7 @@ def run_local(spec: StudySpec, jobs: Sequence[Job], processes: int, devices: Seq
     skip = set(map(tuple, finished))
     done = {j.name for j in jobs if set(j.nodes) <= skip}
     pending, running = [j for j in jobs if j.name not in done], {}
+    unlocks = _waiting_on(jobs)  # the jobs that unlock most start first (a level's main before its branches)
     free: list[str | None] = [devices[i % len(devices)] for i in range(processes)] if devices else [None] * processes
     bar = None
     if progress and pending:
@@ -167,7 +182,7 @@ def run_local(spec: StudySpec, jobs: Sequence[Job], processes: int, devices: Seq
     note = log.debug if bar is not None else log.info
     try:
         while pending or running:
-            ready = [j for j in pending if set(j.after) <= done]
+            ready = sorted((j for j in pending if set(j.after) <= done), key=lambda j: -unlocks[j.name])
             starting, each = ready[: processes - len(running)], threads
             if cores is not None:  # share the free threads among the jobs that start now
                 spare = cores - sum(t or 1 for *_, t in running.values())
