@@ -124,7 +124,7 @@ def local_devices() -> list[str] | None:
     return visible[:count] if len(visible) >= count else [str(i) for i in range(count)]
 
 
-def _run_job_in_child(spec: StudySpec, nodes: Sequence[Node], device: str | None, threads: int | None) -> None:
+def _run_job_in_child(spec: StudySpec, nodes: Sequence[Node], device: str | None, threads: int | None = None) -> None:
     if device is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = device
     if threads is not None:
