@@ -51,12 +51,13 @@ class StudySpec:
     out: str | None = None
     rerun_stale: bool = False  # the setup (no nodes) deletes the stale nodes, so that the jobs train them again
 
-    def run(self, nodes: Sequence[Node] = ()) -> Path:
-        """Run ``nodes`` of the study (none: only set up its folder) beside other jobs; its folder."""
+    def run(self, nodes: Sequence[Node] = (), note: str | None = None) -> Path:
+        """Run ``nodes`` of the study (none: only set up its folder) beside other jobs; its folder.
+        ``note`` is logged once the study runs (:func:`mirl.study.lottery.run_study`)."""
         from mirl.study.lottery import run_study
 
         return run_study(self.preset, {**self.overrides, "progress": False}, self.config_file, out=self.out,
-                         nodes=[tuple(n) for n in nodes], shared=True, rerun_stale=self.rerun_stale and not nodes)
+                         nodes=[tuple(n) for n in nodes], shared=True, rerun_stale=self.rerun_stale and not nodes, note=note)
 
 
 def job_graph(cfg: Any) -> list[Job]:
