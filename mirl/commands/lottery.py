@@ -80,14 +80,14 @@ def run(args: argparse.Namespace) -> int:
         return _dry_run(args, overrides)
     if args.no_timing or args.seconds_per_step is not None:
         raise MirlError("--no-timing and --seconds-per-step go with --dry-run")
-    launcher, threads = _cpu_launch(args, overrides)
+    launcher, cpu = _cpu_launch(args, overrides)
     if launcher != "inline":
-        study = _run_graph(args, overrides, launcher, threads)
+        study = _run_graph(args, overrides, launcher, cpu)
         if study is None:
             return 0
     else:
         study = run_study(args.preset, overrides, args.config, out=args.out, progress=not args.no_progress,
-                          rerun_stale=args.rerun_stale)
+                          rerun_stale=args.rerun_stale, note=_cpu_note(cpu, launcher))
     if os.environ.get("RANK", "0") == "0":
         print_summary(study)
         print(f"study: {study}")
@@ -127,17 +127,16 @@ def _check_launcher_options(args: argparse.Namespace) -> None:
         sbatch_options(args.sbatch)
 
 
-def _cpu_launch(args: argparse.Namespace, overrides: dict, log_choice: bool = True) -> tuple[str, "CpuPlan | None"]:
+def _cpu_launch(args: argparse.Namespace, overrides: dict) -> tuple[str, "CpuPlan | None"]:
     """The launcher to run with (``auto`` resolved) and, on the CPU, the processes and threads per
-    process chosen from the free cores and the job graph (:func:`mirl.study.cpu_plan.plan_cpu`),
-    logged; this process then runs torch on that many threads. No plan on a GPU or with SLURM."""
-    import logging
-
+    process chosen from the free cores and the job graph (:func:`mirl.study.cpu_plan.plan_cpu`);
+    this process then runs torch on that many threads. No plan on a GPU, with SLURM, or in a
+    process of a torchrun group (``WORLD_SIZE`` above 1: auto is inline there)."""
     from mirl.device import resolve_device
     from mirl.study.config import study_preset
 
     cfg = study_preset(args.preset, overrides, args.config)
-    if args.launcher == "slurm" or resolve_device(cfg.device).type != "cpu":
+    if args.launcher == "slurm" or resolve_device(cfg.device).type != "cpu" or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return ("inline" if args.launcher == "auto" else args.launcher), None
     from mirl.study.cpu_plan import busy_cores, plan_cpu, threads_from_env, usable_cores, use_threads
     from mirl.study.launch import graph_shape, job_graph
@@ -148,10 +147,16 @@ def _cpu_launch(args: argparse.Namespace, overrides: dict, log_choice: bool = Tr
     processes = 1 if args.launcher == "inline" else args.jobs
     plan = plan_cpu(usable_cores(), busy_cores(), width, steps, processes=processes, threads=args.threads or threads_from_env())
     launcher = "local" if args.launcher == "local" or plan.processes > 1 else "inline"
-    if log_choice:
-        logging.getLogger("mirl.study.cpu_plan").info("cpu: %s (--launcher %s)", plan.reason, launcher)
     use_threads(plan.threads)
     return launcher, plan
+
+
+def _cpu_note(cpu: "CpuPlan | None", launcher: str) -> str | None:
+    """The line the study logs (and writes to log.txt) about the processes and threads it runs on."""
+    if cpu is None:
+        return None
+    shared = "; a job that runs alone gets every thread" if launcher == "local" and not cpu.threads_given and cpu.processes > 1 else ""
+    return f"cpu: {cpu.reason}{shared} (--launcher {launcher})"
 
 
 def _run_graph(args: argparse.Namespace, overrides: dict, launcher: str, cpu: "CpuPlan | None" = None) -> "os.PathLike | None":
@@ -169,11 +174,15 @@ def _run_graph(args: argparse.Namespace, overrides: dict, launcher: str, cpu: "C
     if launcher == "local":
         from mirl.study.plan import plan_study
 
-        spec.run()
-        processes, threads = (cpu.processes, cpu.threads) if cpu is not None else (args.jobs or 2, None)
+        spec.run(note=_cpu_note(cpu, launcher))
         finished = plan_study(args.preset, overrides, args.config, out=args.out).finished
-        launch.run_local(spec, graph, processes, launch.local_devices(), threads=threads, finished=finished,
-                         progress=not args.no_progress and cfg.progress)
+        options = {"finished": finished, "progress": not args.no_progress and cfg.progress}
+        if cpu is None:
+            launch.run_local(spec, graph, args.jobs or 2, launch.local_devices(), **options)
+        elif cpu.threads_given:  # --threads or OMP_NUM_THREADS: each job gets them
+            launch.run_local(spec, graph, cpu.processes, threads=cpu.threads, **options)
+        else:  # the free cores, shared among the jobs that run at once
+            launch.run_local(spec, graph, cpu.processes, cores=cpu.processes * cpu.threads, **options)
         return spec.run()
     options = launch.SlurmOptions(folder=args.submitit_folder or str(Path(spec.out) / "submitit"), partition=args.partition,
                                   gpus_per_job=args.gpus_per_job, time_min=args.time, account=args.account,
@@ -210,7 +219,7 @@ def _dry_run(args: argparse.Namespace, overrides: dict) -> int:
     print(format_plan(plan, step, where))
     from mirl.study.launch import graph_summary, job_graph
 
-    launcher, cpu = _cpu_launch(args, overrides, log_choice=False) if args.launcher != "slurm" else ("slurm", None)
+    launcher, cpu = _cpu_launch(args, overrides)
     if cpu is not None:
         print(f"  cpu now: {cpu.reason}")
     for line in graph_summary(job_graph(plan.cfg), launcher, cpu.processes if cpu else (args.jobs or 2), plan.finished):

@@ -11,7 +11,7 @@ a process.
 
 Example:
     >>> plan_cpu(cores=2, busy=0.1, width=3, steps_per_node=375)
-    CpuPlan(processes=2, threads=1, cores=2, busy=0.1, reason='2 free of 2 cores, up to 3 nodes at once: 2 processes x 1 thread')
+    CpuPlan(processes=2, threads=1, cores=2, busy=0.1, reason='2 free of 2 cores, up to 3 nodes at once: 2 processes x 1 thread', threads_given=False)
     >>> plan_cpu(cores=2, busy=1.0, width=3, steps_per_node=375).threads   # one core taken by other work
     1
 """
@@ -43,6 +43,7 @@ class CpuPlan:
     cores: int
     busy: float
     reason: str
+    threads_given: bool = False  # by --threads or OMP_NUM_THREADS: every process gets them
 
 
 def usable_cores() -> int:
@@ -120,7 +121,7 @@ def plan_cpu(cores: int, busy: float, width: int, steps_per_node: int | None, pr
         why += f" ({', '.join(given)})"
     if chosen_processes * chosen_threads > free:
         why += "; more threads than free cores: expect each to wait for the others"
-    return CpuPlan(chosen_processes, chosen_threads, cores, busy, why)
+    return CpuPlan(chosen_processes, chosen_threads, cores, busy, why, threads_given=threads is not None)
 
 
 def threads_from_env(environ: Mapping[str, str] = os.environ) -> int | None:

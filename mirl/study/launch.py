@@ -51,12 +51,13 @@ class StudySpec:
     out: str | None = None
     rerun_stale: bool = False  # the setup (no nodes) deletes the stale nodes, so that the jobs train them again
 
-    def run(self, nodes: Sequence[Node] = ()) -> Path:
-        """Run ``nodes`` of the study (none: only set up its folder) beside other jobs; its folder."""
+    def run(self, nodes: Sequence[Node] = (), note: str | None = None) -> Path:
+        """Run ``nodes`` of the study (none: only set up its folder) beside other jobs; its folder.
+        ``note`` is logged once the study runs (:func:`mirl.study.lottery.run_study`)."""
         from mirl.study.lottery import run_study
 
         return run_study(self.preset, {**self.overrides, "progress": False}, self.config_file, out=self.out,
-                         nodes=[tuple(n) for n in nodes], shared=True, rerun_stale=self.rerun_stale and not nodes)
+                         nodes=[tuple(n) for n in nodes], shared=True, rerun_stale=self.rerun_stale and not nodes, note=note)
 
 
 def job_graph(cfg: Any) -> list[Job]:
@@ -124,7 +125,7 @@ def local_devices() -> list[str] | None:
     return visible[:count] if len(visible) >= count else [str(i) for i in range(count)]
 
 
-def _run_job_in_child(spec: StudySpec, nodes: Sequence[Node], device: str | None, threads: int | None) -> None:
+def _run_job_in_child(spec: StudySpec, nodes: Sequence[Node], device: str | None, threads: int | None = None) -> None:
     if device is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = device
     if threads is not None:
@@ -134,12 +135,30 @@ def _run_job_in_child(spec: StudySpec, nodes: Sequence[Node], device: str | None
     spec.run(nodes)
 
 
+def _waiting_on(jobs: Sequence[Job]) -> dict[str, int]:
+    """How many jobs wait, directly or not, for each job.
+
+    Example:
+        >>> _waiting_on([Job("a", ()), Job("b", (), ("a",)), Job("c", (), ("b",)), Job("d", (), ("a",))])
+        {'a': 3, 'b': 1, 'c': 0, 'd': 0}
+    """
+    below: dict[str, set[str]] = {job.name: set() for job in jobs}
+    for job in reversed(jobs):  # listed after what they wait for: a job's waiters are complete when it is reached
+        for name in job.after:
+            below[name] |= below[job.name] | {job.name}
+    return {name: len(waiters) for name, waiters in below.items()}
+
+
 def run_local(spec: StudySpec, jobs: Sequence[Job], processes: int, devices: Sequence[str] | None = None,
-              threads: int | None = None, finished: Sequence[Node] = (), progress: bool = False) -> None:
+              threads: int | None = None, finished: Sequence[Node] = (), progress: bool = False,
+              cores: int | None = None) -> None:
     """Run the graph in up to ``processes`` local processes, each job once its ``after`` jobs are
     done; with ``devices`` (e.g. :func:`local_devices`), each process sees only one of them
     (``CUDA_VISIBLE_DEVICES``), handed out in turn; with ``threads``, each runs torch on that many
-    threads (:func:`mirl.study.cpu_plan.plan_cpu` chooses them so that the cores are not oversubscribed).
+    threads. With ``cores`` instead (the free cores, :func:`mirl.study.cpu_plan.plan_cpu`), the
+    jobs share that many threads: a job that starts alone gets them all, jobs that start together
+    split them, and no job starts while every core has a thread (so a study never holds more threads
+    than free cores, and a chain of levels does not run on one core while the other idles).
     Jobs whose nodes are all in ``finished`` start no process. ``progress``: a bar of nodes done, with
     the jobs running (their starts and ends are then logged at debug level).
 
@@ -154,6 +173,7 @@ def run_local(spec: StudySpec, jobs: Sequence[Job], processes: int, devices: Seq
     skip = set(map(tuple, finished))
     done = {j.name for j in jobs if set(j.nodes) <= skip}
     pending, running = [j for j in jobs if j.name not in done], {}
+    unlocks = _waiting_on(jobs)  # the jobs that unlock most start first (a level's main before its branches)
     free: list[str | None] = [devices[i % len(devices)] for i in range(processes)] if devices else [None] * processes
     bar = None
     if progress and pending:
@@ -163,23 +183,30 @@ def run_local(spec: StudySpec, jobs: Sequence[Job], processes: int, devices: Seq
     note = log.debug if bar is not None else log.info
     try:
         while pending or running:
-            for job in [j for j in pending if set(j.after) <= done][: processes - len(running)]:
+            ready = sorted((j for j in pending if set(j.after) <= done), key=lambda j: -unlocks[j.name])
+            starting, each = ready[: processes - len(running)], threads
+            if cores is not None:  # share the free threads among the jobs that start now
+                spare = cores - sum(t or 1 for *_, t in running.values())
+                starting = starting[: max(spare, 0)]
+                each = max(1, spare // len(starting)) if starting else None
+            for job in starting:
                 device = free.pop(0)
-                process = context.Process(target=_run_job_in_child, args=(spec, job.nodes, device, threads), name=job.name)
+                process = context.Process(target=_run_job_in_child, args=(spec, job.nodes, device, each), name=job.name)
                 process.start()
-                running[job.name] = (process, device, job)
+                running[job.name] = (process, device, job, each)
                 pending.remove(job)
-                note("job %s started (process %d%s)", job.name, process.pid, f", device {device}" if device else "")
+                note("job %s started (process %d%s%s)", job.name, process.pid, f", device {device}" if device else "",
+                     f", {each} thread{'s' if each != 1 else ''}" if each else "")
                 if bar is not None:
                     bar.set_postfix_str(f"running {', '.join(running)}")
             time.sleep(0.2)
-            for name, (process, device, job) in list(running.items()):
+            for name, (process, device, job, _) in list(running.items()):
                 if process.exitcode is None:
                     continue
                 del running[name]
                 free.append(device)
                 if process.exitcode != 0:
-                    for other, _, _ in running.values():
+                    for other, *_ in running.values():
                         other.join()
                     raise MirlError(f"job {name} (nodes {list(job.nodes)}) failed with exit code {process.exitcode}; "
                                     "run the same command again to resume (finished nodes are kept)")

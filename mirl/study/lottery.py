@@ -177,6 +177,7 @@ def run_study(
     nodes: Iterable[Node] | None = None,
     shared: bool = False,
     rerun_stale: bool = False,
+    note: str | None = None,
 ) -> Path:
     """Run (or resume) a study, every replicate and branch, and return its folder ``<out>/<preset>_<hash>``.
 
@@ -185,7 +186,8 @@ def run_study(
     processes run other nodes of the same study at the same time (the jobs of
     :mod:`mirl.study.launch`): the study is locked only while its files are set up, each node while it runs.
     A study holding stale nodes (:mod:`mirl.study.stale`) is refused, naming them; ``rerun_stale``
-    deletes them first, so that they (and only they) are trained again.
+    deletes them first, so that they (and only they) are trained again. ``note`` (e.g. how the
+    command chose processes and threads) is logged, and written to ``log.txt``, once the study runs.
 
     Example:
         >>> run_study("smoke", {"replicates": 2, "branches": "random_reinit,stability"}, progress=False)  # doctest: +SKIP
@@ -248,6 +250,8 @@ def run_study(
         with run_log(run_dir) if dist.is_main else contextlib.nullcontext():
             on = f"cpu, {torch.get_num_threads()} thread(s)" if device.type == "cpu" else str(device)
             log.info("%s: %d node(s) to run or check on %s (settings hash %s)", run_dir.name, len(wanted), on, study.hash)
+            if note:
+                log.info("%s: %s", run_dir.name, note)
             flagged = rule_warning(cfg.rule, cfg.scope)
             if flagged:
                 log.warning("%s: %s", run_dir.name, flagged)

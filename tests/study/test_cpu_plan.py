@@ -6,6 +6,7 @@ the same masks, and weights and scores equal within float tolerance (docs/benchm
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -95,10 +96,24 @@ def test_thread_and_job_options_that_do_not_fit_are_refused(extra, message, tmp_
     assert message in err and err.count("\n") == 1, err
 
 
-def _lottery(out: Path, data: Path, *extra: str) -> subprocess.CompletedProcess:
+def _lottery(out: Path, data: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
     sets = [f"data={data}", "replicates=2", "rounds=1", "branches=random_reinit"]
     cmd = [sys.executable, "-m", "mirl", "lottery", "--preset", "smoke", "--set", *sets, "--out", str(out), "--no-progress", *extra]
-    return subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=600)
+    return subprocess.run(cmd, env=env or subprocess_env(), capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_jobs_that_start_together_share_the_free_threads(demo_data: Path, tmp_path: Path) -> None:
+    """Without --threads or OMP_NUM_THREADS the local jobs share the cores' threads: the two dense
+    levels start together on one thread each, and no job starts while every thread is taken."""
+    env = {k: v for k, v in subprocess_env().items() if k != "OMP_NUM_THREADS"}
+    done = _lottery(tmp_path, demo_data, "--launcher", "local", "--jobs", "2", env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "a job that runs alone gets every thread" in done.stderr, done.stderr[-2000:]
+    starts = [line for line in done.stderr.splitlines() if " started (process " in line]
+    assert len(starts) == 6 and all(re.search(r"\d+ threads?\)$", line) for line in starts), starts
+    assert {line.split()[2] for line in starts[:2]} == {"r0-L0-main", "r1-L0-main"}
+    assert all(line.endswith(", 1 thread)") for line in starts[:2]), starts
 
 
 def _numbers(value, prefix: str = "") -> dict[str, float]:
@@ -120,6 +135,7 @@ def test_nodes_side_by_side_on_one_thread_match_the_serial_run_on_two(demo_data:
     assert "cpu: " in side.stderr and "2 processes x 1 thread" in side.stderr, side.stderr[-1500:]
     (a,), (b,) = list((tmp_path / "serial").iterdir()), list((tmp_path / "side").iterdir())
     assert "on cpu, 2 thread(s)" in (a / "log.txt").read_text() and "on cpu, 1 thread(s)" in (b / "log.txt").read_text()
+    assert "cpu: " in (b / "log.txt").read_text() and "x 1 thread (threads given)" in (b / "log.txt").read_text()
     nodes = sorted(p.parent.relative_to(a) for p in a.glob("replicate_*/level_*/*/done.json"))
     assert len(nodes) == 6 and nodes == sorted(p.parent.relative_to(b) for p in b.glob("replicate_*/level_*/*/done.json"))
     worst_weight, worst_score = 0.0, 0.0
