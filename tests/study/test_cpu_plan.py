@@ -135,7 +135,7 @@ def test_nodes_side_by_side_on_one_thread_match_the_serial_run_on_two(demo_data:
     assert "cpu: " in side.stderr and "2 processes x 1 thread" in side.stderr, side.stderr[-1500:]
     (a,), (b,) = list((tmp_path / "serial").iterdir()), list((tmp_path / "side").iterdir())
     assert "on cpu, 2 thread(s)" in (a / "log.txt").read_text() and "on cpu, 1 thread(s)" in (b / "log.txt").read_text()
-    assert "cpu: " in (b / "log.txt").read_text() and "x 1 thread (threads given)" in (b / "log.txt").read_text()
+    assert "cpu: " in (b / "log.txt").read_text() and "2 processes x 1 thread" in (b / "log.txt").read_text()
     nodes = sorted(p.parent.relative_to(a) for p in a.glob("replicate_*/level_*/*/done.json"))
     assert len(nodes) == 6 and nodes == sorted(p.parent.relative_to(b) for p in b.glob("replicate_*/level_*/*/done.json"))
     worst_weight, worst_score = 0.0, 0.0
