@@ -84,7 +84,7 @@ def _worker(threads: int, mode: str, replicates: int, steps: int, max_seconds: f
     root = dataset_root(cfg.data, cfg.max_test_side, build=True)
     data = TrainDataset(root, list(cfg.tasks), patch_size=cfg.patch_size, repeats=parse_repeats(cfg.repeats), seed=cfg.seed)
     data.set_epoch(0)
-    batches = iter(torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, shuffle=True,
+    batches = iter(torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
                                                generator=torch.Generator().manual_seed(os.getpid())))
 
     def batch() -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,7 +92,7 @@ def _worker(threads: int, mode: str, replicates: int, steps: int, max_seconds: f
         try:
             degraded, clean, _ = next(batches)
         except StopIteration:
-            batches = iter(torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, shuffle=True))
+            batches = iter(torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, shuffle=True, drop_last=True))
             degraded, clean, _ = next(batches)
         return degraded, clean
 
