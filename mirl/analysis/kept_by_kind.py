@@ -47,7 +47,8 @@ def tensor_kind(name: str, module: nn.Module | None) -> str:
 
 
 def tensor_kinds(network: str | Mapping) -> dict[str, str]:
-    """Every parameter of the study network ``network`` (a preset name or config) and its kind.
+    """Every parameter of the study network ``network`` (a preset name or config) that its forward
+    pass uses, and its kind (PromptIR declares a few weights it never uses: ``unused_in_forward``).
 
     Example:
         >>> kinds = tensor_kinds("tiny")
@@ -60,16 +61,17 @@ def tensor_kinds(network: str | Mapping) -> dict[str, str]:
 
     with torch.device("meta"):
         net = build_model(network)
-    modules = dict(net.named_modules())
-    return {name: tensor_kind(name, modules.get(name.rsplit(".", 1)[0])) for name, _ in net.named_parameters()}
+    modules, unused = dict(net.named_modules()), set(getattr(net, "unused_in_forward", ()))
+    return {name: tensor_kind(name, modules.get(name.rsplit(".", 1)[0])) for name, _ in net.named_parameters()
+            if name not in unused}
 
 
 def kept_by_kind(study: str | os.PathLike, branch: str = MAIN) -> pd.DataFrame:
     """Per level and kind: weights kept and their share of the prunable weights of that kind
     (summed over tensors, mean over replicates), the fewest any one tensor keeps (in %, over
     tensors and replicates), and how many tensors of that kind a replicate's mask empties (the
-    most of any replicate). Only levels every replicate finished; tensors the rule never prunes
-    are not listed.
+    most of any replicate: what ``mirl lottery`` warns about). Only levels every replicate
+    finished; tensors the rule never prunes, and those the forward pass never uses, are not listed.
 
     Example:
         >>> kept_by_kind("runs/evidence_e320761e").columns.tolist()  # doctest: +SKIP
@@ -86,7 +88,8 @@ def kept_by_kind(study: str | os.PathLike, branch: str = MAIN) -> pd.DataFrame:
         for rep in replicates:
             report = read_json(paths.sparsity_file(paths.level_dir(rep, level, branch)), "train the node again")
             for name, counts in report["tensors"].items():
-                per_kind.setdefault(kinds.get(name, "other"), []).append({"replicate": rep.name, **counts})
+                if name in kinds:
+                    per_kind.setdefault(kinds[name], []).append({"replicate": rep.name, **counts})
         for kind in KINDS:
             items = per_kind.get(kind)
             if not items:
