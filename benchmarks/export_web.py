@@ -30,7 +30,12 @@ density, 9% of the prunable weights), ``small-ticket``, ``paper-dense``, ``paper
 of 20%: 3.5%) and ``paper-refill`` (refilled at 10%). ``--study DIR`` takes ``tiny-dense``,
 ``tiny-ticket`` and ``tiny-refill`` from a real study instead (replicate 0: level 0, and main and
 refill of the last level with a finished refill branch) and adds the paired PSNR difference
-refill - main per level on the study's test set, with its 95% interval and verdict.
+refill - main per level on the study's test set, with its 95% interval and verdict. It also offers
+the practitioner's alternatives of that level (Liu et al. 2019), when the study trained them:
+``tiny-dense-same-size`` (a dense network of the ticket's size, ``--set branches=dense_same_size``)
+and ``tiny-refill-scratch`` (the refill ticket's narrowed shapes trained from fresh weights,
+``refill_scratch``). Every row from a real study carries ``gain_db``: its mean PSNR over the test
+tasks minus the degraded input's, and ``gain_n``, the test images it rests on.
 ``--source CASE=PATH`` uses a real level folder or checkpoint for one case.
 
 ``export_s`` is the ONNX export (0 when ``--onnx-cache`` had the file). Every time depends on what
@@ -40,6 +45,7 @@ Example:
     python -m benchmarks.export_web --study runs/quickstart_5520eaf8 --cases tiny-dense tiny-ticket tiny-refill --json /tmp/w.json
     python -m benchmarks.export_web --cases paper-dense paper-refill --onnx-cache /tmp/onnx_cache
     python -m benchmarks.export_web --no-browser --cases tiny-dense tiny-ticket tiny-refill
+    python -m benchmarks.export_web --study runs/quickstart_6bcc40d6 --cases tiny-dense tiny-refill tiny-dense-same-size tiny-refill-scratch
 """
 
 from __future__ import annotations
@@ -69,6 +75,10 @@ CASES: dict[str, tuple[str, float | None, bool]] = {  # name -> (preset, one-sho
     "paper-ticket": ("paper", 0.8 ** 15, False),  # the paper's 15 rounds of 20%
     "paper-refill": ("paper", 0.10, True),
 }
+STUDY_CASES: dict[str, tuple[str, str]] = {  # name -> (preset it stands beside, branch of a real study's level)
+    "tiny-dense-same-size": ("tiny", "dense_same_size"),
+    "tiny-refill-scratch": ("tiny", "refill_scratch"),
+}
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 TIMES = ("torch_cpu_ms", "ort_ms_1t", "ort_ms_2t", "wasm_tile_ms_2t", "wasm_tile_ms_1t")
@@ -87,6 +97,9 @@ def _ticket(case: str, source: str | None) -> Any:
 
     if source:
         return load_ticket(source)
+    if case in STUDY_CASES:
+        raise SystemExit(f"{case} exists only in a real study: give --study DIR with a finished {STUDY_CASES[case][1]} branch "
+                         f"(mirl lottery --set branches=refill,{STUDY_CASES[case][1]})")
     preset, density, refilled = CASES[case]
     torch.manual_seed(0)
     model = build_model(preset).eval()
@@ -107,15 +120,41 @@ def _ticket(case: str, source: str | None) -> Any:
 
 def study_sources(study: str | os.PathLike) -> dict[str, str]:
     """``tiny-dense``, ``tiny-ticket`` and ``tiny-refill`` of a real study: replicate 0's level 0, and
-    main and refill of its last level whose refill branch is finished."""
+    main and refill of its last level whose refill branch is finished; and that level's
+    ``dense_same_size`` and ``refill_scratch`` branches where they are finished.
+
+    Example:
+        >>> sorted(study_sources("runs/quickstart_6bcc40d6"))  # doctest: +SKIP
+        ['tiny-dense', 'tiny-dense-same-size', 'tiny-refill', 'tiny-refill-scratch', 'tiny-ticket']
+    """
     from mirl import paths
     replicate = paths.replicate_dir(Path(study), 0)
     levels = [k for k in paths.level_numbers(replicate) if paths.is_finished(paths.level_dir(replicate, k, "refill"))]
     if not levels:
         raise SystemExit(f"{study}: no finished refill branch in replicate 0; run the study with --set branches=refill")
     level = max(levels)
-    return {"tiny-dense": str(paths.level_dir(replicate, 0)), "tiny-ticket": str(paths.level_dir(replicate, level)),
-            "tiny-refill": str(paths.level_dir(replicate, level, "refill"))}
+    sources = {"tiny-dense": str(paths.level_dir(replicate, 0)), "tiny-ticket": str(paths.level_dir(replicate, level)),
+               "tiny-refill": str(paths.level_dir(replicate, level, "refill"))}
+    for case, (_, branch) in STUDY_CASES.items():
+        node = paths.level_dir(replicate, level, branch)
+        if paths.is_finished(node):
+            sources[case] = str(node)
+    return sources
+
+
+def gain_over_input(metrics: dict[str, Any] | None) -> tuple[float | None, int]:
+    """A level's mean PSNR over its test tasks minus the degraded input's (dB), and the test images
+    it rests on (``None, 0`` without scores).
+
+    Example:
+        >>> gain_over_input({"tasks": {"derain": {"psnr": 30.0, "input_psnr": 28.5, "images": 20}}})
+        (1.5, 20)
+    """
+    tasks = (metrics or {}).get("tasks") or {}
+    if not tasks:
+        return None, 0
+    gain = statistics.fmean(t["psnr"] - t["input_psnr"] for t in tasks.values())
+    return round(gain, 2), sum(int(t["images"]) for t in tasks.values())
 
 
 def refill_against_main(study: str | os.PathLike) -> list[dict[str, Any]]:
@@ -215,7 +254,8 @@ def run(cases: Sequence[str], sources: dict[str, str], tiles: int = 3, browser: 
     x = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(0))
     for case in cases:
         ticket = _ticket(case, sources.get(case))
-        paper = ticket.preset == "paper"
+        preset = CASES[case][0] if case in CASES else STUDY_CASES[case][0]  # a dense network of the ticket's size is a custom width of it
+        paper = preset == "paper"
         model = model_for_export(ticket, "fast")  # narrowed for a refill ticket, as mirl export writes it
         start = time.perf_counter()
         data = _graph(model, ticket, cache / f"{case}.onnx" if cache is not None and not sources.get(case) else None)
@@ -227,7 +267,7 @@ def run(cases: Sequence[str], sources: dict[str, str], tiles: int = 3, browser: 
         with torch.inference_mode():
             torch_ms = _median_ms(lambda: model(x), 3 if paper else 5)
         row: dict[str, Any] = {
-            "case": case, "preset": ticket.preset, "narrowed": ticket.narrow, "load_avg_1m": round(os.getloadavg()[0], 2),
+            "case": case, "preset": preset, "narrowed": ticket.narrow, "load_avg_1m": round(os.getloadavg()[0], 2),
             "density_prunable": round(ticket.densities["density_prunable"], 4),
             "density_trainable": round(ticket.densities["density_trainable"], 4),
             "parameters": int(ticket.densities["parameters"]), "onnx_weights": _stored_weights(data),
@@ -236,6 +276,8 @@ def run(cases: Sequence[str], sources: dict[str, str], tiles: int = 3, browser: 
             "fp16_mb": round(len(half) / 1e6, 2), "fp16_gz_mb": round(len(gzip.compress(half, 9)) / 1e6, 2),
             "torch_cpu_ms": round(torch_ms),
         }
+        if sources.get(case):
+            row["gain_db"], row["gain_n"] = gain_over_input(ticket.metrics)
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp) / "site"
             record = build_web_folder(folder, web_data, web_info(ticket, "float32", "fast", 256, 32), "# card\n")["model"]
@@ -283,9 +325,17 @@ def _graph(model: torch.nn.Module, ticket: Any, cached: Path | None, browser: bo
 
 
 def against_dense(rows: list[dict[str, Any]]) -> None:
-    """Add ``<measure>_vs_dense`` to each pruned row: times as the dense row's over its own (a
-    speed-up), sizes and operations as its own over the dense row's (same preset, same run)."""
-    dense = {r["preset"]: r for r in rows if r["density_prunable"] == 1.0}
+    """Add ``<measure>_vs_dense`` to each row but the ``<preset>-dense`` one: times as the dense row's
+    over its own (a speed-up), sizes and operations as its own over the dense row's (same preset,
+    same run; a dense network of the ticket's size is dense too, and compared with the full one).
+
+    Example:
+        >>> rows = [{"case": "tiny-dense", "preset": "tiny", "macs": 10, "torch_cpu_ms": 8.0, "model_sent_kb": 4.0, "stored_dense_sent_kb": 5.0},
+        ...         {"case": "tiny-dense-same-size", "preset": "tiny", "macs": 2, "torch_cpu_ms": 2.0, "model_sent_kb": 1.0}]
+        >>> against_dense(rows); rows[1]["macs_vs_dense"], rows[1]["torch_cpu_ms_vs_dense"]
+        (0.2, 4.0)
+    """
+    dense = {r["preset"]: r for r in rows if r["case"] == f"{r['preset']}-dense"}
     for row in rows:
         base = dense.get(row["preset"])
         if base is None or row is base:
@@ -299,7 +349,7 @@ def against_dense(rows: list[dict[str, Any]]) -> None:
         row["model_sent_vs_dense_stored"] = round(row["model_sent_kb"] / base["stored_dense_sent_kb"], 3)
 
 
-SUMMARY = ("case", "density_prunable", "parameters", "onnx_weights", "onnx_weights_vs_dense", "macs", "macs_vs_dense",
+SUMMARY = ("case", "density_prunable", "parameters", "gain_db", "gain_n", "onnx_weights", "onnx_weights_vs_dense", "macs", "macs_vs_dense",
            "model_sent_kb", "model_sent_vs_dense_stored", "torch_cpu_ms", "torch_cpu_ms_vs_dense", "ort_ms_1t",
            "ort_ms_1t_vs_dense", "ort_ms_2t", "ort_ms_2t_vs_dense", "wasm_tile_ms_2t", "wasm_tile_ms_2t_vs_dense",
            "wasm_tile_ms_1t", "wasm_tile_ms_1t_vs_dense")
@@ -307,9 +357,10 @@ SUMMARY = ("case", "density_prunable", "parameters", "onnx_weights", "onnx_weigh
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=[*CASES, *STUDY_CASES])
     parser.add_argument("--study", default=None, help="a study with a refill branch: tiny-dense, tiny-ticket and tiny-refill "
-                                                      "from it, and the paired PSNR difference refill - main")
+                                                      "from it (and tiny-dense-same-size, tiny-refill-scratch where trained), "
+                                                      "and the paired PSNR difference refill - main")
     parser.add_argument("--source", action="append", default=[], metavar="CASE=PATH", help="a real level folder or checkpoint for a case")
     parser.add_argument("--tiles", type=int, default=3, help="256x256 restorations timed in the browser (paper: 1)")
     parser.add_argument("--no-browser", action="store_true", help="skip the Chromium measurements")

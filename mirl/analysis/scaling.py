@@ -129,10 +129,54 @@ def difference_table(cells: Sequence[Cell]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def headline(gains: pd.DataFrame, differences: pd.DataFrame) -> dict[str, str]:
+def seed_shares(study: str | os.PathLike) -> pd.DataFrame:
+    """Per seed and pruned level of one cell: the ticket's share of the dense gain (ticket gain /
+    dense gain of the same seed; seeds whose dense network does not restore are left out, and
+    named in the ``left_out`` attribute), with the level's trainable density and images."""
+    per_seed = seed_gains(_scores(study))
+    ticket = per_seed[per_seed["label"] == TICKET]
+    dense = ticket[ticket["level"] == 0].set_index("seed")["gain"]
+    pruned = ticket[(ticket["level"] > 0) & ticket["seed"].isin(dense.index)].copy()
+    pruned["share"] = pruned["gain"] / dense.loc[pruned["seed"]].to_numpy()
+    out = pruned[dense.loc[pruned["seed"]].to_numpy() > 0].reset_index(drop=True)
+    out.attrs["left_out"] = sorted(int(s) for s in dense[dense <= 0].index)
+    return out[["seed", "level", "remaining_trainable", "images", "share"]]
+
+
+def share_change(base: Cell, other: Cell) -> pd.DataFrame:
+    """Does the ticket's share of the dense gain grow from ``base`` to ``other`` (more budget, or
+    more width)? Per pruned level, the per-seed difference ``other - base`` on the seeds both
+    cells share (same data order and degradation draws; a different network), with its 95%
+    t-interval across seeds and verdict ("too few to tell" below 2 seeds).
+
+    Example:
+        >>> share_change(("tiny 1x", "runs/scaling_a"), ("tiny 4x", "runs/scaling_b"))  # doctest: +SKIP
+    """
+    from mirl.analysis.stats import verdict
+
+    (base_label, base_study), (other_label, other_study) = base, other
+    a, b = seed_shares(base_study), seed_shares(other_study)
+    rows = []
+    for level in sorted(set(a["level"]) & set(b["level"])):
+        left, right = a[a["level"] == level].set_index("seed"), b[b["level"] == level].set_index("seed")
+        seeds = left.index.intersection(right.index)
+        if seeds.empty:
+            continue
+        change = (right.loc[seeds, "share"] - left.loc[seeds, "share"]).tolist()
+        iv = replicate_interval(change, int(min(left["images"].iloc[0], right["images"].iloc[0])))
+        rows.append({"from": base_label, "to": other_label, "level": int(level),
+                     "remaining_trainable": f"{100 * left['remaining_trainable'].iloc[0]:.1f}% -> {100 * right['remaining_trainable'].iloc[0]:.1f}%",
+                     "share_from": round(float(left.loc[seeds, "share"].mean()), 3), "share_to": round(float(right.loc[seeds, "share"].mean()), 3),
+                     "change": iv.format("", signed=True), "seeds": len(seeds), "verdict": verdict(iv)})
+    return pd.DataFrame(rows)
+
+
+def headline(gains: pd.DataFrame, differences: pd.DataFrame, changes: pd.DataFrame | None = None) -> dict[str, str]:
     """The index's headline: the ticket's share of the dense gain at each level, and ticket -
-    control, per cell, each with its interval and n."""
+    control, per cell, each with its interval and n; and each :func:`share_change` row given."""
     out: dict[str, str] = {}
+    for _, r in (changes if changes is not None else pd.DataFrame()).iterrows():
+        out[f"share of the dense gain, {r['from']} -> {r['to']}, level {r['level']}"] = f"{r['change']} ({r['seeds']} seeds): {r['verdict']}"
     for _, r in gains[gains["quantity"] == "share of dense gain"].iterrows():
         out[f"{r['cell']}, level {r['level']} ({100 * r['remaining_trainable']:.1f}% trainable): ticket's share of the dense gain"] = (
             f"{r['mean']:.2f} [{r['low']:.2f}, {r['high']:.2f}] (n = {r['n']})" if np.isfinite(r["mean"]) else str(r["n"]))
@@ -143,4 +187,5 @@ def headline(gains: pd.DataFrame, differences: pd.DataFrame) -> dict[str, str]:
     return out
 
 
-__all__ = ["CONTROLS", "cell_settings", "difference_table", "gain_table", "headline", "planned_densities", "seed_gains"]
+__all__ = ["CONTROLS", "cell_settings", "difference_table", "gain_table", "headline", "planned_densities", "seed_gains", "seed_shares",
+           "share_change"]

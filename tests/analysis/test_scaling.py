@@ -142,3 +142,32 @@ def test_the_share_is_the_mean_of_each_seeds_ratio_and_none_where_the_dense_netw
     assert gains.loc[("good", "share of dense gain", 2)]["mean"] == pytest.approx(np.mean([0.5 / 2.0, 0.5 / 4.0]))
     bad = gains.loc[("bad", "share of dense gain", 1)]
     assert np.isnan(bad["mean"]) and bad["n"] == "no share: the dense gain is not above 0 for seed(s) [1]"
+
+
+def test_share_change_pairs_seeds_across_cells_and_leaves_out_a_dense_network_that_does_not_restore(monkeypatch) -> None:
+    """The change of the share from one cell to another is a per-seed difference on the seeds both
+    cells share, with a t-interval across those seeds; a seed whose dense gain is not above 0 has no share."""
+    from scipy import stats
+
+    from mirl.analysis import scaling
+
+    def scores(dense: dict[int, float], ticket: dict[int, float]) -> pd.DataFrame:
+        rows = []
+        for seed in dense:
+            for level, gain in ((0, dense[seed]), (1, ticket[seed])):
+                rows += [{"label": "ticket", "seed": seed, "level": level, "task": "derain", "gain": gain, "remaining_trainable": 1.0 if level == 0 else 0.3}] * 3
+        return pd.DataFrame(rows)
+
+    frames = {"1x": scores({0: 2.0, 1: 4.0, 2: 1.0}, {0: 1.0, 1: 1.0, 2: 0.5}),
+              "4x": scores({0: 2.0, 1: 4.0, 2: 2.0}, {0: 1.5, 1: 3.0, 2: 1.0}),
+              "wide": scores({0: 2.0, 1: -1.0}, {0: 1.0, 1: 0.5})}
+    monkeypatch.setattr(scaling, "_scores", lambda study: frames[str(study)])
+    change = scaling.share_change(("tiny 1x", "1x"), ("tiny 4x", "4x")).iloc[0]
+    per_seed = [1.5 / 2 - 1.0 / 2, 3.0 / 4 - 1.0 / 4, 1.0 / 2 - 0.5 / 1]
+    ci = stats.ttest_1samp(per_seed, 0).confidence_interval(0.95)
+    assert change["seeds"] == 3 and change["share_from"] == pytest.approx(np.mean([0.5, 0.25, 0.5]), abs=1e-3)
+    assert change["change"] == f"{np.mean(per_seed):+.2f} [{ci.low:+.2f}, {ci.high:+.2f}]"
+    assert change["verdict"] == ("resolved" if ci.low > 0 or ci.high < 0 else "not resolved")
+    assert scaling.seed_shares("wide").attrs["left_out"] == [1]
+    one_seed = scaling.share_change(("tiny 1x", "1x"), ("wide", "wide")).iloc[0]  # seed 1 of 'wide' does not restore
+    assert one_seed["seeds"] == 1 and one_seed["verdict"] == "too few to tell"

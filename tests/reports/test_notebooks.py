@@ -284,6 +284,10 @@ def test_scaling_notebook_reads_a_grid_and_its_numbers_match_the_metrics_files(t
         assert diffs == pytest.approx({"random re-init": expected["difference"]["random_reinit"],
                                        "dense, same size": expected["difference"]["dense_same_size"]}, abs=1e-9)
     assert any("share of the dense gain" in k for k in data["headline"]) and any("ticket - random re-init" in k for k in data["headline"])
+    if all(expected_numbers(study)["dense_restores"] for study in grid):  # the second cell's share against the first's, per level
+        assert [row["level"] for row in data["share_changes"]] == [1, 2] and all(row["seeds"] == 2 for row in data["share_changes"])
+    else:
+        assert isinstance(data["share_changes"], list)
     assert (base / "reports" / record["name"] / data["main_figure"]).is_file()
     sizes = _png_sizes(nbformat.read(base / "reports" / record["executed_notebook"], as_version=4))
     assert sizes and all(w > h for w, h in sizes), sizes  # figures wider than tall
