@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from mirl.study.cpu_plan import CpuPlan
+    from mirl.study.plan import StudyPlan
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from mirl.study.config import choices, parse_assignments, setting_help, study_preset
     from mirl.errors import MirlError
     from mirl.study.lottery import run_study
+    from mirl.study.plan import plan_study
 
     overrides = parse_assignments(args.set)
     if args.seed is not None:
@@ -80,9 +82,10 @@ def run(args: argparse.Namespace) -> int:
         return _dry_run(args, overrides)
     if args.no_timing or args.seconds_per_step is not None:
         raise MirlError("--no-timing and --seconds-per-step go with --dry-run")
-    launcher, cpu = _cpu_launch(args, overrides)
+    plan = plan_study(args.preset, overrides, args.config, out=args.out)
+    launcher, cpu = _cpu_launch(args, plan)
     if launcher != "inline":
-        study = _run_graph(args, overrides, launcher, cpu)
+        study = _run_graph(args, overrides, plan, launcher, cpu)
         if study is None:
             return 0
     else:
@@ -127,28 +130,24 @@ def _check_launcher_options(args: argparse.Namespace) -> None:
         sbatch_options(args.sbatch)
 
 
-def _cpu_launch(args: argparse.Namespace, overrides: dict) -> tuple[str, "CpuPlan | None"]:
+def _cpu_launch(args: argparse.Namespace, plan: "StudyPlan") -> tuple[str, "CpuPlan | None"]:
     """The launcher to run with (``auto`` resolved) and, on the CPU, the processes and threads per
     process chosen from the free cores and the job graph (:func:`mirl.study.cpu_plan.plan_cpu`);
     this process then runs torch on that many threads. No plan on a GPU, with SLURM, or in a
     process of a torchrun group (``WORLD_SIZE`` above 1: auto is inline there)."""
     from mirl.device import resolve_device
-    from mirl.study.config import study_preset
 
-    cfg = study_preset(args.preset, overrides, args.config)
-    if args.launcher == "slurm" or resolve_device(cfg.device).type != "cpu" or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if args.launcher == "slurm" or resolve_device(plan.cfg.device).type != "cpu" or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return ("inline" if args.launcher == "auto" else args.launcher), None
     from mirl.study.cpu_plan import busy_cores, plan_cpu, threads_from_env, usable_cores, use_threads
     from mirl.study.launch import graph_shape, job_graph
-    from mirl.study.plan import plan_study
 
-    width = graph_shape(job_graph(cfg))[1]
-    steps = plan_study(args.preset, overrides, args.config, out=args.out).steps_per_node
+    width = graph_shape(job_graph(plan.cfg))[1]
     processes = 1 if args.launcher == "inline" else args.jobs
-    plan = plan_cpu(usable_cores(), busy_cores(), width, steps, processes=processes, threads=args.threads or threads_from_env())
-    launcher = "local" if args.launcher == "local" or plan.processes > 1 else "inline"
-    use_threads(plan.threads)
-    return launcher, plan
+    cpu = plan_cpu(usable_cores(), busy_cores(), width, plan.steps_per_node, processes=processes, threads=args.threads or threads_from_env())
+    launcher = "local" if args.launcher == "local" or cpu.processes > 1 else "inline"
+    use_threads(cpu.threads)
+    return launcher, cpu
 
 
 def _cpu_note(cpu: "CpuPlan | None", launcher: str) -> str | None:
@@ -159,24 +158,22 @@ def _cpu_note(cpu: "CpuPlan | None", launcher: str) -> str | None:
     return f"cpu: {cpu.reason}{shared} (--launcher {launcher})"
 
 
-def _run_graph(args: argparse.Namespace, overrides: dict, launcher: str, cpu: "CpuPlan | None" = None) -> "os.PathLike | None":
+def _run_graph(args: argparse.Namespace, overrides: dict, plan: "StudyPlan", launcher: str, cpu: "CpuPlan | None" = None) -> "os.PathLike | None":
     """Run the study as a job graph (``launcher`` local or slurm; ``cpu``: the local processes and
     their threads); the study folder once it is finished (None: submitted, not waited for)."""
     from pathlib import Path
 
     from mirl.study import launch
-    from mirl.study.config import study_preset
     from mirl.paths import runs_dir
 
-    cfg = study_preset(args.preset, overrides, args.config)
     spec = launch.StudySpec(args.preset, overrides, args.config, str(Path(args.out or runs_dir()).resolve()), args.rerun_stale)
-    graph = launch.job_graph(cfg)
+    graph = launch.job_graph(plan.cfg)
     if launcher == "local":
         from mirl.study.plan import plan_study
 
-        spec.run(note=_cpu_note(cpu, launcher))
+        spec.run(note=_cpu_note(cpu, launcher))  # the setup: with --rerun-stale it deletes the stale nodes, so look again
         finished = plan_study(args.preset, overrides, args.config, out=args.out).finished
-        options = {"finished": finished, "progress": not args.no_progress and cfg.progress}
+        options = {"finished": finished, "progress": not args.no_progress and plan.cfg.progress}
         if cpu is None:
             launch.run_local(spec, graph, args.jobs or 2, launch.local_devices(), **options)
         elif cpu.threads_given:  # --threads or OMP_NUM_THREADS: each job gets them
@@ -219,7 +216,7 @@ def _dry_run(args: argparse.Namespace, overrides: dict) -> int:
     print(format_plan(plan, step, where))
     from mirl.study.launch import graph_summary, job_graph
 
-    launcher, cpu = _cpu_launch(args, overrides)
+    launcher, cpu = _cpu_launch(args, plan)
     if cpu is not None:
         print(f"  cpu now: {cpu.reason}")
     for line in graph_summary(job_graph(plan.cfg), launcher, cpu.processes if cpu else (args.jobs or 2), plan.finished):
