@@ -50,26 +50,32 @@ def refill_against_scratch(study: Path) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mirl.analysis import scaling
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cell", action="append", required=True, metavar="LABEL=STUDY", help="a cell of the grid; the first is the base")
+    parser.add_argument("--cell", action="append", default=[], metavar="LABEL=STUDY", help="a cell of the grid; the first is the base")
     parser.add_argument("--refill-study", type=Path, default=None, help="a study with refill and refill_scratch branches")
     args = parser.parse_args(argv)
     cells = [(label, Path(folder)) for label, folder in (c.split("=", 1) for c in args.cell)]
+    if cells:
+        print_grid(cells)
+    if args.refill_study:
+        print(f"\n## refill - refill_scratch on {args.refill_study.name}\n")
+        print(markdown(refill_against_scratch(args.refill_study)))
+    return 0
+
+
+def print_grid(cells: list[tuple[str, Path]]) -> None:
+    """The grid's gains and shares, ticket - control per cell, and each cell's share against the first's."""
+    from mirl.analysis import scaling
+
     gains = scaling.gain_table(cells)
     print("## Gains and the ticket's share of the dense gain\n")
     print(markdown(gains[["cell", "steps", "quantity", "level", "remaining_trainable", "mean", "low", "high", "seeds", "n"]]))
     differences = scaling.difference_table(cells)
     print("\n## Ticket - control (primary endpoints: mean over the pruned levels per seed)\n")
     print(markdown(differences[["cell", "control", "levels", "mean", "low", "high", "df", "seeds", "verdict"]]))
-    changes = pd.concat([scaling.share_change(cells[0], other) for other in cells[1:]], ignore_index=True)
+    changes = pd.concat([scaling.share_change(cells[0], other) for other in cells[1:]], ignore_index=True) if len(cells) > 1 else pd.DataFrame()
     print(f"\n## Does the share grow? Each cell against {cells[0][0]}, per seed on shared seeds\n")
     print(markdown(changes) if not changes.empty else "(one cell: nothing to compare)")
-    if args.refill_study:
-        print(f"\n## refill - refill_scratch on {args.refill_study.name}\n")
-        print(markdown(refill_against_scratch(args.refill_study)))
-    return 0
 
 
 if __name__ == "__main__":
