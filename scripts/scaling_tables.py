@@ -6,7 +6,7 @@ per-image scores of the study trees, so the section can be regenerated from the 
 
 Usage:
     python scripts/scaling_tables.py --cell "tiny 1x=runs/scaling_9ce0c5e9" --cell "tiny 4x=runs/scaling_..." \
-        --cell "small 1x=runs/scaling_..." [--refill-study runs/quickstart_6bcc40d6]
+        --cell "small 1x=runs/scaling_..." [--refill-study runs/quickstart_6bcc40d6] [--figure docs/findings/scaling.png]
 
 The first cell is the base: every other cell's share of the dense gain is compared with it.
 """
@@ -53,19 +53,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cell", action="append", default=[], metavar="LABEL=STUDY", help="a cell of the grid; the first is the base")
     parser.add_argument("--refill-study", type=Path, default=None, help="a study with refill and refill_scratch branches")
+    parser.add_argument("--figure", type=Path, default=None, help="write notebook 06's figure of the grid here (PNG)")
     args = parser.parse_args(argv)
     cells = [(label, Path(folder)) for label, folder in (c.split("=", 1) for c in args.cell)]
     if cells:
-        print_grid(cells)
+        print_grid(cells, args.figure)
     if args.refill_study:
         print(f"\n## refill - refill_scratch on {args.refill_study.name}\n")
         print(markdown(refill_against_scratch(args.refill_study)))
     return 0
 
 
-def print_grid(cells: list[tuple[str, Path]]) -> None:
-    """The grid's gains and shares, ticket - control per cell, and each cell's share against the first's."""
+def print_grid(cells: list[tuple[str, Path]], figure: Path | None = None) -> None:
+    """The grid's gains and shares, ticket - control per cell, and each cell's share against the
+    first's; ``figure``: notebook 06's figure of the grid, as a PNG."""
     from mirl.analysis import scaling
+    from mirl.reports import viz
 
     gains = scaling.gain_table(cells)
     print("## Gains and the ticket's share of the dense gain\n")
@@ -76,6 +79,9 @@ def print_grid(cells: list[tuple[str, Path]]) -> None:
     changes = pd.concat([scaling.share_change(cells[0], other) for other in cells[1:]], ignore_index=True) if len(cells) > 1 else pd.DataFrame()
     print(f"\n## Does the share grow? Each cell against {cells[0][0]}, per seed on shared seeds\n")
     print(markdown(changes) if not changes.empty else "(one cell: nothing to compare)")
+    if figure is not None:
+        figure.parent.mkdir(parents=True, exist_ok=True)
+        viz.scaling_figure(gains, differences).savefig(figure, dpi=90, bbox_inches="tight")
 
 
 if __name__ == "__main__":

@@ -171,3 +171,23 @@ def test_share_change_pairs_seeds_across_cells_and_leaves_out_a_dense_network_th
     assert scaling.seed_shares("wide").attrs["left_out"] == [1]
     one_seed = scaling.share_change(("tiny 1x", "1x"), ("wide", "wide")).iloc[0]  # seed 1 of 'wide' does not restore
     assert one_seed["seeds"] == 1 and one_seed["verdict"] == "too few to tell"
+
+
+def test_scaling_tables_script_prints_the_grid_and_writes_its_figure(tmp_path_factory: pytest.TempPathFactory, capsys) -> None:
+    """scripts/scaling_tables.py, which docs/findings.md's section is made with, prints the same
+    share as gain_table and writes the figure."""
+    import importlib.util
+
+    from mirl.analysis import scaling
+
+    grid = smoke_grid(tmp_path_factory.mktemp("scaling"))
+    spec = importlib.util.spec_from_file_location("scaling_tables", REPO / "scripts" / "scaling_tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    figure = tmp_path_factory.mktemp("figure") / "scaling.png"
+    assert module.main(["--cell", f"one={grid[0]}", "--cell", f"two={grid[1]}", "--figure", str(figure)]) == 0
+    out = capsys.readouterr().out
+    gains = scaling.gain_table([("one", grid[0]), ("two", grid[1])])
+    dense = gains[(gains["cell"] == "one") & (gains["quantity"] == "dense gain")].iloc[0]
+    assert f"| one | 6 | dense gain | 0 | 1.000 | {dense['mean']:.3f} |" in out
+    assert "Does the share grow? Each cell against one" in out and figure.stat().st_size > 1000
