@@ -6,7 +6,8 @@ per-image scores of the study trees, so the section can be regenerated from the 
 
 Usage:
     python scripts/scaling_tables.py --cell "tiny 1x=runs/scaling_9ce0c5e9" --cell "tiny 4x=runs/scaling_..." \
-        --cell "small 1x=runs/scaling_..." [--refill-study runs/quickstart_6bcc40d6] [--figure docs/findings/scaling.png]
+        --cell "small 1x=runs/scaling_..." [--refill-study runs/quickstart_6bcc40d6] [--figure docs/findings/scaling.png] \
+        [--curve-figure docs/findings/scaling_dense_curves.png]
 
 The first cell is the base: every other cell's share of the dense gain is compared with it.
 """
@@ -54,19 +55,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cell", action="append", default=[], metavar="LABEL=STUDY", help="a cell of the grid; the first is the base")
     parser.add_argument("--refill-study", type=Path, default=None, help="a study with refill and refill_scratch branches")
     parser.add_argument("--figure", type=Path, default=None, help="write notebook 06's figure of the grid here (PNG)")
+    parser.add_argument("--curve-figure", type=Path, default=None, help="write notebook 06's dense validation curves here (PNG)")
     args = parser.parse_args(argv)
     cells = [(label, Path(folder)) for label, folder in (c.split("=", 1) for c in args.cell)]
     if cells:
-        print_grid(cells, args.figure)
+        print_grid(cells, args.figure, args.curve_figure)
     if args.refill_study:
         print(f"\n## refill - refill_scratch on {args.refill_study.name}\n")
         print(markdown(refill_against_scratch(args.refill_study)))
     return 0
 
 
-def print_grid(cells: list[tuple[str, Path]], figure: Path | None = None) -> None:
-    """The grid's gains and shares, ticket - control per cell, and each cell's share against the
-    first's; ``figure``: notebook 06's figure of the grid, as a PNG."""
+def print_grid(cells: list[tuple[str, Path]], figure: Path | None = None, curve_figure: Path | None = None) -> None:
+    """The grid's gains and shares, ticket - control per cell, each cell's share against the
+    first's, and whether each dense network had flattened; ``figure`` and ``curve_figure``:
+    notebook 06's figures of the grid and of the dense validation curves, as PNGs."""
     from mirl.analysis import scaling
     from mirl.reports import viz
 
@@ -79,9 +82,13 @@ def print_grid(cells: list[tuple[str, Path]], figure: Path | None = None) -> Non
     changes = pd.concat([scaling.share_change(cells[0], other) for other in cells[1:]], ignore_index=True) if len(cells) > 1 else pd.DataFrame()
     print(f"\n## Does the share grow? Each cell against {cells[0][0]}, per seed on shared seeds\n")
     print(markdown(changes) if not changes.empty else "(one cell: nothing to compare)")
-    if figure is not None:
-        figure.parent.mkdir(parents=True, exist_ok=True)
-        viz.scaling_figure(gains, differences).savefig(figure, dpi=90, bbox_inches="tight")
+    curves = scaling.dense_curves(cells)
+    print("\n## Has the dense network flattened? Validation gain (dB), last point minus 2 of 8 intervals earlier\n")
+    print(markdown(scaling.late_rise(curves)) if not curves.empty else "(no dense level recorded a validation curve)")
+    for path, draw in ((figure, lambda: viz.scaling_figure(gains, differences)), (curve_figure, lambda: viz.dense_curve_figure(curves))):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            draw().savefig(path, dpi=90, bbox_inches="tight")
 
 
 if __name__ == "__main__":

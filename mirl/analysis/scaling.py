@@ -171,12 +171,75 @@ def share_change(base: Cell, other: Cell) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def headline(gains: pd.DataFrame, differences: pd.DataFrame, changes: pd.DataFrame | None = None) -> dict[str, str]:
+def dense_curves(cells: Sequence[Cell]) -> pd.DataFrame:
+    """Per cell and seed, the dense level's learning curve on the validation photos (main level 0's
+    ``val_curve``, :mod:`mirl.study.val_curve`): one row per point with ``step``, ``fraction`` of the
+    level's steps and ``gain`` (dB over the degraded input, mean over tasks). Seeds whose dense
+    level recorded no curve (``val_curve_images=0``, or trained before curves existed) are left out.
+
+    Example:
+        >>> dense_curves([("tiny 1x", "runs/scaling_1a2b3c4d")]).columns.tolist()  # doctest: +SKIP
+        ['cell', 'seed', 'step', 'fraction', 'gain']
+    """
+    from mirl import paths
+    from mirl.analysis.results import load_config
+    from mirl.fileio import read_json
+
+    rows = []
+    for cell, study in cells:
+        seed0 = int(load_config(study).get("seed", 0))
+        for r in paths.replicate_numbers(study):
+            metrics = paths.metrics_file(paths.level_dir(paths.replicate_dir(study, r), 0))
+            curve = read_json(metrics).get("val_curve") if metrics.exists() else None
+            if not curve:
+                continue
+            last = max(point["step"] for point in curve)
+            rows += [{"cell": cell, "seed": seed0 + r, "step": int(p["step"]), "fraction": p["step"] / last, "gain": float(p["gain"])}
+                     for p in curve]
+    return pd.DataFrame(rows, columns=["cell", "seed", "step", "fraction", "gain"])
+
+
+def late_rise(curves: pd.DataFrame, intervals: int = 2) -> pd.DataFrame:
+    """Has the dense network flattened? Per cell: the gain on the validation photos at the last
+    point minus the gain ``intervals`` points earlier (2 of the curve's 8: the last quarter of the
+    steps), per seed, with a 95% t-interval across seeds. An interval above 0 says that it was still
+    learning when its budget ended.
+
+    Example:
+        >>> c = pd.DataFrame({"cell": "a", "seed": [0, 0, 0, 1, 1, 1], "step": [4, 6, 8] * 2,
+        ...                   "gain": [0.5, 1.0, 1.3, 0.6, 1.1, 1.3]})
+        >>> r = late_rise(c).iloc[0]
+        >>> int(r["from_step"]), round(float(r["mean"]), 2)
+        (4, 0.75)
+    """
+    rows = []
+    for cell, part in curves.groupby("cell", sort=False):
+        rises, starts = [], set()
+        for _, seed in part.sort_values("step").groupby("seed"):
+            if len(seed) > intervals:
+                rises.append(float(seed["gain"].iloc[-1] - seed["gain"].iloc[-1 - intervals]))
+                starts.add(int(seed["step"].iloc[-1 - intervals]))
+        if not rises:
+            continue
+        iv = replicate_interval(rises, 0)
+        verdict = (TOO_FEW if iv.replicates < 2 else "still rising" if iv.low > 0 else "flat or falling" if iv.high <= 0
+                   else "not resolved")
+        rows.append({"cell": cell, "from_step": min(starts), "to_step": int(part["step"].max()), "mean": iv.mean,
+                     "low": iv.low, "high": iv.high, "seeds": iv.replicates, "df": iv.df, "verdict": verdict})
+    return pd.DataFrame(rows)
+
+
+def headline(gains: pd.DataFrame, differences: pd.DataFrame, changes: pd.DataFrame | None = None,
+             rise: pd.DataFrame | None = None) -> dict[str, str]:
     """The index's headline: the ticket's share of the dense gain at each level, and ticket -
-    control, per cell, each with its interval and n; and each :func:`share_change` row given."""
+    control, per cell, each with its interval and n; each :func:`share_change` row given, and
+    each :func:`late_rise` row (has the dense network flattened?)."""
     out: dict[str, str] = {}
     for _, r in (changes if changes is not None else pd.DataFrame()).iterrows():
         out[f"share of the dense gain, {r['from']} -> {r['to']}, level {r['level']}"] = f"{r['change']} ({r['seeds']} seeds): {r['verdict']}"
+    for _, r in (rise if rise is not None else pd.DataFrame()).iterrows():
+        out[f"{r['cell']}: dense gain on the validation photos, step {r['from_step']} -> {r['to_step']}"] = (
+            f"{r['mean']:+.2f} dB [{r['low']:+.2f}, {r['high']:+.2f}] ({r['seeds']} seeds): {r['verdict']}")
     for _, r in gains[gains["quantity"] == "share of dense gain"].iterrows():
         out[f"{r['cell']}, level {r['level']} ({100 * r['remaining_trainable']:.1f}% trainable): ticket's share of the dense gain"] = (
             f"{r['mean']:.2f} [{r['low']:.2f}, {r['high']:.2f}] (n = {r['n']})" if np.isfinite(r["mean"]) else str(r["n"]))
@@ -187,5 +250,5 @@ def headline(gains: pd.DataFrame, differences: pd.DataFrame, changes: pd.DataFra
     return out
 
 
-__all__ = ["CONTROLS", "cell_settings", "difference_table", "gain_table", "headline", "planned_densities", "seed_gains", "seed_shares",
+__all__ = ["CONTROLS", "cell_settings", "dense_curves", "difference_table", "gain_table", "late_rise", "headline", "planned_densities", "seed_gains", "seed_shares",
            "share_change"]

@@ -781,3 +781,31 @@ def scaling_figure(gains: Any, differences: Any) -> Any:
     if controls:
         right.legend(fontsize=8)
     return fig
+
+
+def dense_curve_figure(curves: Any) -> Any:
+    """The dense network's gain over the degraded input on the validation photos against its
+    training step, one line per seed, one colour per cell (:func:`mirl.analysis.scaling.dense_curves`):
+    a curve still climbing at its last step had not used up its budget's worth of learning.
+
+    Example:
+        >>> import pandas as pd
+        >>> c = pd.DataFrame({"cell": "tiny 1x", "seed": [0, 0, 1, 1], "step": [0, 150, 0, 150], "gain": [-2.0, 2.5, -3.0, 2.0]})
+        >>> len(dense_curve_figure(c).axes)
+        1
+    """
+    fig = _figure(7, 4)
+    ax = fig.subplots()
+    styles = {seed: STUDY_STYLES[i % len(STUDY_STYLES)] for i, seed in enumerate(sorted(curves["seed"].unique()))}
+    for i, (cell, part) in enumerate(curves.groupby("cell", sort=False)):
+        for seed, line in part.sort_values("step").groupby("seed"):
+            ax.plot(line["step"], line["gain"], color=f"C{i}", ls=styles[seed], marker=".", label=f"{cell}, seed {seed}")
+    ax.axhline(0.0, color="grey", lw=1, ls="--")
+    trained = curves.loc[curves["step"] > 0, "gain"]
+    if len(trained) and curves["gain"].min() < min(0.0, trained.min()) - 0.5:  # the untrained network would flatten the rest
+        ax.set_ylim(bottom=min(0.0, trained.min()) - 0.5, top=trained.max() + 0.3)
+        ax.text(0.99, 0.02, "step 0 (untrained) lies below the axis", transform=ax.transAxes, ha="right", fontsize=8, color="grey")
+    ax.set(xlabel="training step of the dense level", ylabel="gain over the degraded input (dB)",
+           title="Dense network on the validation photos: still climbing at the end?")
+    ax.legend(fontsize=8)
+    return fig

@@ -249,7 +249,10 @@ def run_study(
     try:
         with run_log(run_dir) if dist.is_main else contextlib.nullcontext():
             on = f"cpu, {torch.get_num_threads()} thread(s)" if device.type == "cpu" else str(device)
-            log.info("%s: %d node(s) to run or check on %s (settings hash %s)", run_dir.name, len(wanted), on, study.hash)
+            if wanted:
+                log.info("%s: %d node(s) to run or check on %s (settings hash %s)", run_dir.name, len(wanted), on, study.hash)
+            else:  # the setup before a job graph runs the nodes (mirl.study.launch.StudySpec.run)
+                log.info("%s: study folder ready (settings hash %s); its nodes run as jobs", run_dir.name, study.hash)
             if note:
                 log.info("%s: %s", run_dir.name, note)
             flagged = rule_warning(cfg.rule, cfg.scope)

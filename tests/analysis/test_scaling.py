@@ -116,6 +116,26 @@ def test_gain_and_difference_tables_match_the_metrics_files(tmp_path_factory: py
     assert scaling.headline(gains, differences)
 
 
+def test_dense_curves_and_their_late_rise_come_from_each_seeds_validation_curve(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from mirl.analysis import scaling
+
+    grid = smoke_grid(tmp_path_factory.mktemp("scaling"))
+    cells = [(f"cell {i}", study) for i, study in enumerate(grid)]
+    curves, rise = scaling.dense_curves(cells), scaling.late_rise(scaling.dense_curves(cells))
+    for (label, study), steps in zip(cells, (6, 12)):
+        by_hand = {}
+        for seed, replicate in enumerate(sorted(study.glob("replicate_*"))):
+            points = json.loads((replicate / "level_0" / "main" / "metrics.json").read_text())["val_curve"]
+            assert len(points) >= 7 and points[-1]["step"] == steps  # step 0 and evenly spaced steps to the end
+            mine = curves[(curves["cell"] == label) & (curves["seed"] == seed)].sort_values("step")
+            assert mine["gain"].tolist() == [p["gain"] for p in points]
+            by_hand[seed] = points[-1]["gain"] - points[-3]["gain"]
+        row = rise.set_index("cell").loc[label]
+        assert row["mean"] == pytest.approx(np.mean(list(by_hand.values())), abs=1e-12) and row["seeds"] == 2 and row["df"] == 1
+        assert row["to_step"] == steps and row["low"] <= row["mean"] <= row["high"]
+    assert scaling.late_rise(curves[curves["seed"] == 0])["verdict"].tolist() == ["too few to tell"] * 2
+
+
 def test_the_share_is_the_mean_of_each_seeds_ratio_and_none_where_the_dense_network_does_not_restore(monkeypatch) -> None:
     """The share of the dense gain, per seed, against hand-made gains: a t-interval across seeds of
     ticket gain / dense gain; a cell whose dense network scores below its input gets no share."""
@@ -184,10 +204,12 @@ def test_scaling_tables_script_prints_the_grid_and_writes_its_figure(tmp_path_fa
     spec = importlib.util.spec_from_file_location("scaling_tables", REPO / "scripts" / "scaling_tables.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    figure = tmp_path_factory.mktemp("figure") / "scaling.png"
-    assert module.main(["--cell", f"one={grid[0]}", "--cell", f"two={grid[1]}", "--figure", str(figure)]) == 0
+    figure, curves = tmp_path_factory.mktemp("figure") / "scaling.png", tmp_path_factory.mktemp("figure") / "curves.png"
+    assert module.main(["--cell", f"one={grid[0]}", "--cell", f"two={grid[1]}", "--figure", str(figure), "--curve-figure", str(curves)]) == 0
     out = capsys.readouterr().out
     gains = scaling.gain_table([("one", grid[0]), ("two", grid[1])])
     dense = gains[(gains["cell"] == "one") & (gains["quantity"] == "dense gain")].iloc[0]
     assert f"| one | 6 | dense gain | 0 | 1.000 | {dense['mean']:.3f} |" in out
     assert "Does the share grow? Each cell against one" in out and figure.stat().st_size > 1000
+    rise = scaling.late_rise(scaling.dense_curves([("one", grid[0])])).iloc[0]
+    assert f"| one | 4 | 6 | {rise['mean']:.3f} |" in out and curves.stat().st_size > 1000

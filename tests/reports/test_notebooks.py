@@ -288,9 +288,10 @@ def test_scaling_notebook_reads_a_grid_and_its_numbers_match_the_metrics_files(t
         assert [row["level"] for row in data["share_changes"]] == [1, 2] and all(row["seeds"] == 2 for row in data["share_changes"])
     else:
         assert isinstance(data["share_changes"], list)
+    assert [row["to_step"] for row in data["dense_late_rise"]] == [6, 12]  # has each cell's dense network flattened?
     assert (base / "reports" / record["name"] / data["main_figure"]).is_file()
     sizes = _png_sizes(nbformat.read(base / "reports" / record["executed_notebook"], as_version=4))
-    assert sizes and all(w > h for w, h in sizes), sizes  # figures wider than tall
+    assert len(sizes) >= 2 and all(w > h for w, h in sizes), sizes  # the grid's figure and the dense curves, wider than tall
     missing = {**params, "cells": [*GRID_CELLS, {**GRID_CELLS[0], "steps_scale": 3}]}
     (failed,) = runner.run_reports(param_sets=[missing], out=base / "reports", runs_dir=runs, log=None)
     assert failed["status"] == "failed" and "mirl lottery --preset smoke" in failed["error"] and "steps_scale=3" in failed["error"]
