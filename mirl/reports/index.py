@@ -4,7 +4,9 @@ Reports are found through their ``<name>/report.json`` (written by :mod:`mirl.re
 shows the title (linking the report's HTML), the parameters, when it ran and how long it took, the
 headline numbers of its ``results.json`` and a thumbnail of its ``main_figure.png``. The page is
 rendered from the Jinja template ``mirl/templates/report_index.html.j2`` and fetches nothing from
-the network (thumbnails are ``data:`` URLs).
+the network (thumbnails are ``data:`` URLs). Report collections in sub-folders (``reports/evidence/``,
+``reports/scaling/``: each with its own index) are linked above the table with their headlines,
+and building a sub-folder's index rebuilds its parent's.
 
 Example:
     >>> import tempfile
@@ -108,9 +110,31 @@ def _environment() -> Any:
     return env
 
 
-def render_index(records: list[Mapping[str, Any]], study_link: str = "") -> str:
+def load_collections(out: PathLike) -> list[dict[str, Any]]:
+    """The report collections in sub-folders of ``out`` (each a folder with its own ``index.json``),
+    as the index lists them: ``href`` of its index page and each report's title, link and headline.
+
+    Example:
+        >>> import tempfile
+        >>> load_collections(tempfile.mkdtemp())
+        []
+    """
+    collections = []
+    for listing in sorted(Path(out).glob("*/index.json")):
+        folder = listing.parent
+        if folder.name.startswith("."):
+            continue
+        records = read_json(listing, f"run `mirl report --out {folder}` again, or remove {listing}")
+        reports = [{"title": str(r.get("title", r["name"])), "href": f"{folder.name}/{r['html']}" if r.get("html") else None,
+                    "status": str(r.get("status")), "headline": _row(r)["headline"]} for r in records]
+        collections.append({"name": folder.name, "href": f"{folder.name}/index.html", "reports": reports})
+    return collections
+
+
+def render_index(records: list[Mapping[str, Any]], study_link: str = "", collections: list[Mapping[str, Any]] | None = None) -> str:
     """The index page for ``records`` (as :func:`load_records` gives them). ``study_link`` is an
-    HTML fragment put above the table (trusted: it is not escaped).
+    HTML fragment put above the table (trusted: it is not escaped); ``collections``: the
+    sub-folders' report collections (:func:`load_collections`), listed above the table.
 
     Example:
         >>> page = render_index([{"name": "01_study", "title": "Study", "html": "01_study.html",
@@ -121,22 +145,25 @@ def render_index(records: list[Mapping[str, Any]], study_link: str = "") -> str:
     from markupsafe import Markup
 
     template = _environment().get_template(INDEX_TEMPLATE)
-    return template.render(rows=[_row(r) for r in records], study_link=Markup(study_link))
+    return template.render(rows=[_row(r) for r in records], study_link=Markup(study_link), collections=collections or [])
 
 
 def build_index(out: PathLike = "reports") -> Path:
     """Write ``out/index.html`` (and ``index.json``) listing every report found in ``out``.
 
     Reports are found through their ``<name>/report.json``; re-running one report replaces its
-    row, and reports from earlier batches stay listed.
+    row, and reports from earlier batches stay listed. When ``out``'s parent has an index too
+    (``reports/scaling`` in ``reports``), the parent's is rebuilt so that it links this one.
     """
     from mirl.export.study_page import study_page_link
 
     out = Path(out)
     records = load_records(out)
     index = out / "index.html"
-    atomic_write_text(index, render_index(records, study_link=study_page_link(out)))
+    atomic_write_text(index, render_index(records, study_link=study_page_link(out), collections=load_collections(out)))
     atomic_write_json(out / "index.json", [{k: v for k, v in r.items() if k != "thumbnail"} for r in records])
+    if (out.resolve().parent / "index.json").is_file():
+        build_index(out.resolve().parent)
     return index
 
 

@@ -102,3 +102,20 @@ def test_an_empty_folder_gets_an_index_with_no_rows(tmp_path: Path) -> None:
     page = build_index(tmp_path / "reports").read_text(encoding="utf-8")
     assert "<tbody>\n</tbody>" in page or "<tbody></tbody>" in page
     assert json.loads((tmp_path / "reports" / "index.json").read_text()) == []
+
+
+def test_a_sub_folders_collection_is_linked_from_its_parents_index_with_its_headlines(tmp_path: Path) -> None:
+    _report(tmp_path, "01_study", "01", title="Study")
+    build_index(tmp_path)
+    scaling = tmp_path / "scaling"
+    _report(scaling, "06_scaling--grid", "06", results={"headline": {"tiny 1x: ticket - random re-init": "+0.46 [+0.06, +0.86]"}},
+            title="Scaling <grid>", html="06_scaling--grid.html")
+    build_index(scaling)  # rebuilds the parent's index, which now links it
+    page = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert '<a href="scaling/index.html">scaling/</a> (1 report)' in page
+    assert '<a href="scaling/06_scaling--grid.html">Scaling &lt;grid&gt;</a>' in page
+    assert "tiny 1x: ticket - random re-init: +0.46 [+0.06, +0.86]" in page and "<td>Study<br>" in page
+    assert "Report collections" not in (scaling / "index.html").read_text(encoding="utf-8")  # no sub-folders of its own
+    (scaling / "index.json").write_text("{not json")
+    with pytest.raises(MirlError, match="scaling"):
+        build_index(tmp_path)
