@@ -37,17 +37,15 @@ evidence-rewind: setup
 	$(PYTHON) -m mirl report --preset evidence --notebooks 02 --set 'compare=[{reset: rewind, rewind_steps: 40}]' --out reports/evidence-rewind
 
 # The scaling grid (issue 32; docs/lottery.md, "The scaling grid"): the ticket, random re-init and
-# dense_same_size at 28% and 11.5% of the trainable parameters (2 rounds of 77%), 2 seeds, for
+# dense_same_size at 28% and 11.5% of the trainable parameters (2 rounds of 77%), 3 seeds, for
 # tiny at 1x and 4x the budget and small at 1x; the cells are notebooks/scaling.yaml's. Budget: 150
-# steps per node (the quickstart recipe at 10 epochs); 14 trainings per cell (2 seeds x (3 main +
-# 2 levels x 2 branches)). Dry-run bill (2026-12-07, 2 cores shared with a test run, 1 thread):
-#   tiny 1x:   2,100 steps x 381 ms  = 0.22 h
-#   tiny 4x:   8,400 steps x 381 ms  = 0.89 h
-#   small 1x:  2,100 steps x 1926 ms = 1.12 h          -> 2.2 h training when the cores are busy;
-# on 2 quiet cores tiny runs 240 ms per step (docs/benchmarks.md: 90 s per 375-step node), so
-# about 0.63 x that, 1.4 h, plus evaluation (about 10 s a node). It fits 2 hours by cutting the
-# quickstart's 375 steps to 150 and the evidence preset's 3 seeds to 2. Resumable: finished nodes
-# are reused, an interrupted one resumes. Reports in reports/scaling/.
+# steps per node (the quickstart recipe at 10 epochs); 21 trainings per cell (3 seeds x (3 main +
+# 2 levels x 2 branches)). Measured on the 2-core VM (2026-12-07, two 1-thread processes, what
+# --launcher auto chose; docs/findings.md "Where the claim holds"): seeds 0-1 then seed 2,
+#   tiny 1x:   2 seeds about 20 min (beside other work, paused once), seed 2 5 min
+#   tiny 4x:   2 seeds 23 min, seed 2 13.5 min
+#   small 1x:  2 seeds 28 min, seed 2 15 min          -> about 1 h 45 min in all; notebook 06 6 s.
+# Resumable: finished nodes are reused, an interrupted one resumes. Reports in reports/scaling/.
 scaling: setup
 	$(PYTHON) -m mirl lottery --preset scaling
 	$(PYTHON) -m mirl lottery --preset scaling --set steps_scale=4

@@ -1,5 +1,5 @@
 """Print the tables of docs/findings.md's "Where the claim holds" from the scaling grid's studies,
-and refill - refill_scratch from a study that trained both.
+and refill - refill_scratch and refill - dense_same_size from a study that trained them.
 
 Every number comes from :mod:`mirl.analysis.scaling` and :mod:`mirl.analysis.evidence` on the
 per-image scores of the study trees, so the section can be regenerated from the runs.
@@ -29,22 +29,28 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join([head, rule, *rows])
 
 
-def refill_against_scratch(study: Path) -> pd.DataFrame:
-    """refill - refill_scratch per pruned level (mean over tasks), paired on seeds and test images:
-    the structured ticket against its own shapes trained from fresh weights (Liu et al. 2019)."""
+REFILL_CONTROLS = {"refill_scratch": "scratch", "dense_same_size": "dense same size"}
+
+
+def refill_against(study: Path, control: str = "refill_scratch") -> pd.DataFrame:
+    """refill - ``control`` per pruned level (mean over tasks), paired on seeds and test images:
+    the structured ticket against its own shapes trained from fresh weights (``refill_scratch``,
+    Liu et al. 2019), or against a dense network of main's remaining count (``dense_same_size``)."""
     from mirl import paths
     from mirl.analysis.evidence import MEAN, paired_differences, primary_endpoints, scores_table
     from mirl.analysis.stats import TOO_FEW
 
+    name = REFILL_CONTROLS[control]
     replicates = [paths.replicate_dir(study, r) for r in paths.replicate_numbers(study)]
-    scores = scores_table({"refill": [(r, "refill") for r in replicates], "refill scratch": [(r, "refill_scratch") for r in replicates]})
+    scores = scores_table({"refill": [(r, "refill") for r in replicates], name: [(r, control) for r in replicates]})
     per_level = paired_differences(scores, "refill")
     per_level = per_level[per_level["task"] == MEAN]
     primary = primary_endpoints(scores, "refill")
-    rows = [{"level": int(r.level), "remaining_prunable": f"{100 * r.remaining_prunable:.1f}%", "refill - scratch (dB)": f"{r.mean:+.2f}",
+    column = f"refill - {name} (dB)"
+    rows = [{"level": int(r.level), "remaining_prunable": f"{100 * r.remaining_prunable:.1f}%", column: f"{r.mean:+.2f}",
              "interval": f"[{r.low:+.2f}, {r.high:+.2f}]", "interval over": r.method, "verdict": r.verdict} for r in per_level.itertuples()]
     for r in primary.itertuples():
-        rows.append({"level": f"primary: levels {r.levels}", "remaining_prunable": "", "refill - scratch (dB)": f"{r.mean:+.2f}",
+        rows.append({"level": f"primary: levels {r.levels}", "remaining_prunable": "", column: f"{r.mean:+.2f}",
                      "interval": f"[{r.low:+.2f}, {r.high:+.2f}]" if r.df else "none (1 seed)", "interval over": r.n,
                      "verdict": r.verdict if r.df else TOO_FEW})
     return pd.DataFrame(rows)
@@ -53,16 +59,16 @@ def refill_against_scratch(study: Path) -> pd.DataFrame:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cell", action="append", default=[], metavar="LABEL=STUDY", help="a cell of the grid; the first is the base")
-    parser.add_argument("--refill-study", type=Path, default=None, help="a study with refill and refill_scratch branches")
+    parser.add_argument("--refill-study", type=Path, default=None, help="a study with refill, refill_scratch and dense_same_size branches")
     parser.add_argument("--figure", type=Path, default=None, help="write notebook 06's figure of the grid here (PNG)")
     parser.add_argument("--curve-figure", type=Path, default=None, help="write notebook 06's dense validation curves here (PNG)")
     args = parser.parse_args(argv)
     cells = [(label, Path(folder)) for label, folder in (c.split("=", 1) for c in args.cell)]
     if cells:
         print_grid(cells, args.figure, args.curve_figure)
-    if args.refill_study:
-        print(f"\n## refill - refill_scratch on {args.refill_study.name}\n")
-        print(markdown(refill_against_scratch(args.refill_study)))
+    for control in REFILL_CONTROLS if args.refill_study else ():
+        print(f"\n## refill - {control} on {args.refill_study.name}\n")
+        print(markdown(refill_against(args.refill_study, control)))
     return 0
 
 
