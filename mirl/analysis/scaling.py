@@ -173,13 +173,13 @@ def share_change(base: Cell, other: Cell) -> pd.DataFrame:
 
 def dense_curves(cells: Sequence[Cell]) -> pd.DataFrame:
     """Per cell and seed, the dense level's learning curve on the validation photos (main level 0's
-    ``val_curve``, :mod:`mirl.study.val_curve`): one row per point with ``step``, ``fraction`` of the
-    level's steps and ``gain`` (dB over the degraded input, mean over tasks). Seeds whose dense
+    ``val_curve``, :mod:`mirl.study.val_curve`): one row per point with its ``step`` and ``gain``
+    (dB over the degraded input, mean over tasks). Seeds whose dense
     level recorded no curve (``val_curve_images=0``, or trained before curves existed) are left out.
 
     Example:
         >>> dense_curves([("tiny 1x", "runs/scaling_1a2b3c4d")]).columns.tolist()  # doctest: +SKIP
-        ['cell', 'seed', 'step', 'fraction', 'gain']
+        ['cell', 'seed', 'step', 'gain']
     """
     from mirl import paths
     from mirl.analysis.results import load_config
@@ -193,10 +193,8 @@ def dense_curves(cells: Sequence[Cell]) -> pd.DataFrame:
             curve = read_json(metrics).get("val_curve") if metrics.exists() else None
             if not curve:
                 continue
-            last = max(point["step"] for point in curve)
-            rows += [{"cell": cell, "seed": seed0 + r, "step": int(p["step"]), "fraction": p["step"] / last, "gain": float(p["gain"])}
-                     for p in curve]
-    return pd.DataFrame(rows, columns=["cell", "seed", "step", "fraction", "gain"])
+            rows += [{"cell": cell, "seed": seed0 + r, "step": int(p["step"]), "gain": float(p["gain"])} for p in curve]
+    return pd.DataFrame(rows, columns=["cell", "seed", "step", "gain"])
 
 
 def late_rise(curves: pd.DataFrame, intervals: int = 2) -> pd.DataFrame:
@@ -250,5 +248,5 @@ def headline(gains: pd.DataFrame, differences: pd.DataFrame, changes: pd.DataFra
     return out
 
 
-__all__ = ["CONTROLS", "cell_settings", "dense_curves", "difference_table", "gain_table", "late_rise", "headline", "planned_densities", "seed_gains", "seed_shares",
-           "share_change"]
+__all__ = ["CONTROLS", "cell_settings", "dense_curves", "difference_table", "gain_table", "headline", "late_rise", "planned_densities",
+           "seed_gains", "seed_shares", "share_change"]
