@@ -157,7 +157,9 @@ def curve_table(scores: pd.DataFrame, metric: str = "psnr") -> pd.DataFrame:
 
 def _paired(scores: pd.DataFrame, ticket: str, metric: str) -> Iterator[tuple[str, pd.DataFrame]]:
     """``(control, per-image differences ticket - control at the pruned levels)`` per other variant,
-    paired on the same seeds and test images (level 0 is left out: it is shared by one seed's variants)."""
+    paired on the same seeds and test images (level 0 is left out: it is shared by one seed's variants).
+    A seed that only one of them has at a level has no pair there and is left out: the differences'
+    seed count says how many were paired (a branch added to a study after some seeds finished)."""
     mine = scores[scores["label"] == ticket]
     for control in [v for v in dict.fromkeys(scores["label"]) if v != ticket]:
         theirs = scores[scores["label"] == control]
@@ -211,6 +213,8 @@ def primary_endpoints(scores: pd.DataFrame, ticket: str, metric: str = "psnr") -
         levels = sorted(int(v) for v in both["level"].unique())
         if not levels:
             continue
+        paired_everywhere = set.intersection(*(set(both.loc[both["level"] == level, "seed"]) for level in levels))
+        both = both[both["seed"].isin(paired_everywhere)]  # each seed's endpoint spans the same levels
         per_level = [_values(both[both["level"] == level], "difference", tasks) for level in levels]
         values = [[t for level in per_level for t in level[r]] for r in range(len(per_level[0]))]  # [seed][level x task]
         iv = interval(values)
@@ -249,13 +253,15 @@ def paired_differences_by_study(scores: pd.DataFrame, variants: Mapping[str, Map
 
 
 def _check_same_images(mine: pd.DataFrame, theirs: pd.DataFrame, ticket: str, control: str) -> None:
-    """Refuse to pair variants scored on different seeds or test images at a level both finished."""
+    """Refuse to pair variants scored on different test images for a seed and level both finished."""
     for level in sorted(set(mine["level"]) & set(theirs["level"]) - {0}):
-        a = set(mine.loc[mine["level"] == level, ["seed", "task", "name"]].itertuples(index=False))
-        b = set(theirs.loc[theirs["level"] == level, ["seed", "task", "name"]].itertuples(index=False))
+        at_mine, at_theirs = mine[mine["level"] == level], theirs[theirs["level"] == level]
+        seeds = set(at_mine["seed"]) & set(at_theirs["seed"])
+        a = set(at_mine.loc[at_mine["seed"].isin(seeds), ["seed", "task", "name"]].itertuples(index=False))
+        b = set(at_theirs.loc[at_theirs["seed"].isin(seeds), ["seed", "task", "name"]].itertuples(index=False))
         if a != b:
             raise MirlError(
-                f"level {level}: {ticket!r} and {control!r} were scored on different replicates or test images "
+                f"level {level}: {ticket!r} and {control!r} were scored on different test images "
                 f"({len(a & b)} in common, {len(a - b)} only in {ticket!r}, {len(b - a)} only in {control!r}: "
                 f"e.g. {sorted(a ^ b)[0]}); a paired difference needs the same seeds and images. Run both with the same "
                 "replicates on one dataset (a rebuilt dataset needs new runs, e.g. another --out)")

@@ -232,6 +232,20 @@ def test_variants_scored_on_different_images_are_not_paired(tmp_path):
         paired_differences(scores_table(variants), "ticket")
 
 
+def test_a_control_run_for_fewer_seeds_is_paired_on_the_seeds_it_has(tmp_path):
+    """A branch added to a study after seed 0 finished (or a control of one seed): the ticket's other
+    seeds have no pair, so the endpoint rests on the shared seed and says so."""
+    from mirl.analysis.evidence import primary_endpoints
+
+    variants = study(tmp_path, 1.0)
+    variants["random re-init"] = variants["random re-init"][:1]
+    scores = scores_table(variants)
+    row = primary_endpoints(scores, "ticket").iloc[0]
+    assert row["seeds"] == 1 and row["verdict"] == "too few to tell" and row["mean"] == pytest.approx(1.0, abs=0.1)
+    diffs = paired_differences(scores, "ticket")
+    assert (diffs["replicates"] == 1).all()
+
+
 # ---- foreign, copied or incomplete nodes are refused, not summarised (issue 33, cases 3 and 8) --
 
 def _smoke_copy(smoke_run: Path, tmp_path: Path) -> Path:
