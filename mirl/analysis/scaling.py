@@ -182,18 +182,15 @@ def dense_curves(cells: Sequence[Cell]) -> pd.DataFrame:
         ['cell', 'seed', 'step', 'gain']
     """
     from mirl import paths
-    from mirl.analysis.results import load_config
-    from mirl.fileio import read_json
+    from mirl.analysis.results import levels, load_config, load_metrics
 
     rows = []
     for cell, study in cells:
-        seed0 = int(load_config(study).get("seed", 0))
         for r in paths.replicate_numbers(study):
-            metrics = paths.metrics_file(paths.level_dir(paths.replicate_dir(study, r), 0))
-            curve = read_json(metrics).get("val_curve") if metrics.exists() else None
-            if not curve:
-                continue
-            rows += [{"cell": cell, "seed": seed0 + r, "step": int(p["step"]), "gain": float(p["gain"])} for p in curve]
+            replicate = paths.replicate_dir(study, r)
+            curve = load_metrics(replicate, 0).get("val_curve") if 0 in levels(replicate) else None
+            seed = load_config(replicate)["seed"]  # the seed scores_table gives this replicate
+            rows += [{"cell": cell, "seed": seed, "step": int(p["step"]), "gain": float(p["gain"])} for p in curve or ()]
     return pd.DataFrame(rows, columns=["cell", "seed", "step", "gain"])
 
 

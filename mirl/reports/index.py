@@ -30,6 +30,7 @@ from mirl.reports.notebook_io import MAIN_FIGURE, RESULTS_FILE
 PathLike = str | os.PathLike
 
 INDEX_TEMPLATE = "report_index.html.j2"
+INDEX_TITLE = "<title>mirl reports</title>"  # in the template's head: marks an index this module wrote
 
 
 def format_number(value: Any) -> str:
@@ -110,6 +111,14 @@ def _environment() -> Any:
     return env
 
 
+def _is_report_index(folder: Path) -> bool:
+    """Whether ``folder`` holds an index this module wrote (and may rewrite), not another tool's."""
+    try:
+        return INDEX_TITLE in (folder / "index.html").read_text(encoding="utf-8")[:2000]
+    except OSError:
+        return False
+
+
 def load_collections(out: PathLike) -> list[dict[str, Any]]:
     """The report collections in sub-folders of ``out`` (each a folder with its own ``index.json``),
     as the index lists them: ``href`` of its index page and each report's title, link and headline.
@@ -122,7 +131,7 @@ def load_collections(out: PathLike) -> list[dict[str, Any]]:
     collections = []
     for listing in sorted(Path(out).glob("*/index.json")):
         folder = listing.parent
-        if folder.name.startswith("."):
+        if folder.name.startswith(".") or not _is_report_index(folder):  # a report being built, or another tool's index
             continue
         records = read_json(listing, f"run `mirl report --out {folder}` again, or remove {listing}")
         reports = [{"title": str(r.get("title", r["name"])), "href": f"{folder.name}/{r['html']}" if r.get("html") else None,
@@ -162,8 +171,9 @@ def build_index(out: PathLike = "reports") -> Path:
     index = out / "index.html"
     atomic_write_text(index, render_index(records, study_link=study_page_link(out), collections=load_collections(out)))
     atomic_write_json(out / "index.json", [{k: v for k, v in r.items() if k != "thumbnail"} for r in records])
-    if (out.resolve().parent / "index.json").is_file():
-        build_index(out.resolve().parent)
+    parent = out.resolve().parent
+    if (parent / "index.json").is_file() and _is_report_index(parent):
+        build_index(parent)
     return index
 
 

@@ -119,3 +119,17 @@ def test_a_sub_folders_collection_is_linked_from_its_parents_index_with_its_head
     (scaling / "index.json").write_text("{not json")
     with pytest.raises(MirlError, match="scaling"):
         build_index(tmp_path)
+
+
+def test_another_tools_index_is_neither_listed_nor_rewritten(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    (site / "notes").mkdir(parents=True)
+    for folder in (site, site / "notes"):
+        (folder / "index.json").write_text('{"not": "a list of reports"}')
+        (folder / "index.html").write_text("<html><title>my site</title></html>")
+    _report(site / "reports", "01_study", "01", title="Study")
+    build_index(site / "reports")
+    assert (site / "index.html").read_text() == "<html><title>my site</title></html>"  # a parent not ours is left alone
+    page = build_index(site).read_text(encoding="utf-8")  # asked for: lists reports/, not the notes' index
+    assert '<a href="reports/index.html">reports/</a>' in page and "notes/" not in page
+    assert (site / "notes" / "index.html").read_text() == "<html><title>my site</title></html>"
