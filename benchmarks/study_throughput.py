@@ -15,7 +15,12 @@ steps each (or ``--max-seconds``, whichever comes first). Configurations:
   ``GOMP_SPINCOUNT=10000`` (it spins briefly, then sleeps): what a shared machine costs them when quiet;
 * beside a competitor (``python -c "while True: pass"``, one core): ``serial 2 threads`` with
   OpenMP's default (spinning) wait policy, with each of the two above, and what ``--launcher auto``
-  chooses then (1 process x 1 thread).
+  chooses then (1 process x 1 thread);
+* a competitor that starts when the timing does (the study already runs, so the plan made at its
+  start did not see it): ``serial 2 threads`` as it was, and following the load watch
+  (:class:`mirl.study.cpu_plan.LoadWatch`, a sample every 5 s, applied between steps as
+  :func:`mirl.device.follow_threads` does in a study), which goes to 1 thread once it sees the competitor.
+  Its timed steps include the seconds before the watch sees it.
 
 Nodes per hour = steps per second x 3600 / 375 (the evidence recipe's steps per node; training
 only, evaluation not included). Per-node slowdown = seconds per node against the baseline's.
@@ -27,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -50,6 +56,8 @@ class Config:
     mode: str = "serial"  # serial: one network; vmap: --replicates networks as one
     env: dict[str, str] = field(default_factory=dict)
     competitor: bool = False
+    late: bool = False  # the competitor starts when the timing does (the study already runs), not before
+    watch: bool = False  # each step follows the free cores a LoadWatch measures, as a study does (mirl.device.follow_threads)
 
 
 CONFIGS = (
@@ -64,10 +72,13 @@ CONFIGS = (
     Config("serial 2 threads, GOMP_SPINCOUNT=10000, beside a competitor", 1, 2, env={"GOMP_SPINCOUNT": "10000"},
            competitor=True),
     Config("1 process x 1 thread beside a competitor (auto's choice)", 1, 1, competitor=True),
+    Config("serial 2 threads, a competitor starts with the timing", 1, 2, competitor=True, late=True),
+    Config("serial 2 threads following the load watch, a competitor starts with the timing", 1, 2, competitor=True,
+           late=True, watch=True),
 )
 
 
-def _worker(threads: int, mode: str, replicates: int, steps: int, max_seconds: float) -> None:
+def _worker(threads: int, mode: str, replicates: int, steps: int, max_seconds: float, watch: bool = False) -> None:
     """Build the evidence recipe's step, warm up, print "ready", wait for a line on stdin, time the steps."""
     import torch
     import torch.nn.functional as F
@@ -129,22 +140,30 @@ def _worker(threads: int, mode: str, replicates: int, steps: int, max_seconds: f
         step()
     print("ready", flush=True)
     sys.stdin.readline()
-    started, done = time.perf_counter(), 0
-    while done < steps and time.perf_counter() - started < max_seconds:
-        step()
-        done += 1
+    from mirl.device import follow_threads, watching_load
+    from mirl.study.cpu_plan import LoadWatch
+
+    # as mirl lottery does for a study in one process: a load sample every 5 s, applied between steps
+    with watching_load(LoadWatch(planned=threads)) if watch else contextlib.nullcontext():
+        follow_threads()
+        started, done = time.perf_counter(), 0
+        while done < steps and time.perf_counter() - started < max_seconds:
+            follow_threads()
+            step()
+            done += 1
     print(json.dumps({"seconds": time.perf_counter() - started, "steps": done * per_call, "calls": done}), flush=True)
 
 
 def _run_config(config: Config, steps: int, max_seconds: float, replicates: int) -> dict[str, Any]:
     """Start the config's workers (and competitor), release them together, collect their timings."""
     competitor = None
-    if config.competitor:
+    if config.competitor and not config.late:
         competitor = subprocess.Popen([sys.executable, "-c", "while True: pass"])
         time.sleep(1.0)
     env = {**os.environ, **config.env, "OMP_NUM_THREADS": str(config.threads)}
     command = [sys.executable, "-m", "benchmarks.study_throughput", "--worker", "--threads", str(config.threads),
-               "--mode", config.mode, "--replicates", str(replicates), "--steps", str(steps), "--max-seconds", str(max_seconds)]
+               "--mode", config.mode, "--replicates", str(replicates), "--steps", str(steps), "--max-seconds", str(max_seconds),
+               *(["--watch"] if config.watch else [])]
     workers = [subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
                for _ in range(config.processes)]
     try:
@@ -155,6 +174,8 @@ def _run_config(config: Config, steps: int, max_seconds: float, replicates: int)
         for worker in workers:
             worker.stdin.write("go\n")
             worker.stdin.flush()
+        if config.competitor and config.late:
+            competitor = subprocess.Popen([sys.executable, "-c", "while True: pass"])
         results = [json.loads(worker.stdout.readline()) for worker in workers]
     finally:
         for worker in workers:
@@ -174,16 +195,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=20, help="steps each worker times (default 20)")
     parser.add_argument("--max-seconds", type=float, default=60.0, help="stop a worker's timing after this long (default 60)")
     parser.add_argument("--replicates", type=int, default=3, help="replicates of the vmap configuration (default 3)")
-    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only the configurations whose name starts with one of these")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these configurations: a whole name selects that one, a shorter text every one whose name starts with it")
     parser.add_argument("--json", help="write the rows here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="serial", help=argparse.SUPPRESS)
+    parser.add_argument("--watch", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        _worker(args.threads, args.mode, args.replicates, args.steps, args.max_seconds)
+        _worker(args.threads, args.mode, args.replicates, args.steps, args.max_seconds, args.watch)
         return
-    chosen = [c for c in CONFIGS if not args.only or any(c.name.startswith(o) for o in args.only)]
+    names = {c.name for c in CONFIGS}  # a whole name selects that configuration alone, a shorter text every one it starts
+    chosen = [c for c in CONFIGS if not args.only or any(c.name == o or (o not in names and c.name.startswith(o)) for o in args.only)]
     rows = [_run_config(config, args.steps, args.max_seconds, args.replicates) for config in chosen]
     base = next((r for r in rows if r["config"] == CONFIGS[0].name), None)
     for row in rows:

@@ -41,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            "once; on GPUs 2, each its own GPU when there are several)")
     jobs.add_argument("--threads", type=int, default=None, metavar="T",
                       help="CPU: torch threads per process (default: OMP_NUM_THREADS when set, else the free cores shared "
-                           "among the processes, never more)")
+                           "among the processes, never more, measured again every 5 s while the study runs: cores go back "
+                           "to work that starts later and are taken again when it ends)")
     jobs.add_argument("--partition", help="slurm: partition")
     jobs.add_argument("--gpus-per-job", type=int, default=0, metavar="G", help="slurm: GPUs per job (more than one: one task per GPU, as torchrun)")
     jobs.add_argument("--cpus-per-job", type=int, default=None, metavar="C", help="slurm: CPUs per task")
@@ -89,8 +90,16 @@ def run(args: argparse.Namespace) -> int:
         if study is None:
             return 0
     else:
-        study = run_study(args.preset, overrides, args.config, out=args.out, progress=not args.no_progress,
-                          rerun_stale=args.rerun_stale, note=_cpu_note(cpu, launcher))
+        import contextlib
+
+        from mirl.device import watching_load
+        from mirl.study.cpu_plan import LoadWatch
+
+        # give cores back to work that starts after the study, and take them again once it ends
+        watch = watching_load(LoadWatch(planned=cpu.threads)) if cpu is not None and not cpu.threads_given else contextlib.nullcontext()
+        with watch:
+            study = run_study(args.preset, overrides, args.config, out=args.out, progress=not args.no_progress,
+                              rerun_stale=args.rerun_stale, note=_cpu_note(cpu, launcher))
     if os.environ.get("RANK", "0") == "0":
         print_summary(study)
         print(f"study: {study}")
@@ -178,8 +187,11 @@ def _run_graph(args: argparse.Namespace, overrides: dict, plan: "StudyPlan", lau
             launch.run_local(spec, graph, args.jobs or 2, launch.local_devices(), **options)
         elif cpu.threads_given:  # --threads or OMP_NUM_THREADS: each job gets them
             launch.run_local(spec, graph, cpu.processes, threads=cpu.threads, **options)
-        else:  # the free cores, shared among the jobs that run at once
-            launch.run_local(spec, graph, cpu.processes, cores=cpu.processes * cpu.threads, **options)
+        else:  # the free cores, shared among the jobs that run at once, and measured again while they run
+            from mirl.study.cpu_plan import LoadWatch
+
+            cores = cpu.processes * cpu.threads
+            launch.run_local(spec, graph, cpu.processes, cores=cores, watch=LoadWatch(planned=cores), **options)
         return spec.run()
     options = launch.SlurmOptions(folder=args.submitit_folder or str(Path(spec.out) / "submitit"), partition=args.partition,
                                   gpus_per_job=args.gpus_per_job, time_min=args.time, account=args.account,

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from mirl import paths
+from mirl.device import follow_threads
 from mirl.errors import MirlError
 from mirl.scoring.metrics import harm_warning
 
@@ -117,6 +118,7 @@ def evaluate_model(
         chosen = list(range(n)) if settings.select is None else _selected(settings.select, [s.name for s in ds.samples])
         per_image = []
         for i in tqdm(chosen, desc=f"evaluate {task}", unit="img", disable=not progress):
+            follow_threads()  # a local launcher may have given this job more or fewer cores
             item = ds[i]
             out = restore_image(model, item["degraded"][None], tile=settings.tile, precision=settings.precision)[0].cpu()
             _, _, h, w = item["crop"]

@@ -24,7 +24,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 # data: about 3-5 s, against about 0.25 s per step of the tiny network on one core).
 MIN_STEPS_FOR_PROCESSES = 100
 THREADS_ENV = "OMP_NUM_THREADS"
+RAISE_MARGIN = 0.25  # cores of other work: a study gives a core back above 0.5 busy, takes it again below 0.25
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,79 @@ def busy_cores(seconds: float = 0.5, stat: str | os.PathLike = "/proc/stat", cor
     return round(min(max(share, 0.0), 1.0) * cpus, 2)
 
 
+def free_cores(cores: int, busy: float) -> int:
+    """The cores left to a study when other work keeps ``busy`` of its ``cores`` busy (at least 1).
+
+    Example:
+        >>> free_cores(2, 0.1), free_cores(2, 0.9), free_cores(2, 2.0)
+        (2, 1, 1)
+    """
+    return max(1, min(cores, math.floor(cores - busy + 0.5)))
+
+
+def _own_jiffies(pids: Sequence[int], proc: Path) -> dict[int, int]:
+    """User + system jiffies (all threads) of each process in ``pids`` and of every process
+    below them (a job's data-loader workers), from ``/proc/<pid>/stat``; processes that are gone are left out."""
+    table: dict[int, tuple[int, int]] = {}  # pid -> (parent pid, jiffies)
+    for entry in proc.iterdir() if pids else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            table[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))  # ppid; utime + stime
+        except (OSError, IndexError, ValueError):
+            continue
+    own = {pid for pid in pids if pid in table}
+    grew = True
+    while grew:
+        below = {pid for pid, (parent, _) in table.items() if parent in own and pid not in own}
+        own |= below
+        grew = bool(below)
+    return {pid: table[pid][1] for pid in own}
+
+
+class LoadWatch:
+    """The free cores while a study runs, so that its local jobs can give cores back to work that
+    started after it (and take them again once it ends): every ``every`` seconds, the machine's busy
+    time (``/proc/stat``) less the busy time of the study's own job processes and their children,
+    as in :func:`busy_cores`, capped at ``planned``; a core is taken again only when it is free by
+    :data:`RAISE_MARGIN` more than it took to give it back. A sample in which one of those processes ended
+    is skipped (its last CPU time cannot be read); one that started is counted from its start.
+    Without ``/proc`` it keeps ``planned``.
+
+    Example:
+        >>> watch = LoadWatch(planned=2, cores=2)
+        >>> watch.free([])      # the first call starts the first sample
+        2
+    """
+
+    def __init__(self, planned: int, cores: int | None = None, every: float = 5.0, proc: str | os.PathLike = "/proc") -> None:
+        self.planned, self.cores, self.every, self.proc = planned, cores or usable_cores(), every, Path(proc)
+        self.current, self.busy = planned, 0.0
+        self._last: tuple[float, int, int, dict[int, int]] | None = None
+
+    def free(self, pids: Sequence[int]) -> int:
+        """The cores the study may use now (``pids``: its running job processes)."""
+        now = time.monotonic()
+        if self._last is not None and now - self._last[0] < self.every:
+            return self.current
+        try:
+            busy, total = _cpu_times(self.proc / "stat")
+            own = _own_jiffies(pids, self.proc)
+        except (OSError, ValueError, IndexError):
+            return self.current
+        last, self._last = self._last, (now, busy, total, own)
+        if last is None or not set(last[3]) <= set(own) or total <= last[2]:
+            return self.current
+        others = (busy - last[1] - sum(jiffies - last[3].get(pid, 0) for pid, jiffies in own.items())) / (total - last[2])
+        self.busy = round(min(max(others, 0.0), 1.0) * (os.cpu_count() or 1), 2)
+        free = free_cores(self.cores, self.busy)
+        if free > self.current:  # take cores again only with a margin, so that work near half a core does not flip it
+            free = max(self.current, free_cores(self.cores, self.busy + RAISE_MARGIN))
+        self.current = min(self.planned, free)
+        return self.current
+
+
 def plan_cpu(cores: int, busy: float, width: int, steps_per_node: int | None, processes: int | None = None,
              threads: int | None = None) -> CpuPlan:
     """Processes and threads for a study whose job graph runs up to ``width`` nodes at once, on
@@ -105,7 +179,7 @@ def plan_cpu(cores: int, busy: float, width: int, steps_per_node: int | None, pr
     """
     if cores < 1:
         raise ValueError(f"cores must be at least 1, got {cores}")
-    free = max(1, min(cores, math.floor(cores - busy + 0.5)))
+    free = free_cores(cores, busy)
     side_by_side = width >= 2 and free >= 2 and (steps_per_node is None or steps_per_node >= MIN_STEPS_FOR_PROCESSES)
     chosen_processes = processes if processes is not None else (min(width, free) if side_by_side else 1)
     chosen_threads = threads if threads is not None else max(1, free // chosen_processes)

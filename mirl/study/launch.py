@@ -125,14 +125,33 @@ def local_devices() -> list[str] | None:
     return visible[:count] if len(visible) >= count else [str(i) for i in range(count)]
 
 
-def _run_job_in_child(spec: StudySpec, nodes: Sequence[Node], device: str | None, threads: int | None = None) -> None:
+def _run_job_in_child(spec: StudySpec, nodes: Sequence[Node], device: str | None, threads: int | None = None,
+                      share: Any = None) -> None:
     if device is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = device
     if threads is not None:
         from mirl.study.cpu_plan import use_threads
 
         use_threads(threads)
+    if share is not None:  # the launcher may change the count while the job runs
+        from mirl.device import listen_for_threads
+
+        listen_for_threads(share)
     spec.run(nodes)
+
+
+def split_cores(cores: int, jobs: int) -> list[int]:
+    """Threads for each of ``jobs`` jobs that share ``cores`` (at least 1 each; the first jobs
+    take what does not divide evenly).
+
+    Example:
+        >>> split_cores(2, 1), split_cores(2, 2), split_cores(16, 3)
+        ([2], [1, 1], [6, 5, 5])
+    """
+    if jobs < 1:
+        return []
+    each, extra = divmod(cores, jobs)
+    return [max(1, each + (i < extra)) for i in range(jobs)]
 
 
 def _waiting_on(jobs: Sequence[Job]) -> dict[str, int]:
@@ -151,14 +170,20 @@ def _waiting_on(jobs: Sequence[Job]) -> dict[str, int]:
 
 def run_local(spec: StudySpec, jobs: Sequence[Job], processes: int, devices: Sequence[str] | None = None,
               threads: int | None = None, finished: Sequence[Node] = (), progress: bool = False,
-              cores: int | None = None) -> None:
+              cores: int | None = None, watch: Any = None) -> None:
     """Run the graph in up to ``processes`` local processes, each job once its ``after`` jobs are
     done; with ``devices`` (e.g. :func:`local_devices`), each process sees only one of them
     (``CUDA_VISIBLE_DEVICES``), handed out in turn; with ``threads``, each runs torch on that many
     threads. With ``cores`` instead (the free cores, :func:`mirl.study.cpu_plan.plan_cpu`), the
-    jobs share that many threads: a job that starts alone gets them all, jobs that start together
-    split them, and no job starts while every core has a thread (so a study never holds more threads
-    than free cores, and a chain of levels does not run on one core while the other idles).
+    jobs that run at once split that many threads (:func:`split_cores`), and keep splitting them
+    while they run (:func:`mirl.device.follow_threads`): a job left running alone takes the cores of the jobs
+    that ended, and gives them back when new jobs become ready. No more jobs run than free cores,
+    so a study never holds more threads than free cores for longer than a training step, and
+    neither a chain of levels nor the last branch of a study runs on one core while the other idles.
+    ``watch`` (a :class:`mirl.study.cpu_plan.LoadWatch`, with ``cores``) keeps measuring the cores
+    that other work leaves free, so that the jobs give cores back to work that starts after the
+    study (OpenMP's spinning threads would otherwise slow a 2-thread job 5x or more beside it) and
+    take them again once it ends.
     Jobs whose nodes are all in ``finished`` start no process. ``progress``: a bar of nodes done, with
     the jobs running (their starts and ends are then logged at debug level).
 
@@ -174,6 +199,7 @@ def run_local(spec: StudySpec, jobs: Sequence[Job], processes: int, devices: Seq
     done = {j.name for j in jobs if set(j.nodes) <= skip}
     pending, running = [j for j in jobs if j.name not in done], {}
     unlocks = _waiting_on(jobs)  # the jobs that unlock most start first (a level's main before its branches)
+    last_budget = None
     free: list[str | None] = [devices[i % len(devices)] for i in range(processes)] if devices else [None] * processes
     bar = None
     if progress and pending:
@@ -184,16 +210,29 @@ def run_local(spec: StudySpec, jobs: Sequence[Job], processes: int, devices: Seq
     try:
         while pending or running:
             ready = sorted((j for j in pending if set(j.after) <= done), key=lambda j: -unlocks[j.name])
-            starting, each = ready[: processes - len(running)], threads
-            if cores is not None:  # share the free threads among the jobs that start now
-                spare = cores - sum(t or 1 for *_, t in running.values())
-                starting = starting[: max(spare, 0)]
-                each = max(1, spare // len(starting)) if starting else None
-            for job in starting:
+            starting = ready[: processes - len(running)]
+            counts = [threads] * len(starting)
+            if cores is not None:  # the free threads, split among the jobs that run (more to those that unlock more)
+                budget = cores if watch is None else watch.free([process.pid for process, *_ in running.values()])
+                if budget != last_budget:
+                    if last_budget is not None:
+                        log.info("cpu: other work now keeps %.1f core(s) busy: the jobs share %d thread%s", watch.busy,
+                                 budget, "s" if budget != 1 else "")
+                    last_budget = budget
+                starting = starting[: max(min(processes, budget) - len(running), 0)]
+                names = sorted([*running, *(j.name for j in starting)], key=lambda name: -unlocks[name])
+                given = dict(zip(names, split_cores(budget, len(names))))
+                for name, (*_, share) in running.items():
+                    if share.value != given[name]:
+                        note("job %s now on %d thread%s", name, given[name], "s" if given[name] != 1 else "")
+                        share.value = given[name]
+                counts = [given[j.name] for j in starting]
+            for job, each in zip(starting, counts):
                 device = free.pop(0)
-                process = context.Process(target=_run_job_in_child, args=(spec, job.nodes, device, each), name=job.name)
+                share = context.RawValue("i", each) if cores is not None else None
+                process = context.Process(target=_run_job_in_child, args=(spec, job.nodes, device, each, share), name=job.name)
                 process.start()
-                running[job.name] = (process, device, job, each)
+                running[job.name] = (process, device, job, share)
                 pending.remove(job)
                 note("job %s started (process %d%s%s)", job.name, process.pid, f", device {device}" if device else "",
                      f", {each} thread{'s' if each != 1 else ''}" if each else "")

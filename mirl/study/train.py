@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from mirl import paths
+from mirl.device import follow_threads
 from mirl.study.config import StudyConfig
 from mirl.study.distributed import DistInfo
 from mirl.errors import MirlError
@@ -383,6 +384,7 @@ def train_level(
                 dataset, batch_sampler=batches[offset:], num_workers=settings.num_workers, pin_memory=device.type == "cuda"
             )
             for degraded, clean, _task in loader:
+                follow_threads()  # a local launcher may have given this job more or fewer cores
                 degraded = degraded.to(device, non_blocking=True)
                 clean = clean.to(device, non_blocking=True)
                 check = functools.partial(record.stop_if_not_finite, step + 1, epoch, lr) if sync_every == 1 else None
