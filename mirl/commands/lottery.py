@@ -187,11 +187,12 @@ def _run_graph(args: argparse.Namespace, overrides: dict, plan: "StudyPlan", lau
             launch.run_local(spec, graph, args.jobs or 2, launch.local_devices(), **options)
         elif cpu.threads_given:  # --threads or OMP_NUM_THREADS: each job gets them
             launch.run_local(spec, graph, cpu.processes, threads=cpu.threads, **options)
-        else:  # the free cores, shared among the jobs that run at once, and measured again while they run
+        else:  # the free cores, shared among the jobs that run at once, and measured again while they run (--jobs: not)
             from mirl.study.cpu_plan import LoadWatch
 
             cores = cpu.processes * cpu.threads
-            launch.run_local(spec, graph, cpu.processes, cores=cores, watch=LoadWatch(planned=cores), **options)
+            watch = LoadWatch(planned=cores) if args.jobs is None else None
+            launch.run_local(spec, graph, cpu.processes, cores=cores, watch=watch, **options)
         return spec.run()
     options = launch.SlurmOptions(folder=args.submitit_folder or str(Path(spec.out) / "submitit"), partition=args.partition,
                                   gpus_per_job=args.gpus_per_job, time_min=args.time, account=args.account,

@@ -119,13 +119,14 @@ def _own_jiffies(pids: Sequence[int], proc: Path) -> dict[int, int]:
 
 
 class LoadWatch:
-    """The free cores while a study runs, so that its local jobs can give cores back to work that
-    started after it (and take them again once it ends): every ``every`` seconds, the machine's busy
-    time (``/proc/stat``) less the busy time of the study's own job processes and their children,
-    as in :func:`busy_cores`, capped at ``planned``; a core is taken again only when it is free by
-    :data:`RAISE_MARGIN` more than it took to give it back. A sample in which one of those processes ended
-    is skipped (its last CPU time cannot be read); one that started is counted from its start.
-    Without ``/proc`` it keeps ``planned``.
+    """The free cores while a study runs, so that its jobs can give cores back to work that started
+    after it and take them again once it ends (also cores that were busy when the study planned):
+    from ``planned`` (the plan's cores) on, every ``every`` seconds, the machine's ``cores`` less
+    what other work keeps busy, i.e. the busy time (``/proc/stat``) less that of the study's own job
+    processes and their children, as in :func:`busy_cores`. A core is taken again only when it is
+    free by :data:`RAISE_MARGIN` more than it took to give it back. A sample in which one of those
+    processes ended is skipped (its last CPU time cannot be read); one that started is counted from
+    its start. Without ``/proc`` it keeps ``planned``.
 
     Example:
         >>> watch = LoadWatch(planned=2, cores=2)
@@ -134,7 +135,7 @@ class LoadWatch:
     """
 
     def __init__(self, planned: int, cores: int | None = None, every: float = 5.0, proc: str | os.PathLike = "/proc") -> None:
-        self.planned, self.cores, self.every, self.proc = planned, cores or usable_cores(), every, Path(proc)
+        self.cores, self.every, self.proc = cores or usable_cores(), every, Path(proc)
         self.current, self.busy = planned, 0.0
         self._last: tuple[float, int, int, dict[int, int]] | None = None
 
@@ -156,7 +157,7 @@ class LoadWatch:
         free = free_cores(self.cores, self.busy)
         if free > self.current:  # take cores again only with a margin, so that work near half a core does not flip it
             free = max(self.current, free_cores(self.cores, self.busy + RAISE_MARGIN))
-        self.current = min(self.planned, free)
+        self.current = free
         return self.current
 
 

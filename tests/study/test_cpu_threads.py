@@ -133,6 +133,11 @@ def test_load_watch_counts_other_work_not_the_studys_own_jobs(tmp_path: Path) ->
     assert watch.free([11]) == 1 and watch.busy == 0.3  # 0.3: not taken again yet
     _fake_proc(proc, busy=12 * per_cpu + 100, total=8 * cpus * per_cpu, jobs={11: 8 * per_cpu, 40: per_cpu}, parents={40: 11})
     assert watch.free([11]) == 2 and watch.busy == 0.1  # 0.1: taken again
+    started_busy = LoadWatch(planned=1, cores=2, every=0.0, proc=proc)  # planned beside work that has ended since
+    _fake_proc(proc, busy=0, total=0, jobs={11: 0})
+    assert started_busy.free([11]) == 1
+    _fake_proc(proc, busy=per_cpu, total=cpus * per_cpu, jobs={11: per_cpu})
+    assert started_busy.free([11]) == 2
 
 
 @pytest.mark.slow
