@@ -1,6 +1,8 @@
-"""The local launcher keeps splitting the free cores among the jobs that run (mirl.study.launch.run_local
-with ``cores``, mirl.device.follow_threads): a job left alone takes the cores of the jobs that ended and gives
-them back when new jobs become ready."""
+"""The CPU threads a study follows while it runs (mirl.device.follow_threads): the local launcher keeps
+splitting the free cores among the jobs that run (mirl.study.launch.run_local with ``cores``), so a
+job left alone takes the cores of the jobs that ended and gives them back when new jobs become ready;
+and the load watch (mirl.study.cpu_plan.LoadWatch) gives cores back to work that starts after the
+study and takes them again when it ends."""
 
 from __future__ import annotations
 
