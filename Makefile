@@ -21,8 +21,8 @@ study: setup
 
 # The evidence study (docs/findings.md): the quickstart recipe pruned to 3.1% of the prunable
 # weights, 3 replicates (seeds 0-2), each level with random re-init, random pruning and stability
-# branches (66 trainings; 2026-12-07 as two 1-thread processes, what mirl lottery now chooses on 2
-# free cores: 2 h 19 min, about 40 min of it beside a test run); reports in reports/evidence/.
+# branches (66 trainings; 2026-12-07 on a fresh clone as two 1-thread processes, what mirl lottery
+# chooses on 2 free cores: 1 h 42 min with setup and reports, docs/benchmarks.md); reports in reports/evidence/.
 # Finished nodes are reused, an interrupted one resumes.
 evidence: setup
 	$(PYTHON) -m mirl lottery --preset evidence
