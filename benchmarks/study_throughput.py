@@ -145,7 +145,6 @@ def _worker(threads: int, mode: str, replicates: int, steps: int, max_seconds: f
 
     # as mirl lottery does for a study in one process: a load sample every 5 s, applied between steps
     with watching_load(LoadWatch(planned=threads)) if watch else contextlib.nullcontext():
-        follow_threads()
         started, done = time.perf_counter(), 0
         while done < steps and time.perf_counter() - started < max_seconds:
             follow_threads()

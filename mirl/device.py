@@ -90,7 +90,6 @@ def follow_threads() -> int | None:
     else:
         return None
     if wanted >= 1 and torch.get_num_threads() != wanted:
-        log.info("now on %d thread(s): %s", wanted, "the local launcher shares the cores" if _share is not None else
-                 f"other work keeps {_watch.busy:.1f} core(s) busy")
+        log.info("now on %d thread(s)%s", wanted, ": the local launcher shares the cores" if _share is not None else "")
         torch.set_num_threads(wanted)
     return torch.get_num_threads()

@@ -157,6 +157,9 @@ class LoadWatch:
         free = free_cores(self.cores, self.busy)
         if free > self.current:  # take cores again only with a margin, so that work near half a core does not flip it
             free = max(self.current, free_cores(self.cores, self.busy + RAISE_MARGIN))
+        if free != self.current:
+            log.info("cpu: other work now keeps %.1f core(s) busy: the study uses %d core%s", self.busy, free,
+                     "s" if free != 1 else "")
         self.current = free
         return self.current
 

@@ -199,7 +199,6 @@ def run_local(spec: StudySpec, jobs: Sequence[Job], processes: int, devices: Seq
     done = {j.name for j in jobs if set(j.nodes) <= skip}
     pending, running = [j for j in jobs if j.name not in done], {}
     unlocks = _waiting_on(jobs)  # the jobs that unlock most start first (a level's main before its branches)
-    last_budget = None
     free: list[str | None] = [devices[i % len(devices)] for i in range(processes)] if devices else [None] * processes
     bar = None
     if progress and pending:
@@ -214,11 +213,6 @@ def run_local(spec: StudySpec, jobs: Sequence[Job], processes: int, devices: Seq
             counts = [threads] * len(starting)
             if cores is not None:  # the free threads, split among the jobs that run (more to those that unlock more)
                 budget = cores if watch is None else watch.free([process.pid for process, *_ in running.values()])
-                if budget != last_budget:
-                    if last_budget is not None:
-                        log.info("cpu: other work now keeps %.1f core(s) busy: the jobs share %d thread%s", watch.busy,
-                                 budget, "s" if budget != 1 else "")
-                    last_budget = budget
                 starting = starting[: max(min(processes, budget) - len(running), 0)]
                 names = sorted([*running, *(j.name for j in starting)], key=lambda name: -unlocks[name])
                 given = dict(zip(names, split_cores(budget, len(names))))

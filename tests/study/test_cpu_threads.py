@@ -158,7 +158,7 @@ def test_a_job_gives_a_core_back_to_work_that_starts_after_it(tmp_path: Path, ca
     spec = _RecordingSpec(str(tmp_path))
     runner = threading.Thread(target=run_local, args=(spec, [Job("a", ((0, 0, "a"),))], 1),
                               kwargs={"cores": 2, "watch": LoadWatch(planned=2, every=0.5)})
-    with caplog.at_level(logging.INFO, logger="mirl.study.launch"):
+    with caplog.at_level(logging.INFO, logger="mirl.study.launch"), caplog.at_level(logging.INFO, logger="mirl.study.cpu_plan"):
         runner.start()
         seen = tmp_path / "a.txt"
         _wait_for(seen, "2 ")
