@@ -10,7 +10,8 @@ steps each (or ``--max-seconds``, whichever comes first). Configurations:
 * ``serial 2 threads``: one process, 2 threads: the study before issue 35 (the baseline, ratio 1);
 * ``2 processes x 1 thread``: what ``--launcher auto`` runs on 2 free cores (nodes side by side);
 * ``vmap 3 replicates``: one process, 2 threads, 3 replicates trained as one with stacked weights
-  (``torch.func.stack_module_state`` + ``vmap(functional_call)``), the batching issue 35 proposed;
+  (``torch.func.stack_module_state`` + ``vmap(functional_call)``): the study's ``batch_nodes=3``
+  (:class:`mirl.study.batched.BatchedStep`);
 * ``serial 2 threads`` with ``OMP_WAIT_POLICY=PASSIVE`` (a waiting thread sleeps at once) and with
   ``GOMP_SPINCOUNT=10000`` (it spins briefly, then sleeps): what a shared machine costs them when quiet;
 * beside a competitor (``python -c "while True: pass"``, one core): ``serial 2 threads`` with
@@ -81,7 +82,6 @@ CONFIGS = (
 def _worker(threads: int, mode: str, replicates: int, steps: int, max_seconds: float, watch: bool = False) -> None:
     """Build the evidence recipe's step, warm up, print "ready", wait for a line on stdin, time the steps."""
     import torch
-    import torch.nn.functional as F
 
     torch.set_num_threads(threads)
     from mirl.data.datasets import TrainDataset
@@ -89,7 +89,7 @@ def _worker(threads: int, mode: str, replicates: int, steps: int, max_seconds: f
     from mirl.models import build_model
     from mirl.study.config import study_preset
     from mirl.study.lottery import dataset_root
-    from mirl.study.step import StepOptions, build_train_step, make_adamw
+    from mirl.study.step import StepOptions, build_train_step
 
     cfg = study_preset("evidence")
     root = dataset_root(cfg.data, cfg.max_test_side, build=True)
@@ -115,26 +115,16 @@ def _worker(threads: int, mode: str, replicates: int, steps: int, max_seconds: f
         def step() -> None:
             train_step(*batch())
         per_call = 1
-    else:
-        from torch.func import functional_call, stack_module_state, vmap
+    else:  # the study's own batched step (batch_nodes), no masks, as the serial step above
+        from mirl.study.batched import BatchedStep
+        from mirl.study.train import TrainSettings
 
         nets = [build_model(cfg.model) for _ in range(replicates)]
-        params, buffers = stack_module_state(nets)
-        params = {k: v.detach().requires_grad_() for k, v in params.items()}
-        template = build_model(cfg.model).to("meta")
-        optimizer = make_adamw(list(params.values()), cfg.lr, cfg.weight_decay, fused=True)
-
-        def one_loss(p: dict, b: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            return F.l1_loss(functional_call(template, (p, b), (x,)), y)
-
-        losses = vmap(one_loss)
+        batched = BatchedStep(nets, [{}] * replicates, TrainSettings.from_study(cfg), torch.device("cpu"))
 
         def step() -> None:
             pairs = [batch() for _ in range(replicates)]
-            x, y = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
-            optimizer.zero_grad(set_to_none=True)
-            losses(params, buffers, x, y).sum().backward()
-            optimizer.step()
+            batched(torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs]))
         per_call = replicates
     for _ in range(2):
         step()

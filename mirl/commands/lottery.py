@@ -84,9 +84,11 @@ def run(args: argparse.Namespace) -> int:
     if args.no_timing or args.seconds_per_step is not None:
         raise MirlError("--no-timing and --seconds-per-step go with --dry-run")
     plan = plan_study(args.preset, overrides, args.config, out=args.out)
-    launcher, cpu = _cpu_launch(args, plan)
+    batch, why = _batch_nodes(plan)
+    overrides["batch_nodes"] = str(batch)  # decided once here (auto may measure), not again in each job
+    launcher, cpu = _cpu_launch(args, plan, batch)
     if launcher != "inline":
-        study = _run_graph(args, overrides, plan, launcher, cpu)
+        study = _run_graph(args, overrides, plan, launcher, cpu, batch, why)
         if study is None:
             return 0
     else:
@@ -99,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         watch = watching_load(LoadWatch(planned=cpu.threads)) if cpu is not None and not cpu.threads_given else contextlib.nullcontext()
         with watch:
             study = run_study(args.preset, overrides, args.config, out=args.out, progress=not args.no_progress,
-                              rerun_stale=args.rerun_stale, note=_cpu_note(cpu, launcher))
+                              rerun_stale=args.rerun_stale, note=_cpu_note(cpu, launcher, why))
     if os.environ.get("RANK", "0") == "0":
         print_summary(study)
         print(f"study: {study}")
@@ -139,7 +141,18 @@ def _check_launcher_options(args: argparse.Namespace) -> None:
         sbatch_options(args.sbatch)
 
 
-def _cpu_launch(args: argparse.Namespace, plan: "StudyPlan") -> tuple[str, "CpuPlan | None"]:
+def _batch_nodes(plan: "StudyPlan") -> tuple[int, str]:
+    """How many nodes train as one (:func:`mirl.study.batched.resolve_batch_nodes`), and why; one
+    per process of a torchrun group, which trains one network over its processes."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return 1, "batch_nodes 1 under torchrun"
+    from mirl.device import resolve_device
+    from mirl.study.batched import resolve_batch_nodes
+
+    return resolve_batch_nodes(plan.cfg, resolve_device(plan.cfg.device))
+
+
+def _cpu_launch(args: argparse.Namespace, plan: "StudyPlan", batch: int = 1) -> tuple[str, "CpuPlan | None"]:
     """The launcher to run with (``auto`` resolved) and, on the CPU, the processes and threads per
     process chosen from the free cores and the job graph (:func:`mirl.study.cpu_plan.plan_cpu`);
     this process then runs torch on that many threads. No plan on a GPU, with SLURM, or in a
@@ -151,7 +164,7 @@ def _cpu_launch(args: argparse.Namespace, plan: "StudyPlan") -> tuple[str, "CpuP
     from mirl.study.cpu_plan import busy_cores, plan_cpu, threads_from_env, usable_cores, use_threads
     from mirl.study.launch import graph_shape, job_graph
 
-    width = graph_shape(job_graph(plan.cfg))[1]
+    width = graph_shape(job_graph(plan.cfg, batch))[1]
     processes = 1 if args.launcher == "inline" else args.jobs
     cpu = plan_cpu(usable_cores(), busy_cores(), width, plan.steps_per_node, processes=processes, threads=args.threads or threads_from_env())
     launcher = "local" if args.launcher == "local" or cpu.processes > 1 else "inline"
@@ -159,28 +172,31 @@ def _cpu_launch(args: argparse.Namespace, plan: "StudyPlan") -> tuple[str, "CpuP
     return launcher, cpu
 
 
-def _cpu_note(cpu: "CpuPlan | None", launcher: str) -> str | None:
-    """The line the study logs (and writes to log.txt) about the processes and threads it runs on."""
-    if cpu is None:
-        return None
-    shared = "; a job that runs alone gets every thread" if launcher == "local" and not cpu.threads_given and cpu.processes > 1 else ""
-    return f"cpu: {cpu.reason}{shared} (--launcher {launcher})"
+def _cpu_note(cpu: "CpuPlan | None", launcher: str, batch: str = "") -> str | None:
+    """The line the study logs (and writes to log.txt) about the processes and threads it runs on
+    and the nodes it trains as one (``batch``: why that many)."""
+    lines = [f"cpu: {cpu.reason}"
+             f"{'; a job that runs alone gets every thread' if launcher == 'local' and not cpu.threads_given and cpu.processes > 1 else ''}"
+             f" (--launcher {launcher})"] if cpu is not None else []
+    return "; ".join(lines + ([batch] if batch else [])) or None
 
 
-def _run_graph(args: argparse.Namespace, overrides: dict, plan: "StudyPlan", launcher: str, cpu: "CpuPlan | None" = None) -> "os.PathLike | None":
+def _run_graph(args: argparse.Namespace, overrides: dict, plan: "StudyPlan", launcher: str, cpu: "CpuPlan | None" = None,
+               batch: int = 1, why: str = "") -> "os.PathLike | None":
     """Run the study as a job graph (``launcher`` local or slurm; ``cpu``: the local processes and
-    their threads); the study folder once it is finished (None: submitted, not waited for)."""
+    their threads; ``batch``: nodes trained as one per job, ``why`` that many); the study folder
+    once it is finished (None: submitted, not waited for)."""
     from pathlib import Path
 
     from mirl.study import launch
     from mirl.paths import runs_dir
 
     spec = launch.StudySpec(args.preset, overrides, args.config, str(Path(args.out or runs_dir()).resolve()), args.rerun_stale)
-    graph = launch.job_graph(plan.cfg)
+    graph = launch.job_graph(plan.cfg, batch)
     if launcher == "local":
         from mirl.study.plan import plan_study
 
-        spec.run(note=_cpu_note(cpu, launcher))  # the setup: with --rerun-stale it deletes the stale nodes, so look again
+        spec.run(note=_cpu_note(cpu, launcher, why))  # the setup: with --rerun-stale it deletes the stale nodes, so look again
         finished = plan_study(args.preset, overrides, args.config, out=args.out).finished
         options = {"finished": finished, "progress": not args.no_progress and plan.cfg.progress}
         if cpu is None:
@@ -229,10 +245,12 @@ def _dry_run(args: argparse.Namespace, overrides: dict) -> int:
     print(format_plan(plan, step, where))
     from mirl.study.launch import graph_summary, job_graph
 
-    launcher, cpu = _cpu_launch(args, plan)
+    batch, why = _batch_nodes(plan)
+    launcher, cpu = _cpu_launch(args, plan, batch)
     if cpu is not None:
         print(f"  cpu now: {cpu.reason}")
-    for line in graph_summary(job_graph(plan.cfg), launcher, cpu.processes if cpu else (args.jobs or 2), plan.finished):
+    print(f"  {why}")
+    for line in graph_summary(job_graph(plan.cfg, batch), launcher, cpu.processes if cpu else (args.jobs or 2), plan.finished):
         print(f"  {line}")
     return 0
 

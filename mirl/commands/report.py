@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="notebooks to run, by stem or number (default: all)")
     parser.add_argument("--notebooks-dir", default=None, help="folder holding the notebooks (default: notebooks/)")
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
+    parser.add_argument("--jobs", type=int, default=None, metavar="N",
+                        help="notebooks to run at once (default: one per free core, each kernel on its share of their threads)")
     parser.add_argument("--index-only", action="store_true", help="only rebuild index.html from existing reports")
 
 
@@ -68,13 +70,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.preset is not None:
         check_preset(args.preset)
+    if args.jobs is not None and args.jobs < 1:
+        raise runner.ReportError(f"--jobs must be at least 1, got {args.jobs}")
     extra = _parse_sets(args.sets)
     sets = runner.load_param_sets(args.params) if args.params else [{}]
     sets = [{**s, **extra} for s in sets]
     records = runner.run_reports(
         preset=args.preset, param_sets=sets, notebooks=args.notebooks, out=args.out,
         runs_dir=args.runs, data_dir=args.data, notebooks_path=args.notebooks_dir, kernel_name=args.kernel,
-        study=args.study, web=args.web,
+        study=args.study, web=args.web, workers=args.jobs,
     )
     failed = [r for r in records if r["status"] != "ok"]
     for r in failed:

@@ -29,15 +29,17 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
 import os
 import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from mirl.errors import MirlError
 from mirl.fileio import atomic_write_json, atomic_write_text, build_folder
@@ -264,8 +266,10 @@ def _execute_into(
     started, t0 = _now(), time.perf_counter()
     status, error = "ok", None
     try:
+        # The kernel starts in ``work`` (nbclient's resources path); papermill's own cwd= would
+        # change this process's directory, which notebooks run side by side share.
         papermill.execute_notebook(
-            str(src), str(executed), parameters=full, kernel_name=kernel_name, cwd=str(work),
+            str(src), str(executed), parameters=full, kernel_name=kernel_name, resources={"metadata": {"path": str(work)}},
             progress_bar=False, log_output=False, request_save_on_cell_execute=False,
             execution_timeout=timeout, config=_kernel_config(),
         )
@@ -343,6 +347,81 @@ def _check_parameters(params: Mapping[str, Any], targets: Sequence[NotebookSpec]
                           f"valid: {', '.join(sorted(declared))}")
 
 
+def report_workers(reports: int, asked: int | None = None) -> tuple[int, int]:
+    """(notebooks to run at once, threads for each kernel): ``asked``, or one per free core
+    (measured over half a second, :mod:`mirl.study.cpu_plan`), never more than ``reports``; the
+    free cores' threads shared among them.
+
+    Example:
+        >>> report_workers(1)[0], report_workers(5, asked=1)[0]
+        (1, 1)
+    """
+    from mirl.study.cpu_plan import busy_cores, free_cores, usable_cores
+
+    cores = usable_cores()
+    free = free_cores(cores, busy_cores()) if reports > 1 and asked is None else cores
+    workers = max(1, min(reports, asked or free))
+    return workers, max(1, free // workers)
+
+
+@contextlib.contextmanager
+def _kernel_threads(threads: int) -> Iterator[None]:
+    """Kernels started inside run torch on ``threads`` threads (``OMP_NUM_THREADS``, which a kernel
+    reads when it starts); this process's setting is restored after."""
+    before = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = before
+
+
+def _execute_all(work: Sequence[tuple[NotebookSpec, Mapping[str, Any]]], out: PathLike, runner: Mapping[str, Any],
+                 notebooks_path: PathLike | None, kernel_name: str, log: Callable[[str], None] | None,
+                 workers: int | None) -> list[dict[str, Any]]:
+    """Execute every (notebook, parameters) of ``work``, ``workers`` at a time (threads: each kernel
+    is a process of its own); their records, in ``work``'s order. The index follows every finished report."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    if not work:
+        return []
+    names = [report_name(spec.stem, params) for spec, params in work]
+    if len(set(names)) < len(names):  # one name twice: the second may need the first's report to name itself
+        workers = 1
+    chosen, threads = report_workers(len(work), workers)
+    lock = threading.Lock()
+
+    def say(text: str) -> None:  # whole lines from the threads
+        if log:
+            with lock:
+                log(text)
+
+    if chosen > 1:
+        say(f"mirl report: {len(work)} notebooks, {chosen} at a time, {threads} thread(s) each")
+
+    def one(spec: NotebookSpec, params: Mapping[str, Any]) -> dict[str, Any]:
+        say(f"mirl report: running {spec.stem} {json.dumps(jsonable(params))}")
+        return execute_report(spec, params, out=out, runner=runner, notebooks=notebooks_path, kernel_name=kernel_name)
+
+    done: dict[int, dict[str, Any]] = {}
+    with _kernel_threads(threads) if chosen > 1 else contextlib.nullcontext(), ThreadPoolExecutor(chosen) as pool:
+        futures = {pool.submit(one, spec, params): i for i, (spec, params) in enumerate(work)}
+        try:
+            for future in as_completed(futures):
+                record = done[futures[future]] = future.result()
+                say(f"mirl report: {record['name']}: {record['status']} in {record['duration_s']:.1f} s -> "
+                    f"{Path(out) / (record['html'] or '-')}")
+                build_index(out)
+        except BaseException:  # as one at a time would: what has not started does not run
+            for future in futures:
+                future.cancel()
+            raise
+    return [done[i] for i in range(len(work))]
+
+
 def run_reports(
     preset: str | None = None,
     param_sets: Sequence[Mapping[str, Any]] | None = None,
@@ -355,8 +434,12 @@ def run_reports(
     log: Callable[[str], None] | None = print,
     study: PathLike | None = None,
     web: bool = True,
+    workers: int | None = None,
 ) -> list[dict[str, Any]]:
     """Execute every selected notebook for every parameter set, export HTML, rebuild the index.
+
+    Notebooks run side by side, ``workers`` at a time (default: one per free core,
+    :func:`report_workers`), each kernel on its share of the free cores' threads.
 
     ``study`` (a folder, or its name or hash under ``runs_dir``) is the finished study every
     notebook reads; ``preset`` names the preset's study with its default settings instead. Either
@@ -377,21 +460,15 @@ def run_reports(
     run = find_study(study, preset, None, runner["runs_dir"]) if study is not None or preset is not None else None
     if run is not None and log:
         log(f"mirl report: reading {run} (reports read finished studies; they never train)")
-    records = []
+    work: list[tuple[NotebookSpec, dict[str, Any]]] = []
     for params in sets:
         only = params.pop("notebooks", None)
         targets = select_notebooks(only) if only else specs
         if run is not None and "study" not in params and "study" in _declared(targets, notebooks_path):
             params["study"] = run.name if run.parent == runner["runs_dir"] else str(run)
         _check_parameters(params, targets, notebooks_path)
-        for spec in targets:
-            if log:
-                log(f"mirl report: running {spec.stem} {json.dumps(jsonable(params))}")
-            record = execute_report(spec, params, out=out, runner=runner, notebooks=notebooks_path, kernel_name=kernel_name)
-            if log:
-                log(f"mirl report: {record['status']} in {record['duration_s']:.1f} s -> {Path(out) / (record['html'] or '-')}")
-            records.append(record)
-            build_index(out)  # the index follows every finished report
+        work += [(spec, params) for spec in targets]
+    records = _execute_all(work, out, runner, notebooks_path, kernel_name, log, workers)
     from mirl.export.study_page import run_web_page  # the study's last ticket as an offline web page
 
     failed = sum(r["status"] != "ok" for r in records)

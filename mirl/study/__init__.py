@@ -3,7 +3,7 @@
 ``config`` (the study's settings and presets, read from YAML by ``yamlio``), ``plan`` (what a run
 would do and cost), ``lottery`` (the study: levels of iterative magnitude pruning with reset, and
 the branches of :mod:`mirl.branches`), ``train`` and ``step`` (one level's training and its
-optimizer step), ``distributed`` (torchrun), ``launch`` (the study as a job graph: local processes
+optimizer step), ``batched`` (nodes of a level trained as one network), ``distributed`` (torchrun), ``launch`` (the study as a job graph: local processes
 or SLURM through submitit), ``log`` (log.txt and TensorBoard) and ``stale`` (finished nodes made by
 other code, which readers check too). Readers of finished runs
 (:mod:`mirl.analysis`, :mod:`mirl.reports`) never import this package's engine modules.
@@ -13,4 +13,4 @@ Example:
     >>> run_study("smoke")                      # doctest: +SKIP
 """
 
-__all__ = ["config", "distributed", "launch", "log", "lottery", "plan", "stale", "step", "train", "yamlio"]
+__all__ = ["batched", "config", "distributed", "launch", "log", "lottery", "plan", "stale", "step", "train", "yamlio"]

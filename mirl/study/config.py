@@ -131,6 +131,12 @@ def _alphas(value: tuple[float, ...]) -> str | None:
     return None
 
 
+def _batch_nodes(value: str) -> str | None:
+    if value == "auto" or (value.isdigit() and int(value) >= 1):
+        return None
+    return "'auto' or a whole number of nodes >= 1, e.g. 3 (1: every node alone)"
+
+
 def _tasks(value: tuple[str, ...]) -> str | None:
     from mirl.data import expand_tasks
 
@@ -216,6 +222,8 @@ class StudyConfig:
     cuda_graph: str = _setting("auto", "'auto' replays each training step as one CUDA graph on a single GPU; 'off' runs it eagerly")
     compile: str = _setting("none", "'regional' compiles each transformer block with torch.compile (minutes of warm-up per process; not yet measured on a GPU)")
     compile_memory_budget: float = _setting(1.0, "with compile=regional: the fraction (0, 1] of its default activations the compiler may keep; less recomputes more in backward", Limits(above=0, at_most=1, example="0.7"))
+    batch_nodes: str = _setting("auto", "nodes of one level and shape trained as one network (stacked weights, torch.func.vmap): a number, or 'auto' "
+                                "(1 on the CPU, where it does not pay; on a GPU, measured when the study starts); equal to serial within float rounding", check=_batch_nodes)
 
     def __post_init__(self) -> None:
         # rule=auto is resolved at once, so a study records (and hashes) the rule it prunes with:
@@ -227,7 +235,7 @@ class StudyConfig:
 
 
 NOT_HASHED = frozenset({"replicates", "branches", "stability_alphas", "stability_eval_limit", "val_curve_images", "device", "num_workers", "checkpoint_every", "progress", "cuda_graph", "compile",
-                        "compile_memory_budget"})
+                        "compile_memory_budget", "batch_nodes"})
 # Settings that only act from level 1 on: runs that differ only in these share the dense level 0.
 PRUNING_ONLY = frozenset({"rounds", "fraction", "scope", "reset_params", "pruner"})
 
@@ -530,7 +538,7 @@ def check_together(cfg: StudyConfig) -> None:
 
 
 # Settings of how a run goes, not of what it computes: a command that remakes a study leaves them out.
-RUN_ONLY = ("device", "num_workers", "progress", "checkpoint_every", "cuda_graph", "compile", "compile_memory_budget")
+RUN_ONLY = ("device", "num_workers", "progress", "checkpoint_every", "cuda_graph", "compile", "compile_memory_budget", "batch_nodes")
 
 
 def lottery_command(preset: str, cfg: StudyConfig, out: str | os.PathLike | None = None, *extra: str) -> str:

@@ -60,17 +60,27 @@ class StudySpec:
                          nodes=[tuple(n) for n in nodes], shared=True, rerun_stale=self.rerun_stale and not nodes, note=note)
 
 
-def job_graph(cfg: Any) -> list[Job]:
-    """The jobs of a study (a :class:`mirl.study.config.StudyConfig`), in an order that respects ``after``."""
+def job_graph(cfg: Any, batch: int = 1) -> list[Job]:
+    """The jobs of a study (a :class:`mirl.study.config.StudyConfig`), in an order that respects
+    ``after``; with ``batch`` > 1, a job per group of nodes trained as one
+    (:func:`mirl.study.batched.batch_groups`), after the jobs of the nodes they start from.
+
+    Example:
+        >>> from mirl.study.config import study_preset
+        >>> [(j.name, j.after) for j in job_graph(study_preset("smoke", {"rounds": 1, "replicates": 2}), batch=2)]
+        [('r0+r1-L0-main', ()), ('r0+r1-L1-main', ('r0+r1-L0-main',))]
+    """
+    from mirl.study.batched import batch_groups
     from mirl.study.lottery import study_nodes
 
-    jobs = []
-    for r, level, branch in study_nodes(cfg):
-        main = f"r{r}-L{level}-main"
-        if branch == "main":
-            jobs.append(Job(main, ((r, level, branch),), (f"r{r}-L{level - 1}-main",) if level else ()))
-        else:
-            jobs.append(Job(f"r{r}-L{level}-{branch}", ((r, level, branch),), (main,)))
+    jobs, job_of = [], {}
+    for group in batch_groups(study_nodes(cfg), batch):
+        replicates, branches = dict.fromkeys(str(n[0]) for n in group), dict.fromkeys(n[2] for n in group)
+        name = f"r{'+r'.join(replicates)}-L{group[0][1]}-{'+'.join(branches)}"
+        starts_from = [(n[0], n[1] - 1 if n[2] == "main" else n[1], "main") for n in group if n[2] != "main" or n[1]]
+        after = tuple(dict.fromkeys(job_of[n] for n in starts_from))
+        jobs.append(Job(name, tuple(group), after))
+        job_of.update({n: name for n in group})
     return jobs
 
 

@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import hashlib
 import json
@@ -54,6 +55,7 @@ from mirl.runlock import RunLock
 from mirl.study.log import TENSORBOARD_DIR, ScalarLog, run_log
 from mirl.study.rewind import rewind_start, snapshot_hook
 from mirl.study.stale import code_change, remove_stale, stale_message, stale_nodes
+from mirl.study.batched import Member, batch_groups, can_batch, resolve_batch_nodes, train_levels_batched
 from mirl.study.train import TrainSettings, train_level
 from mirl.study.val_curve import FILE as VAL_CURVE_FILE, ValCurve, chain
 
@@ -258,25 +260,30 @@ def run_study(
             flagged = rule_warning(cfg.rule, cfg.scope)
             if flagged:
                 log.warning("%s: %s", run_dir.name, flagged)
+            batch, why = resolve_batch_nodes(cfg, device) if len(wanted) > 1 and not dist.enabled else (1, "")
+            if batch > 1:
+                log.info("%s: %s", run_dir.name, why)
             theta = {}
-            for r, level, branch in wanted:
-                if r not in theta:
+            for group in batch_groups(wanted, batch):
+                for r in sorted({r for r, _, _ in group} - set(theta)):
                     # theta_0 and the reused dense level are the replicate's: written once, under the study's lock
                     with lock.acquire(wait=120.0) if shared and dist.is_main else contextlib.nullcontext():
                         theta[r] = _initial_weights(study, r)
                         if dist.is_main:
                             reuse_dense_level(study, r)
                         dist.barrier()
-                if _decided_by_main(dist, device, lambda: int(_finished_node(study, r, level, branch))):
-                    continue  # a finished node is not touched (not even by a lock file)
+                # a finished node is not touched (not even by a lock file)
+                todo = [n for n in group if not _decided_by_main(dist, device, lambda n=n: int(_finished_node(study, *n)))]
                 # Each node has its own lock too, so that jobs running other nodes of this study (shared)
                 # and a plain run of it never write one node at once; a requeued job may find its old
                 # process still exiting, hence the short wait.
-                node_lock = RunLock(level_dir(replicate_dir(run_dir, r), level, branch)) if dist.is_main else None
-                with node_lock.acquire(wait=30.0 if shared else 0.0) if node_lock is not None else contextlib.nullcontext():
-                    if node_lock is not None and shared:
-                        remove_stale_temporaries(node_lock.run_dir)
-                    _run_node(study, r, level, branch, theta[r])
+                with contextlib.ExitStack() as held:
+                    for r, level, branch in todo if dist.is_main else ():
+                        node_lock = RunLock(level_dir(replicate_dir(run_dir, r), level, branch))
+                        held.enter_context(node_lock.acquire(wait=30.0 if shared else 0.0))
+                        if shared:
+                            remove_stale_temporaries(node_lock.run_dir)
+                    _run_nodes(study, todo, theta)
     finally:
         lock.release()
     return run_dir
@@ -380,13 +387,37 @@ def branch_context(cfg: StudyConfig, replicate: Path, level: int, branch: str,
                          main_start=main_starting_weights(cfg, replicate, level, theta0), unused=frozenset(UNUSED))
 
 
-def _run_node(study: _Study, r: int, level: int, branch: str, theta0: Mapping[str, torch.Tensor]) -> None:
-    """Train, save and score one node unless it is finished (rank 0 holds the study's lock)."""
+@dataclass
+class _ReadyNode:
+    """A node set up to train: its network (masked, on the device, at its starting weights), mask,
+    own copy of the training set and settings, hooks and what it records once trained."""
+
+    r: int
+    level: int
+    branch: str
+    node: Path
+    rule: Branch | None
+    ctx: BranchContext | None
+    net: torch.nn.Module
+    model: torch.nn.Module  # net, or its DDP wrapper
+    mask: Mask
+    report: dict[str, Any] | None
+    dataset: Any
+    settings: TrainSettings
+    on_step: Callable[..., None] | None
+    curve: ValCurve | None
+    identity: dict[str, Any]
+    start: dict[str, Any] | None  # a rewind point (mirl.study.rewind), None: step 0
+    started: float
+
+
+def _prepare_node(study: _Study, r: int, level: int, branch: str, theta0: Mapping[str, torch.Tensor]) -> _ReadyNode | None:
+    """Set up one node to train (its mask saved first), or ``None`` when it is finished."""
     cfg, dist, device = study.cfg, study.dist, study.device
     replicate = replicate_dir(study.run_dir, r)
     node = level_dir(replicate, level, branch)
     if _decided_by_main(dist, device, lambda: int(_finished_node(study, r, level, branch))):
-        return
+        return None
     started = time.perf_counter()
     if dist.is_main:
         log.info("replicate %d, level %d, %s: training in %s", r, level, branch, node)
@@ -432,31 +463,77 @@ def _run_node(study: _Study, r: int, level: int, branch: str, theta0: Mapping[st
             params[name].requires_grad_(False)
         model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     data_seed = rep_seed if rule is None else rule.data_seed(ctx)
-    study.train_set.seed = data_seed
+    dataset = copy.copy(study.train_set)  # its own seed and epoch: nodes trained as one each draw their own data
+    dataset.seed = data_seed
     settings = dataclasses.replace(TrainSettings.from_study(cfg), seed=data_seed)
     on_step = snapshot_hook(cfg, replicate, dist) if (level == 0 and rule is None) else None
     curve = _val_curve(study, node, settings, net) if (level == 0 and rule is None and dist.is_main) else None
-    on_step = chain(on_step, curve)
-    identity = node_identity(cfg, r, level, branch)
-    summary = train_level(model, mask, study.train_set, settings, node, device, level=level, dist=dist, on_step=on_step,
-                          node=identity, start=None if rule is not None and rule.scratch else rewind_start(cfg, replicate, level, device))
+    return _ReadyNode(r, level, branch, node, rule, ctx, net, model, mask, report, dataset, settings, chain(on_step, curve),
+                      curve, node_identity(cfg, r, level, branch),
+                      None if rule is not None and rule.scratch else rewind_start(cfg, replicate, level, device), started)
+
+
+def _train_alone(study: _Study, ready: _ReadyNode) -> dict[str, Any]:
+    """Train one node on its own (resuming from its ``train_state.pt``); its training summary."""
+    return train_level(ready.model, ready.mask, ready.dataset, ready.settings, ready.node, study.device, level=ready.level,
+                       dist=study.dist, on_step=ready.on_step, node=ready.identity, start=ready.start)
+
+
+def _train_together(study: _Study, group: Sequence[_ReadyNode]) -> list[dict[str, Any]]:
+    """Train nodes of one level and shape as one network (:mod:`mirl.study.batched`); their summaries."""
+    names = ", ".join(f"r{g.r} {g.branch}" for g in group)
+    log.info("level %d: %d nodes trained as one (%s)", group[0].level, len(group), names)
+    members = [Member(g.net, g.mask, g.dataset, g.settings, g.node, g.identity) for g in group]
+    return train_levels_batched(members, study.device, group[0].level)
+
+
+def _finish_node(study: _Study, ready: _ReadyNode, summary: dict[str, Any]) -> None:
+    """Save, score and record a trained node (``done.json`` last)."""
+    dist, net, node = study.dist, ready.net, ready.node
+    r, level, branch, rule = ready.r, ready.level, ready.branch, ready.rule
     if dist.is_main:
         net.eval()
         save_checkpoint(paths.model_file(node), net, metadata={"run": study.name, "replicate": r, "level": level,
-                                                               "branch": branch, "density_prunable": report["prunable"]["density"]})
+                                                               "branch": branch, "density_prunable": ready.report["prunable"]["density"]})
         scores = _evaluate(net, study)
-        extra = rule.after_training(ctx, net, lambda n, limit: _evaluate(n, study, limit)) if rule is not None else {}
-        summary["level_seconds"] = round(time.perf_counter() - started, 2)
+        extra = rule.after_training(ready.ctx, net, lambda n, limit: _evaluate(n, study, limit)) if rule is not None else {}
+        summary["level_seconds"] = round(time.perf_counter() - ready.started, 2)
         _log_scores(node, f"replicate {r}, level {level}, {branch}", scores, summary)
-        record = {"study": study.name, "hash": study.hash, **identity, **node_code(branch),
+        record = {"study": study.name, "hash": study.hash, **ready.identity, **node_code(branch),
                   "weights": weights_fingerprint(net.state_dict())}
-        atomic_write_json(paths.metrics_file(node), {**_level_metrics(level, report, scores, summary), **record,
-                                                      "data_seed": data_seed, **extra,
+        curve = ready.curve
+        atomic_write_json(paths.metrics_file(node), {**_level_metrics(level, ready.report, scores, summary), **record,
+                                                      "data_seed": ready.settings.seed, **extra,
                                                       **({"val_curve": curve.result()} if curve is not None and not curve.failed else {})})
         paths.train_state_file(node).unlink(missing_ok=True)
         (node / VAL_CURVE_FILE).unlink(missing_ok=True)
         atomic_write_json(paths.done_file(node), {**record, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
     dist.barrier()
+
+
+def _run_nodes(study: _Study, nodes: Sequence[Node], theta: Mapping[int, Mapping[str, torch.Tensor]]) -> None:
+    """Train, save and score ``nodes`` (none waits for another) unless finished: those that can
+    train together and have networks of one shape as one network, the others alone."""
+    readies = [ready for ready in (_prepare_node(study, r, level, branch, theta[r]) for r, level, branch in nodes) if ready]
+    alone: list[_ReadyNode] = []
+    together: dict[tuple, list[_ReadyNode]] = {}
+    for ready in readies:
+        why = can_batch(ready.settings, ready.node, ready.on_step is not None, ready.start, study.dist) if len(readies) > 1 else "alone"
+        if why is None:
+            shapes = tuple((n, tuple(t.shape)) for n, t in ready.net.state_dict().items())
+            together.setdefault(shapes, []).append(ready)
+        else:
+            alone.append(ready)
+            if why != "alone":
+                log.info("replicate %d, level %d, %s trains alone: %s", ready.r, ready.level, ready.branch, why)
+    for group in together.values():
+        if len(group) == 1:
+            alone += group
+            continue
+        for ready, summary in zip(group, _train_together(study, group)):
+            _finish_node(study, ready, summary)
+    for ready in alone:
+        _finish_node(study, ready, _train_alone(study, ready))
 
 
 def _val_curve(study: _Study, node: Path, settings: TrainSettings, net: torch.nn.Module) -> ValCurve | None:

@@ -230,7 +230,8 @@ def _begin_at(optimizer: torch.optim.Optimizer, start: Mapping[str, Any], total_
     return step
 
 
-def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_log(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write a level's training log (``train_log.csv``, :data:`LOG_FIELDS`) atomically."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=LOG_FIELDS)
     writer.writeheader()
@@ -399,7 +400,7 @@ def train_level(
                     if dist.is_main:
                         state_file.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "log": rows,
                                          "node": identity})
-                        _write_log(log_path, rows)
+                        write_log(log_path, rows)
                 elif len(record.pending) >= sync_every:
                     record.flush()
         record.flush()
@@ -409,7 +410,7 @@ def train_level(
         if progress is not None:
             progress.close()
     if dist.is_main:
-        _write_log(log_path, rows)
+        write_log(log_path, rows)
     return {"steps": step, "epochs": settings.epochs, "final_loss": record.last_loss,
             "seconds": round(time.perf_counter() - record.started, 2),
             "resumed_from": int(resumed["step"]) if resumed else 0,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -262,9 +263,9 @@ def test_interrupted_report_keeps_the_previous_one(tmp_path: Path, monkeypatch: 
 
     monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
 
-    def run() -> list[dict[str, Any]]:
+    def run() -> list[dict[str, Any]]:  # one at a time: the calls number the reports in order
         return runner.run_reports(param_sets=[{"version": 1}], notebooks=["01", "02"], out=out,
-                                  runs_dir=tmp_path / "runs", notebooks_path=notebooks, log=None)
+                                  runs_dir=tmp_path / "runs", notebooks_path=notebooks, log=None, workers=1)
 
     def state(prefix: str = "") -> dict[str, bytes]:
         files = sorted(p for p in out.rglob("*") if p.is_file() and p.relative_to(out).as_posix().startswith(prefix))
@@ -293,6 +294,43 @@ def test_interrupted_report_keeps_the_previous_one(tmp_path: Path, monkeypatch: 
     umask = os.umask(0)
     os.umask(umask)
     assert folder.stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_notebooks_run_side_by_side_each_kernel_on_its_share_of_the_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+    import threading
+
+    import papermill
+
+    from mirl.reports import runner
+    from mirl.study import cpu_plan
+
+    notebooks = _tiny_notebooks(tmp_path / "notebooks", ("01_study", "02_sparsity_vs_psnr", "03_gallery"))
+    lock, running, most, threads = threading.Lock(), [0], [0], []
+
+    def fake_execute(src: str, dst: str, parameters: dict, **kwargs: Any) -> None:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            threads.append(os.environ.get("OMP_NUM_THREADS"))  # what a kernel started now inherits
+        time.sleep(0.3)
+        shutil.copy(src, dst)
+        with lock:
+            running[0] -= 1
+
+    monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
+    monkeypatch.setattr(cpu_plan, "usable_cores", lambda: 4)
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    lines: list[str] = []
+    records = runner.run_reports(param_sets=[{"version": 1}], notebooks=["01", "02", "03"], out=tmp_path / "reports",
+                                 runs_dir=tmp_path / "runs", notebooks_path=notebooks, log=lines.append, workers=2)
+    assert [r["notebook"] for r in records] == ["01_study", "02_sparsity_vs_psnr", "03_gallery"]
+    assert [r["status"] for r in records] == ["ok"] * 3
+    assert most[0] == 2 and threads == ["2"] * 3, (most, threads)  # 4 cores, 2 kernels at once: 2 threads each
+    assert os.environ["OMP_NUM_THREADS"] == "7", "this process's setting was not restored"
+    assert "mirl report: 3 notebooks, 2 at a time, 2 thread(s) each" in lines
+    assert {r["notebook"] for r in json.loads((tmp_path / "reports" / "index.json").read_text())} == {r["notebook"] for r in records}
+    assert runner.report_workers(3, asked=1) == (1, 4)
 
 
 def test_report_on_read_only_runs_writes_nothing(smoke: dict[str, Any], tmp_path: Path) -> None:

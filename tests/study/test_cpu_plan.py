@@ -5,7 +5,6 @@ the same masks, and weights and scores equal within float tolerance (docs/benchm
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -13,12 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
-from mirl import paths
 from mirl.cli import main
 from mirl.study.cpu_plan import MIN_STEPS_FOR_PROCESSES, _cpu_times, busy_cores, plan_cpu, threads_from_env
 from tests.conftest import subprocess_env
+from tests.study.runs_match import largest_differences
 
 # Weights of a node trained on 1 thread against 2 (other kernels, other rounding), after the smoke
 # recipe's steps; scores (dB, SSIM) of those nodes.
@@ -116,19 +114,8 @@ def test_jobs_that_start_together_share_the_free_threads(demo_data: Path, tmp_pa
     assert all(line.endswith(", 1 thread)") for line in starts[:2]), starts
 
 
-def _numbers(value, prefix: str = "") -> dict[str, float]:
-    if isinstance(value, dict):
-        return {k: v for key, item in value.items() for k, v in _numbers(item, f"{prefix}.{key}").items()}
-    if isinstance(value, list):
-        return {k: v for i, item in enumerate(value) for k, v in _numbers(item, f"{prefix}[{i}]").items()}
-    return {prefix: float(value)} if isinstance(value, (int, float)) and not isinstance(value, bool) else {}
-
-
 @pytest.mark.slow
 def test_nodes_side_by_side_on_one_thread_match_the_serial_run_on_two(demo_data: Path, tmp_path: Path) -> None:
-    from mirl.models import load_checkpoint
-    from mirl.pruning import load_mask, masks_equal
-
     serial = _lottery(tmp_path / "serial", demo_data, "--launcher", "inline", "--threads", "2")
     side = _lottery(tmp_path / "side", demo_data, "--launcher", "local", "--jobs", "2", "--threads", "1")
     assert serial.returncode == 0 and side.returncode == 0, serial.stderr[-1500:] + side.stderr[-1500:]
@@ -136,18 +123,6 @@ def test_nodes_side_by_side_on_one_thread_match_the_serial_run_on_two(demo_data:
     (a,), (b,) = list((tmp_path / "serial").iterdir()), list((tmp_path / "side").iterdir())
     assert "on cpu, 2 thread(s)" in (a / "log.txt").read_text() and "on cpu, 1 thread(s)" in (b / "log.txt").read_text()
     assert "cpu: " in (b / "log.txt").read_text() and "2 processes x 1 thread" in (b / "log.txt").read_text()
-    nodes = sorted(p.parent.relative_to(a) for p in a.glob("replicate_*/level_*/*/done.json"))
-    assert len(nodes) == 6 and nodes == sorted(p.parent.relative_to(b) for p in b.glob("replicate_*/level_*/*/done.json"))
-    worst_weight, worst_score = 0.0, 0.0
-    for node in nodes:
-        assert masks_equal(load_mask(paths.mask_file(a / node)), load_mask(paths.mask_file(b / node))), node
-        wa, wb = (load_checkpoint(paths.model_file(x / node))[0].state_dict() for x in (a, b))
-        assert wa.keys() == wb.keys()
-        worst_weight = max([worst_weight] + [float((wa[k].float() - wb[k].float()).abs().max()) for k in wa if wa[k].numel()])
-        sa, sb = (json.loads(paths.metrics_file(x / node).read_text()) for x in (a, b))
-        sa.pop("train"), sb.pop("train")
-        na, nb = _numbers(sa), _numbers(sb)
-        assert na.keys() == nb.keys(), node
-        worst_score = max([worst_score] + [abs(na[k] - nb[k]) for k in na if "seconds" not in k])
+    worst_weight, worst_score = largest_differences(a, b, nodes=6)
     print(f"largest weight difference {worst_weight:.2e}, largest score difference {worst_score:.2e}")
     assert worst_weight <= WEIGHT_ATOL and worst_score <= SCORE_ATOL
