@@ -90,7 +90,7 @@ def batched_speedup(cfg: StudyConfig, device: torch.device, width: int, steps: i
         True
     """
     from mirl.models.networks import build_network
-    from mirl.study.step import build_train_step
+    from mirl.study.step import build_train_step, time_steps
 
     settings = TrainSettings.from_study(cfg)
     shape = (cfg.batch_size, 3, cfg.patch_size, cfg.patch_size)
@@ -102,23 +102,7 @@ def batched_speedup(cfg: StudyConfig, device: torch.device, width: int, steps: i
                                   weight_decay=cfg.weight_decay, optimizer=cfg.optimizer, loss=cfg.loss)
         batched = BatchedStep(nets, [{}] * width, settings, device)
         xs, ys = x.expand(width, *shape).contiguous(), y.expand(width, *shape).contiguous()
-
-        def timed(step: Any, *batch: torch.Tensor) -> float:
-            for _ in range(warmup):
-                step(*batch)
-            _sync(device)
-            started = time.perf_counter()
-            for _ in range(steps):
-                step(*batch)
-            _sync(device)
-            return time.perf_counter() - started
-
-        return width * timed(serial, x, y) / timed(batched, xs, ys)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+        return width * time_steps(serial, (x, y), device, steps, warmup) / time_steps(batched, (xs, ys), device, steps, warmup)
 
 
 class BatchedStep:

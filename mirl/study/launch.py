@@ -108,14 +108,15 @@ def graph_summary(jobs: Sequence[Job], launcher: str = "inline", processes: int 
     Example:
         >>> from mirl.study.config import study_preset
         >>> graph_summary(job_graph(study_preset("smoke", {"rounds": 1, "branches": "random_reinit"})), "slurm")
-        ['launcher slurm: 3 of 3 jobs to submit, a job per node (afterok on the job it starts from); longest chain 3 jobs, up to 1 at once']
+        ['launcher slurm: 3 of 3 jobs to submit, a job per node (afterok on the jobs it starts from); longest chain 3 jobs, up to 1 at once']
     """
     done = set(finished)
     todo = [j for j in jobs if not set(j.nodes) <= done]
     chain, widest = graph_shape(jobs)
     shape = f"longest chain {chain} jobs, up to {widest} at once"
     if launcher == "slurm":
-        return [f"launcher slurm: {len(todo)} of {len(jobs)} jobs to submit, a job per node (afterok on the job it starts "
+        per = "node" if all(len(j.nodes) == 1 for j in jobs) else "group of nodes trained as one"
+        return [f"launcher slurm: {len(todo)} of {len(jobs)} jobs to submit, a job per {per} (afterok on the jobs it starts "
                 f"from); {shape}"]
     if launcher == "local":
         return [f"launcher local: {len(todo)} of {len(jobs)} jobs to run in {processes} process(es) here; {shape}"]

@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -104,7 +103,7 @@ def seconds_per_step(cfg: StudyConfig, steps: int = 10, warmup: int = 2) -> tupl
     from mirl.models.promptir import PromptIR
     from mirl.pruning.mask import full_mask
     from mirl.study.train import TrainSettings
-    from mirl.study.step import build_train_step
+    from mirl.study.step import build_train_step, time_steps
 
     device = resolve_device(cfg.device)
     with torch.random.fork_rng(devices=[]):
@@ -116,22 +115,9 @@ def seconds_per_step(cfg: StudyConfig, steps: int = 10, warmup: int = 2) -> tupl
         shape = (cfg.batch_size, 3, cfg.patch_size, cfg.patch_size)
         batch = torch.rand(shape, device=device), torch.rand(shape, device=device)
         model.train()
-        for _ in range(warmup):
-            step(*batch)
-        _sync(device)
-        started = time.perf_counter()
-        for _ in range(steps):
-            step(*batch)
-        _sync(device)
+        seconds = time_steps(step, batch, device, steps, warmup)
     name = f"CUDA: {torch.cuda.get_device_name(device)}" if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    return (time.perf_counter() - started) / steps, name
-
-
-def _sync(device: Any) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    return seconds / steps, name
 
 
 def _hours(seconds: float) -> str:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import time
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping
 
@@ -347,6 +348,26 @@ class StepOptions:
         return cls(amp=device.type == "cuda" and amp in ("auto", "bf16"), fused=impl == "fast",
                    channels_last=single_gpu, cuda_graph=single_gpu and cuda_graph == "auto",
                    compile=compile, compile_memory_budget=compile_memory_budget)
+
+
+def time_steps(step: Callable[..., object], batch: tuple[torch.Tensor, ...], device: torch.device, steps: int, warmup: int) -> float:
+    """Seconds that ``steps`` calls of ``step(*batch)`` take on ``device``, after ``warmup`` untimed
+    ones (the device is synchronised before and after).
+
+    Example:
+        >>> time_steps(lambda x: x + 1, (torch.zeros(2),), torch.device("cpu"), steps=2, warmup=1) >= 0
+        True
+    """
+    for _ in range(warmup):
+        step(*batch)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    for _ in range(steps):
+        step(*batch)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - started
 
 
 def build_train_step(
