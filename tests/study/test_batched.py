@@ -46,6 +46,42 @@ def test_a_batched_study_writes_the_masks_weights_and_scores_of_a_serial_one(dem
     assert worst_weight <= WEIGHT_ATOL and worst_score <= SCORE_ATOL
 
 
+@pytest.mark.slow
+def test_an_interrupted_batch_resumes_node_by_node(demo_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch killed after a checkpoint leaves each node its own train_state.pt; the next run
+    resumes those nodes alone, serially, and ends where an uninterrupted serial run does."""
+    from mirl.study import batched
+
+    sets = {**STUDY, "data": str(demo_data), "checkpoint_every": 2}
+    real, calls = batched.BatchedStep.__call__, [0]
+
+    def dies_in_level_1(self, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+        calls[0] += 1
+        if calls[0] == 6 + 3:  # the 3rd step of level 1's pair of tickets, after its checkpoint at step 2
+            raise RuntimeError("killed")
+        return real(self, xs, ys)
+
+    monkeypatch.setattr(batched.BatchedStep, "__call__", dies_in_level_1)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_study("smoke", {**sets, "batch_nodes": "2"}, out=tmp_path / "batched")
+    (study,) = (tmp_path / "batched").iterdir()
+    for r in (0, 1):
+        node = paths.level_dir(paths.replicate_dir(study, r), 1)
+        assert not paths.is_finished(node) and TrainState(paths.train_state_file(node)).load(torch.device("cpu"))["step"] == 2
+    monkeypatch.setattr(batched.BatchedStep, "__call__", real)
+    resumed = run_study("smoke", {**sets, "batch_nodes": "2"}, out=tmp_path / "batched")
+    log = (resumed / "log.txt").read_text()
+    assert log.count("trains alone: it resumes from its train_state.pt") == 2, log[-2000:]
+    summaries = {p.parent.relative_to(resumed).as_posix(): json.loads(p.read_text())["train"]
+                 for p in resumed.glob("replicate_*/level_*/*/metrics.json")}
+    assert {k: v["resumed_from"] for k, v in summaries.items() if v["resumed_from"]} == {
+        "replicate_0/level_1/main": 2, "replicate_1/level_1/main": 2}
+    assert summaries["replicate_0/level_1/random_reinit"]["execution"]["batched_with"] == 2
+    serial = run_study("smoke", {**sets, "batch_nodes": "1"}, out=tmp_path / "serial")
+    worst_weight, worst_score = largest_differences(serial, resumed, nodes=6)
+    assert worst_weight <= WEIGHT_ATOL and worst_score <= SCORE_ATOL, (worst_weight, worst_score)
+
+
 def _members(demo_data: Path, tmp_path: Path, settings: TrainSettings) -> list[Member]:
     """Two tiny networks of other seeds, each pruned by magnitude, with their own data seeds."""
     data = TrainDataset(demo_data, ["denoise_25", "derain"], patch_size=32, seed=0)
