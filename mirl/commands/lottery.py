@@ -175,10 +175,13 @@ def _cpu_launch(args: argparse.Namespace, plan: "StudyPlan", batch: int = 1) -> 
 def _cpu_note(cpu: "CpuPlan | None", launcher: str, batch: str = "") -> str | None:
     """The line the study logs (and writes to log.txt) about the processes and threads it runs on
     and the nodes it trains as one (``batch``: why that many)."""
-    lines = [f"cpu: {cpu.reason}"
-             f"{'; a job that runs alone gets every thread' if launcher == 'local' and not cpu.threads_given and cpu.processes > 1 else ''}"
-             f" (--launcher {launcher})"] if cpu is not None else []
-    return "; ".join(lines + ([batch] if batch else [])) or None
+    parts = []
+    if cpu is not None:
+        shared = "; a job that runs alone gets every thread" if launcher == "local" and not cpu.threads_given and cpu.processes > 1 else ""
+        parts.append(f"cpu: {cpu.reason}{shared} (--launcher {launcher})")
+    if batch:
+        parts.append(batch)
+    return "; ".join(parts) or None
 
 
 def _run_graph(args: argparse.Namespace, overrides: dict, plan: "StudyPlan", launcher: str, cpu: "CpuPlan | None" = None,

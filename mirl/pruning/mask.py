@@ -12,7 +12,7 @@ Example:
 from __future__ import annotations
 
 import os
-from typing import Any, Collection, Iterable, Mapping
+from typing import Any, Collection, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -49,9 +49,27 @@ class MaskApplier:
         missing = [n for n in mask if n not in params]
         if missing:
             raise KeyError(f"mask names {missing[:4]} are not parameters of the model")
-        self.params = [params[n] for n in mask]
+        self._prepare([params[n] for n in mask], [mask[n] for n in mask])
+
+    @classmethod
+    def for_tensors(cls, params: Sequence[torch.Tensor], masks: Sequence[torch.Tensor]) -> MaskApplier:
+        """An applier of ``masks[i]`` to ``params[i]``, tensors that are not one model's parameters
+        (the stacked weights of nodes trained as one, :mod:`mirl.study.batched`).
+
+        Example:
+            >>> w = torch.nn.Parameter(torch.ones(2, 3))
+            >>> MaskApplier.for_tensors([w], [torch.tensor([[True, False, True]] * 2)]).weights()
+            >>> w.sum().item()
+            4.0
+        """
+        applier = cls.__new__(cls)
+        applier._prepare(params, masks)
+        return applier
+
+    def _prepare(self, params: Sequence[torch.Tensor], masks: Sequence[torch.Tensor]) -> None:
+        self.params = list(params)
         # same device, dtype and memory format (channels-last weights) as the parameter
-        self.masks = [torch.empty_like(p, requires_grad=False).copy_(mask[n]) for n, p in zip(mask, self.params)]
+        self.masks = [torch.empty_like(p, requires_grad=False).copy_(m) for p, m in zip(self.params, masks)]
 
     @torch.no_grad()
     def weights(self) -> None:

@@ -30,6 +30,7 @@ from mirl import paths
 from mirl.paths import MAIN
 from mirl.device import follow_threads
 from mirl.errors import MirlError
+from mirl.pruning.mask import MaskApplier
 from mirl.study.config import StudyConfig
 from mirl.study.distributed import DistInfo
 from mirl.study.log import ScalarLog
@@ -107,8 +108,8 @@ def batched_speedup(cfg: StudyConfig, device: torch.device, width: int, steps: i
 
 class BatchedStep:
     """``step(xs, ys) -> losses``: one optimiser step of every member on its own batch
-    (``xs[i]``, ``ys[i]``); the members' losses (computed before the update) come back undetached
-    from the device as one tensor. The stacked weights live here; :meth:`unstack` writes them back.
+    (``xs[i]``, ``ys[i]``); the members' losses (computed before the update) come back detached, on
+    the device, as one tensor (not read, so the host does not wait). The stacked weights live here; :meth:`unstack` writes them back.
 
     Example:
         >>> from mirl.models import build_model
@@ -129,19 +130,18 @@ class BatchedStep:
         for net in nets[1:]:
             if {n: t.shape for n, t in net.state_dict().items()} != shapes:
                 raise MirlError("nodes trained as one need networks of one shape; set batch_nodes=1")
-        self.nets, self.device = list(nets), device
+        self.nets = list(nets)
         params, self.buffers = stack_module_state(self.nets)
         self.params = {n: p.detach().clone().requires_grad_() for n, p in params.items()}
         names = list(masks[0])
         if any(list(m) != names for m in masks):
             raise MirlError("nodes trained as one need masks of the same tensors; set batch_nodes=1")
-        self.masked = [self.params[n] for n in names]
-        self.masks = [torch.stack([m[n] for m in masks]).to(device, self.params[n].dtype) for n in names]
+        self.masker = MaskApplier.for_tensors([self.params[n] for n in names], [torch.stack([m[n] for m in masks]) for n in names])
         make = optimizers.entry(settings.optimizer).item
-        self.fused = settings.impl == "fast"
-        self.optimizer = make(list(self.params.values()), settings.lr, settings.weight_decay, fused=self.fused)
+        fused = settings.impl == "fast"
+        self.optimizer = make(list(self.params.values()), settings.lr, settings.weight_decay, fused=fused)
         # a serial optimiser per member, never stepped: it writes the member's state in the serial format
-        self.member_optimizers = [make(list(net.parameters()), settings.lr, settings.weight_decay, fused=self.fused)
+        self.member_optimizers = [make(list(net.parameters()), settings.lr, settings.weight_decay, fused=fused)
                                   for net in self.nets]
         self.amp = device.type == "cuda" and settings.amp in ("auto", "bf16")
         template = copy.deepcopy(self.nets[0]).to("meta")
@@ -163,13 +163,9 @@ class BatchedStep:
         self.optimizer.zero_grad(set_to_none=True)
         losses = self._losses(self.params, self.buffers, xs, ys)
         losses.sum().backward()
-        with torch.no_grad():
-            pairs = [(p.grad, m) for p, m in zip(self.masked, self.masks) if p.grad is not None]
-            if pairs:
-                torch._foreach_mul_([g for g, _ in pairs], [m for _, m in pairs])
-            self.optimizer.step()
-            if self.masked:
-                torch._foreach_mul_(self.masked, self.masks)
+        self.masker.grads()
+        self.optimizer.step()
+        self.masker.weights()
         return losses.detach()
 
     @torch.no_grad()

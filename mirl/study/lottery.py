@@ -515,17 +515,16 @@ def _run_nodes(study: _Study, nodes: Sequence[Node], theta: Mapping[int, Mapping
     """Train, save and score ``nodes`` (none waits for another) unless finished: those that can
     train together and have networks of one shape as one network, the others alone."""
     readies = [ready for ready in (_prepare_node(study, r, level, branch, theta[r]) for r, level, branch in nodes) if ready]
-    alone: list[_ReadyNode] = []
+    alone: list[_ReadyNode] = readies if len(readies) < 2 else []
     together: dict[tuple, list[_ReadyNode]] = {}
-    for ready in readies:
-        why = can_batch(ready.settings, ready.node, ready.on_step is not None, ready.start, study.dist) if len(readies) > 1 else "alone"
+    for ready in readies if len(readies) > 1 else ():
+        why = can_batch(ready.settings, ready.node, ready.on_step is not None, ready.start, study.dist)
         if why is None:
             shapes = tuple((n, tuple(t.shape)) for n, t in ready.net.state_dict().items())
             together.setdefault(shapes, []).append(ready)
         else:
             alone.append(ready)
-            if why != "alone":
-                log.info("replicate %d, level %d, %s trains alone: %s", ready.r, ready.level, ready.branch, why)
+            log.info("replicate %d, level %d, %s trains alone: %s", ready.r, ready.level, ready.branch, why)
     for group in together.values():
         if len(group) == 1:
             alone += group
