@@ -34,11 +34,13 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
+def atomic_open(path: str | os.PathLike, mode: str = "w", *, exclusive: bool = False) -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success fsync and rename it over ``path``.
 
     A full disk is a :class:`MirlError` that names ``path`` (the temporary is removed, and any
-    earlier ``path`` is left as it was).
+    earlier ``path`` is left as it was). ``exclusive``: never replace ``path``; when it exists by
+    the time the file is complete (another process was first), raise ``FileExistsError`` and
+    leave the other's file as it is.
     """
     path = Path(path)
     try:
@@ -53,12 +55,33 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        if exclusive:
+            _link_new(tmp, path)
+        else:
+            os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError):
             _raise_if_disk_full(exc, path)
         raise
+
+
+def _link_new(tmp: str, path: Path) -> None:
+    """Give the complete ``tmp`` the name ``path`` unless that exists (``FileExistsError``): a
+    hard link never replaces a file. Where the file system has no hard links, a plain rename
+    after a check (two processes then race for a moment; the last one wins)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        if path.exists():
+            raise FileExistsError(errno.EEXIST, "file exists", str(path)) from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
 
 
 def _raise_if_disk_full(exc: OSError, path: Path) -> None:
@@ -181,13 +204,14 @@ def read_json(path: str | os.PathLike, advice: str = "replace or remove it") -> 
         raise MirlError(f"{path} cannot be read ({str(exc)[:80]}); {advice}") from None
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to ``path`` atomically (load it back with ``weights_only=True``).
+def atomic_torch_save(obj: Any, path: str | os.PathLike, *, exclusive: bool = False) -> None:
+    """``torch.save`` to ``path`` atomically (load it back with ``weights_only=True``);
+    ``exclusive``: see :func:`atomic_open`.
 
     The file is serialised in memory first: written straight to a full disk, ``torch.save``
     fails with an opaque ``unexpected pos`` error; a plain write names the problem.
     """
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    with atomic_open(path, "wb") as handle:
+    with atomic_open(path, "wb", exclusive=exclusive) as handle:
         handle.write(buffer.getbuffer())

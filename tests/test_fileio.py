@@ -6,7 +6,6 @@ import errno
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import torch
@@ -74,3 +73,32 @@ def test_study_on_a_full_disk_says_so_and_resumes_after_space_is_freed(small_tmp
     assert main(args) == 0
     runs = list((small_tmpfs / "runs").glob("*/replicate_0/level_2/main/done.json"))
     assert runs, "the study did not finish after space was freed"
+
+
+def test_an_exclusive_write_never_replaces_a_file_another_process_made_first(tmp_path):
+    """Two processes pruning one level at once: the first mask saved is the level's."""
+    target = tmp_path / "mask.pt"
+    with pytest.raises(FileExistsError):
+        with atomic_open(target, exclusive=True) as handle:
+            handle.write("second")
+            target.write_text("first")  # the other process finishes while this one writes
+    assert target.read_text() == "first"
+    assert not list(tmp_path.glob(".*.tmp"))
+    fresh = tmp_path / "fresh.txt"
+    with atomic_open(fresh, exclusive=True) as handle:
+        handle.write("only")
+    assert fresh.read_text() == "only" and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_an_exclusive_write_without_hard_links_still_keeps_the_first_file(tmp_path, monkeypatch):
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "hard links not supported")
+
+    monkeypatch.setattr(os, "link", no_links)
+    target = tmp_path / "mask.pt"
+    with atomic_open(target, exclusive=True) as handle:
+        handle.write("first")
+    with pytest.raises(FileExistsError):
+        with atomic_open(target, exclusive=True) as handle:
+            handle.write("second")
+    assert target.read_text() == "first" and not list(tmp_path.glob(".*.tmp"))

@@ -9,7 +9,11 @@ subclass; the registry finds them all, so a new branch is one new file.
 
 Branches of one level are independent of each other and of later levels: their inputs are main's
 files of that level (and of level 0 for ``one_shot``), and their random draws come from a seed
-derived from (replicate seed, level, branch folder name) alone (:func:`branch_seed`).
+derived from (replicate seed, level, branch folder name) alone (:func:`branch_seed`). Main's mask
+and starting weights of level k exist as soon as main's level k - 1 is trained (the mask is saved
+into main's level-k folder by whichever of them starts first), so a branch of level k trains
+beside main's level k; a branch that reads main's *trained* level k (``needs_trained_level``:
+``stability``) waits for it.
 
 A branch declares its options (:class:`Option`, with a default and a help line, like a study
 setting) and a code ``version``; ``--set 'branches=[{name: random_prune, scope: global}]'`` runs
@@ -128,6 +132,7 @@ class Branch:
     label: ClassVar[str] = ""
     changes: ClassVar[str] = ""
     runs_at_level_zero: ClassVar[bool] = False
+    needs_trained_level: ClassVar[bool] = False  # reads main's trained level k: starts once it is done
     is_control: ClassVar[bool] = True  # a control is plotted and paired against the ticket
     scratch: ClassVar[bool] = False  # trains from step 0 with a fresh optimiser, even in a rewinding study
     version: ClassVar[int] = 1  # raise it when a change of this file changes the branch's results
@@ -267,6 +272,18 @@ def node_code(folder: str) -> dict[str, Any]:
     return {"version": int(branch.version), "options": dict(branch.settings)}
 
 
+def trained_main_levels(folder: str, level: int) -> int:
+    """How many of main's levels (0, 1, ...) a node must find trained before it starts: main's
+    level k starts from levels below k, and so does a branch of level k, unless it reads main's
+    trained level k itself (:attr:`Branch.needs_trained_level`).
+
+    Example:
+        >>> trained_main_levels("main", 2), trained_main_levels("random_reinit", 2), trained_main_levels("stability", 2)
+        (2, 2, 3)
+    """
+    return level if folder == "main" else level + int(get_branch(folder).needs_trained_level)
+
+
 def branch_label(name: str) -> str:
     """``main`` -> ``ticket``; a branch's label, with its non-default options; an unknown name as it is.
 
@@ -301,4 +318,4 @@ def branches_help() -> str:
 
 
 __all__ = ["MAIN_VERSION", "Branch", "BranchContext", "Option", "branch_label", "branch_seed", "branch_variant", "branches_help",
-           "get_branch", "node_code", "options_help", "registry"]
+           "get_branch", "node_code", "options_help", "registry", "trained_main_levels"]

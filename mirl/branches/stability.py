@@ -134,6 +134,7 @@ class Stability(Branch):
     label = "stability copy"
     changes = "SGD noise: another data order and degradation draws (same mask, same start); then the linear path"
     runs_at_level_zero = True
+    needs_trained_level = True  # the linear path ends at main's trained level k
     is_control = False
 
     def data_seed(self, ctx: BranchContext) -> int:

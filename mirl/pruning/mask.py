@@ -120,9 +120,11 @@ def sparsity_report(mask: Mapping[str, torch.Tensor], weights: Mapping[str, torc
     }
 
 
-def save_mask(path: str | os.PathLike, mask: Mapping[str, torch.Tensor]) -> None:
-    """Save a mask atomically (a dict of bool tensors; loads with ``weights_only=True``)."""
-    atomic_torch_save({n: m.detach().to("cpu", torch.bool) for n, m in mask.items()}, path)
+def save_mask(path: str | os.PathLike, mask: Mapping[str, torch.Tensor], *, exclusive: bool = False) -> None:
+    """Save a mask atomically (a dict of bool tensors; loads with ``weights_only=True``);
+    ``exclusive``: never over another process's mask (``FileExistsError``, see
+    :func:`mirl.fileio.atomic_open`)."""
+    atomic_torch_save({n: m.detach().to("cpu", torch.bool) for n, m in mask.items()}, path, exclusive=exclusive)
 
 
 def load_mask(path: str | os.PathLike, map_location: str | torch.device = "cpu",

@@ -1,6 +1,7 @@
 """A study as a job graph: one job per level of each replicate's main chain, one per branch of a
-level (started once that level's main job is done), replicates side by side; run by N local
-processes or submitted to SLURM through submitit.
+level (started beside that level's main job, once main's level before is done; the stability
+copy, which reads main's trained level, once that level's main job is done), replicates side by
+side; run by N local processes or submitted to SLURM through submitit.
 
 Jobs are safe to repeat: a job whose nodes are finished does nothing, an interrupted one resumes
 from its last checkpoint, and jobs of one study lock only the node they run
@@ -8,8 +9,13 @@ from its last checkpoint, and jobs of one study lock only the node they run
 
 Example:
     >>> from mirl.study.config import study_preset
-    >>> [(j.name, j.after) for j in job_graph(study_preset("smoke", {"rounds": 1, "branches": "random_reinit"}))]
-    [('r0-L0-main', ()), ('r0-L1-main', ('r0-L0-main',)), ('r0-L1-random_reinit', ('r0-L1-main',))]
+    >>> for job in job_graph(study_preset("smoke", {"rounds": 1, "branches": "random_reinit,stability"})):
+    ...     print(job.name, job.after)
+    r0-L0-main ()
+    r0-L0-stability ('r0-L0-main',)
+    r0-L1-main ('r0-L0-main',)
+    r0-L1-random_reinit ('r0-L0-main',)
+    r0-L1-stability ('r0-L1-main',)
 """
 
 from __future__ import annotations
@@ -70,6 +76,7 @@ def job_graph(cfg: Any, batch: int = 1) -> list[Job]:
         >>> [(j.name, j.after) for j in job_graph(study_preset("smoke", {"rounds": 1, "replicates": 2}), batch=2)]
         [('r0+r1-L0-main', ()), ('r0+r1-L1-main', ('r0+r1-L0-main',))]
     """
+    from mirl.branches import trained_main_levels
     from mirl.study.batched import batch_groups
     from mirl.study.lottery import study_nodes
 
@@ -77,7 +84,7 @@ def job_graph(cfg: Any, batch: int = 1) -> list[Job]:
     for group in batch_groups(study_nodes(cfg), batch):
         replicates, branches = dict.fromkeys(str(n[0]) for n in group), dict.fromkeys(n[2] for n in group)
         name = f"r{'+r'.join(replicates)}-L{group[0][1]}-{'+'.join(branches)}"
-        starts_from = [(n[0], n[1] - 1 if n[2] == "main" else n[1], "main") for n in group if n[2] != "main" or n[1]]
+        starts_from = [(r, trained - 1, "main") for r, level, branch in group if (trained := trained_main_levels(branch, level))]
         after = tuple(dict.fromkeys(job_of[n] for n in starts_from))
         jobs.append(Job(name, tuple(group), after))
         job_of.update({n: name for n in group})
@@ -89,8 +96,8 @@ def graph_shape(jobs: Sequence[Job]) -> tuple[int, int]:
 
     Example:
         >>> from mirl.study.config import study_preset
-        >>> graph_shape(job_graph(study_preset("smoke", {"rounds": 1, "replicates": 2, "branches": "random_reinit"})))
-        (3, 2)
+        >>> graph_shape(job_graph(study_preset("smoke", {"rounds": 1, "replicates": 2, "branches": "stability"})))
+        (3, 4)
     """
     from collections import Counter
 
@@ -108,7 +115,7 @@ def graph_summary(jobs: Sequence[Job], launcher: str = "inline", processes: int 
     Example:
         >>> from mirl.study.config import study_preset
         >>> graph_summary(job_graph(study_preset("smoke", {"rounds": 1, "branches": "random_reinit"})), "slurm")
-        ['launcher slurm: 3 of 3 jobs to submit, a job per node (afterok on the jobs it starts from); longest chain 3 jobs, up to 1 at once']
+        ['launcher slurm: 3 of 3 jobs to submit, a job per node (afterok on the jobs it starts from); longest chain 2 jobs, up to 2 at once']
     """
     done = set(finished)
     todo = [j for j in jobs if not set(j.nodes) <= done]

@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import torch
 
 from mirl import paths
-from mirl.branches import Branch, BranchContext, branch_seed, get_branch, node_code
+from mirl.branches import Branch, BranchContext, branch_seed, get_branch, node_code, trained_main_levels
 from mirl.study.config import StudyConfig, config_hash, dense_identity, non_default, recorded_config, run_name, study_preset
 from mirl.data.resolve import dataset_root, parse_repeats
 from mirl.device import resolve_device
@@ -105,6 +105,41 @@ def main_mask(cfg: StudyConfig, replicate: Path, level: int, template: Mapping[s
                        dataset=dataset, seed=replicate_seed(cfg, paths.replicate_number(replicate) or 0),
                        device=device or torch.device("cpu"))
     return prune_main(cfg.pruner, ctx)
+
+
+def level_mask(study: _Study, r: int, level: int, theta0: Mapping[str, torch.Tensor]) -> Mask:
+    """Main's mask at ``level``, made once: read from main's level folder when it is there (saved
+    by main, or by a branch of that level that started first), else pruned (:func:`main_mask`)
+    and saved there, never over another process's (the first file wins and every process uses it).
+
+    Example:
+        >>> mask = level_mask(study, 0, 1, theta0)   # doctest: +SKIP
+    """
+    cfg, dist = study.cfg, study.dist
+    replicate = replicate_dir(study.run_dir, r)
+    path, full = paths.mask_file(level_dir(replicate, level)), full_mask(theta0, cfg.rule, UNUSED)
+    mask = full
+    if dist.is_main:
+        if not path.exists():
+            previous = level_dir(replicate, level - 1)
+            if level > 0 and not paths.is_finished(previous):
+                raise MirlError(f"{path.parent}: main's mask of level {level} is pruned from its trained level {level - 1}, "
+                                f"which {previous} does not hold yet; run main's levels first")
+            _save_once(path, main_mask(cfg, replicate, level, theta0, study.train_set, study.device))
+        mask = load_mask(path, expected=full)
+    return broadcast_mask(mask, dist, study.device)
+
+
+def _save_once(path: Path, mask: Mask) -> None:
+    """Save ``mask`` at ``path`` unless another process saved one there first (then that one stays)."""
+    for _attempt in range(3):
+        try:
+            save_mask(path, mask, exclusive=True)
+        except FileExistsError:
+            return
+        except FileNotFoundError:
+            continue  # a job starting main's level removed the temporary as a dead one's: write it again
+        return
 
 
 def main_starting_weights(cfg: StudyConfig, replicate: Path, level: int, theta0: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -375,11 +410,15 @@ def _read_node_json(path: Path, what: str) -> dict[str, Any]:
 def branch_context(cfg: StudyConfig, replicate: Path, level: int, branch: str,
                    theta0: Mapping[str, torch.Tensor]) -> BranchContext:
     """What ``branch`` of ``level`` starts from: main's saved mask and starting weights of that
-    level (main's level must be finished), the replicate's seed and the branch's own seed."""
-    node = level_dir(replicate, level, branch)
-    if not paths.is_finished(level_dir(replicate, level)):
-        raise MirlError(f"{node}: a branch starts from main's finished level {level}, which {level_dir(replicate, level)} "
-                        "does not hold yet; run main's levels first")
+    level (saved once main's level - 1 is trained, :func:`level_mask`), the replicate's seed and
+    the branch's own seed."""
+    node, main = level_dir(replicate, level, branch), level_dir(replicate, level)
+    if trained_main_levels(branch, level) > level and not paths.is_finished(main):
+        raise MirlError(f"{node}: the branch reads main's trained level {level}, which {main} does not hold yet; "
+                        "run main's levels first")
+    if not paths.mask_file(main).is_file():
+        raise MirlError(f"{node}: a branch starts from main's mask of level {level}, which {main} does not hold yet; "
+                        f"run main's levels up to {level - 1} first")
     rep_seed = replicate_seed(cfg, paths.replicate_number(replicate) or 0)
     return BranchContext(cfg=cfg, replicate=replicate, replicate_seed=rep_seed, level=level,
                          seed=branch_seed(rep_seed, level, branch), theta0=theta0,
@@ -423,20 +462,19 @@ def _prepare_node(study: _Study, r: int, level: int, branch: str, theta0: Mappin
         log.info("replicate %d, level %d, %s: training in %s", r, level, branch, node)
     rep_seed = replicate_seed(cfg, r)
     rule: Branch | None = None if branch == MAIN else get_branch(branch)
+    if rule is not None and level > 0:
+        level_mask(study, r, level, theta0)  # main's mask of this level, saved by main or by the first branch to start
     ctx = branch_context(cfg, replicate, level, branch, theta0) if rule is not None else None
     other = rule.network_config(ctx) if rule is not None else None  # another network (dense_same_size)
     start = rule.starting_weights(ctx) if other is not None else None
     template = start if start is not None else theta0  # the shapes of the network that trains
     mask_path = paths.mask_file(node)
-    if mask_path.exists():  # an interrupted node: its mask was saved before training began
+    if rule is None:
+        mask = level_mask(study, r, level, theta0)
+    elif mask_path.exists():  # an interrupted node: its mask was saved before training began
         mask = load_mask(mask_path, expected=full_mask(template, cfg.rule, UNUSED))
     else:
-        if dist.is_main and other is not None:
-            mask = full_mask(template, cfg.rule, UNUSED)
-        elif dist.is_main:
-            mask = main_mask(cfg, replicate, level, theta0, study.train_set, device) if rule is None else rule.mask(ctx)
-        else:
-            mask = full_mask(template, cfg.rule, UNUSED)
+        mask = full_mask(template, cfg.rule, UNUSED) if other is not None or not dist.is_main else rule.mask(ctx)
         mask = broadcast_mask(mask, dist, device)
         if dist.is_main:
             save_mask(mask_path, mask)

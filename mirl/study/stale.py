@@ -3,8 +3,9 @@
 A finished node's ``done.json`` records the code version of its branch (main:
 :data:`mirl.branches.MAIN_VERSION`) and its options (:func:`mirl.branches.node_code`; a record
 without them was made by version 1 with the defaults). A node is stale when that record differs
-from the code now, or when a level of main it starts from (main's levels up to its own; main's
-level k itself starts from levels below k) is stale or not finished. ``mirl lottery`` refuses to
+from the code now, when a level of main it starts from (main's levels below its own; a branch
+that reads main's trained level k, levels up to its own) is stale or not finished, or when main's
+level k of a branch of level k is finished and stale (its mask was made by that code). ``mirl lottery`` refuses to
 mix stale nodes into a study; ``--rerun-stale`` retrains them (:func:`remove_stale`).
 
 Example:
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from mirl import paths
-from mirl.branches import node_code
+from mirl.branches import node_code, trained_main_levels
 from mirl.errors import MirlError
 from mirl.fileio import read_json
 
@@ -81,10 +82,16 @@ def node_stale(replicate: str | os.PathLike, level: int, branch: str) -> str | N
     own = _own_change(paths.level_dir(replicate, level, branch), branch)
     if own is not None:
         return own
-    for k in range(level + (branch != paths.MAIN)):
+    try:
+        needed = trained_main_levels(branch, level)
+    except MirlError:
+        needed = level + 1
+    for k in range(level + (branch != paths.MAIN)):  # a branch of level k reads main's mask of level k
         upstream = paths.level_dir(replicate, k)
         if not paths.is_finished(upstream):
-            return f"main level {k} is not finished (it will be trained again)"
+            if k < needed:
+                return f"main level {k} is not finished (it will be trained again)"
+            continue
         change = _own_change(upstream, paths.MAIN)
         if change is not None:
             return f"main level {k} is stale ({change})"

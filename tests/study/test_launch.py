@@ -18,8 +18,10 @@ def test_the_graph_runs_every_node_once_after_what_it_starts_from() -> None:
     for job in jobs:
         assert all(names.index(a) < names.index(job.name) for a in job.after)  # listed after what it waits for
         (r, level, branch), = job.nodes
-        expected = () if (branch == "main" and level == 0) else (f"r{r}-L{level - 1}-main",) if branch == "main" else (f"r{r}-L{level}-main",)
-        assert job.after == expected, job
+        # main's level k and the branches of level k start once main's level k - 1 is trained; the
+        # stability copy, which ends its linear path at main's trained level k, once level k is
+        starts_from = level if branch == "stability" else level - 1
+        assert job.after == ((f"r{r}-L{starts_from}-main",) if starts_from >= 0 else ()), job
     assert not any(a.startswith("r1") for j in jobs if j.name.startswith("r0") for a in j.after)  # replicates side by side
 
 

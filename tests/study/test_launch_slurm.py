@@ -87,8 +87,10 @@ def test_slurm_graph_completes_and_matches_a_serial_run(slurm, demo_data, graph_
     assert set(wait_for_slurm([j["job_id"] for j in jobs.values()]).values()) == {"COMPLETED"}
     assert len(jobs) == 10 and {tuple(n) for j in jobs.values() for n in j["nodes"]} == {
         (r, k, b) for r in (0, 1) for k, b in [(0, "main"), (0, "stability"), (1, "main"), (1, "random_reinit"), (1, "stability")]}
-    # a branch job waits for its level's main job, a level for the one before
-    assert jobs["r1-L1-random_reinit"]["after"] == ["r1-L1-main"] and jobs["r1-L1-main"]["after"] == ["r1-L0-main"]
+    # a level waits for the one before, and so does a branch of the level (it runs beside the level's main);
+    # the stability copy waits for its level's main, whose trained weights end its linear path
+    assert jobs["r1-L1-random_reinit"]["after"] == jobs["r1-L1-main"]["after"] == ["r1-L0-main"]
+    assert jobs["r1-L1-stability"]["after"] == ["r1-L1-main"]
     table = slurm.sacct([j["job_id"] for j in jobs.values()])
     print(table)
     rows = [line.split() for line in table.splitlines()[2:] if line.strip()]

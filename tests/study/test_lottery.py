@@ -237,8 +237,8 @@ def test_branches_run_in_any_order_with_the_same_files(tree, demo_data, tmp_path
             assert _comparable(json.loads(paths.metrics_file(a).read_text())) == _comparable(json.loads(paths.metrics_file(b).read_text()))
 
 
-def test_a_branch_needs_its_main_level(demo_data, tmp_path):
-    with pytest.raises(MirlError, match="starts from main's finished level 1"):
+def test_a_branch_needs_the_main_level_its_mask_is_pruned_from(demo_data, tmp_path):
+    with pytest.raises(MirlError, match="main's mask of level 1 is pruned from its trained level 0, which .*level_0/main does not hold yet"):
         run_study("smoke", {"data": str(demo_data), "branches": "random_reinit", **FAST}, out=tmp_path, nodes=[(0, 1, "random_reinit")])
 
 

@@ -85,8 +85,8 @@ def test_the_dry_run_of_the_largest_study_allowed_takes_seconds(tmp_path: Path) 
     assert proc.returncode == 0, proc.stderr
     nodes = bounds["replicates"] * (2 * bounds["rounds"] + 1)
     assert f"nodes: {nodes} (0 finished, {nodes} to train)" in proc.stdout
-    # a level's main and the branch of the level before it run side by side in every replicate
-    assert f"longest chain {bounds['rounds'] + 2} jobs, up to {2 * bounds['replicates']} at once" in proc.stdout
+    # a level's main and its branch run side by side in every replicate, both after main's level before
+    assert f"longest chain {bounds['rounds'] + 1} jobs, up to {2 * bounds['replicates']} at once" in proc.stdout
     assert len(proc.stdout.splitlines()) < 60 and "more replicate and level lines" in proc.stdout
     assert os.listdir(tmp_path) == []
 
