@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from mirl import paths
+from mirl.branches import get_branch
 from mirl.study.config import StudyConfig, run_name, study_preset
 
 # The recorded GPU figure the paper-scale estimate is read against (docs/benchmarks.md, "GPU: one H200").
@@ -155,8 +156,9 @@ def format_plan(plan: StudyPlan, step_seconds: float | None, timed_on: str) -> s
     if plan.train_samples is not None:
         tests = ", ".join(f"{task} {n}" for task, n in plan.test_images.items())
         lines.append(f"  training samples per epoch before capping: {plan.train_samples}; test images: {tests}")
-    lines += ["  job graph: main level k after main level k-1; each branch of level k after main level k"
-              + ("; one_shot also after level 0" if "one_shot" in cfg.branches else ""),
+    waits = [b for b in cfg.branches if get_branch(b).needs_trained_level]
+    lines += ["  job graph: main level k and its branches after main level k-1"
+              + (f"; {', '.join(waits)} after main level k (reads its trained weights)" if waits else ""),
               f"  nodes: {len(plan.nodes)} ({len(plan.finished)} finished, {len(plan.todo)} to train)"]
     lines += _node_lines(plan)
     if plan.steps_per_node is None:
