@@ -14,7 +14,9 @@ image), so no photo is left out; test images whose names carry no photo (a bench
 all scored. Beside the barrier, ``metrics.json`` records the gain over the degraded input at both
 ends (a barrier is large or small against that) and the distance ratio
 ||theta_A - theta_B|| / ||theta_A - theta_start|| (how far apart SGD noise takes the two copies,
-against how far training moved main from the start both copies share).
+against how far training moved main from the start both copies share). The ``evaluate`` a study
+passes reads the path's ends off the scores both trained copies already have, when they cover
+every test image (:func:`mirl.study.lottery._known_scores`).
 
 Example:
     >>> barrier([{"alpha": 0.0, "psnr": 30.0}, {"alpha": 0.5, "psnr": 28.0}, {"alpha": 1.0, "psnr": 29.0}])

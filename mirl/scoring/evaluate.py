@@ -128,20 +128,45 @@ def evaluate_model(
                               "input_psnr": psnr(degraded, item["clean"], convention), "input_ssim": ssim(degraded, item["clean"], convention)})
             if save_dir is not None:
                 write_image(Path(save_dir) / task / f"{item['name']}.png", to_uint8(out))
-        mean, identical = mean_psnr([r["psnr"] for r in per_image])
-        input_mean, input_identical = mean_psnr([r["input_psnr"] for r in per_image])
-        results["tasks"][task] = {
-            "psnr": mean,
-            "ssim": sum(r["ssim"] for r in per_image) / len(per_image),
-            "input_psnr": input_mean,
-            "input_ssim": sum(r["input_ssim"] for r in per_image) / len(per_image),
-            "images": len(per_image),
-            "psnr_identical": identical,
-            "input_psnr_identical": input_identical,
-            "skipped": [list(s) for s in ds.skipped],
-            "per_image": per_image,
-        }
+        results["tasks"][task] = _task_scores(per_image, [list(s) for s in ds.skipped])
     return results
+
+
+def _task_scores(per_image: list[dict[str, Any]], skipped: list[list[str]]) -> dict[str, Any]:
+    """One task's entry of :func:`evaluate_model`'s results, from its per-image scores."""
+    mean, identical = mean_psnr([r["psnr"] for r in per_image])
+    input_mean, input_identical = mean_psnr([r["input_psnr"] for r in per_image])
+    return {
+        "psnr": mean,
+        "ssim": sum(r["ssim"] for r in per_image) / len(per_image),
+        "input_psnr": input_mean,
+        "input_ssim": sum(r["input_ssim"] for r in per_image) / len(per_image),
+        "images": len(per_image),
+        "psnr_identical": identical,
+        "input_psnr_identical": input_identical,
+        "skipped": skipped,
+        "per_image": per_image,
+    }
+
+
+def subset_results(results: dict[str, Any], limit: int | None = None,
+                   select: Callable[[Sequence[str]], Sequence[int]] | None = None) -> dict[str, Any]:
+    """What :func:`evaluate_model` returns for fewer images (the first ``limit`` of each task, or
+    those ``select`` picks), read from its ``results`` for every image of each task instead of
+    restoring them again.
+
+    Example:
+        >>> rows = [{"name": n, "psnr": p, "ssim": 0.5, "input_psnr": 20.0, "input_ssim": 0.4} for n, p in (("a", 30.0), ("b", 32.0))]
+        >>> full = {"convention": "upstream", "tasks": {"derain": {"per_image": rows, "skipped": []}}}
+        >>> subset_results(full, select=lambda names: [names.index("b")])["tasks"]["derain"]["psnr"]
+        32.0
+    """
+    tasks = {}
+    for task, scores in results["tasks"].items():
+        rows = scores["per_image"]
+        chosen = _selected(select, [r["name"] for r in rows]) if select is not None else range(min(limit or len(rows), len(rows)))
+        tasks[task] = _task_scores([rows[i] for i in chosen], scores["skipped"])
+    return {**results, "tasks": tasks}
 
 
 def _selected(select: Callable[[Sequence[str]], Sequence[int]], names: list[str]) -> list[int]:
@@ -287,4 +312,5 @@ def find_checkpoints(run_or_checkpoint: str | os.PathLike) -> list[tuple[str, Pa
     return [(d.parent.name, paths.model_file(d)) for d in found]
 
 
-__all__ = ["EvalSettings", "check_limit", "evaluate_model", "find_checkpoints", "format_table", "mean_psnr", "results_rows", "write_results_table"]
+__all__ = ["EvalSettings", "check_limit", "evaluate_model", "find_checkpoints", "format_table", "mean_psnr", "results_rows", "subset_results",
+           "write_results_table"]

@@ -167,15 +167,36 @@ def warn_collapse(level: int, empty: list[str], cfg: StudyConfig) -> None:
     )
 
 
-def _evaluate(net: torch.nn.Module, study: _Study, limit: int | Callable[[Sequence[str]], Sequence[int]] = 0) -> dict[str, Any]:
-    """Score ``net`` on the study's test images: the first ``limit`` (0: eval_limit's) or those a selection picks."""
-    from mirl.scoring.evaluate import EvalSettings, evaluate_model
+def _evaluate(net: torch.nn.Module, study: _Study, limit: int | Callable[[Sequence[str]], Sequence[int]] = 0,
+              known: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """Score ``net`` on the study's test images: the first ``limit`` (0: eval_limit's) or those a
+    selection picks. ``known``: scores on every test image by weights fingerprint; a network among
+    them is not restored again, its scores are read off (the linear path's ends)."""
+    from mirl.scoring.evaluate import EvalSettings, evaluate_model, subset_results
 
     cfg = study.cfg
     select = limit if callable(limit) else None
-    settings = EvalSettings(convention=cfg.convention, pad=cfg.test_pad, select=select,
-                            limit=None if select is not None else (limit or cfg.eval_limit) or None)
+    first = None if select is not None else (limit or cfg.eval_limit) or None
+    full = known.get(weights_fingerprint(net.state_dict())) if known else None
+    if full is not None:
+        return subset_results(full, first, select)
+    settings = EvalSettings(convention=cfg.convention, pad=cfg.test_pad, select=select, limit=first)
     return evaluate_model(net, study.data_root, list(cfg.tasks), settings, device=study.device, progress=cfg.progress)
+
+
+def _known_scores(study: _Study, ready: "_ReadyNode", weights: str, scores: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """Scores on every test image by weights fingerprint, for what a branch scores after training:
+    the node's own, and main's of the same level when it is finished (none when ``eval_limit``
+    leaves images out)."""
+    if study.cfg.eval_limit:
+        return {}
+    known = {weights: scores}
+    main = level_dir(replicate_dir(study.run_dir, ready.r), ready.level)
+    if ready.rule is not None and paths.is_finished(main):
+        done, metrics = _read_node_json(paths.done_file(main), "done marker"), _read_node_json(paths.metrics_file(main), "scores")
+        if isinstance(done.get("weights"), str) and isinstance(metrics.get("tasks"), dict):
+            known[done["weights"]] = {"convention": metrics.get("convention"), "tasks": metrics["tasks"]}
+    return known
 
 
 def _level_metrics(level: int, report: Mapping[str, Any], scores: Mapping[str, Any], train: Mapping[str, Any]) -> dict[str, Any]:
@@ -534,11 +555,13 @@ def _finish_node(study: _Study, ready: _ReadyNode, summary: dict[str, Any]) -> N
         save_checkpoint(paths.model_file(node), net, metadata={"run": study.name, "replicate": r, "level": level,
                                                                "branch": branch, "density_prunable": ready.report["prunable"]["density"]})
         scores = _evaluate(net, study)
-        extra = rule.after_training(ready.ctx, net, lambda n, limit: _evaluate(n, study, limit)) if rule is not None else {}
+        weights = weights_fingerprint(net.state_dict())
+        known = _known_scores(study, ready, weights, scores) if rule is not None else {}
+        extra = rule.after_training(ready.ctx, net, lambda n, limit: _evaluate(n, study, limit, known)) if rule is not None else {}
         summary["level_seconds"] = round(time.perf_counter() - ready.started, 2)
         _log_scores(node, f"replicate {r}, level {level}, {branch}", scores, summary)
         record = {"study": study.name, "hash": study.hash, **ready.identity, **node_code(branch),
-                  "weights": weights_fingerprint(net.state_dict())}
+                  "weights": weights}
         curve = ready.curve
         atomic_write_json(paths.metrics_file(node), {**_level_metrics(level, ready.report, scores, summary), **record,
                                                       "data_seed": ready.settings.seed, **extra,

@@ -170,6 +170,29 @@ def test_stability_path_starts_at_the_ticket(tree):
             assert stab["data_seed"] != main["data_seed"]
 
 
+def test_the_path_ends_are_read_off_the_scores_of_both_trained_copies(demo_data, tmp_path, monkeypatch):
+    """With every test image scored (eval_limit=0), the path's alpha 0 and 1 are main's and the
+    copy's own scores on the path's images: 7 restorations of the path for 9 points, the same
+    numbers as restoring them again."""
+    import mirl.scoring.evaluate
+
+    settings = {"data": str(demo_data), "rounds": 1, "branches": "stability", "eval_limit": 0, **FAST}
+    study = run_study("smoke", settings, out=tmp_path, nodes=[(0, 0, "main"), (0, 1, "main")])
+    calls = []
+    real = mirl.scoring.evaluate.evaluate_model
+    monkeypatch.setattr(mirl.scoring.evaluate, "evaluate_model", lambda *a, **k: calls.append(1) or real(*a, **k))
+    run_study("smoke", settings, out=tmp_path, nodes=[(0, 1, "stability")])
+    assert len(calls) == 1 + 7  # the copy's own scores, then the path's inner points
+    replicate = paths.replicate_dir(study, 0)
+    stab = json.loads(paths.metrics_file(paths.level_dir(replicate, 1, "stability")).read_text())
+    for point, node in ((stab["path"][0], paths.level_dir(replicate, 1)), (stab["path"][-1], paths.level_dir(replicate, 1, "stability"))):
+        again = _scores_on(node, study, stab["path_images"])
+        assert point["per_image"].keys() == again.keys()
+        for task, scores in again.items():
+            assert point["per_image"][task] == pytest.approx(scores, abs=1e-9)
+            assert point["tasks"][task] == pytest.approx(sum(scores.values()) / len(scores), abs=1e-9)
+
+
 def _scores_on(node: Path, study: Path, names: dict[str, list[str]]) -> dict[str, dict[str, float]]:
     """Per-image PSNR of ``node``'s trained network on exactly ``names`` (task -> test images)."""
     from mirl.scoring.evaluate import EvalSettings, evaluate_model
