@@ -32,7 +32,8 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path, monkeypatch:
     assert f"nodes: {len(nodes)} (0 finished, {len(nodes)} to train)" in out
     assert f"steps: {cfg.epochs * cfg.steps_per_epoch} per node, {steps:,} to train" in out
     assert f"= {steps * 0.5 / 60:.1f} min of given time" in out
-    assert "one_shot also after level 0" in out and "replicate 1 level 2: main, random_reinit, one_shot, stability" in out
+    assert "main level k and its branches after main level k-1; stability after main level k" in out
+    assert "replicate 1 level 2: main, random_reinit, one_shot, stability" in out
 
 
 def test_dry_run_times_steps_on_this_device_and_counts_finished_nodes(smoke_run: Path, demo_data: Path, capsys) -> None:
