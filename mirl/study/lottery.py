@@ -192,7 +192,7 @@ def _known_scores(study: _Study, ready: "_ReadyNode", weights: str, scores: Mapp
         return {}
     known = {weights: scores}
     main = level_dir(replicate_dir(study.run_dir, ready.r), ready.level)
-    if ready.rule is not None and paths.is_finished(main):
+    if paths.is_finished(main):
         done, metrics = _read_node_json(paths.done_file(main), "done marker"), _read_node_json(paths.metrics_file(main), "scores")
         if isinstance(done.get("weights"), str) and isinstance(metrics.get("tasks"), dict):
             known[done["weights"]] = {"convention": metrics.get("convention"), "tasks": metrics["tasks"]}
